@@ -212,6 +212,63 @@ class MarketInfo:
     status: MarketStatus = MarketStatus.OPEN
     start_time: datetime | None = None
     title: str = ""
+    sides: tuple[MarketSideInfo, ...] = ()
+    sports_market_type: str = ""
+
+
+@attrs.frozen(slots=True)
+class MarketSideInfo:
+    """One side of a market (`marketSides[]`): `long` is True for the YES side."""
+
+    side_id: str
+    long: bool
+    description: str = ""
+    team_id: str = ""
+
+
+@attrs.frozen(slots=True)
+class TeamInfo:
+    """A team of an exchange event; `provider_ids` pairs (provider, id), e.g. ("PROVIDER_OPTICODDS", "AAAA11112222")."""
+
+    team_id: str
+    name: str
+    abbreviation: str = ""
+    league: str = ""
+    provider_ids: tuple[tuple[str, str], ...] = ()
+
+    def provider_id(self, provider: str) -> str | None:
+        for p, i in self.provider_ids:
+            if p == provider:
+                return i
+        return None
+
+
+@attrs.frozen(slots=True)
+class EventInfo:
+    """An exchange event (one game) with its teams and the slugs of its markets."""
+
+    event_id: str
+    slug: str
+    title: str = ""
+    start_time: datetime | None = None
+    series_slug: str = ""
+    teams: tuple[TeamInfo, ...] = ()
+    market_slugs: tuple[str, ...] = ()
+    market_ids: tuple[str, ...] = ()
+
+
+@attrs.frozen(slots=True)
+class MappedMarketSide:
+    """A partner (OpticOdds) selection mapped onto an exchange market side (reference §11)."""
+
+    market_side_id: str
+    market_id: str
+    event_id: str
+    external_event_id: str = ""
+    external_market_type: str = ""
+    external_normalized_selection: str = ""
+    external_selection_line: str = ""
+    external_points: str = ""
 
 
 @attrs.frozen(slots=True)
