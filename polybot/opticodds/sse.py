@@ -1,0 +1,113 @@
+"""Incremental Server-Sent Events parser (the WHATWG "event stream interpretation" algorithm).
+
+Feed it byte chunks exactly as they come off the socket; it returns the events completed so far.
+Traps it handles:
+- a chunk can end anywhere, even inside a UTF-8 sequence or between the `\\r` and `\\n` of a CRLF,
+  so undecoded bytes and a trailing `\\r` are held back until the next chunk;
+- lines end with CRLF, LF or a lone CR; a UTF-8 BOM may open the stream;
+- `data:` lines accumulate (joined with `\\n`); an event with no data is not dispatched;
+- `:`-prefixed lines are comments (counted so a caller can treat them as signs of life);
+- `id:` persists across events (the "last event id"), an id containing NUL is ignored;
+- `retry:` is honoured only when it is all ASCII digits.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+import attrs
+
+
+@attrs.frozen(slots=True)
+class SSEEvent:
+    event: str  # "message" when the frame had no event: line
+    data: str
+    id: str | None  # the last event id in force when this event was dispatched
+    retry_ms: int | None = None  # the reconnection time in force (the last valid retry: seen)
+
+
+class SSEParser:
+    __slots__ = (
+        "_data",
+        "_decoder",
+        "_event",
+        "_first",
+        "_pending",
+        "_pending_cr",
+        "comments",
+        "last_event_id",
+        "retry_ms",
+    )
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""  # text of an unfinished line
+        self._pending_cr = False  # the previous chunk ended with \r: a following \n belongs to it
+        self._first = True
+        self._event = ""
+        self._data: list[str] = []
+        self.last_event_id: str | None = None
+        self.retry_ms: int | None = None
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        text = self._decoder.decode(chunk)
+        if self._first and text:
+            self._first = False
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = False
+        buf = self._pending + text
+        out: list[SSEEvent] = []
+        start = 0
+        i = 0
+        n = len(buf)
+        while i < n:
+            c = buf[i]
+            if c == "\r" or c == "\n":
+                ev = self._line(buf[start:i])
+                if ev is not None:
+                    out.append(ev)
+                if c == "\r":
+                    if i + 1 < n:
+                        if buf[i + 1] == "\n":
+                            i += 1
+                    else:
+                        self._pending_cr = True
+                i += 1
+                start = i
+            else:
+                i += 1
+        self._pending = buf[start:]
+        return out
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            self.comments += 1
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            if "\0" not in value:
+                self.last_event_id = value
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self.retry_ms = int(value)
+        # any other field name is ignored, as the standard says
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        event, data = self._event or "message", self._data
+        self._event, self._data = "", []
+        if not data:
+            return None
+        return SSEEvent(event=event, data="\n".join(data), id=self.last_event_id, retry_ms=self.retry_ms)

@@ -1,0 +1,79 @@
+"""The SSE parser: framing, multi-line data, comments, ids, retry hints, arbitrary chunking."""
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from polybot.opticodds.sse import SSEEvent, SSEParser
+
+STREAM = (
+    b"event: connected\nretry: 5000\ndata: ok go\n\n"
+    b": keep-alive comment\n\n"
+    b"event: ping\nretry: 5000\ndata: 2026-11-05T23:59:55Z\n\n"
+    b'event: odds\nid: 1793920001234-0\nretry: 5000\ndata: {"a":\ndata: 1}\n\n'
+)
+
+EXPECTED = [
+    SSEEvent("connected", "ok go", None, 5000),
+    SSEEvent("ping", "2026-11-05T23:59:55Z", None, 5000),
+    SSEEvent("odds", '{"a":\n1}', "1793920001234-0", 5000),
+]
+
+
+def test_parses_events_with_multiline_data_ids_and_retry():
+    p = SSEParser()
+    assert p.feed(STREAM) == EXPECTED
+    assert p.comments == 1
+    assert p.last_event_id == "1793920001234-0"
+    assert p.retry_ms == 5000
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
+def test_any_chunking_of_the_bytes_gives_the_same_events(cuts):
+    p = SSEParser()
+    out = []
+    bounds = [0, *sorted(cuts), len(STREAM)]
+    for a, b in itertools.pairwise(bounds):
+        out += p.feed(STREAM[a:b])
+    assert out == EXPECTED
+
+
+def test_crlf_and_lone_cr_line_endings_split_across_chunks():
+    p = SSEParser()
+    out = p.feed(b"data: a\r")
+    out += p.feed(b"\ndata: b\r\r")
+    out += p.feed(b"data: c\r\n\r\n")
+    assert [e.data for e in out] == ["a\nb", "c"]
+
+
+def test_utf8_sequence_split_across_chunks_decodes_intact():
+    raw = "data: Atlético\n\n".encode()
+    cut = raw.index("é".encode()) + 1
+    p = SSEParser()
+    assert p.feed(raw[:cut]) == []
+    assert [e.data for e in p.feed(raw[cut:])] == ["Atlético"]
+
+
+def test_event_without_data_is_not_dispatched_and_does_not_leak_its_name():
+    p = SSEParser()
+    assert p.feed(b"event: odds\n\ndata: x\n\n") == [SSEEvent("message", "x", None, None)]
+
+
+def test_bom_field_without_colon_and_unknown_fields():
+    p = SSEParser()
+    out = p.feed(b"\xef\xbb\xbfdata\nfoo: bar\ndata:no-space\n\n")
+    assert [e.data for e in out] == ["\nno-space"]
+
+
+def test_invalid_retry_and_nul_id_are_ignored():
+    p = SSEParser()
+    out = p.feed(b"retry: 5x\nid: a\x00b\ndata: 1\n\nretry: 250\nid: 7\ndata: 2\n\n")
+    assert out == [SSEEvent("message", "1", None, None), SSEEvent("message", "2", "7", 250)]
+
+
+def test_incomplete_trailing_event_waits_for_its_blank_line():
+    p = SSEParser()
+    assert p.feed(b"event: ping\ndata: t") == []
+    assert p.feed(b"\n") == []
+    assert p.feed(b"\n") == [SSEEvent("ping", "t", None, None)]
