@@ -1,0 +1,225 @@
+"""`python -m polybot`: the command line.
+
+Exit codes are part of the interface (systemd's `RestartPreventExitStatus=2 78` relies on them):
+0 clean, 2 bad configuration, 3 not implemented, 4 an operator request written but not acknowledged
+by a running bot, 78 fatal and not worth restarting (credentials rejected), anything else a crash.
+
+Each command validates only the settings it needs: `report`, `halt` and `resume` read only
+`DATA_DIR`, so they work in an emergency with a broken `.env`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from polybot import config
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_NOT_IMPLEMENTED = 3
+EXIT_NOT_ACKNOWLEDGED = 4
+EXIT_FATAL = 78
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _env(args: argparse.Namespace) -> dict[str, str]:
+    return config.environment(args.env_file)
+
+
+def load_settings_or_exit(args: argparse.Namespace) -> config.Settings:
+    """Full validation; on any problem print one line per problem and exit 2."""
+    try:
+        return config.load_settings(_env(args), warn=lambda w: _err(f"polybot: warning: {w}"))
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            _err(f"polybot: bad setting: {problem}")
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def data_dir_or_exit(args: argparse.Namespace) -> Path:
+    if getattr(args, "data_dir", None):
+        return Path(args.data_dir)
+    try:
+        return config.load_data_dir(_env(args))
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            _err(f"polybot: bad setting: {problem}")
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def _optional(module: str, attr: str) -> Callable[..., int] | None:
+    """A command implemented by a module that may not exist yet in this build."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+    return getattr(mod, attr, None)
+
+
+def _not_implemented(what: str) -> int:
+    _err(f"polybot: {what} is not implemented yet")
+    return EXIT_NOT_IMPLEMENTED
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = load_settings_or_exit(args)
+    rows = settings.effective()
+    width = max(len(name) for name, _ in rows)
+    print("polybot: configuration is valid. Effective settings (secrets shown as ***):")
+    for name, shown in rows:
+        print(f"  {name:<{width}} = {shown}")
+    if settings.opticodds_api_key is None:
+        print("note: OPTICODDS_API_KEY is not set: the bot will run but cannot price, so it never trades")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    run = _optional("polybot.app", "main")
+    if run is None:
+        return _not_implemented("run")
+    return run(args)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    sim_main = _optional("polybot.sim.server", "main")
+    if sim_main is None:
+        return _not_implemented("sim")
+    return sim_main(list(args.sim_args))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    report = _optional("polybot.report", "main")
+    if report is None:
+        return _not_implemented("report")
+    return report(data_dir_or_exit(args), as_json=args.json)
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    halt = _optional("polybot.operator", "halt")
+    if halt is None:
+        return _not_implemented("halt")
+    return halt(data_dir_or_exit(args))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    resume = _optional("polybot.operator", "resume")
+    if resume is None:
+        return _not_implemented("resume")
+    return resume(data_dir_or_exit(args))
+
+
+def cmd_cancel_all(args: argparse.Namespace) -> int:
+    fn = _optional("polybot.operator", "cancel_all")
+    if fn is None:
+        return _not_implemented("cancel-all")
+    return fn(args)
+
+
+def cmd_flatten(args: argparse.Namespace) -> int:
+    fn = _optional("polybot.operator", "flatten")
+    if fn is None:
+        return _not_implemented("flatten")
+    return fn(args)
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", type=Path, default=None, metavar="PATH",
+                        help="read settings from this .env file (default: ./.env if present); "
+                             "the real environment wins over the file")
+    p = argparse.ArgumentParser(
+        prog="polybot",
+        description="Polymarket US sports trading bot: fair value from sportsbook odds, "
+                    "fractional Kelly sizing, hard risk limits, paper or live.",
+        epilog="Exit codes: 0 ok, 2 bad configuration, 3 not implemented, 4 not acknowledged by a "
+               "running bot, 78 fatal (credentials rejected).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run the bot (paper or live, per TRADING_MODE)",
+                         description="Run the supervised bot. With --sim: no configuration and no "
+                                     "network needed; starts a local exchange and odds feed "
+                                     "in-process and trades them in paper mode.")
+    run.add_argument("--sim", action="store_true",
+                     help="run against the bundled local exchange and odds feed (ignores .env)")
+    run.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="with --sim: stop after S seconds and print a summary")
+    run.add_argument("--seed", type=int, default=1, metavar="N", help="with --sim: scenario seed")
+    run.add_argument("--live", action="store_true",
+                     help="with --sim: live mode (real REST orders) against the local exchange")
+    run.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="with --sim: keep state here instead of a temporary directory")
+    run.add_argument("--sim-credentials", type=Path, default=None, metavar="FILE",
+                     help="point an ordinary run at a `polybot sim` started separately "
+                          "(URLs, keys, and MARKET_SLUGS when unset)")
+    run.set_defaults(func=cmd_run)
+
+    sim = sub.add_parser("sim", add_help=False, help="run the local Polymarket US exchange "
+                         "(and local OpticOdds) standalone; `polybot sim --help` for options")
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=cmd_sim)
+
+    check = sub.add_parser("check", parents=[common], help="validate the settings and print them "
+                           "(secrets shown as ***)")
+    check.set_defaults(func=cmd_check)
+
+    report = sub.add_parser("report", parents=[common], help="P&L, positions, fees, rejections and "
+                            "closing-line value from the database (needs only DATA_DIR)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument("--data-dir", default=None, metavar="DIR", help="override DATA_DIR")
+    report.set_defaults(func=cmd_report)
+
+    halt = sub.add_parser("halt", parents=[common], help="halt trading now (creates DATA_DIR/KILL; "
+                          "works with the bot down, and then holds from its next start)")
+    halt.add_argument("--data-dir", default=None, metavar="DIR", help="override DATA_DIR")
+    halt.set_defaults(func=cmd_halt)
+
+    resume = sub.add_parser("resume", parents=[common], help="remove the kill file and ask the bot "
+                            "to clear a drawdown halt")
+    resume.add_argument("--data-dir", default=None, metavar="DIR", help="override DATA_DIR")
+    resume.set_defaults(func=cmd_resume)
+
+    cancel_all = sub.add_parser("cancel-all", parents=[common], help="ask the running bot to cancel "
+                                "its open orders (trading goes on; use halt to pause)")
+    cancel_all.add_argument("--direct", action="store_true",
+                            help="without a running bot: call the exchange's slug-scoped cancel for "
+                                 "the configured markets (also cancels orders the bot did not place)")
+    cancel_all.set_defaults(func=cmd_cancel_all)
+
+    flatten = sub.add_parser("flatten", parents=[common], help="ask the running bot to close every "
+                             "position in the configured markets with IOC orders")
+    flatten.set_defaults(func=cmd_flatten)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "sim":  # the simulator owns its own options (and --help)
+        sim_main = _optional("polybot.sim.server", "main")
+        if sim_main is None:
+            return _not_implemented("sim")
+        return int(sim_main(argv[1:]))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            _err(f"polybot: bad setting: {problem}")
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,78 @@
+import io
+import json
+import logging
+
+import pytest
+
+from polybot.logs import TRADES_LOGGER, configure_logging, trade_event
+
+SECRET = "s3cr3t-key-material-AAAA"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    yield
+    configure_logging(level="WARNING")  # drop the test's handlers (and their open files)
+
+
+def test_json_lines_parse_and_carry_structured_fields():
+    out = io.StringIO()
+    configure_logging(level="INFO", json_lines=True, stream=out)
+    logging.getLogger("polybot.test").info("order %s sent", "o-1", extra={"market": "aec-x", "qty": 5})
+    line = out.getvalue().strip().splitlines()[-1]
+    obj = json.loads(line)
+    assert obj["msg"] == "order o-1 sent"
+    assert obj["level"] == "INFO" and obj["logger"] == "polybot.test"
+    assert obj["market"] == "aec-x" and obj["qty"] == 5
+    assert obj["ts"].endswith("Z") and "T" in obj["ts"]
+
+
+def test_json_line_with_a_traceback_is_still_one_json_object():
+    out = io.StringIO()
+    configure_logging(level="INFO", json_lines=True, stream=out)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("polybot.test").exception("failed")
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 1
+    assert "RuntimeError: boom" in json.loads(lines[0])["exc"]
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_log_line_that_tries_to_print_a_secret_shows_stars(json_lines, tmp_path):
+    out = io.StringIO()
+    log_file = tmp_path / "bot.log"
+    configure_logging(level="DEBUG", json_lines=json_lines, stream=out, log_file=log_file,
+                      secrets=[SECRET])
+    log = logging.getLogger("polybot.test")
+    log.info("key is %s", SECRET)
+    log.info(f"inline {SECRET}", extra={"header": f"X-Api-Key: {SECRET}"})
+    try:
+        raise ValueError(f"bad key {SECRET}")
+    except ValueError:
+        log.exception("error")
+    logging.getLogger("httpx").warning("GET https://api.telegram.org/bot%s/sendMessage", SECRET)
+    for text in (out.getvalue(), log_file.read_text()):
+        assert SECRET not in text
+        assert text.count("***") >= 5
+
+
+def test_trades_log_is_its_own_file_of_json_lines(tmp_path):
+    main = io.StringIO()
+    trades = tmp_path / "trades.log"
+    configure_logging(level="INFO", stream=main, trades_log_file=trades)
+    trade_event("fill", market="aec-x", qty="5", price="0.42")
+    line = trades.read_text().strip()
+    obj = json.loads(line)
+    assert obj["event"] == "fill" and obj["price"] == "0.42" and "ts" in obj
+    assert "fill" not in main.getvalue()  # not duplicated into the main log
+    assert logging.getLogger(TRADES_LOGGER).propagate is False
+
+
+def test_level_filters_lower_records():
+    out = io.StringIO()
+    configure_logging(level="WARNING", stream=out)
+    logging.getLogger("polybot.test").info("quiet")
+    logging.getLogger("polybot.test").warning("loud")
+    assert "quiet" not in out.getvalue() and "loud" in out.getvalue()
