@@ -1,0 +1,457 @@
+"""The bot's books of account: cash, positions, realized P&L, fees, marks and equity.
+
+One writer (the executor) feeds it executions; everything else reads it. Pure arithmetic, no I/O:
+the store persists what `drain_changes` hands it and `Ledger.restore` rebuilds it at start.
+
+Cash model of the fully collateralised exchange (prices are YES prices p, settlement value v):
+
+- opening long (BUY_LONG at p) costs p per contract; opening short (BUY_SHORT at p) costs 1 − p;
+- closing long (SELL_LONG at p) returns p; closing short (SELL_SHORT at p) returns 1 − p;
+- settlement pays v per long contract and 1 − v per short contract.
+
+The position is one signed net YES quantity per market, so cash follows the *change of the net
+position*, not the intent's name: a SELL_LONG larger than the long closes the long at p and opens
+a short with the rest at 1 − p (a flip), exactly like a BUY_SHORT of the same size would. One long
+and one short contract together are worth exactly $1, which is why netting them releases $1.
+
+Traps this module defuses:
+
+- **Double booking.** The exchange reports a fill on the order stream and again in a snapshot or
+  a query. Fills are booked by the *growth* of each order's cumulative filled quantity: a report
+  whose cum qty is not above what is already booked books nothing. A reconciliation correction
+  can advance the booked quantity (`mark_booked`) so a late execution is not booked twice.
+- **Missed executions.** When the growth differs from the execution's `last_shares` (an execution
+  was missed), the growth's price is derived from the order's average price so cash stays exact.
+- **Marks to zero.** Equity marks a long at the best bid and a short at the best offer; an empty or
+  untrusted book keeps the last trusted mark, and a position never marked yet is valued at its
+  average cost. A settled market is valued at its settlement value.
+
+Realized P&L is gross of fees; fees (positive = charged, negative = rebate) are kept separately and
+already taken out of cash. Deposits and withdrawals are transfers: they move cash, the day's start
+equity and the high-water mark together, so they are never P&L.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+from polybot.model import ONE, ZERO, BookSnapshot, Execution, Fill, Intent, Position
+
+log = logging.getLogger(__name__)
+
+
+class LedgerError(ValueError):
+    """An execution or correction the ledger cannot book (bad input; nothing was changed)."""
+
+
+@attrs.frozen(slots=True)
+class MarketBook:
+    """Everything the ledger knows about one market (persisted as one row)."""
+
+    market_slug: str
+    net_qty: Decimal = ZERO
+    avg_price: Decimal = ZERO  # average YES price of the open position (paid if long, got if short)
+    realized_pnl: Decimal = ZERO  # gross of fees
+    fees: Decimal = ZERO
+    mark_bid: Decimal | None = None  # last trusted best bid
+    mark_offer: Decimal | None = None  # last trusted best offer
+    settled_value: Decimal | None = None
+
+    def to_position(self) -> Position:
+        return Position(self.market_slug, self.net_qty, self.avg_price, self.realized_pnl)
+
+
+@attrs.frozen(slots=True)
+class OrderBooking:
+    """What has been booked for one order: cum qty, its notional (Σ qty × price) and its fees."""
+
+    order_id: str
+    cum_qty: Decimal = ZERO
+    notional: Decimal = ZERO
+    fees: Decimal = ZERO
+
+
+@attrs.frozen(slots=True)
+class LedgerState:
+    """A ledger's full state (from `snapshot`) or the part changed since the last drain."""
+
+    cash: Decimal
+    initial_cash: Decimal
+    net_transfers: Decimal = ZERO
+    day_key: str = ""
+    day_start_equity: Decimal | None = None
+    high_water: Decimal | None = None
+    markets: tuple[MarketBook, ...] = ()
+    bookings: tuple[OrderBooking, ...] = ()
+
+
+class Ledger:
+    def __init__(self, cash: Decimal = ZERO, *, initial_cash: Decimal | None = None) -> None:
+        self.cash = Decimal(cash)
+        self.initial_cash = Decimal(cash if initial_cash is None else initial_cash)
+        self.net_transfers = ZERO
+        self.day_key = ""
+        self._day_start_equity: Decimal | None = None
+        self._high_water: Decimal | None = None
+        self._markets: dict[str, MarketBook] = {}
+        self._bookings: dict[str, OrderBooking] = {}
+        self._dirty_markets: set[str] = set()
+        self._dirty_bookings: set[str] = set()
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """Non-zero positions by market slug (a fresh dict; the risk gate's view)."""
+        return {s: m.to_position() for s, m in self._markets.items() if m.net_qty != 0}
+
+    @property
+    def markets(self) -> dict[str, MarketBook]:
+        """Every market the ledger has seen, flat ones included (realized P&L, fees, marks)."""
+        return dict(self._markets)
+
+    def position(self, market_slug: str) -> Position:
+        m = self._markets.get(market_slug)
+        return m.to_position() if m else Position(market_slug)
+
+    def booked(self, order_id: str) -> OrderBooking:
+        return self._bookings.get(order_id) or OrderBooking(order_id)
+
+    @property
+    def fees_total(self) -> Decimal:
+        return sum((m.fees for m in self._markets.values()), ZERO)
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        """Σ realized P&L over markets, gross of fees."""
+        return sum((m.realized_pnl for m in self._markets.values()), ZERO)
+
+    def mark_price(self, market_slug: str) -> Decimal | None:
+        """Value of one contract of the current position, as a YES price (None when flat)."""
+        m = self._markets.get(market_slug)
+        if m is None or m.net_qty == 0:
+            return None
+        if m.settled_value is not None:
+            return m.settled_value
+        mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
+        return m.avg_price if mark is None else mark
+
+    def market_value(self, market_slug: str) -> Decimal:
+        """What the position is worth now: long qty × bid, short |qty| × (1 − offer)."""
+        m = self._markets.get(market_slug)
+        mark = self.mark_price(market_slug)
+        if m is None or mark is None:
+            return ZERO
+        if m.net_qty > 0:
+            return m.net_qty * mark
+        return -m.net_qty * (ONE - mark)
+
+    def unrealized_pnl(self, market_slug: str | None = None) -> Decimal:
+        slugs: Iterable[str] = self._markets if market_slug is None else [market_slug]
+        total = ZERO
+        for s in slugs:
+            m = self._markets.get(s)
+            mark = self.mark_price(s)
+            if m is None or mark is None:
+                continue
+            total += (mark - m.avg_price) * m.net_qty  # same formula for longs and shorts
+        return total
+
+    @property
+    def equity(self) -> Decimal:
+        """Cash + positions marked (long at the bid, short at the offer, kept through empty books)."""
+        return self.cash + sum((self.market_value(s) for s in self._markets), ZERO)
+
+    @property
+    def pnl(self) -> Decimal:
+        """Total P&L since the start: equity change net of deposits and withdrawals."""
+        return self.equity - self.initial_cash - self.net_transfers
+
+    @property
+    def day_start_equity(self) -> Decimal:
+        return self.equity if self._day_start_equity is None else self._day_start_equity
+
+    @property
+    def daily_pnl(self) -> Decimal:
+        return self.equity - self.day_start_equity
+
+    @property
+    def high_water(self) -> Decimal:
+        eq = self.equity
+        return eq if self._high_water is None else max(self._high_water, eq)
+
+    @property
+    def drawdown(self) -> Decimal:
+        """Fraction below the high-water mark (0 at or above it)."""
+        hw = self.high_water
+        if hw <= 0:
+            return ZERO
+        return max(ZERO, (hw - self.equity) / hw)
+
+    # --- booking fills ---------------------------------------------------------------------------
+
+    def apply(self, execution: Execution) -> Fill | None:
+        """Book whatever growth of the order's cumulative quantity this execution reports."""
+        order = execution.order
+        return self.apply_execution(
+            order.order_id,
+            order.market_slug,
+            order.intent,
+            order.cum_quantity,
+            avg_px=order.avg_px,
+            last_px=execution.last_px,
+            last_qty=execution.last_shares if execution.exec_type.is_fill else None,
+            fee=execution.commission,
+            fee_total=order.commission_total,
+            exec_id=execution.exec_id,
+            trade_id=execution.trade_id,
+            is_taker=execution.aggressor is not False,
+            ts=execution.transact_time,
+        )
+
+    def apply_execution(
+        self,
+        order_id: str,
+        market_slug: str,
+        intent: Intent,
+        cum_qty: Decimal,
+        *,
+        avg_px: Decimal | None = None,
+        last_px: Decimal | None = None,
+        last_qty: Decimal | None = None,
+        fee: Decimal | None = None,
+        fee_total: Decimal | None = None,
+        exec_id: str = "",
+        trade_id: str = "",
+        is_taker: bool = True,
+        ts: datetime | None = None,
+    ) -> Fill | None:
+        """Book the growth of `order_id`'s cumulative filled quantity; return it as a Fill.
+
+        Returns None when nothing new was filled (a duplicate or stale report). The fee booked is
+        the growth of `fee_total` (the order's total commission) when given, else `fee` (this
+        execution's commission) when quantity grew.
+        """
+        if intent not in (Intent.BUY_LONG, Intent.SELL_LONG, Intent.BUY_SHORT, Intent.SELL_SHORT):
+            raise LedgerError(f"order {order_id}: cannot book intent {intent}")
+        prev = self.booked(order_id)
+        growth = cum_qty - prev.cum_qty
+        fee_now = ZERO
+        if fee_total is not None:
+            fee_now = fee_total - prev.fees
+        elif fee is not None and growth > 0:
+            fee_now = fee
+        if growth <= 0:
+            if growth < 0:
+                log.warning("order %s reports cum qty %s below booked %s; ignored",
+                            order_id, cum_qty, prev.cum_qty)
+            if fee_now != 0 and growth == 0 and fee_total is not None:
+                # a fee correction on an already booked quantity
+                self._book_fee(market_slug, fee_now)
+                self._set_booking(attrs.evolve(prev, fees=prev.fees + fee_now))
+            return None
+        price = self._growth_price(order_id, prev, cum_qty, growth, avg_px, last_px, last_qty)
+        self._book_trade(market_slug, intent.position_sign * growth, price)
+        self._book_fee(market_slug, fee_now)
+        self._set_booking(OrderBooking(order_id, cum_qty, prev.notional + growth * price,
+                                       prev.fees + fee_now))
+        return Fill(order_id, market_slug, intent, growth, price, fee_now, exec_id=exec_id,
+                    trade_id=trade_id, is_taker=is_taker, ts=ts)
+
+    @staticmethod
+    def _growth_price(order_id: str, prev: OrderBooking, cum_qty: Decimal, growth: Decimal,
+                      avg_px: Decimal | None, last_px: Decimal | None,
+                      last_qty: Decimal | None) -> Decimal:
+        if last_px is not None and (last_qty is None or last_qty == growth):
+            return last_px
+        if avg_px is not None:
+            price = (avg_px * cum_qty - prev.notional) / growth
+            if ZERO <= price <= ONE:
+                return price
+            log.warning("order %s: derived fill price %s out of range; using avg %s",
+                        order_id, price, avg_px)
+            return avg_px
+        if last_px is not None:
+            return last_px
+        raise LedgerError(f"order {order_id}: fill of {growth} without a price")
+
+    def _book_trade(self, slug: str, signed_qty: Decimal, price: Decimal) -> None:
+        """Move the net position by `signed_qty` at YES price `price`, with its cash and P&L."""
+        if not ZERO <= price <= ONE:
+            raise LedgerError(f"{slug}: price {price} outside [0, 1]")
+        m = self._markets.get(slug) or MarketBook(slug)
+        net, avg, realized = m.net_qty, m.avg_price, m.realized_pnl
+        closing = ZERO
+        if net != 0 and (net > 0) != (signed_qty > 0):
+            closing = min(abs(net), abs(signed_qty))
+        opening = abs(signed_qty) - closing
+        if net > 0:  # closing a long returns p and realizes p − avg
+            self.cash += closing * price
+            realized += closing * (price - avg)
+            net -= closing
+        elif net < 0:  # closing a short returns 1 − p and realizes avg − p
+            self.cash += closing * (ONE - price)
+            realized += closing * (avg - price)
+            net += closing
+        if net == 0:
+            avg = ZERO
+        if opening > 0:
+            if signed_qty > 0:
+                self.cash -= opening * price
+                avg = (avg * net + price * opening) / (net + opening)
+                net += opening
+            else:
+                self.cash -= opening * (ONE - price)
+                avg = (avg * -net + price * opening) / (-net + opening)
+                net -= opening
+        self._set_market(attrs.evolve(m, net_qty=net, avg_price=avg, realized_pnl=realized,
+                                      settled_value=None))
+
+    def _book_fee(self, slug: str, fee: Decimal) -> None:
+        if fee == 0:
+            return
+        self.cash -= fee
+        m = self._markets.get(slug) or MarketBook(slug)
+        self._set_market(attrs.evolve(m, fees=m.fees + fee))
+
+    def book_fill(self, fill: Fill) -> None:
+        """Book a fill that is not tied to an order's cumulative quantity (e.g. an adopted trade)."""
+        self._book_trade(fill.market_slug, fill.intent.position_sign * fill.qty, fill.price)
+        self._book_fee(fill.market_slug, fill.fee)
+        self._touch_high_water()
+
+    # --- marks, settlement, transfers, corrections -----------------------------------------------
+
+    def update_marks(self, market_slug: str, best_bid: Decimal | None,
+                     best_offer: Decimal | None, *, trusted: bool = True) -> None:
+        """Record the best prices of a trusted book; missing sides keep their last trusted mark."""
+        if not trusted or (best_bid is None and best_offer is None):
+            return
+        m = self._markets.get(market_slug) or MarketBook(market_slug)
+        bid = m.mark_bid if best_bid is None else best_bid
+        offer = m.mark_offer if best_offer is None else best_offer
+        if bid == m.mark_bid and offer == m.mark_offer:
+            return
+        new = attrs.evolve(m, mark_bid=bid, mark_offer=offer)
+        if m.net_qty != 0:
+            self._set_market(new)  # only marks of held positions are worth persisting
+        else:
+            self._markets[market_slug] = new
+        self._touch_high_water()
+
+    def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> None:
+        bid, offer = book.best_bid, book.best_offer
+        self.update_marks(book.market_slug, bid.price if bid else None,
+                          offer.price if offer else None, trusted=trusted)
+
+    def settle(self, market_slug: str, value: Decimal) -> Decimal:
+        """Resolve a market at `value` in [0, 1]; returns the P&L realized by it (gross of fees)."""
+        if not ZERO <= value <= ONE:
+            raise LedgerError(f"{market_slug}: settlement value {value} outside [0, 1]")
+        m = self._markets.get(market_slug) or MarketBook(market_slug)
+        if m.net_qty > 0:
+            self.cash += m.net_qty * value
+        else:
+            self.cash += -m.net_qty * (ONE - value)
+        realized = (value - m.avg_price) * m.net_qty
+        self._set_market(attrs.evolve(m, net_qty=ZERO, avg_price=ZERO,
+                                      realized_pnl=m.realized_pnl + realized,
+                                      settled_value=value))
+        self._touch_high_water()
+        return realized
+
+    def transfer(self, amount: Decimal) -> None:
+        """A deposit (positive) or withdrawal (negative): not P&L, so the baselines move too."""
+        self.cash += amount
+        self.net_transfers += amount
+        if self._day_start_equity is not None:
+            self._day_start_equity += amount
+        if self._high_water is not None:
+            self._high_water += amount
+        self._touch_high_water()
+
+    def roll_day(self, day_key: str) -> bool:
+        """Start a new trading day (e.g. "2026-11-26") at the current equity; False if same day."""
+        if day_key == self.day_key and self._day_start_equity is not None:
+            return False
+        self.day_key = day_key
+        self._day_start_equity = self.equity
+        self._touch_high_water()
+        return True
+
+    def reset_high_water(self) -> None:
+        """Set the high-water mark to the current equity (an operator's resume after a drawdown)."""
+        self._high_water = self.equity
+
+    def mark_booked(self, order_id: str, cum_qty: Decimal, avg_px: Decimal | None = None) -> None:
+        """Advance an order's booked quantity without booking cash (a correction already did)."""
+        prev = self.booked(order_id)
+        if cum_qty <= prev.cum_qty:
+            return
+        price = avg_px if avg_px is not None else (
+            prev.notional / prev.cum_qty if prev.cum_qty else ZERO)
+        self._set_booking(OrderBooking(order_id, cum_qty, cum_qty * price, prev.fees))
+
+    def set_position(self, market_slug: str, net_qty: Decimal,
+                     avg_price: Decimal | None = None) -> None:
+        """Overwrite a position (reconciliation in the exchange's favour); cash is left alone."""
+        m = self._markets.get(market_slug) or MarketBook(market_slug)
+        avg = m.avg_price if avg_price is None else avg_price
+        self._set_market(attrs.evolve(m, net_qty=net_qty, avg_price=avg if net_qty else ZERO))
+        self._touch_high_water()
+
+    def set_cash(self, cash: Decimal) -> None:
+        """Overwrite cash (reconciliation with the exchange's balance)."""
+        self.cash = cash
+        self._touch_high_water()
+
+    # --- persistence -----------------------------------------------------------------------------
+
+    def _set_market(self, m: MarketBook) -> None:
+        self._markets[m.market_slug] = m
+        self._dirty_markets.add(m.market_slug)
+        self._touch_high_water()
+
+    def _set_booking(self, b: OrderBooking) -> None:
+        self._bookings[b.order_id] = b
+        self._dirty_bookings.add(b.order_id)
+
+    def _touch_high_water(self) -> None:
+        eq = self.equity
+        if self._high_water is None or eq > self._high_water:
+            self._high_water = eq
+
+    def snapshot(self) -> LedgerState:
+        return LedgerState(
+            cash=self.cash, initial_cash=self.initial_cash, net_transfers=self.net_transfers,
+            day_key=self.day_key, day_start_equity=self._day_start_equity,
+            high_water=self._high_water, markets=tuple(self._markets.values()),
+            bookings=tuple(self._bookings.values()))
+
+    def drain_changes(self) -> LedgerState:
+        """The scalars plus the markets and bookings changed since the last drain (for the store)."""
+        state = LedgerState(
+            cash=self.cash, initial_cash=self.initial_cash, net_transfers=self.net_transfers,
+            day_key=self.day_key, day_start_equity=self._day_start_equity,
+            high_water=self._high_water,
+            markets=tuple(self._markets[s] for s in sorted(self._dirty_markets)),
+            bookings=tuple(self._bookings[o] for o in sorted(self._dirty_bookings)))
+        self._dirty_markets.clear()
+        self._dirty_bookings.clear()
+        return state
+
+    @classmethod
+    def restore(cls, state: LedgerState) -> Ledger:
+        led = cls(state.cash, initial_cash=state.initial_cash)
+        led.net_transfers = state.net_transfers
+        led.day_key = state.day_key
+        led._day_start_equity = state.day_start_equity
+        led._high_water = state.high_water
+        led._markets = {m.market_slug: m for m in state.markets}
+        led._bookings = {b.order_id: b for b in state.bookings}
+        return led
