@@ -1,0 +1,199 @@
+"""The signal engine: a market's book against its fair value, net of fees.
+
+`evaluate` is a pure function called by the composition root on every book or fair-value change of
+one market (it sits on the hot path from book frame to order, so it only walks a few levels).
+
+For fair probability q of YES, a taker fee f(p) = Θ·p·(1−p) and the minimum edge e:
+
+- **buy YES** (BUY_LONG) lifting offers at a while ``q − a − f(a) >= e``;
+- **buy NO** (BUY_SHORT, i.e. sell YES at the bid b, the NO costing 1 − b) while
+  ``(1 − q) − (1 − b) − f(b) >= e``;
+- holding YES, a bid that clears the buy-NO test is first used to **close** (SELL_LONG); holding
+  NO, an offer that clears the buy-YES test closes (SELL_SHORT). While a position is held only the
+  close is signalled on that side: opening the other side waits until the position is flat,
+  because how the exchange nets an opening order through an opposite position is undocumented.
+
+The test is applied to every level (the marginal price), so the signal's limit is the worst level
+that still has the edge and its size is the total available up to that limit. The edge it carries
+is the marginal one (the least favourable contract of the order). Sizing is not done here: the
+risk gate turns a signal into an order.
+
+No signal at all from an untrusted book, a missing fair value or an untrusted odds stream, or a
+market that is not OPEN. Opening signals also stop `stop_before_start_minutes` before the game's
+start (whatever `trade_in_play` says) and, unless `trade_in_play`, from the start on; closing
+signals are always allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import attrs
+
+from polybot.model import (
+    ONE,
+    ZERO,
+    BookSnapshot,
+    FairValue,
+    Intent,
+    MarketInfo,
+    MarketState,
+    MarketStatus,
+    Position,
+    PriceLevel,
+    Side,
+    Signal,
+    ceil_to_step,
+    floor_to_step,
+)
+from polybot.pricing import TAKER_THETA, fee_per_contract
+
+
+@attrs.frozen(slots=True)
+class StrategyParams:
+    min_edge: Decimal = Decimal("0.02")
+    trade_in_play: bool = False
+    stop_before_start_minutes: int = 0
+
+
+def taker_theta(market: MarketInfo) -> Decimal:
+    """The market's taker fee coefficient, or the exchange default."""
+    return market.fee_coefficient if market.fee_coefficient is not None else TAKER_THETA
+
+
+def edge_buy_yes(q: Decimal, price: Decimal, theta: Decimal) -> Decimal:
+    """Edge of buying YES at `price`: q − p − fee(p)."""
+    return q - price - fee_per_contract(price, theta)
+
+
+def edge_buy_no(q: Decimal, bid: Decimal, theta: Decimal) -> Decimal:
+    """Edge of buying NO by selling YES at `bid`: (1 − q) − (1 − b) − fee(b)."""
+    return (ONE - q) - (ONE - bid) - fee_per_contract(bid, theta)
+
+
+def opening_allowed(market: MarketInfo, params: StrategyParams, now: datetime) -> bool:
+    """False inside the pre-start blackout and, unless trading in play, after the start."""
+    start = market.start_time
+    if start is None:
+        return True
+    if now >= start:
+        return params.trade_in_play
+    return now < start - timedelta(minutes=params.stop_before_start_minutes)
+
+
+def _sweep(
+    levels: Iterable[PriceLevel], q: Decimal, theta: Decimal, min_edge: Decimal, *, offers: bool
+) -> tuple[Decimal, Decimal, Decimal] | None:
+    """(marginal price, size up to it, marginal edge) of the levels that clear the test."""
+    limit: Decimal | None = None
+    size = ZERO
+    edge = ZERO
+    edge_fn = edge_buy_yes if offers else edge_buy_no
+    for level in levels:
+        e = edge_fn(q, level.price, theta)
+        if e < min_edge:
+            break  # levels are best first, so the edge only shrinks from here
+        limit = level.price
+        size += level.qty
+        edge = e
+    if limit is None:
+        return None
+    return limit, size, edge
+
+
+def _signal(
+    market: MarketInfo,
+    intent: Intent,
+    sweep: tuple[Decimal, Decimal, Decimal],
+    levels: tuple[PriceLevel, ...],
+    fair: FairValue,
+    created_at: float,
+) -> Signal | None:
+    limit, size, edge = sweep
+    # A level off the market's tick (tick changed under us) is rounded to the side that never
+    # pays more than the tested price; the size is then recounted up to the rounded limit.
+    if intent.book_side is Side.BUY:
+        on_tick = floor_to_step(limit, market.tick)
+        if on_tick != limit:
+            size = sum((lv.qty for lv in levels if lv.price <= on_tick), ZERO)
+    else:
+        on_tick = ceil_to_step(limit, market.tick)
+        if on_tick != limit:
+            size = sum((lv.qty for lv in levels if lv.price >= on_tick), ZERO)
+    if size <= 0:
+        return None
+    return Signal(
+        market_slug=market.slug,
+        intent=intent,
+        limit_price=on_tick,
+        size_available=size,
+        fair_q=fair.q,
+        edge=edge,
+        fair_value=fair,
+        created_at=created_at,
+    )
+
+
+def evaluate(
+    book: BookSnapshot | None,
+    fair: FairValue | None,
+    market: MarketInfo,
+    position: Position | None,
+    params: StrategyParams,
+    now: datetime,
+    *,
+    book_trusted: bool,
+    fair_trusted: bool,
+    created_at: float = 0.0,
+) -> list[Signal]:
+    """Signals for one market, closing ones first. `now` must be timezone-aware (as start times are).
+
+    `book_trusted` comes from `BookStore.is_trusted`; `fair_trusted` is false while the odds stream
+    feeding this fair value is dead or being rebuilt. `created_at` stamps the signals (clock time).
+    """
+    if book is None or fair is None or not book_trusted or not fair_trusted:
+        return []
+    if book.state is not MarketState.OPEN or market.status is not MarketStatus.OPEN:
+        return []
+    bid, offer = book.best_bid, book.best_offer
+    if bid is not None and offer is not None and bid.price >= offer.price:
+        return []  # a crossed book is not a market we can reason about; wait for the next frame
+    q = fair.q
+    theta = taker_theta(market)
+    net = position.net_qty if position is not None else ZERO
+    can_open = opening_allowed(market, params, now)
+    signals: list[Signal] = []
+
+    yes_sweep = _sweep(book.offers, q, theta, params.min_edge, offers=True)
+    no_sweep = _sweep(book.bids, q, theta, params.min_edge, offers=False)
+
+    # The bid side: close a long, else open (or add to) a short.
+    if no_sweep is not None:
+        if net > 0:
+            intent: Intent | None = Intent.SELL_LONG
+        elif can_open:
+            intent = Intent.BUY_SHORT
+        else:
+            intent = None
+        if intent is not None:
+            sig = _signal(market, intent, no_sweep, book.bids, fair, created_at)
+            if sig is not None:
+                signals.append(sig)
+
+    # The offer side: close a short, else open (or add to) a long.
+    if yes_sweep is not None:
+        if net < 0:
+            intent = Intent.SELL_SHORT
+        elif can_open:
+            intent = Intent.BUY_LONG
+        else:
+            intent = None
+        if intent is not None:
+            sig = _signal(market, intent, yes_sweep, book.offers, fair, created_at)
+            if sig is not None:
+                signals.append(sig)
+
+    signals.sort(key=lambda s: s.intent.is_opening)  # closing first
+    return signals
