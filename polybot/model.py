@@ -437,3 +437,21 @@ class Rejection:
 def frozen_mapping(d: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Hashable, ordered view of a small mapping (for values that must stay frozen)."""
     return tuple(sorted(d.items()))
+
+
+# --- account ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class Balance:
+    """One currency's account balance as the exchange reports it (`UserBalance`)."""
+
+    currency: str = "USD"
+    current_balance: Decimal = ZERO
+    buying_power: Decimal = ZERO
+    open_orders: Decimal = ZERO
+    asset_notional: Decimal = ZERO
+    asset_available: Decimal = ZERO
+    unsettled_funds: Decimal = ZERO
+    margin_requirement: Decimal = ZERO
+    last_updated: datetime | None = None

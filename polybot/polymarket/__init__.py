@@ -1,0 +1,80 @@
+"""The Polymarket US exchange adapter: signed REST, self-healing websockets, wire conversion.
+
+Nothing past this package sees raw exchange JSON: everything arrives as `polybot.model` values
+or the event types re-exported here.
+"""
+
+from polybot.polymarket.auth import InvalidSecretKey, PolymarketAuth, Signer
+from polybot.polymarket.errors import (
+    ApiStatusError,
+    AuthError,
+    BadRequest,
+    CredentialsRejected,
+    NotFound,
+    OutcomeUnknown,
+    PolymarketError,
+    RateLimited,
+    ServerError,
+    Timeout,
+    TransportError,
+)
+from polybot.polymarket.rest import PolymarketRestClient, RestConfig
+from polybot.polymarket.stream import (
+    ContinuityLost,
+    MarketsStream,
+    PrivateStream,
+    StreamConfig,
+    StreamConnected,
+    StreamStatus,
+)
+from polybot.polymarket.wire import (
+    Activity,
+    BalanceChanged,
+    BalancesSnapshotted,
+    Bbo,
+    BboUpdated,
+    BookReplaced,
+    ExchangePosition,
+    ExecutionReported,
+    OrdersSnapshotted,
+    PositionChanged,
+    SubscriptionFailed,
+    TradePrinted,
+)
+
+__all__ = [
+    "Activity",
+    "ApiStatusError",
+    "AuthError",
+    "BadRequest",
+    "BalanceChanged",
+    "BalancesSnapshotted",
+    "Bbo",
+    "BboUpdated",
+    "BookReplaced",
+    "ContinuityLost",
+    "CredentialsRejected",
+    "ExchangePosition",
+    "ExecutionReported",
+    "InvalidSecretKey",
+    "MarketsStream",
+    "NotFound",
+    "OrdersSnapshotted",
+    "OutcomeUnknown",
+    "PolymarketAuth",
+    "PolymarketError",
+    "PolymarketRestClient",
+    "PositionChanged",
+    "PrivateStream",
+    "RateLimited",
+    "RestConfig",
+    "ServerError",
+    "Signer",
+    "StreamConfig",
+    "StreamConnected",
+    "StreamStatus",
+    "SubscriptionFailed",
+    "Timeout",
+    "TradePrinted",
+    "TransportError",
+]

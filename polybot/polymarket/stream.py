@@ -1,0 +1,449 @@
+"""Self-healing Polymarket US websockets: the markets stream and the private stream (§4).
+
+Each stream is one long-lived task (`run`) that connects, subscribes, decodes every frame into
+a typed event and sends it into a Trio memory channel. The traps it exists to avoid:
+
+* A socket can stay open and say nothing. Liveness is judged by data age: if no frame at all
+  (heartbeat or data) arrives for `stale_after` seconds the connection is torn down and rebuilt.
+* There are no sequence numbers and no replay. Whenever a connection ends the consumer gets
+  `ContinuityLost`; after every (re)connect and re-subscription it gets `StreamConnected`. From
+  the loss until fresh data (a full `marketData` per market; the order snapshot ending `eof`)
+  the consumer must rebuild, not trust what it held.
+* Maintenance lasts hours: the loop never gives up on an unreachable exchange. It backs off
+  (jittered exponential, capped at 30 s, reset after a stable connection) and reports
+  "reconnecting since T, n attempts" through `status` and the `progress` callback, which it calls
+  on every frame and every attempt so a watchdog can tell "reconnecting" from "hung".
+* A 401/403 at the upgrade might be a proxy or a skewed clock, so it is confirmed with one signed
+  REST call (`auth_probe`, e.g. balances). Only if that is refused too does the loop raise
+  `CredentialsRejected` (fatal); otherwise it is one more failed attempt.
+* Delivery is at least once: the private stream drops executions whose id it has seen.
+* A malformed or unknown frame is logged, counted and skipped; `"error": ""` is not an error.
+
+Headers are re-signed on every connect (the exchange checks the timestamp). Subscriptions carry
+at most 100 slugs each. Counters are plain attributes for the metrics exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import orjson
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from polybot.polymarket import wire
+from polybot.polymarket.auth import Signer
+from polybot.polymarket.errors import AuthError, CredentialsRejected
+from polybot.polymarket.ratelimit import Backoff
+
+log = logging.getLogger(__name__)
+
+MARKETS_PATH = "/v1/ws/markets"
+PRIVATE_PATH = "/v1/ws/private"
+MAX_SLUGS_PER_SUBSCRIPTION = 100
+
+MARKET_DATA = "SUBSCRIPTION_TYPE_MARKET_DATA"
+MARKET_DATA_LITE = "SUBSCRIPTION_TYPE_MARKET_DATA_LITE"
+TRADE = "SUBSCRIPTION_TYPE_TRADE"
+ORDER = "SUBSCRIPTION_TYPE_ORDER"
+ORDER_SNAPSHOT = "SUBSCRIPTION_TYPE_ORDER_SNAPSHOT"
+POSITION = "SUBSCRIPTION_TYPE_POSITION"
+ACCOUNT_BALANCE = "SUBSCRIPTION_TYPE_ACCOUNT_BALANCE"
+
+
+@attrs.frozen
+class StreamConfig:
+    ws_url: str  # PM_WS_URL: the websocket host; the stream appends its path
+    stale_after: float = 15.0  # STALE_FEED_SECONDS
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    stable_after: float = 60.0  # a connection that lived this long resets the backoff
+    connect_timeout: float = 10.0
+    disconnect_timeout: float = 2.0
+    max_message_size: int = 16 * 1024 * 1024
+
+
+# --- lifecycle events (the frame events live in wire.py) ------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class StreamConnected:
+    """Connected and subscribed; fresh full state follows (books / order snapshot)."""
+
+    stream: str
+    connection: int  # 1 for the first connection, then counts reconnects
+    at: float  # trio clock
+
+
+@attrs.frozen(slots=True)
+class ContinuityLost:
+    """The connection ended: state derived from this stream is untrusted until rebuilt."""
+
+    stream: str
+    reason: str
+    at: float
+
+
+@attrs.define
+class StreamStatus:
+    """What the health endpoint and the supervisor read about one stream."""
+
+    name: str
+    connected: bool = False
+    connected_since: float | None = None  # trio clock
+    reconnecting_since: float | None = None  # trio clock; None while connected
+    reconnecting_since_wall: datetime | None = None
+    attempts: int = 0  # connection attempts in the current outage
+    last_frame_at: float | None = None  # trio clock
+    last_error: str = ""
+
+    def describe(self) -> str:
+        if self.connected:
+            return f"{self.name}: connected"
+        if self.reconnecting_since_wall is None:
+            return f"{self.name}: not connected yet"
+        since = self.reconnecting_since_wall.isoformat(timespec="seconds")
+        return (
+            f"{self.name}: reconnecting since {since} ({self.attempts} attempts; {self.last_error})"
+        )
+
+
+class _Stale(Exception):
+    pass
+
+
+def chunks(items: Sequence[str], size: int = MAX_SLUGS_PER_SUBSCRIPTION) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+class _Stream:
+    name = ""
+    path = ""
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        signer: Signer,
+        events: trio.MemorySendChannel[Any],
+        *,
+        progress: Callable[[], None] | None = None,
+        auth_probe: Callable[[], Awaitable[object]] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.signer = signer
+        self._events = events
+        self._progress = progress or (lambda: None)
+        self._auth_probe = auth_probe
+        self._backoff = Backoff(config.backoff_base, config.backoff_cap, rng=rng)
+        self.status = StreamStatus(self.name)
+        self._ws: WebSocketConnection | None = None
+        self._connection_no = 0
+        self._request_no = 0
+        # counters (plain attributes for metrics)
+        self.frames = 0
+        self.bytes = 0
+        self.heartbeats = 0
+        self.malformed = 0
+        self.unknown_frames = 0
+        self.error_frames = 0
+        self.connects = 0
+        self.reconnects = 0
+        self.stale_teardowns = 0
+
+    @property
+    def url(self) -> str:
+        return self.config.ws_url.rstrip("/") + self.path
+
+    def _request_id(self, prefix: str) -> str:
+        self._request_no += 1
+        return f"{prefix}-{self._connection_no}-{self._request_no}"
+
+    async def _send(self, ws: WebSocketConnection, msg: dict[str, Any]) -> None:
+        await ws.send_message(orjson.dumps(msg).decode())
+
+    async def _subscribe(
+        self, ws: WebSocketConnection, prefix: str, sub_type: str, slugs: Sequence[str] = ()
+    ) -> str:
+        rid = self._request_id(prefix)
+        sub: dict[str, Any] = {"requestId": rid, "subscriptionType": sub_type}
+        if slugs:
+            sub["marketSlugs"] = list(slugs)
+        await self._send(ws, {"subscribe": sub})
+        return rid
+
+    # hooks for the two streams
+    async def _on_connect(self, ws: WebSocketConnection) -> None:
+        raise NotImplementedError
+
+    async def _deliver(self, event: Any) -> None:
+        await self._events.send(event)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run forever (until cancelled or credentials are definitively refused)."""
+        task_status.started()
+        while True:
+            self._note_attempt()
+            reason = await self._connect_once()
+            self.status.last_error = reason
+            delay = self._backoff.next_delay()
+            log.warning("%s; next attempt in %.1f s (%s)", self.status.describe(), delay, self.url)
+            await trio.sleep(delay)
+
+    def _note_attempt(self) -> None:
+        st = self.status
+        if st.reconnecting_since is None:
+            st.reconnecting_since = trio.current_time()
+            st.reconnecting_since_wall = datetime.now(UTC)
+            st.attempts = 0
+        st.attempts += 1
+        self._progress()
+
+    async def _connect_once(self) -> str:
+        """One connection attempt and, if it opens, one session; returns why it ended."""
+        headers = [(k.encode(), v.encode()) for k, v in self.signer.ws_headers(self.url)]
+        opened = False
+        reason = ""
+        try:
+            async with open_websocket_url(
+                self.url,
+                extra_headers=headers,
+                connect_timeout=self.config.connect_timeout,
+                disconnect_timeout=self.config.disconnect_timeout,
+                max_message_size=self.config.max_message_size,
+            ) as ws:
+                opened = True
+                reason = await self._session(ws)
+        except ConnectionRejected as exc:
+            if exc.status_code in (401, 403):
+                await self._confirm_credentials(exc.status_code)
+            reason = f"upgrade rejected with HTTP {exc.status_code}"
+        except HandshakeError as exc:  # includes a slow close after we gave up on a session
+            cause = exc.__cause__ or exc
+            reason = reason or f"connect failed: {type(cause).__name__}: {cause}"
+        except (OSError, ConnectionClosed) as exc:
+            reason = reason or f"connection lost: {type(exc).__name__}: {exc}"
+        if opened:
+            await self._deliver(ContinuityLost(self.name, reason, trio.current_time()))
+        return reason
+
+    async def _session(self, ws: WebSocketConnection) -> str:
+        now = trio.current_time()
+        self._connection_no += 1
+        self.connects += 1
+        if self._connection_no > 1:
+            self.reconnects += 1
+        self._ws = ws
+        st = self.status
+        st.connected, st.connected_since = True, now
+        st.reconnecting_since = st.reconnecting_since_wall = None
+        st.last_frame_at = now  # data age counts from the upgrade
+        log.info("%s connected (connection %d) to %s", self.name, self._connection_no, self.url)
+        try:
+            await self._on_connect(ws)
+            await self._deliver(StreamConnected(self.name, self._connection_no, now))
+            return await self._read(ws)
+        except ConnectionClosed as exc:
+            return f"closed by peer: {exc.reason}"
+        finally:
+            self._ws = None
+            st.connected = False
+            if trio.current_time() - now >= self.config.stable_after:
+                self._backoff.reset()
+
+    async def _read(self, ws: WebSocketConnection) -> str:
+        stale_after = self.config.stale_after
+        st = self.status
+        while True:
+            msg = None
+            # only the wait for a frame is timed: a slow consumer must never cancel a delivery
+            with trio.move_on_after(stale_after):
+                try:
+                    msg = await ws.get_message()
+                except ConnectionClosed as exc:
+                    return f"closed by peer: {exc.reason}"
+            if msg is None:
+                self.stale_teardowns += 1
+                log.warning(
+                    "%s: no frame for %s s; tearing the connection down", self.name, stale_after
+                )
+                return f"no frame for {stale_after} s (stale feed)"
+            now = st.last_frame_at = trio.current_time()
+            self.frames += 1
+            self.bytes += len(msg)
+            self._progress()
+            if (
+                st.connected_since is not None
+                and now - st.connected_since >= self.config.stable_after
+            ):
+                self._backoff.reset()
+            await self._handle(msg, now)
+
+    async def _handle(self, msg: str | bytes, now: float) -> None:
+        try:
+            event = wire.decode_frame(msg, now)
+        except wire.UnknownFrame as exc:
+            self.unknown_frames += 1
+            log.warning("%s: skipped unknown frame: %s", self.name, exc)
+            return
+        except wire.WireError as exc:
+            self.malformed += 1
+            log.warning("%s: skipped malformed frame: %s: %.200r", self.name, exc, msg)
+            return
+        if event is wire.HEARTBEAT:
+            self.heartbeats += 1
+            return
+        if isinstance(event, wire.SubscriptionFailed):
+            self.error_frames += 1
+            log.warning("%s: subscription error: %s", self.name, event)
+        await self._on_event(event)
+
+    async def _on_event(self, event: Any) -> None:
+        await self._deliver(event)
+
+    async def _confirm_credentials(self, status: int) -> None:
+        """A 401/403 at upgrade: fatal only if a signed REST call is refused as well."""
+        if self._auth_probe is None:
+            raise CredentialsRejected(
+                f"{self.name} websocket upgrade refused with HTTP {status} (no REST probe to confirm)",
+                status=status,
+                method="GET",
+                path=self.path,
+            )
+        try:
+            await self._auth_probe()
+        except AuthError as exc:
+            raise CredentialsRejected(
+                f"credentials rejected: {self.name} websocket upgrade got HTTP {status} and a "
+                f"signed REST call got HTTP {exc.status}; check the API key and the clock",
+                status=status,
+                method="GET",
+                path=self.path,
+                correlation_id=exc.correlation_id,
+            ) from exc
+        except Exception as exc:  # the exchange being down is not a verdict on our key
+            log.warning("%s: auth probe inconclusive (%s); will retry", self.name, exc)
+        else:
+            log.warning(
+                "%s: upgrade refused (HTTP %d) but REST accepts our key; retrying",
+                self.name,
+                status,
+            )
+
+
+class MarketsStream(_Stream):
+    """Books (and optionally BBO and trade prints) for a set of markets."""
+
+    name = "markets"
+    path = MARKETS_PATH
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        signer: Signer,
+        events: trio.MemorySendChannel[Any],
+        slugs: Iterable[str] = (),
+        *,
+        subscription_types: Sequence[str] = (MARKET_DATA,),
+        **kw: Any,
+    ) -> None:
+        super().__init__(config, signer, events, **kw)
+        self.slugs: tuple[str, ...] = tuple(dict.fromkeys(slugs))
+        self.subscription_types = tuple(subscription_types)
+        self._active: list[str] = []
+
+    async def _on_connect(self, ws: WebSocketConnection) -> None:
+        self._active = []
+        await self._subscribe_all(ws)
+
+    async def _subscribe_all(self, ws: WebSocketConnection) -> None:
+        for sub_type in self.subscription_types:
+            for chunk in chunks(self.slugs):
+                self._active.append(await self._subscribe(ws, "md", sub_type, chunk))
+
+    async def set_markets(self, slugs: Iterable[str]) -> None:
+        """Change the watched markets; a live connection is re-subscribed at once."""
+        new = tuple(dict.fromkeys(slugs))
+        if new == self.slugs:
+            return
+        self.slugs = new
+        ws = self._ws
+        if ws is None:
+            return  # the next connect subscribes the new set
+        try:
+            for rid in self._active:
+                await self._send(ws, {"unsubscribe": {"requestId": rid}})
+            self._active = []
+            await self._subscribe_all(ws)
+        except ConnectionClosed:
+            pass  # the reader notices and reconnects with the new set
+
+
+class PrivateStream(_Stream):
+    """Orders (updates + snapshot), positions and balances of our account."""
+
+    name = "private"
+    path = PRIVATE_PATH
+    DEDUP_CAPACITY = 200_000
+    SNAPSHOT_RETRIES = 3
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        signer: Signer,
+        events: trio.MemorySendChannel[Any],
+        *,
+        slugs: Iterable[str] = (),
+        **kw: Any,
+    ) -> None:
+        super().__init__(config, signer, events, **kw)
+        self.slugs = tuple(slugs)  # empty = all markets
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._snapshot_id = ""
+        self._snapshot_retries = 0
+        self.duplicate_executions = 0
+        self.executions = 0
+
+    async def _on_connect(self, ws: WebSocketConnection) -> None:
+        await self._subscribe(ws, "orders", ORDER, self.slugs)
+        self._snapshot_retries = 0
+        self._snapshot_id = await self._subscribe(ws, "snapshot", ORDER_SNAPSHOT, self.slugs)
+        await self._subscribe(ws, "positions", POSITION, self.slugs)
+        await self._subscribe(ws, "balances", ACCOUNT_BALANCE)
+
+    async def _on_event(self, event: Any) -> None:
+        if isinstance(event, wire.ExecutionReported):
+            eid = event.execution.exec_id
+            if eid in self._seen:
+                self.duplicate_executions += 1
+                return
+            self._seen[eid] = None
+            if len(self._seen) > self.DEDUP_CAPACITY:
+                self._seen.popitem(last=False)
+            self.executions += 1
+        elif (
+            isinstance(event, wire.SubscriptionFailed)
+            and event.request_id == self._snapshot_id
+            and self._ws is not None
+            and self._snapshot_retries < self.SNAPSHOT_RETRIES
+        ):
+            # the consumer is waiting for eof; ask again rather than leave it blind
+            self._snapshot_retries += 1
+            self._snapshot_id = await self._subscribe(
+                self._ws, "snapshot", ORDER_SNAPSHOT, self.slugs
+            )
+        await self._deliver(event)
