@@ -1,0 +1,523 @@
+"""SQLite persistence in `DATA_DIR/polybot.db`, written by one task through a memory channel.
+
+Every component that wants something persisted calls a `Store` method from the trio thread; the
+method only captures the values (frozen, or copied right there) and queues a write. The writer
+task (`Store.run`) drains the queue in batches and commits each batch in one transaction, so a
+burst of fills costs one commit. A write the caller must rely on before acting — an order's
+intent before its POST is sent — is awaited until committed (`await store.record_intent(...)` or
+`await store.write_and_wait(fn)`); the flag is the trio Event set after COMMIT returned.
+
+Durability: WAL journal with `synchronous=FULL`, so a committed intent survives a power cut, not
+only a crash. The sqlite calls run in `trio.to_thread.run_sync` by default so an fsync never
+stalls the event loop that also reads the market feed. Measured (100 awaited intents, dev box,
+overlay filesystem): inline NORMAL p50 0.06 ms, inline FULL p50 0.32 ms, thread FULL p50 0.39 ms
+(p99 7.8 ms). The thread hop costs ~0.1 ms; an fsync on a real disk can cost tens of ms, which
+must not block the loop, so threads are the default; `in_thread=False` runs inline (tests, tools).
+The thread call is not abandoned on cancellation, so a batch in flight always finishes and its
+waiters are told.
+
+A failing batch (e.g. one bad row) is rolled back and its writes retried one by one, so one bad
+write cannot take good ones down with it; a write that still fails is logged, counted, and its
+waiter (if any) gets `StoreError` — the caller of an intent then must not send the order.
+
+The queue is bounded: a full queue is a bug to surface (`StoreOverflow`), never silently dropped.
+
+Reads (startup restore, the report, the CLI waiting for an acknowledgement) open their own short
+connection; `connect_readonly` opens a read-only URI connection that is safe on a database a
+running bot is writing.
+
+Schema changes are numbered migrations (`MIGRATIONS`); the `schema_version` table says which ran.
+A database newer than this code is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from polybot.execution.orders import TrackedOrder
+from polybot.ledger import LedgerState, MarketBook, OrderBooking
+from polybot.model import (
+    Execution,
+    Fill,
+    Intent,
+    OrderState,
+    OrderType,
+    Rejection,
+    TimeInForce,
+)
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "polybot.db"
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE orders (
+    local_id TEXT PRIMARY KEY, exchange_id TEXT, market_slug TEXT NOT NULL,
+    intent TEXT NOT NULL, price TEXT NOT NULL, quantity TEXT NOT NULL, tif TEXT NOT NULL,
+    order_type TEXT NOT NULL, state TEXT NOT NULL, cum_qty TEXT NOT NULL, avg_px TEXT,
+    fair_q TEXT, edge TEXT, reason TEXT NOT NULL DEFAULT '', reject_reason TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL, updated_at TEXT);
+CREATE INDEX orders_exchange_id ON orders (exchange_id);
+CREATE INDEX orders_state ON orders (state);
+CREATE TABLE executions (
+    exec_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, local_id TEXT, market_slug TEXT NOT NULL,
+    exec_type TEXT NOT NULL, order_state TEXT NOT NULL, cum_qty TEXT NOT NULL, last_shares TEXT,
+    last_px TEXT, commission TEXT, trade_id TEXT, aggressor INTEGER, reason TEXT,
+    transact_time TEXT, recorded_at TEXT NOT NULL);
+CREATE INDEX executions_order ON executions (order_id);
+CREATE TABLE fills (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, local_id TEXT, exec_id TEXT,
+    trade_id TEXT, market_slug TEXT NOT NULL, intent TEXT NOT NULL, qty TEXT NOT NULL,
+    price TEXT NOT NULL, fee TEXT NOT NULL, is_taker INTEGER NOT NULL, fair_q TEXT,
+    ts TEXT NOT NULL);
+CREATE INDEX fills_market ON fills (market_slug);
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY CHECK (id = 1), cash TEXT NOT NULL, initial_cash TEXT NOT NULL,
+    net_transfers TEXT NOT NULL, day_key TEXT NOT NULL, day_start_equity TEXT, high_water TEXT,
+    updated_at TEXT NOT NULL);
+CREATE TABLE positions (
+    market_slug TEXT PRIMARY KEY, net_qty TEXT NOT NULL, avg_price TEXT NOT NULL,
+    realized_pnl TEXT NOT NULL, fees TEXT NOT NULL, mark_bid TEXT, mark_offer TEXT,
+    settled_value TEXT, updated_at TEXT NOT NULL);
+CREATE TABLE order_bookings (
+    order_id TEXT PRIMARY KEY, cum_qty TEXT NOT NULL, notional TEXT NOT NULL, fees TEXT NOT NULL);
+CREATE TABLE equity_snapshots (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, equity TEXT NOT NULL,
+    cash TEXT NOT NULL, realized_pnl TEXT NOT NULL, unrealized_pnl TEXT NOT NULL,
+    fees TEXT NOT NULL, usd_at_risk TEXT, trading_state TEXT);
+CREATE TABLE daily_stats (
+    day TEXT PRIMARY KEY, start_equity TEXT, end_equity TEXT, pnl TEXT, fills INTEGER,
+    fees TEXT, rejections INTEGER, updated_at TEXT NOT NULL);
+CREATE TABLE halt_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, reason TEXT NOT NULL,
+    data TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE operator_acks (
+    request_id TEXT PRIMARY KEY, command TEXT NOT NULL, outcome TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '', acked_at TEXT NOT NULL);
+CREATE TABLE rejections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, market_slug TEXT NOT NULL,
+    intent TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX rejections_reason ON rejections (reason);
+CREATE TABLE fair_values (
+    market_slug TEXT PRIMARY KEY, q TEXT NOT NULL, ts TEXT NOT NULL, closed_at TEXT);
+"""
+
+# Index i holds the script that takes the schema from version i to i + 1. Append only.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """A write could not be committed (the caller must not act as if it had been)."""
+
+
+class StoreOverflow(StoreError):
+    """The write queue is full: the writer is not keeping up or not running."""
+
+
+Op = Callable[[sqlite3.Connection], None]
+
+
+@attrs.define(eq=False)
+class _Write:
+    fn: Op
+    label: str
+    done: trio.Event | None = None
+    error: BaseException | None = None
+
+
+@attrs.frozen(slots=True)
+class HaltRecord:
+    """The risk gate's persisted halt state (its fields are the gate's to define)."""
+
+    state: str
+    reason: str
+    data: Mapping[str, Any]
+    updated_at: str
+
+
+def db_path(data_dir: Path) -> Path:
+    return Path(data_dir) / DB_NAME
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (never creates the file, never takes a write lock)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION; returns the version found before."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    found = row[0] if row else 0
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"database schema v{found} is newer than this polybot (v{SCHEMA_VERSION})")
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")  # one transaction per migration
+        try:
+            for stmt in _statements(MIGRATIONS[version]):
+                conn.execute(stmt)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("store: schema migrated to v%d", version + 1)
+    return found
+
+
+def _statements(script: str) -> Iterable[str]:
+    return (s.strip() for s in script.split(";") if s.strip())
+
+
+def _exec(sql: str, params: tuple[Any, ...]) -> Op:
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(sql, params)
+    return op
+
+
+def _d(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _ts(value: datetime | None = None) -> str:
+    return (value or datetime.now(UTC)).isoformat()
+
+
+class Store:
+    def __init__(self, path: Path, *, queue_size: int = 10_000, in_thread: bool = True,
+                 synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._in_thread = in_thread
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                     timeout=10)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        migrate(self._conn)
+        self._send, self._recv = trio.open_memory_channel[_Write](queue_size)
+        self.failed_writes = 0
+        self.committed_batches = 0
+
+    @classmethod
+    def open(cls, data_dir: Path, **kwargs: Any) -> Store:
+        return cls(db_path(data_dir), **kwargs)
+
+    # --- the writer task ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                  max_batch: int = 500) -> None:
+        """The single writer. Safe to restart: the queue outlives the task."""
+        task_status.started()
+        while True:
+            batch = [await self._recv.receive()]
+            while len(batch) < max_batch:
+                try:
+                    batch.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            if self._in_thread:
+                await trio.to_thread.run_sync(self._commit, batch)
+            else:
+                self._commit(batch)
+            for w in batch:  # no checkpoint before this loop: waiters are always told
+                if w.done is not None:
+                    w.done.set()
+
+    def _commit(self, batch: list[_Write]) -> None:
+        try:
+            self._run_ops(batch)
+            self.committed_batches += 1
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+                return
+        for w in batch:  # find the bad write; keep the good ones
+            try:
+                self._run_ops([w])
+            except Exception as exc:
+                self._fail(w, exc)
+
+    def _run_ops(self, batch: list[_Write]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for w in batch:
+                w.fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _fail(self, w: _Write, exc: Exception) -> None:
+        self.failed_writes += 1
+        w.error = exc
+        log.error("store: write %s failed: %r", w.label, exc)
+
+    def drain_sync(self) -> int:
+        """Commit whatever is queued, inline (shutdown after the writer task ended)."""
+        batch: list[_Write] = []
+        while True:
+            try:
+                batch.append(self._recv.receive_nowait())
+            except trio.WouldBlock:
+                break
+        if batch:
+            self._commit(batch)
+            for w in batch:
+                if w.done is not None:
+                    w.done.set()
+        return len(batch)
+
+    def close(self) -> None:
+        self.drain_sync()
+        self._conn.close()
+
+    # --- queuing writes ----------------------------------------------------------------------------
+
+    def submit(self, fn: Op, label: str = "write") -> None:
+        """Queue a write without waiting (raises StoreOverflow if the queue is full)."""
+        try:
+            self._send.send_nowait(_Write(fn, label))
+        except trio.WouldBlock:
+            raise StoreOverflow(f"store queue full; {label} not queued") from None
+
+    async def write_and_wait(self, fn: Op, label: str = "write") -> None:
+        """Queue a write and return once it is committed (StoreError if it failed)."""
+        w = _Write(fn, label, trio.Event())
+        await self._send.send(w)
+        assert w.done is not None
+        await w.done.wait()
+        if w.error is not None:
+            raise StoreError(f"{label} not committed: {w.error!r}") from w.error
+
+    async def flush(self) -> None:
+        """Return once every write queued before this call is committed."""
+        await self.write_and_wait(lambda conn: None, "flush")
+
+    # --- orders, executions, fills -------------------------------------------------------------------
+
+    @staticmethod
+    def _order_row(o: TrackedOrder) -> tuple[Any, ...]:
+        return (o.local_id, o.exchange_id, o.market_slug, o.intent.name, str(o.price),
+                str(o.quantity), o.tif.name, o.order_type.name, o.state.name, str(o.cum_qty),
+                _d(o.avg_px), _d(o.fair_q), _d(o.edge), o.reason, o.reject_reason,
+                _ts(o.created_at), _ts(o.updated_at) if o.updated_at else None)
+
+    def _order_op(self, order: TrackedOrder) -> Op:
+        row = self._order_row(order)  # captured now: the order object keeps changing
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO orders (local_id, exchange_id, market_slug, intent, price, quantity,"
+                " tif, order_type, state, cum_qty, avg_px, fair_q, edge, reason, reject_reason,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(local_id) DO UPDATE SET exchange_id=excluded.exchange_id,"
+                " state=excluded.state, cum_qty=excluded.cum_qty, avg_px=excluded.avg_px,"
+                " reject_reason=excluded.reject_reason, updated_at=excluded.updated_at", row)
+        return op
+
+    async def record_intent(self, order: TrackedOrder) -> None:
+        """Persist a new order's intent and wait until committed: only then may it be sent."""
+        await self.write_and_wait(self._order_op(order), f"intent {order.local_id}")
+
+    def record_order(self, order: TrackedOrder) -> None:
+        self.submit(self._order_op(order), f"order {order.local_id}")
+
+    def record_execution(self, execution: Execution, fill: Fill | None,
+                         order: TrackedOrder | None) -> None:
+        o = execution.order
+        now = _ts()
+        exec_row = (execution.exec_id, o.order_id, order.local_id if order else None,
+                    o.market_slug, execution.exec_type.name, o.state.name, str(o.cum_quantity),
+                    str(execution.last_shares), _d(execution.last_px), _d(execution.commission),
+                    execution.trade_id, None if execution.aggressor is None else
+                    int(execution.aggressor),
+                    execution.reject_reason or execution.unsolicited_cancel_reason or execution.text,
+                    _ts(execution.transact_time) if execution.transact_time else None, now)
+        fill_row = None
+        if fill is not None:
+            fill_row = (fill.order_id, order.local_id if order else None, fill.exec_id,
+                        fill.trade_id, fill.market_slug, fill.intent.name, str(fill.qty),
+                        str(fill.price), str(fill.fee), int(fill.is_taker),
+                        _d(order.fair_q) if order else None, _ts(fill.ts))
+
+        def op(conn: sqlite3.Connection) -> None:
+            if execution.exec_id:
+                conn.execute("INSERT OR IGNORE INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             exec_row)
+            if fill_row is not None:
+                conn.execute(
+                    "INSERT INTO fills (order_id, local_id, exec_id, trade_id, market_slug, intent,"
+                    " qty, price, fee, is_taker, fair_q, ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    fill_row)
+        self.submit(op, f"execution {execution.exec_id}")
+
+    def load_orders(self, *, open_only: bool = True) -> list[TrackedOrder]:
+        """The bot's orders (open ones by default: SUBMITTING and OUTCOME_UNKNOWN included)."""
+        with closing(self._reader()) as conn:
+            rows = conn.execute("SELECT * FROM orders ORDER BY created_at, local_id").fetchall()
+        out = []
+        for r in rows:
+            state = OrderState[r["state"]]
+            if open_only and not state.is_open:
+                continue
+            out.append(TrackedOrder(
+                local_id=r["local_id"], market_slug=r["market_slug"], intent=Intent[r["intent"]],
+                price=Decimal(r["price"]), quantity=Decimal(r["quantity"]),
+                tif=TimeInForce[r["tif"]], order_type=OrderType[r["order_type"]], state=state,
+                exchange_id=r["exchange_id"], cum_qty=Decimal(r["cum_qty"]),
+                avg_px=_dec(r["avg_px"]), created_at=datetime.fromisoformat(r["created_at"]),
+                updated_at=datetime.fromisoformat(r["updated_at"]) if r["updated_at"] else None,
+                fair_q=_dec(r["fair_q"]), edge=_dec(r["edge"]), reason=r["reason"],
+                reject_reason=r["reject_reason"]))
+        return out
+
+    # --- ledger ----------------------------------------------------------------------------------------
+
+    def save_ledger(self, changes: LedgerState) -> None:
+        """Persist the ledger's scalars and the markets/bookings in `changes` (a drain or snapshot)."""
+        now = _ts()
+        scalars = (str(changes.cash), str(changes.initial_cash), str(changes.net_transfers),
+                   changes.day_key, _d(changes.day_start_equity), _d(changes.high_water), now)
+        markets = [(m.market_slug, str(m.net_qty), str(m.avg_price), str(m.realized_pnl),
+                    str(m.fees), _d(m.mark_bid), _d(m.mark_offer), _d(m.settled_value), now)
+                   for m in changes.markets]
+        bookings = [(b.order_id, str(b.cum_qty), str(b.notional), str(b.fees))
+                    for b in changes.bookings]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO ledger VALUES (1,?,?,?,?,?,?,?)", scalars)
+            conn.executemany("INSERT OR REPLACE INTO positions VALUES (?,?,?,?,?,?,?,?,?)",
+                             markets)
+            conn.executemany("INSERT OR REPLACE INTO order_bookings VALUES (?,?,?,?)", bookings)
+        self.submit(op, "ledger")
+
+    def load_ledger(self) -> LedgerState | None:
+        """The ledger as last committed, or None on a fresh database."""
+        with closing(self._reader()) as conn:
+            row = conn.execute("SELECT * FROM ledger WHERE id = 1").fetchone()
+            if row is None:
+                return None
+            markets = tuple(
+                MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
+                           Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
+                           _dec(r["mark_offer"]), _dec(r["settled_value"]))
+                for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
+            bookings = tuple(
+                OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),
+                             Decimal(r["fees"]))
+                for r in conn.execute("SELECT * FROM order_bookings ORDER BY order_id"))
+        return LedgerState(
+            cash=Decimal(row["cash"]), initial_cash=Decimal(row["initial_cash"]),
+            net_transfers=Decimal(row["net_transfers"]), day_key=row["day_key"],
+            day_start_equity=_dec(row["day_start_equity"]), high_water=_dec(row["high_water"]),
+            markets=markets, bookings=bookings)
+
+    def record_equity(self, *, equity: Decimal, cash: Decimal, realized_pnl: Decimal,
+                      unrealized_pnl: Decimal, fees: Decimal, usd_at_risk: Decimal | None = None,
+                      trading_state: str | None = None, ts: datetime | None = None) -> None:
+        row = (_ts(ts), str(equity), str(cash), str(realized_pnl), str(unrealized_pnl),
+               str(fees), _d(usd_at_risk), trading_state)
+        self.submit(_exec("INSERT INTO equity_snapshots (ts, equity, cash, realized_pnl, unrealized_pnl, fees,"
+            " usd_at_risk, trading_state) VALUES (?,?,?,?,?,?,?,?)", row), "equity")
+
+    def record_daily_stats(self, day: str, *, start_equity: Decimal, end_equity: Decimal,
+                           fills: int, fees: Decimal, rejections: int) -> None:
+        row = (day, str(start_equity), str(end_equity), str(end_equity - start_equity), fills,
+               str(fees), rejections, _ts())
+        self.submit(_exec("INSERT OR REPLACE INTO daily_stats VALUES (?,?,?,?,?,?,?,?)", row),
+            f"daily {day}")
+
+    # --- risk, operators, fair values ---------------------------------------------------------------
+
+    def record_rejection(self, rejection: Rejection, ts: datetime | None = None) -> None:
+        row = (_ts(ts), rejection.market_slug, rejection.intent.name, rejection.reason,
+               rejection.detail)
+        self.submit(_exec("INSERT INTO rejections (ts, market_slug, intent, reason, detail) VALUES (?,?,?,?,?)",
+            row), "rejection")
+
+    def save_halt_state(self, state: str, reason: str, data: Mapping[str, Any] | None = None) -> None:
+        row = (state, reason, json.dumps(dict(data or {}), default=str, sort_keys=True), _ts())
+        self.submit(_exec("INSERT OR REPLACE INTO halt_state VALUES (1,?,?,?,?)", row), "halt state")
+
+    async def save_halt_state_and_wait(self, state: str, reason: str,
+                                       data: Mapping[str, Any] | None = None) -> None:
+        row = (state, reason, json.dumps(dict(data or {}), default=str, sort_keys=True), _ts())
+        await self.write_and_wait(_exec("INSERT OR REPLACE INTO halt_state VALUES (1,?,?,?,?)", row), "halt state")
+
+    def load_halt_state(self) -> HaltRecord | None:
+        with closing(self._reader()) as conn:
+            r = conn.execute("SELECT * FROM halt_state WHERE id = 1").fetchone()
+        if r is None:
+            return None
+        return HaltRecord(r["state"], r["reason"], json.loads(r["data"]), r["updated_at"])
+
+    def ack_request(self, request_id: str, command: str, outcome: str, detail: str = "") -> None:
+        """Acknowledge an operator request file (the CLI polls `read_ack`)."""
+        row = (request_id, command, outcome, detail, _ts())
+        self.submit(_exec("INSERT OR REPLACE INTO operator_acks VALUES (?,?,?,?,?)", row),
+            f"ack {request_id}")
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.submit(_exec("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value)), f"meta {key}")
+
+    def get_meta(self, key: str) -> str | None:
+        with closing(self._reader()) as conn:
+            r = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if r is None else r[0]
+
+    def record_fair_value(self, market_slug: str, q: Decimal, ts: datetime | None = None) -> None:
+        """The market's latest fair value (kept for closing-line value; frozen once closed)."""
+        row = (market_slug, str(q), _ts(ts))
+        self.submit(_exec("INSERT INTO fair_values (market_slug, q, ts) VALUES (?,?,?)"
+            " ON CONFLICT(market_slug) DO UPDATE SET q=excluded.q, ts=excluded.ts"
+            " WHERE fair_values.closed_at IS NULL", row), "fair value")
+
+    def record_market_closed(self, market_slug: str, ts: datetime | None = None) -> None:
+        row = (_ts(ts), market_slug)
+        self.submit(_exec("UPDATE fair_values SET closed_at = ? WHERE market_slug = ? AND closed_at IS NULL",
+            row), "market closed")
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+
+def read_ack(data_dir: Path, request_id: str) -> dict[str, str] | None:
+    """The bot's acknowledgement of an operator request, or None (read-only; bot may be down)."""
+    try:
+        conn = connect_readonly(db_path(data_dir))
+    except FileNotFoundError:
+        return None
+    with closing(conn):
+        try:
+            r = conn.execute("SELECT * FROM operator_acks WHERE request_id = ?",
+                             (request_id,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+    return None if r is None else dict(r)

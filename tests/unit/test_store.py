@@ -1,0 +1,170 @@
+import sqlite3
+from decimal import Decimal as D
+
+import pytest
+import trio
+
+from polybot.execution.orders import OrderRegistry, book_execution
+from polybot.ledger import Ledger
+from polybot.model import (
+    Execution,
+    ExecutionType,
+    Intent,
+    Order,
+    OrderRequest,
+    OrderState,
+    Rejection,
+    Signal,
+)
+from polybot.store import (
+    SCHEMA_VERSION,
+    Store,
+    StoreError,
+    StoreOverflow,
+    connect_readonly,
+    db_path,
+    read_ack,
+)
+
+
+def request(qty="10"):
+    sig = Signal("m", Intent.BUY_LONG, D("0.40"), D(50), fair_q=D("0.47"), edge=D("0.05"))
+    return OrderRequest("m", Intent.BUY_LONG, D("0.40"), D(qty), signal=sig, reason="open")
+
+
+def filled(order, qty="10", exec_id="e1"):
+    o = Order(order.order_id, "m", Intent.BUY_LONG, D("0.40"), D(10), cum_quantity=D(qty),
+              state=OrderState.FILLED, avg_px=D("0.40"), commission_total=D("0.17"))
+    return Execution(exec_id, o, ExecutionType.FILL, last_shares=D(qty), last_px=D("0.40"))
+
+
+async def with_writer(store, body):
+    async with trio.open_nursery() as n:
+        await n.start(store.run)
+        await body()
+        await store.flush()
+        n.cancel_scope.cancel()
+
+
+async def test_awaited_intent_is_committed_before_the_call_returns(tmp_path):
+    store = Store.open(tmp_path)
+    order = OrderRegistry().new_order(request())
+
+    async def body():
+        await store.record_intent(order)
+        # a separate connection (as another process would) sees it at once
+        with sqlite3.connect(db_path(tmp_path)) as other:
+            row = other.execute("SELECT state, quantity, fair_q FROM orders WHERE local_id = ?",
+                                (order.local_id,)).fetchone()
+        assert row == ("SUBMITTING", "10", "0.47")
+
+    await with_writer(store, body)
+    store.close()
+
+
+async def test_restart_restores_the_same_ledger_and_open_orders(tmp_path):
+    store = Store.open(tmp_path)
+    reg, led = OrderRegistry(), Ledger(D(1000))
+    filled_order = reg.new_order(request())
+    resting = reg.new_order(request("5"))
+
+    async def body():
+        await store.record_intent(filled_order)
+        await store.record_intent(resting)
+        reg.submitted(filled_order, "x1")
+        reg.submitted(resting, "x2")
+        book_execution(filled(filled_order), reg, led, store)
+        led.update_marks("m", D("0.45"), D("0.47"))
+        led.roll_day("2026-11-26")
+        store.save_ledger(led.drain_changes())
+        store.record_order(resting)
+
+    await with_writer(store, body)
+    store.close()
+
+    again = Store.open(tmp_path)
+    restored = Ledger.restore(again.load_ledger())
+    assert restored.snapshot() == led.snapshot()
+    assert restored.cash == D("995.83") and restored.equity == D("1000.33")
+    assert restored.booked("x1").cum_qty == D(10)
+    [open_order] = again.load_orders()
+    assert (open_order.local_id, open_order.exchange_id, open_order.state) == (
+        resting.local_id, "x2", OrderState.PENDING_NEW)
+    assert len(again.load_orders(open_only=False)) == 2
+    with connect_readonly(db_path(tmp_path)) as ro:
+        [fill] = ro.execute("SELECT qty, price, fee, fair_q FROM fills").fetchall()
+    assert tuple(fill) == ("10", "0.40", "0.17", "0.47")
+    again.close()
+
+
+def test_fresh_database_has_no_ledger_and_the_current_schema(tmp_path):
+    store = Store.open(tmp_path)
+    assert store.load_ledger() is None
+    with connect_readonly(db_path(tmp_path)) as ro:
+        assert ro.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+        assert ro.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    Store.open(tmp_path).close()  # reopening runs no migration twice
+
+
+def test_database_from_a_newer_polybot_is_refused(tmp_path):
+    Store.open(tmp_path).close()
+    with sqlite3.connect(db_path(tmp_path)) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="newer"):
+        Store.open(tmp_path)
+
+
+async def test_a_bad_write_fails_alone_and_its_waiter_is_told(tmp_path):
+    store = Store.open(tmp_path, in_thread=False)
+    store.set_meta("before", "1")
+
+    def bad(conn):
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    async def body():
+        with pytest.raises(StoreError):
+            await store.write_and_wait(bad, "bad")
+        store.set_meta("after", "2")
+
+    await with_writer(store, body)
+    assert (store.get_meta("before"), store.get_meta("after")) == ("1", "2")
+    assert store.failed_writes == 1
+    store.close()
+
+
+def test_a_full_queue_raises_instead_of_dropping(tmp_path):
+    store = Store.open(tmp_path, queue_size=1)
+    store.set_meta("a", "1")
+    with pytest.raises(StoreOverflow):
+        store.set_meta("b", "2")
+    store.close()  # the queued write is still committed
+    assert Store.open(tmp_path).get_meta("a") == "1"
+
+
+async def test_halt_state_acks_rejections_and_fair_values_round_trip(tmp_path):
+    store = Store.open(tmp_path)
+
+    async def body():
+        await store.save_halt_state_and_wait("HALTED", "drawdown", {"hwm": D("1100")})
+        store.ack_request("req-1", "halt", "ok")
+        store.record_rejection(Rejection("m", Intent.BUY_LONG, "max_market", "at cap"))
+        store.record_fair_value("m", D("0.55"))
+        store.record_market_closed("m")
+        store.record_fair_value("m", D("0.99"))  # after the close: not the closing line
+
+    await with_writer(store, body)
+    halt = store.load_halt_state()
+    assert (halt.state, halt.reason, halt.data) == ("HALTED", "drawdown", {"hwm": "1100"})
+    assert read_ack(tmp_path, "req-1")["outcome"] == "ok"
+    assert read_ack(tmp_path, "req-2") is None
+    with connect_readonly(db_path(tmp_path)) as ro:
+        assert ro.execute("SELECT q FROM fair_values").fetchone()[0] == "0.55"
+        assert ro.execute("SELECT reason FROM rejections").fetchone()[0] == "max_market"
+        with pytest.raises(sqlite3.OperationalError):
+            ro.execute("INSERT INTO meta VALUES ('x', 'y')")
+    store.close()
+
+
+def test_read_ack_without_a_database_is_none(tmp_path):
+    assert read_ack(tmp_path, "req-1") is None
