@@ -1875,3 +1875,42 @@ class Exchange:
             self._book_changed(trade.market_slug)
             for leg in (trade.maker, trade.taker):
                 self._recheck_funding(self._accounts[leg.account_id])
+
+    # --- served-exchange hooks (added by the REST/ws server's author; purely additive) -----------
+
+    def submit_rejected(
+        self,
+        account_id: str,
+        req: OrderSpec,
+        reason: RejectReason = RejectReason.EXCHANGE_OPTION,
+        text: str = "order rejected",
+    ) -> str:
+        """Record a create request under a fresh id and reject it at once, whatever it says.
+
+        The server's ``reject_all_orders`` fault: the order is recorded in `orders_accepted`
+        like any other and gets one REJECTED execution, so clients see 200 + id then a reject.
+        """
+        acct = self._account(account_id)
+        now = self.now()
+        oid = self._new_id("o")
+        order = SimOrder(
+            order_id=oid,
+            account_id=account_id,
+            market_slug=req.market_slug,
+            intent=req.intent,
+            side=req.intent.book_side if req.intent is not Intent.UNKNOWN else Side.UNKNOWN,
+            type=req.type,
+            price=req.price,
+            quantity=req.quantity if req.quantity is not None else ZERO,
+            tif=req.tif,
+            good_till_time=req.good_till_time,
+            post_only=req.post_only,
+            cash_order_qty=req.cash_order_qty,
+            manual_order_indicator=req.manual_order_indicator,
+            create_time=now,
+        )
+        self._orders[oid] = order
+        acct.orders[oid] = order
+        self.orders_accepted.append(AcceptedOrder(oid, account_id, now, req))
+        self._reject(order, reason, text)
+        return oid
