@@ -262,6 +262,9 @@ class _Stream:
         finally:
             self._ws = None
             st.connected = False
+            st.reconnecting_since = trio.current_time()
+            st.reconnecting_since_wall = datetime.now(UTC)
+            st.attempts = 0
             if trio.current_time() - now >= self.config.stable_after:
                 self._backoff.reset()
 
