@@ -250,10 +250,8 @@ class Ledger:
             if growth < 0:
                 log.warning("order %s reports cum qty %s below booked %s; ignored",
                             order_id, cum_qty, prev.cum_qty)
-            if fee_now != 0 and growth == 0 and fee_total is not None:
-                # a fee correction on an already booked quantity
-                self._book_fee(market_slug, fee_now)
-                self._set_booking(attrs.evolve(prev, fees=prev.fees + fee_now))
+            # Fees move only with quantity: a stale snapshot's lower total must not refund them
+            # (the live balance reconciliation corrects cash if a fee ever arrives on its own).
             return None
         price = self._growth_price(order_id, prev, cum_qty, growth, avg_px, last_px, last_qty)
         self._book_trade(market_slug, intent.position_sign * growth, price)

@@ -1,0 +1,369 @@
+"""Paper execution: fills simulated against the real book, booked exactly like live fills.
+
+`PaperExecutor.submit` takes an `OrderRequest` (only the risk gate makes those), stores the intent
+(awaited, as live mode must), then matches it like the exchange would and pushes every resulting
+`model.Execution` through `orders.book_execution` — the same path the live executor's private
+stream uses, so registry, ledger, store and trades log cannot tell paper from live.
+
+Matching rules:
+
+- An aggressive order walks the opposite side best first while the level is no worse than its
+  limit (BUY_LONG / SELL_SHORT lift offers, SELL_LONG / BUY_SHORT hit bids), one fill per level at
+  the level's price, taker fee rounded per fill with the exchange's rule (`FeeAccumulator`).
+  IOC cancels the remainder; FOK fills nothing unless the whole quantity is there; GTC (and DAY,
+  GTD) rest the remainder at the limit.
+- A resting order fills as maker (rebate, Θ −0.0125) at its own price only when a later book
+  crosses it (an offer at or below a resting bid; a bid at or above a resting offer) or a trade
+  prints strictly through it. It is cancelled when its signal disappears or its limit moves
+  (`sync_signals`), on `cancel`, and at restart (paper orders do not survive a restart:
+  `cancel_restored` cancels them through the normal path so the store agrees).
+- Opening orders are rejected, like the exchange would, when cash minus what resting opening
+  orders reserve cannot pay the worst case (limit cost plus taker fee); so cash never goes negative.
+
+**Liquidity memory.** The real book does not know about paper fills, so the next frame still shows
+the size we just "took". Per market, side and price the executor remembers the level size it saw
+and how much of it it took; the same level with the same size offers only the rest. When the
+level's size changes (or the level goes away) the book has refreshed and the memory for that level
+is dropped. `effective_book` shows a book minus what was taken, for a strategy that wants to size
+against what is really left.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Protocol
+
+import attrs
+
+from polybot.execution.orders import (
+    ExecutionRecorder,
+    OrderRegistry,
+    TrackedOrder,
+    book_execution,
+)
+from polybot.ledger import Ledger
+from polybot.model import (
+    ZERO,
+    BookSnapshot,
+    Execution,
+    ExecutionType,
+    Fill,
+    MarketInfo,
+    MarketState,
+    Order,
+    OrderRequest,
+    OrderState,
+    PriceLevel,
+    Side,
+    Signal,
+    TimeInForce,
+    TradePrint,
+    cost_per_contract,
+)
+from polybot.pricing import MAKER_THETA, TAKER_THETA, FeeAccumulator, fee_per_contract
+
+log = logging.getLogger(__name__)
+
+
+class BookSource(Protocol):
+    def get(self, slug: str) -> BookSnapshot | None: ...
+
+
+class IntentRecorder(ExecutionRecorder, Protocol):
+    async def record_intent(self, order: TrackedOrder) -> None: ...
+
+
+@attrs.define
+class _Taken:
+    level_qty: Decimal  # the level's size when we took from it
+    taken: Decimal
+
+
+@attrs.define
+class _Sim:
+    """The exchange-side view of one paper order."""
+
+    order: TrackedOrder
+    taker_fees: FeeAccumulator
+    maker_fees: Decimal = ZERO
+    cum: Decimal = ZERO
+    notional: Decimal = ZERO
+
+    @property
+    def leaves(self) -> Decimal:
+        return self.order.quantity - self.cum
+
+    @property
+    def commission(self) -> Decimal:
+        return self.taker_fees.total + self.maker_fees
+
+
+class PaperExecutor:
+    def __init__(
+        self,
+        registry: OrderRegistry,
+        ledger: Ledger,
+        books: BookSource,
+        *,
+        recorder: IntentRecorder | None = None,
+        markets: Mapping[str, MarketInfo] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.registry = registry
+        self.ledger = ledger
+        self._books = books
+        self._recorder = recorder
+        self._markets = markets if markets is not None else {}
+        self._clock = clock
+        self._taken: dict[str, dict[tuple[Side, Decimal], _Taken]] = {}
+        self._resting: dict[str, _Sim] = {}
+        self._exec_ids = itertools.count(1)
+        self._session = uuid.uuid4().hex[:8]
+
+    # --- submitting -------------------------------------------------------------------------------
+
+    async def submit(self, request: OrderRequest) -> TrackedOrder:
+        """Store the intent, then match it against the current book. Returns the tracked order."""
+        order = self.registry.new_order(request, now=self._clock())
+        if self._recorder is not None:
+            await self._recorder.record_intent(order)  # durable before "sending", as in live
+        self.registry.submitted(order, order.local_id)  # the paper exchange's id is the local one
+        sim = _Sim(order, FeeAccumulator(self._taker_theta(order.market_slug)))
+        book = self._books.get(order.market_slug)
+        reject = self._reject_reason(order, book)
+        if reject:
+            self._emit(sim, ExecutionType.REJECTED, OrderState.REJECTED, reject=reject)
+            return order
+        self._emit(sim, ExecutionType.NEW, OrderState.NEW)
+        assert book is not None
+        self._take(sim, book)
+        if sim.leaves > 0 and sim.order.is_open:
+            if order.tif in (TimeInForce.IOC, TimeInForce.FOK):
+                self._emit(sim, ExecutionType.CANCELED, OrderState.CANCELED,
+                           text=f"{order.tif.name} remainder {sim.leaves} cancelled")
+            else:
+                self._resting[order.order_id] = sim
+        return order
+
+    def _reject_reason(self, order: TrackedOrder, book: BookSnapshot | None) -> str:
+        if book is None or book.state is not MarketState.OPEN:
+            return "ORD_REJECT_REASON_EXCHANGE_CLOSED"
+        if order.intent.is_opening:
+            theta = self._taker_theta(order.market_slug)
+            worst = order.quantity * (cost_per_contract(order.intent, order.price)
+                                      + max(fee_per_contract(order.price, theta), ZERO))
+            if worst > self.ledger.cash - self._reserved():
+                return "ORD_REJECT_REASON_EXCHANGE_OPTION: insufficient buying power"
+        return ""
+
+    def _reserved(self) -> Decimal:
+        return sum((s.leaves * cost_per_contract(s.order.intent, s.order.price)
+                    for s in self._resting.values() if s.order.intent.is_opening), ZERO)
+
+    def _take(self, sim: _Sim, book: BookSnapshot) -> None:
+        """Fill `sim` as a taker against `book` (FOK: all or nothing)."""
+        order = sim.order
+        side = order.intent.book_side
+        plan: list[tuple[PriceLevel, Decimal]] = []
+        need = sim.leaves
+        for level in self._crossing(book, side, order.price):
+            if need <= 0:
+                break
+            take = min(self._available(order.market_slug, side, level), need)
+            if take > 0:
+                plan.append((level, take))
+                need -= take
+        if order.tif is TimeInForce.FOK and need > 0:
+            self._emit(sim, ExecutionType.CANCELED, OrderState.CANCELED,
+                       text=f"FOK: only {sim.leaves - need} of {sim.leaves} available")
+            return
+        for level, take in plan:
+            self._consume(order.market_slug, side, level, take)
+            fee = sim.taker_fees.fill(take, level.price)
+            self._fill(sim, take, level.price, fee, aggressor=True)
+
+    @staticmethod
+    def _crossing(book: BookSnapshot, side: Side, limit: Decimal) -> Iterable[PriceLevel]:
+        """Opposite-side levels a `side` order at `limit` trades with, best first."""
+        if side is Side.BUY:
+            return (lv for lv in book.offers if lv.price <= limit)
+        return (lv for lv in book.bids if lv.price >= limit)
+
+    # --- liquidity memory ---------------------------------------------------------------------------
+
+    def _available(self, slug: str, side: Side, level: PriceLevel) -> Decimal:
+        mem = self._taken.get(slug, {}).get((side, level.price))
+        if mem is None or mem.level_qty != level.qty:
+            return level.qty
+        return max(level.qty - mem.taken, ZERO)
+
+    def _consume(self, slug: str, side: Side, level: PriceLevel, qty: Decimal) -> None:
+        per_market = self._taken.setdefault(slug, {})
+        mem = per_market.get((side, level.price))
+        already = mem.taken if mem is not None and mem.level_qty == level.qty else ZERO
+        per_market[(side, level.price)] = _Taken(level.qty, already + qty)
+
+    def _refresh(self, book: BookSnapshot) -> None:
+        """Forget taken liquidity at levels whose size changed (the book refreshed there)."""
+        per_market = self._taken.get(book.market_slug)
+        if not per_market:
+            return
+        sizes = {(Side.BUY, lv.price): lv.qty for lv in book.offers}
+        sizes.update({(Side.SELL, lv.price): lv.qty for lv in book.bids})
+        for key, mem in list(per_market.items()):
+            if sizes.get(key) != mem.level_qty:
+                del per_market[key]
+
+    def effective_book(self, book: BookSnapshot) -> BookSnapshot:
+        """`book` minus the liquidity paper orders already took from it (empty levels dropped)."""
+        def left(levels: tuple[PriceLevel, ...], side: Side) -> tuple[PriceLevel, ...]:
+            out = []
+            for lv in levels:
+                qty = self._available(book.market_slug, side, lv)
+                if qty > 0:
+                    out.append(lv if qty == lv.qty else PriceLevel(lv.price, qty))
+            return tuple(out)
+        return attrs.evolve(book, bids=left(book.bids, Side.SELL),
+                            offers=left(book.offers, Side.BUY))
+
+    # --- market data driving resting orders -----------------------------------------------------------
+
+    def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
+        """A new full book: refresh memory and marks, fill resting orders it crosses (as maker)."""
+        self._refresh(book)
+        self.ledger.on_book(book, trusted=trusted)
+        if not trusted or book.state is not MarketState.OPEN:
+            return []
+        fills: list[Fill] = []
+        for sim in self._resting_in(book.market_slug):
+            side = sim.order.intent.book_side
+            for level in self._crossing(book, side, sim.order.price):
+                if sim.leaves <= 0:
+                    break
+                take = min(self._available(book.market_slug, side, level), sim.leaves)
+                if take > 0:
+                    self._consume(book.market_slug, side, level, take)
+                    fills += self._maker_fill(sim, take)
+        return fills
+
+    def on_trade(self, trade: TradePrint) -> list[Fill]:
+        """A trade printed strictly through a resting order's price fills it (as maker)."""
+        left = trade.qty
+        fills: list[Fill] = []
+        for sim in self._resting_in(trade.market_slug):
+            if left <= 0:
+                break
+            buy = sim.order.intent.book_side is Side.BUY
+            through = trade.price < sim.order.price if buy else trade.price > sim.order.price
+            if through:
+                take = min(left, sim.leaves)
+                left -= take
+                fills += self._maker_fill(sim, take)
+        return fills
+
+    def _resting_in(self, slug: str) -> list[_Sim]:
+        return [s for s in self._resting.values() if s.order.market_slug == slug]
+
+    def _maker_fill(self, sim: _Sim, qty: Decimal) -> list[Fill]:
+        price = sim.order.price
+        fee = FeeAccumulator(MAKER_THETA).fill(qty, price)  # rebates round per fill
+        sim.maker_fees += fee
+        fill = self._fill(sim, qty, price, fee, aggressor=False)
+        if sim.leaves <= 0:
+            self._resting.pop(sim.order.order_id, None)
+        return [fill] if fill is not None else []
+
+    # --- cancels ----------------------------------------------------------------------------------------
+
+    def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]:
+        """Cancel resting orders in `slug` whose signal disappeared or whose limit moved."""
+        limits = {s.intent: s.limit_price for s in signals if s.market_slug == slug}
+        cancelled = []
+        for sim in self._resting_in(slug):
+            limit = limits.get(sim.order.intent)
+            if limit is None or limit != sim.order.price:
+                why = "signal gone" if limit is None else f"limit moved to {limit}"
+                self._cancel(sim, why)
+                cancelled.append(sim.order)
+        return cancelled
+
+    def cancel(self, order_id: str, reason: str = "cancel requested") -> bool:
+        sim = self._resting.get(order_id)
+        if sim is None:
+            return False
+        self._cancel(sim, reason)
+        return True
+
+    def cancel_all(self, slug: str | None = None, reason: str = "cancel all") -> list[TrackedOrder]:
+        sims = [s for s in self._resting.values() if slug is None or s.order.market_slug == slug]
+        for sim in sims:
+            self._cancel(sim, reason)
+        return [s.order for s in sims]
+
+    def cancel_restored(self, orders: Iterable[TrackedOrder]) -> int:
+        """Paper orders left open by a previous run no longer exist: book them cancelled."""
+        n = 0
+        for order in orders:
+            if not order.is_open:
+                continue
+            if order.exchange_id is None:
+                order.exchange_id = order.local_id
+            self.registry.add(order)
+            booked = self.ledger.booked(order.order_id)
+            sim = _Sim(order, FeeAccumulator(self._taker_theta(order.market_slug)),
+                       maker_fees=booked.fees, cum=booked.cum_qty, notional=booked.notional)
+            self._emit(sim, ExecutionType.CANCELED, OrderState.CANCELED, text="paper restart")
+            n += 1
+        return n
+
+    def _cancel(self, sim: _Sim, reason: str) -> None:
+        self._resting.pop(sim.order.order_id, None)
+        sim.order.cancel_requested = True
+        self._emit(sim, ExecutionType.CANCELED, OrderState.CANCELED, text=reason)
+
+    @property
+    def resting(self) -> list[TrackedOrder]:
+        return [s.order for s in self._resting.values()]
+
+    # --- emitting executions ---------------------------------------------------------------------------
+
+    def _fill(self, sim: _Sim, qty: Decimal, price: Decimal, fee: Decimal, *,
+              aggressor: bool) -> Fill | None:
+        sim.cum += qty
+        sim.notional += qty * price
+        done = sim.cum >= sim.order.quantity
+        return self._emit(sim, ExecutionType.FILL if done else ExecutionType.PARTIAL_FILL,
+                          OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
+                          last_qty=qty, last_px=price, fee=fee, aggressor=aggressor)
+
+    def _emit(self, sim: _Sim, exec_type: ExecutionType, state: OrderState, *,
+              last_qty: Decimal = ZERO, last_px: Decimal | None = None,
+              fee: Decimal | None = None, aggressor: bool | None = None, reject: str = "",
+              text: str = "") -> Fill | None:
+        o = sim.order
+        n = next(self._exec_ids)
+        report = Order(
+            order_id=o.order_id, market_slug=o.market_slug, intent=o.intent, price=o.price,
+            quantity=o.quantity, cum_quantity=sim.cum,
+            leaves_quantity=sim.leaves if not state.is_terminal else ZERO, state=state,
+            order_type=o.order_type, tif=o.tif,
+            avg_px=sim.notional / sim.cum if sim.cum > 0 else None, create_time=o.created_at,
+            commission_total=sim.commission)
+        execution = Execution(
+            exec_id=f"paper-{self._session}-e{n}", order=report, exec_type=exec_type,
+            last_shares=last_qty, last_px=last_px,
+            trade_id=f"paper-{self._session}-t{n}" if exec_type.is_fill else "",
+            aggressor=aggressor, commission=fee, reject_reason=reject, text=text,
+            transact_time=self._clock())
+        return book_execution(execution, self.registry, self.ledger, self._recorder)
+
+    def _taker_theta(self, slug: str) -> Decimal:
+        info = self._markets.get(slug)
+        if info is not None and info.fee_coefficient is not None:
+            return info.fee_coefficient
+        return TAKER_THETA
