@@ -1,0 +1,173 @@
+"""Match each configured market slug to an OpticOdds fixture and the selection that is its YES.
+
+Order of evidence (polymarket-us-api.md §11, opticodds-api.md §4.2):
+1. An `ODDS_MARKET_MAP` override `slug=fixture_id:normalized_selection` (split at the LAST `:`,
+   since fixture ids are opaque). The fixture is still looked up at OpticOdds, for its sport,
+   league and start time; the named selection is taken as the market's YES side.
+2. Otherwise the exchange event: both teams' `PROVIDER_OPTICODDS` provider ids, the league and
+   the start time, against OpticOdds fixtures of those teams (the same two competitor ids, start
+   within `start_tolerance`). The match must then be confirmed by the exchange's partner lookup
+   (`/v1/partners/opticodds/events/{fixtureId}`): it must name this market, and the mapped side
+   whose `long` flag is true gives the YES selection. The second-named team can be YES: nothing
+   here assumes the order of teams or home/away.
+
+A market that cannot be matched is reported once (slug and why) in `MatchResult.unmatched` and
+never traded; the others run. Nothing here raises for one bad market; only a fatal client error
+(a rejected OpticOdds key) propagates.
+
+Inputs are injected as plain async callables (the composition root wires the exchange REST client
+and the OpticOdds client), so this module has no I/O of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from polybot.model import EventInfo, MappedMarketSide, MarketInfo
+from polybot.opticodds.client import AuthError, OpticOddsError
+from polybot.opticodds.feed import MONEYLINE, MarketTarget
+from polybot.opticodds.wire import Fixture
+
+log = logging.getLogger(__name__)
+
+PROVIDER_OPTICODDS = "PROVIDER_OPTICODDS"
+
+# (slug) -> (market, its event) or None when the exchange does not know the slug
+MarketLookup = Callable[[str], Awaitable[tuple[MarketInfo, EventInfo] | None]]
+# (opticodds fixture id) -> (event, its markets, mapped sides) or None (404: no link)
+PartnerLookup = Callable[
+    [str], Awaitable[tuple[EventInfo, list[MarketInfo], list[MappedMarketSide]] | None]
+]
+# OpticOdds fixtures of a team in a start window: (team_id, start_after, start_before)
+FixturesByTeam = Callable[[str, datetime, datetime], Awaitable[list[Fixture]]]
+# one OpticOdds fixture by id
+FixtureById = Callable[[str], Awaitable[Fixture | None]]
+
+
+@attrs.frozen
+class Unmatched:
+    slug: str
+    reason: str
+
+
+@attrs.frozen
+class MatchResult:
+    targets: tuple[MarketTarget, ...]
+    unmatched: tuple[Unmatched, ...]
+
+
+def normalize_selection(name: str) -> str:
+    """OpticOdds' normalized_selection of a team name ("Boston Celtics" -> "boston_celtics")."""
+    return "_".join(name.lower().replace(".", "").split())
+
+
+async def match_markets(
+    slugs: Sequence[str],
+    *,
+    overrides: Iterable[tuple[str, str, str]] = (),
+    market_lookup: MarketLookup,
+    partner_lookup: PartnerLookup,
+    fixtures_by_team: FixturesByTeam,
+    fixture_by_id: FixtureById,
+    start_tolerance: timedelta = timedelta(hours=6),
+) -> MatchResult:
+    """Match every slug; report each unmatched one once (logged at WARNING) and go on."""
+    over = {slug: (fid, sel) for slug, fid, sel in overrides}
+    targets: list[MarketTarget] = []
+    unmatched: list[Unmatched] = []
+    for slug in dict.fromkeys(slugs):
+        try:
+            if slug in over:
+                fid, sel = over[slug]
+                result = await _override(slug, fid, sel, fixture_by_id)
+            else:
+                result = await _auto(slug, market_lookup, partner_lookup, fixtures_by_team,
+                                     start_tolerance)
+        except AuthError:
+            raise
+        except OpticOddsError as e:
+            result = Unmatched(slug, f"OpticOdds lookup failed: {e}")
+        except Exception as e:  # one market's bad data must not stop the others
+            log.exception("matching %s failed", slug)
+            result = Unmatched(slug, f"lookup failed: {type(e).__name__}: {e}")
+        if isinstance(result, Unmatched):
+            log.warning("market %s is not matched to OpticOdds and will not be traded: %s",
+                        result.slug, result.reason)
+            unmatched.append(result)
+        else:
+            log.info("market %s -> OpticOdds fixture %s, YES = %s (%s)", slug, result.fixture_id,
+                     result.yes_selection, result.source)
+            targets.append(result)
+    return MatchResult(tuple(targets), tuple(unmatched))
+
+
+async def _override(slug: str, fixture_id: str, selection: str,
+                    fixture_by_id: FixtureById) -> MarketTarget | Unmatched:
+    fx = await fixture_by_id(fixture_id)
+    if fx is None:
+        return Unmatched(slug, f"ODDS_MARKET_MAP names fixture {fixture_id!r}, unknown to OpticOdds")
+    return MarketTarget(slug=slug, fixture_id=fx.id, yes_selection=selection, sport=fx.sport,
+                        league=fx.league, start_time=fx.start_date, source="override")
+
+
+async def _auto(slug: str, market_lookup: MarketLookup, partner_lookup: PartnerLookup,
+                fixtures_by_team: FixturesByTeam,
+                tolerance: timedelta) -> MarketTarget | Unmatched:
+    found = await market_lookup(slug)
+    if found is None:
+        return Unmatched(slug, "the exchange does not know this market slug")
+    market, event = found
+    team_ids = [t.provider_id(PROVIDER_OPTICODDS) for t in event.teams]
+    ids = [i for i in team_ids if i]
+    if len(event.teams) < 2 or len(ids) < len(event.teams):
+        names = ", ".join(t.name for t in event.teams) or "none"
+        return Unmatched(slug, f"event {event.slug or event.event_id} lacks OpticOdds team ids "
+                               f"(teams: {names})")
+    start = event.start_time or market.start_time
+    if start is None:
+        return Unmatched(slug, f"event {event.slug or event.event_id} has no start time")
+    league = next((t.league.lower() for t in event.teams if t.league), "")
+    candidates = await fixtures_by_team(ids[0], start - tolerance, start + tolerance)
+    want = frozenset(ids)
+    fits = [f for f in candidates
+            if f.team_ids == want and f.start_date is not None
+            and abs(f.start_date - start) <= tolerance]
+    if league and any(f.league.lower() == league for f in fits):
+        fits = [f for f in fits if f.league.lower() == league]
+    if not fits:
+        names = " vs ".join(t.name for t in event.teams)
+        return Unmatched(slug, f"no OpticOdds fixture for {names} near {start.isoformat()}")
+    fits.sort(key=lambda f: abs(f.start_date - start) if f.start_date else tolerance)
+    if len(fits) > 1 and fits[0].start_date == fits[1].start_date:
+        return Unmatched(slug, f"ambiguous: OpticOdds fixtures {fits[0].id} and {fits[1].id} both fit")
+    fx = fits[0]
+
+    partner = await partner_lookup(fx.id)
+    if partner is None:
+        return Unmatched(slug, f"the exchange's partner lookup has no event for OpticOdds fixture {fx.id}")
+    p_event, p_markets, mapped = partner
+    if event.event_id and p_event.event_id and p_event.event_id != event.event_id:
+        return Unmatched(slug, f"OpticOdds fixture {fx.id} maps to exchange event "
+                               f"{p_event.event_id}, not {event.event_id}")
+    market_id = market.market_id
+    sides = next((m.sides for m in p_markets if m.market_id == market_id or m.slug == slug), ())
+    sides = sides or market.sides
+    long_ids = {s.side_id for s in sides if s.long}
+    mine = [m for m in mapped if m.market_id == market_id]
+    if not mine:
+        return Unmatched(slug, f"the partner lookup for fixture {fx.id} maps no side of this market")
+    yes = [m for m in mine if m.market_side_id in long_ids]
+    if not yes:
+        return Unmatched(slug, f"the partner lookup for fixture {fx.id} maps no YES (long) side")
+    m = yes[0]
+    mtype = (m.external_market_type or MONEYLINE).lower().replace(" ", "_")
+    if not m.external_normalized_selection:
+        return Unmatched(slug, f"the YES side's mapping for fixture {fx.id} names no selection")
+    if mtype != MONEYLINE:
+        return Unmatched(slug, f"market type {m.external_market_type!r} is not priced (moneyline only)")
+    return MarketTarget(slug=slug, fixture_id=fx.id, yes_selection=m.external_normalized_selection,
+                        sport=fx.sport, league=fx.league, start_time=fx.start_date, source="auto")

@@ -1,0 +1,460 @@
+"""The odds feed task: OpticOdds stream + REST snapshots -> consensus fair values in `FairValues`.
+
+One stream per sport (`/stream/odds/{sport}`, the configured books, the matched leagues, the
+moneyline market, fixture-status updates). The design follows what the API really does
+(opticodds-api.md §3.4-3.5), not what its docs promise:
+
+- Delivery is at-least-once and resume does not replay. So after EVERY (re)connect the feed marks
+  its markets untrusted, buffers stream events, rebuilds the whole state from a REST snapshot
+  (`/fixtures/odds`, batched), applies the buffered events on top, recomputes every consensus, and
+  only then marks the markets trusted again. A REST refresh every `refresh_seconds` catches what
+  the stream missed while live.
+- Duplicates and reordering: events are deduplicated on `entry_id`, and an odd older (by its
+  `timestamp`) than what is held is ignored. A lock removes the odd unless a newer price is held.
+- A refresh races the stream: an odd the stream touched after the refresh started is kept even
+  when the (older) REST answer disagrees.
+- Liveness is data age, not socket state: any byte (ping every ~5 s, data, comment) pushes the
+  watchdog deadline `stale_seconds` ahead; silence past it closes the connection and reconnects.
+  A quiet line is not stale (an odd's timestamp only moves when its price does).
+- Reconnects back off exponentially (initial .. max, at least the server's `retry:` hint) and
+  are paced by the client's stream-connect budget. A 401 (`AuthError`) or a 400 on the stream
+  (bad configuration) is raised: no retry can fix those.
+- A book only enters a consensus with every selection of the line present (a locked or vanished
+  side drops the whole book); fewer than `min_books` books clears the market's fair value.
+
+Status: `feed.status` (overall) and `feed.statuses` (per sport) say live / rebuilding /
+reconnecting since when; `on_progress` is called on every frame, snapshot and reconnect attempt
+(reconnecting is progress: the supervisor's hang watchdog must not fire on an unreachable feed).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import enum
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+import trio
+
+from polybot.fairvalues import FairValues, FixtureInfo
+from polybot.model import FairValue
+from polybot.opticodds.client import (
+    AuthError,
+    BadRequestError,
+    OddsStream,
+    OpticOddsClient,
+    OpticOddsError,
+)
+from polybot.opticodds.sse import SSEEvent
+from polybot.opticodds.wire import (
+    Odd,
+    WireError,
+    parse_fixture_status,
+    parse_odds_message,
+)
+from polybot.pricing import DEVIG_METHODS, BookMarket, consensus
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _fatal_unwrapped() -> Iterator[None]:
+    """Let a fatal client error (401, bad request) leave a nursery bare, not inside a group,
+    so the supervisor can map it to its exit code."""
+    try:
+        yield
+    except BaseExceptionGroup as eg:
+        fatal, _ = eg.split((AuthError, BadRequestError))
+        if fatal is not None:
+            first: BaseException = fatal
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from eg
+        raise
+
+
+MONEYLINE = "moneyline"
+
+
+@attrs.frozen
+class MarketTarget:
+    """A market the odds feed prices: fixture, the selection that is YES, and its line."""
+
+    slug: str
+    fixture_id: str
+    yes_selection: str  # OpticOdds normalized_selection of the market's YES side
+    sport: str
+    league: str = ""
+    start_time: datetime | None = None
+    market_id: str = MONEYLINE
+    grouping_key: str = "default"
+    source: str = "auto"  # "override" or "auto"
+
+
+@attrs.frozen
+class OddsFeedConfig:
+    sportsbooks: tuple[str, ...]
+    weights: tuple[tuple[str, Decimal], ...] = ()
+    min_books: int = 1
+    method: str = "shin"
+    stale_seconds: float = 15.0
+    refresh_seconds: float = 60.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= len(self.sportsbooks) <= 5:
+            raise ValueError("the odds feed takes 1 to 5 sportsbooks (one stream per sport)")
+        if self.method not in DEVIG_METHODS:
+            raise ValueError(f"unknown de-vig method {self.method!r}")
+        if self.min_books < 1:
+            raise ValueError("min_books must be at least 1")
+
+
+class FeedState(enum.Enum):
+    STARTING = "starting"
+    RECONNECTING = "reconnecting"
+    REBUILDING = "rebuilding"
+    LIVE = "live"
+
+
+@attrs.define
+class FeedStatus:
+    state: FeedState = FeedState.STARTING
+    since: float = 0.0  # Trio clock time of the last state change
+    reconnects: int = 0
+    last_frame_at: float | None = None
+    last_snapshot_at: float | None = None
+    last_error: str = ""
+    events: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+
+
+class OddsFeed:
+    def __init__(
+        self,
+        client: OpticOddsClient,
+        fair_values: FairValues,
+        targets: Sequence[MarketTarget],
+        config: OddsFeedConfig,
+        *,
+        on_progress: Callable[[], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._fv = fair_values
+        self._cfg = config
+        self._progress = on_progress or (lambda: None)
+        self._targets = list(targets)
+        self._by_fixture: dict[str, list[MarketTarget]] = collections.defaultdict(list)
+        for t in self._targets:
+            self._by_fixture[t.fixture_id].append(t)
+            fair_values.track(t.slug, t.fixture_id)
+        self._sports: dict[str, list[MarketTarget]] = collections.defaultdict(list)
+        for t in self._targets:
+            self._sports[t.sport].append(t)
+        self._markets = frozenset(t.market_id for t in self._targets) or frozenset({"moneyline"})
+        self._books = frozenset(b.lower() for b in config.sportsbooks)
+        self._odds: dict[str, dict[str, Odd]] = {fid: {} for fid in self._by_fixture}
+        self._touched: dict[str, int] = {}  # odd id -> stream sequence of its last change
+        self._seq = 0
+        self._seen_entries: collections.deque[str] = collections.deque(maxlen=4096)
+        self._seen_set: set[str] = set()
+        self._book_ids: dict[str, str] = {}
+        self.unknown_books: tuple[str, ...] = ()
+        self.statuses: dict[str, FeedStatus] = {s: FeedStatus() for s in self._sports}
+
+    # --- public -------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> FeedStatus:
+        """The worst sport's status (live only when every stream is live)."""
+        order = [FeedState.STARTING, FeedState.RECONNECTING, FeedState.REBUILDING, FeedState.LIVE]
+        if not self.statuses:
+            return FeedStatus(state=FeedState.LIVE)
+        return min(self.statuses.values(), key=lambda s: (order.index(s.state), -s.since))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled. Ready at once: trust is reported per market through FairValues."""
+        await self._check_books()
+        task_status.started()
+        if not self._sports:
+            log.warning("odds feed: no matched markets; nothing to stream")
+            await trio.sleep_forever()
+        with _fatal_unwrapped():
+            async with trio.open_nursery() as nursery:
+                for sport, targets in self._sports.items():
+                    nursery.start_soon(self._run_sport, sport, targets)
+
+    # --- start-up -----------------------------------------------------------------------------
+
+    async def _check_books(self) -> None:
+        try:
+            books = await self._client.sportsbooks()
+        except AuthError:
+            raise
+        except OpticOddsError as e:
+            log.warning("odds feed: could not list OpticOdds sportsbooks (%s); book ids unchecked", e)
+            return
+        self._book_ids = {b.name: b.id for b in books}
+        known = {b.id for b in books}
+        unknown = tuple(b for b in self._cfg.sportsbooks if b not in known)
+        self.unknown_books = unknown
+        if unknown:
+            log.warning("OpticOdds does not know sportsbook id(s) %s: they will never quote "
+                        "(check OPTICODDS_SPORTSBOOKS)", ", ".join(unknown))
+
+    # --- one sport's connection loop -------------------------------------------------------------
+
+    def _set_state(self, sport: str, state: FeedState, error: str = "") -> None:
+        st = self.statuses[sport]
+        if st.state is not state:
+            st.state = state
+            st.since = trio.current_time()
+        if error:
+            st.last_error = error
+
+    async def _run_sport(self, sport: str, targets: list[MarketTarget]) -> None:
+        slugs = [t.slug for t in targets]
+        leagues = sorted({t.league for t in targets if t.league})
+        backoff = self._cfg.backoff_initial
+        retry_hint = 0.0
+        last_entry: str | None = None
+        first = True
+        while True:
+            self._fv.set_trusted(slugs, False, trio.current_time())
+            self._set_state(sport, FeedState.STARTING if first else FeedState.RECONNECTING)
+            if not first:
+                self.statuses[sport].reconnects += 1
+            first = False
+            self._progress()
+            reached_live = False
+            try:
+                async with self._client.stream_odds(
+                    sport, self._cfg.sportsbooks, leagues=leagues, markets=sorted(self._markets),
+                    include_fixture_updates=True, last_entry_id=last_entry,
+                ) as stream:
+                    reason, reached_live = await self._session(sport, slugs, stream)
+                    last_entry = stream.parser.last_event_id or last_entry
+                    if stream.parser.retry_ms is not None:
+                        retry_hint = stream.parser.retry_ms / 1000
+            except (AuthError, BadRequestError):
+                self._set_state(sport, FeedState.RECONNECTING, "fatal: see the raised error")
+                raise
+            except OpticOddsError as e:
+                reason = str(e)
+            self._fv.set_trusted(slugs, False, trio.current_time())
+            if reached_live:
+                backoff = self._cfg.backoff_initial
+            wait = max(backoff, retry_hint)
+            log.warning("odds stream %s: %s; reconnecting in %.1fs", sport, reason, wait)
+            self._set_state(sport, FeedState.RECONNECTING, reason)
+            self._progress()
+            await trio.sleep(wait)
+            backoff = min(backoff * 2, self._cfg.backoff_max)
+
+    async def _session(self, sport: str, slugs: list[str], stream: OddsStream) -> tuple[str, bool]:
+        """One connection: rebuild, then live until the stream ends or goes silent."""
+        status = self.statuses[sport]
+        self._set_state(sport, FeedState.REBUILDING)
+        buffered: list[SSEEvent] = []
+        rebuilding = True
+        outcome = "stream closed by the server"
+        reached_live = False
+        with trio.CancelScope() as watchdog, _fatal_unwrapped():
+            watchdog.deadline = trio.current_time() + self._cfg.stale_seconds
+            async with trio.open_nursery() as nursery:
+
+                async def reader() -> None:
+                    nonlocal outcome
+                    try:
+                        async for ev in stream.events():
+                            now = trio.current_time()
+                            watchdog.deadline = now + self._cfg.stale_seconds
+                            status.last_frame_at = now
+                            self._progress()
+                            if ev is None:
+                                continue
+                            if rebuilding:
+                                buffered.append(ev)
+                            else:
+                                self._handle(sport, ev)
+                    except OpticOddsError as e:
+                        outcome = str(e)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(reader)
+                try:
+                    await self._rebuild(sport)
+                except (AuthError, BadRequestError):
+                    raise
+                except OpticOddsError as e:
+                    outcome = f"REST snapshot failed ({e})"
+                    nursery.cancel_scope.cancel()
+                    return outcome, False
+                for ev in buffered:
+                    self._handle(sport, ev)
+                buffered.clear()
+                rebuilding = False
+                self._recompute(self._sport_fixtures(sport))
+                self._fv.set_trusted(slugs, True, trio.current_time())
+                self._set_state(sport, FeedState.LIVE)
+                reached_live = True
+                log.info("odds stream %s live (%d markets)", sport, len(slugs))
+                nursery.start_soon(self._refresher, sport)
+        if watchdog.cancelled_caught:
+            outcome = f"no data for {self._cfg.stale_seconds:.0f}s (stream silent)"
+        return outcome, reached_live
+
+    async def _refresher(self, sport: str) -> None:
+        while True:
+            await trio.sleep(self._cfg.refresh_seconds)
+            try:
+                await self._rebuild(sport, merge=True)
+            except (AuthError, BadRequestError):
+                raise
+            except OpticOddsError as e:
+                log.warning("odds feed %s: REST refresh failed (%s); stream still live", sport, e)
+                continue
+            self._recompute(self._sport_fixtures(sport))
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _sport_fixtures(self, sport: str) -> list[str]:
+        return list(dict.fromkeys(t.fixture_id for t in self._sports[sport]))
+
+    async def _rebuild(self, sport: str, *, merge: bool = False) -> None:
+        """Replace (or, when live, merge) the sport's odds with a REST snapshot."""
+        fixtures = self._sport_fixtures(sport)
+        start_seq = self._seq
+        snap = await self._client.fixture_odds(
+            fixtures, self._cfg.sportsbooks, markets=sorted(self._markets), book_ids=self._book_ids)
+        self._progress()
+        self.statuses[sport].last_snapshot_at = trio.current_time()
+        for fid in fixtures:
+            fo = snap.get(fid)
+            rest = {o.id: o for o in fo.odds if self._relevant(o)} if fo else {}
+            if merge:
+                self._merge(self._odds[fid], rest, start_seq)
+            else:
+                self._odds[fid] = rest
+            if fo is not None:
+                self._fv.set_fixture(FixtureInfo(fid, fo.fixture.start_date, fo.fixture.status))
+
+    def _merge(self, held: dict[str, Odd], rest: dict[str, Odd], start_seq: int) -> None:
+        """Fold a REST refresh into live state; the stream wins where it moved after the request."""
+        for oid in list(held):
+            if oid not in rest and self._touched.get(oid, -1) <= start_seq:
+                del held[oid]  # absent from REST = suspended
+        for oid, odd in rest.items():
+            mine = held.get(oid)
+            if mine is None and self._touched.get(oid, -1) > start_seq:
+                continue  # the stream locked it after the snapshot was taken
+            if mine is None or mine.timestamp <= odd.timestamp:
+                held[oid] = odd
+
+    def _relevant(self, o: Odd) -> bool:
+        return o.market_id in self._markets and o.book in self._books
+
+    def _handle(self, sport: str, ev: SSEEvent) -> None:
+        status = self.statuses[sport]
+        if ev.event in ("connected", "ping", "message"):
+            return
+        try:
+            if ev.event in ("odds", "locked-odds"):
+                msg = parse_odds_message(ev.data, locked=ev.event == "locked-odds")
+                if self._duplicate(msg.entry_id):
+                    status.duplicates += 1
+                    return
+                status.events += 1
+                if msg.skipped:
+                    status.malformed += msg.skipped
+                    log.warning("odds stream %s: skipped %d malformed odds in %s",
+                                sport, msg.skipped, msg.entry_id)
+                self._recompute(self._apply(msg.odds, locked=msg.locked))
+            elif ev.event == "fixture-status":
+                fs = parse_fixture_status(ev.data)
+                if self._duplicate(fs.entry_id):
+                    status.duplicates += 1
+                    return
+                status.events += 1
+                if fs.fixture_id in self._odds:
+                    slug = self._by_fixture[fs.fixture_id][0].slug
+                    prev = self._fv.fixture(slug) or FixtureInfo(fs.fixture_id)
+                    self._fv.set_fixture(FixtureInfo(
+                        fs.fixture_id, fs.start_date or prev.start_time, fs.status or prev.status))
+                    self._recompute([fs.fixture_id])
+            else:
+                log.debug("odds stream %s: ignored event %r", sport, ev.event)
+        except WireError as e:
+            status.malformed += 1
+            log.warning("odds stream %s: malformed %s event skipped (%s)", sport, ev.event, e)
+
+    def _duplicate(self, entry_id: str) -> bool:
+        if not entry_id:
+            return False
+        if entry_id in self._seen_set:
+            return True
+        if len(self._seen_entries) == self._seen_entries.maxlen:
+            self._seen_set.discard(self._seen_entries[0])
+        self._seen_entries.append(entry_id)
+        self._seen_set.add(entry_id)
+        return False
+
+    def _apply(self, odds: Iterable[Odd], *, locked: bool) -> set[str]:
+        touched: set[str] = set()
+        for o in odds:
+            held = self._odds.get(o.fixture_id)
+            if held is None or not self._relevant(o):
+                continue
+            mine = held.get(o.id)
+            if mine is not None and o.timestamp < mine.timestamp:
+                continue  # older than what we hold: a late duplicate or out of order
+            self._seq += 1
+            self._touched[o.id] = self._seq
+            if locked:
+                if mine is not None:
+                    del held[o.id]
+                    touched.add(o.fixture_id)
+            else:
+                held[o.id] = o
+                touched.add(o.fixture_id)
+        return touched
+
+    def _recompute(self, fixture_ids: Iterable[str]) -> None:
+        now = trio.current_time()
+        for fid in fixture_ids:
+            for t in self._by_fixture.get(fid, ()):
+                self._recompute_target(t, now)
+
+    def _recompute_target(self, t: MarketTarget, now: float) -> None:
+        fx = self._fv.fixture(t.slug)
+        if fx is not None and fx.phase == "finished":
+            self._fv.clear(t.slug, f"fixture {t.fixture_id} is {fx.status}")
+            return
+        line = [o for o in self._odds[t.fixture_id].values()
+                if o.market_id == t.market_id and o.grouping_key == t.grouping_key]
+        selections = {o.normalized_selection for o in line}
+        if t.yes_selection not in selections:
+            self._fv.clear(t.slug, f"no book quotes {t.yes_selection!r} on {t.fixture_id}")
+            return
+        per_book: dict[str, dict[str, Odd]] = collections.defaultdict(dict)
+        for o in line:
+            per_book[o.book][o.normalized_selection] = o
+        markets = []
+        for book, sel in sorted(per_book.items()):
+            if set(sel) != selections:
+                continue  # a side is locked or vanished: the book's line is incomplete
+            others = sorted(s for s in selections if s != t.yes_selection)
+            markets.append(BookMarket(book, (sel[t.yes_selection].price, *(sel[s].price for s in others))))
+        c = consensus(markets, method=self._cfg.method, weights=self._cfg.weights,
+                      min_books=self._cfg.min_books)
+        if c is None:
+            self._fv.clear(t.slug, f"{len(markets)} book(s) quoting, {self._cfg.min_books} needed")
+            return
+        self._fv.set(FairValue(market_slug=t.slug, q=c.q, method=c.method, quotes=c.quotes,
+                               computed_at=now, fixture_id=t.fixture_id))
