@@ -619,6 +619,12 @@ class RiskGate:
         net = position.net_qty if position is not None else ZERO
         if (net < 0 and intent is Intent.BUY_LONG) or (net > 0 and intent is Intent.BUY_SHORT):
             return ("opposite_position", f"net position {net}: close it first")
+        # Long and short opening orders working together could flip the position through zero,
+        # which the exchange nets in an undocumented way: one side at a time.
+        other = Intent.BUY_SHORT if intent is Intent.BUY_LONG else Intent.BUY_LONG
+        for o in market_orders:
+            if o.intent is other and remaining_qty(o) > 0:
+                return ("opposite_order_open", f"own {other.name} order {o.order_id} is working")
         if signal.edge < limits.min_edge:
             return ("below_min_edge", f"edge {signal.edge} < {limits.min_edge}")
         if equity <= 0:

@@ -242,6 +242,13 @@ def test_cash_including_fees_shrinks_and_rejects():
     assert r.reason == "cash"
 
 
+def test_cash_check_covers_fee_rounding_up():
+    # 1 contract at 0.50: exact fee 0.017375 but the exchange may charge 0.02, so 0.518 is short
+    lim = RiskLimits(min_trade_size=D("0"))
+    assert check(RiskGate(lim), sig(**BIG), cash="0.518").reason == "cash"
+    assert check(RiskGate(lim), sig(**BIG), cash="0.528").quantity == D("1")
+
+
 def test_min_trade_size_on_notional():
     # equity 5: target 0.732 -> 1 contract x 0.50 < $1
     r = check(RiskGate(LIMITS), sig(**BIG), equity="5")
@@ -271,12 +278,20 @@ def test_opening_against_opposite_position_rejected():
     assert r.reason == "opposite_position"
 
 
+def test_opening_while_other_side_order_works_rejected():
+    working = order("m1", Intent.BUY_SHORT, "0.70", "5", state=OrderState.PARTIALLY_FILLED)
+    r = check(RiskGate(LIMITS), sig(), orders=[working])
+    assert r.reason == "opposite_order_open"
+
+
 def test_self_match_against_own_resting_order_rejected():
+    long = {"m1": pos("m1", "-10", "0.50")}
     resting = order("m1", Intent.BUY_SHORT, "0.55", "5")  # rests as an offer at 0.55
-    r = check(RiskGate(LIMITS), sig(), orders=[resting])
+    close = sig(Intent.SELL_SHORT, price="0.56")  # would buy YES up to 0.56
+    r = check(RiskGate(LIMITS), close, positions=long, orders=[resting])
     assert r.reason == "self_match"
     far = order("m1", Intent.BUY_SHORT, "0.60", "5")
-    assert isinstance(check(RiskGate(LIMITS), sig(), orders=[far]), OrderRequest)
+    assert isinstance(check(RiskGate(LIMITS), close, positions=long, orders=[far]), OrderRequest)
 
 
 def test_bad_price_rejected():
