@@ -419,23 +419,7 @@ class Store:
     def load_ledger(self) -> LedgerState | None:
         """The ledger as last committed, or None on a fresh database."""
         with closing(self._reader()) as conn:
-            row = conn.execute("SELECT * FROM ledger WHERE id = 1").fetchone()
-            if row is None:
-                return None
-            markets = tuple(
-                MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
-                           Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
-                           _dec(r["mark_offer"]), _dec(r["settled_value"]))
-                for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
-            bookings = tuple(
-                OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),
-                             Decimal(r["fees"]))
-                for r in conn.execute("SELECT * FROM order_bookings ORDER BY order_id"))
-        return LedgerState(
-            cash=Decimal(row["cash"]), initial_cash=Decimal(row["initial_cash"]),
-            net_transfers=Decimal(row["net_transfers"]), day_key=row["day_key"],
-            day_start_equity=_dec(row["day_start_equity"]), high_water=_dec(row["high_water"]),
-            markets=markets, bookings=bookings)
+            return read_ledger_state(conn)
 
     def record_equity(self, *, equity: Decimal, cash: Decimal, realized_pnl: Decimal,
                       unrealized_pnl: Decimal, fees: Decimal, usd_at_risk: Decimal | None = None,
@@ -506,6 +490,28 @@ class Store:
         conn = sqlite3.connect(self.path, timeout=10)
         conn.row_factory = sqlite3.Row
         return conn
+
+
+def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
+    """The committed ledger (for `Ledger.restore`), or None if none was ever saved."""
+    conn.row_factory = sqlite3.Row
+    row = conn.execute("SELECT * FROM ledger WHERE id = 1").fetchone()
+    if row is None:
+        return None
+    markets = tuple(
+        MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
+                   Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
+                   _dec(r["mark_offer"]), _dec(r["settled_value"]))
+        for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
+    bookings = tuple(
+        OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),
+                     Decimal(r["fees"]))
+        for r in conn.execute("SELECT * FROM order_bookings ORDER BY order_id"))
+    return LedgerState(
+        cash=Decimal(row["cash"]), initial_cash=Decimal(row["initial_cash"]),
+        net_transfers=Decimal(row["net_transfers"]), day_key=row["day_key"],
+        day_start_equity=_dec(row["day_start_equity"]), high_water=_dec(row["high_water"]),
+        markets=markets, bookings=bookings)
 
 
 def read_ack(data_dir: Path, request_id: str) -> dict[str, str] | None:

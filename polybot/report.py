@@ -1,0 +1,175 @@
+"""`python -m polybot report [--json]`: what the bot did, read from its database alone.
+
+Needs only `DATA_DIR` and opens the database read-only (a URI `mode=ro` connection), so it is
+safe while a bot is writing it and works with a broken configuration. Equity and P&L come from
+the same `Ledger` arithmetic the bot uses (restored from the committed ledger rows), so the report
+cannot disagree with the bot about what a position is worth.
+
+Closing-line value (CLV) of an opening fill is how much better the entry was than the market's
+last fair value before it closed, per contract, on the side bought: BUY_LONG at p gains
+q_close − p, BUY_SHORT at p gains p − q_close (the NO side cost 1 − p and was worth 1 − q_close).
+Positive CLV over many trades is the sign the edge is real, whatever the results of single games.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections import defaultdict
+from contextlib import closing
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from polybot.ledger import Ledger
+from polybot.model import ZERO, Intent
+from polybot.store import connect_readonly, db_path, read_ledger_state
+
+
+def build(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The report as plain data (Decimals kept; `main` renders it)."""
+    state = read_ledger_state(conn)
+    ledger = Ledger.restore(state) if state is not None else Ledger()
+    markets = ledger.markets
+
+    per_market: dict[str, dict[str, Any]] = defaultdict(lambda: {
+        "fills": 0, "contracts": ZERO, "notional": ZERO, "clv_qty": ZERO, "clv_sum": ZERO})
+    closing_q = {r["market_slug"]: Decimal(r["q"])
+                 for r in conn.execute("SELECT market_slug, q FROM fair_values")}
+    for r in conn.execute("SELECT market_slug, intent, qty, price FROM fills ORDER BY id"):
+        m = per_market[r["market_slug"]]
+        qty, price = Decimal(r["qty"]), Decimal(r["price"])
+        m["fills"] += 1
+        m["contracts"] += qty
+        m["notional"] += qty * price
+        q = closing_q.get(r["market_slug"])
+        intent = Intent[r["intent"]]
+        if q is not None and intent.is_opening:
+            m["clv_qty"] += qty
+            m["clv_sum"] += qty * (q - price if intent is Intent.BUY_LONG else price - q)
+
+    rows = []
+    totals = {"wins": 0, "losses": 0, "pushes": 0, "clv_qty": ZERO, "clv_sum": ZERO}
+    for slug in sorted(set(markets) | set(per_market)):
+        mb = markets.get(slug)
+        stats = per_market[slug]
+        realized = mb.realized_pnl if mb else ZERO
+        fees = mb.fees if mb else ZERO
+        net_qty = mb.net_qty if mb else ZERO
+        unrealized = ledger.unrealized_pnl(slug)
+        net = realized - fees + unrealized
+        if net_qty != 0:
+            result = "open"
+        elif net > 0:
+            result, totals["wins"] = "win", totals["wins"] + 1
+        elif net < 0:
+            result, totals["losses"] = "loss", totals["losses"] + 1
+        else:
+            result, totals["pushes"] = "push", totals["pushes"] + 1
+        totals["clv_qty"] += stats["clv_qty"]
+        totals["clv_sum"] += stats["clv_sum"]
+        rows.append({
+            "market": slug, "position": net_qty, "avg_price": mb.avg_price if mb else ZERO,
+            "mark": ledger.mark_price(slug), "settled": mb.settled_value if mb else None,
+            "fills": stats["fills"], "contracts": stats["contracts"], "realized": realized,
+            "unrealized": unrealized, "fees": fees, "net": net, "result": result,
+            "closing_fair": closing_q.get(slug),
+            "clv": stats["clv_sum"] / stats["clv_qty"] if stats["clv_qty"] else None,
+        })
+
+    rejections = {r["reason"]: r["n"] for r in conn.execute(
+        "SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason ORDER BY n DESC, reason")}
+    orders = {r["state"]: r["n"] for r in conn.execute(
+        "SELECT state, COUNT(*) AS n FROM orders GROUP BY state ORDER BY state")}
+    last = conn.execute("SELECT ts FROM equity_snapshots ORDER BY id DESC LIMIT 1").fetchone()
+    return {
+        "summary": {
+            "cash": ledger.cash, "equity": ledger.equity, "initial_cash": ledger.initial_cash,
+            "net_transfers": ledger.net_transfers, "pnl": ledger.pnl,
+            "realized": ledger.realized_pnl, "unrealized": ledger.unrealized_pnl(),
+            "fees": ledger.fees_total, "high_water": ledger.high_water,
+            "wins": totals["wins"], "losses": totals["losses"], "pushes": totals["pushes"],
+            "clv": totals["clv_sum"] / totals["clv_qty"] if totals["clv_qty"] else None,
+            "last_equity_snapshot": last["ts"] if last else None,
+        },
+        "markets": rows,
+        "rejections": rejections,
+        "orders": orders,
+    }
+
+
+def _fmt(value: Any, places: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Decimal):
+        return f"{value:,.{places}f}"
+    return str(value)
+
+
+def render(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    out = [
+        "polybot report",
+        "",
+        f"equity {_fmt(s['equity'])}  cash {_fmt(s['cash'])}  P&L {_fmt(s['pnl'])}"
+        f"  (realized {_fmt(s['realized'])}, unrealized {_fmt(s['unrealized'])},"
+        f" fees {_fmt(s['fees'])})",
+        f"start {_fmt(s['initial_cash'])}  transfers {_fmt(s['net_transfers'])}"
+        f"  high-water {_fmt(s['high_water'])}",
+        f"markets won {s['wins']}  lost {s['losses']}  push {s['pushes']}"
+        f"  closing-line value {_fmt(s['clv'], 4)} per contract",
+        "",
+    ]
+    cols = [("market", 34, "market", None), ("position", 10, "pos", 2), ("avg_price", 7, "avg", 4),
+            ("mark", 7, "mark", 4), ("fills", 5, "fills", None), ("realized", 10, "realized", 2),
+            ("unrealized", 10, "unreal.", 2), ("fees", 8, "fees", 2), ("net", 10, "net", 2),
+            ("result", 6, "result", None), ("closing_fair", 7, "close q", 4),
+            ("clv", 7, "CLV", 4)]
+    out.append(" ".join(h.rjust(w) if i else h.ljust(w) for i, (_, w, h, _) in enumerate(cols)))
+    for row in report["markets"]:
+        cells = []
+        for i, (key, width, _, places) in enumerate(cols):
+            text = _fmt(row[key], places) if places is not None else _fmt(row[key])
+            cells.append(text.rjust(width) if i else text[:width].ljust(width))
+        out.append(" ".join(cells))
+    if not report["markets"]:
+        out.append("(no fills yet)")
+    out.append("")
+    out.append("rejections by reason: " + (", ".join(
+        f"{k} {v}" for k, v in report["rejections"].items()) or "none"))
+    out.append("orders by state: " + (", ".join(
+        f"{k} {v}" for k, v in report["orders"].items()) or "none"))
+    return "\n".join(out)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def main(data_dir: Path, as_json: bool = False, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    path = db_path(Path(data_dir))
+    try:
+        conn = connect_readonly(path)
+    except FileNotFoundError:
+        print(f"polybot report: no database at {path} (has the bot run with this DATA_DIR?)",
+              file=sys.stderr)
+        return 1
+    try:
+        with closing(conn):
+            report = build(conn)
+    except sqlite3.Error as exc:
+        print(f"polybot report: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        out.write(json.dumps(_jsonable(report), indent=2) + "\n")
+    else:
+        out.write(render(report) + "\n")
+    return 0
