@@ -230,6 +230,25 @@ def positions_count(positions: Mapping[str, Position], open_orders: Iterable[Ord
     return len(counted_markets(positions, open_orders))
 
 
+def exposure_summary(
+    positions: Mapping[str, Position], open_orders: Iterable[Order], event_of: Mapping[str, str]
+) -> dict[str, Any]:
+    """USD at risk per market, per event and in the portfolio, and the positions count (for
+    /status and metrics)."""
+    orders = list(open_orders)
+    by_market = at_risk_by_market(positions, orders)
+    by_event: dict[str, Decimal] = {}
+    for slug, r in by_market.items():
+        key = event_key(slug, event_of)
+        by_event[key] = by_event.get(key, ZERO) + r
+    return {
+        "by_market": by_market,
+        "by_event": by_event,
+        "portfolio": portfolio_at_risk(by_market),
+        "positions_count": positions_count(positions, orders),
+    }
+
+
 def effective_cost(intent: Intent, price: Decimal, theta: Decimal) -> Decimal:
     """c = cost per contract of the side bought + the taker fee at `price`."""
     return cost_per_contract(intent, price) + fee_per_contract(price, theta)

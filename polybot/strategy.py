@@ -73,9 +73,15 @@ def edge_buy_no(q: Decimal, bid: Decimal, theta: Decimal) -> Decimal:
     return (ONE - q) - (ONE - bid) - fee_per_contract(bid, theta)
 
 
-def opening_allowed(market: MarketInfo, params: StrategyParams, now: datetime) -> bool:
-    """False inside the pre-start blackout and, unless trading in play, after the start."""
-    start = market.start_time
+def opening_allowed(
+    market: MarketInfo, params: StrategyParams, now: datetime, fallback_start: datetime | None = None
+) -> bool:
+    """False inside the pre-start blackout and, unless trading in play, after the start.
+
+    The start comes from the exchange's market/event (`market.start_time`); `fallback_start`
+    (the OpticOdds fixture's start) is used only when the exchange gave none.
+    """
+    start = market.start_time if market.start_time is not None else fallback_start
     if start is None:
         return True
     if now >= start:
@@ -147,11 +153,13 @@ def evaluate(
     book_trusted: bool,
     fair_trusted: bool,
     created_at: float = 0.0,
+    fallback_start: datetime | None = None,
 ) -> list[Signal]:
     """Signals for one market, closing ones first. `now` must be timezone-aware (as start times are).
 
     `book_trusted` comes from `BookStore.is_trusted`; `fair_trusted` is false while the odds stream
     feeding this fair value is dead or being rebuilt. `created_at` stamps the signals (clock time).
+    `fallback_start` is the OpticOdds fixture's start time, used when the market has none.
     """
     if book is None or fair is None or not book_trusted or not fair_trusted:
         return []
@@ -163,7 +171,7 @@ def evaluate(
     q = fair.q
     theta = taker_theta(market)
     net = position.net_qty if position is not None else ZERO
-    can_open = opening_allowed(market, params, now)
+    can_open = opening_allowed(market, params, now, fallback_start)
     signals: list[Signal] = []
 
     yes_sweep = _sweep(book.offers, q, theta, params.min_edge, offers=True)

@@ -22,6 +22,7 @@ from polybot.risk import (
     RiskLimits,
     at_risk_by_market,
     event_at_risk,
+    exposure_summary,
     kelly_f,
     kelly_target,
     kelly_topup_qty,
@@ -118,6 +119,9 @@ def test_event_and_portfolio_sums_without_netting():
     assert event_at_risk("e1", by, ev) == D("10.00")  # YES on one, NO on the other: no hedge
     assert portfolio_at_risk(by) == D("12.00")
     assert positions_count(positions, orders) == 3
+    summary = exposure_summary(positions, orders, ev)
+    assert summary["by_event"] == {"e1": D("10.00"), "e2": D("2.00")}
+    assert summary["portfolio"] == D("12.00") and summary["positions_count"] == 3
     assert positions_count({"z": pos("z", "0", "0")}, [order("y", Intent.BUY_LONG, "0.2", "1")]) == 1
     assert positions_count({}, [order("y", Intent.SELL_LONG, "0.2", "1")]) == 0
 

@@ -168,3 +168,14 @@ def test_off_tick_level_rounds_limit_toward_safety():
     b = book(offers=[("0.55", "10"), ("0.555", "5")])
     (sig,) = run(b, fair("0.60"), market=m)
     assert sig.limit_price == D("0.55") and sig.size_available == D("10")
+
+
+def test_fixture_start_time_is_only_a_fallback():
+    no_start = MarketInfo(slug="m1")
+    started = NOW - timedelta(minutes=1)
+    assert run(YES_BOOK, fair("0.60"), market=no_start) != []
+    assert evaluate(YES_BOOK, fair("0.60"), no_start, None, PARAMS, NOW, book_trusted=True,
+                    fair_trusted=True, fallback_start=started) == []
+    # the exchange's own start time wins over the fixture's
+    assert evaluate(YES_BOOK, fair("0.60"), MARKET, None, PARAMS, NOW, book_trusted=True,
+                    fair_trusted=True, fallback_start=started) != []
