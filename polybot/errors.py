@@ -1,0 +1,28 @@
+"""Errors that end the process instead of restarting the supervised group.
+
+The supervisor restarts the group after an ordinary crash. Some failures no restart can fix; a
+component raises a `FatalError` subclass for those and the supervisor exits at once with the
+subclass's `exit_code` (the systemd unit does not restart on these codes).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CONFIG = 2  # invalid settings: one line per problem, then exit
+EXIT_RESTART_BUDGET = 70  # EX_SOFTWARE: too many crashes in the window; systemd restarts us
+EXIT_CREDENTIALS = 78  # EX_CONFIG: the exchange rejected our credentials (401/403 confirmed)
+
+
+class FatalError(Exception):
+    """A failure a restart cannot fix: the supervisor exits with `exit_code` after an alert."""
+
+    exit_code: int = EXIT_RESTART_BUDGET
+
+
+class FatalCredentialsError(FatalError):
+    """The exchange confirmed our credentials are rejected (HTTP 401/403).
+
+    The message must never contain the key or a signature; say which endpoint refused us.
+    """
+
+    exit_code = EXIT_CREDENTIALS

@@ -1,0 +1,93 @@
+"""Prometheus metrics of one polybot process, on a registry of its own.
+
+A private `CollectorRegistry` (not prometheus-client's global one) keeps tests independent and
+lets every component be handed the same `Metrics` value by the composition root. All names start
+with ``polybot_``; counters are declared without the ``_total`` suffix, which prometheus-client
+adds on exposition (``polybot_restarts`` is scraped as ``polybot_restarts_total``).
+
+Money gauges take floats: metrics are observability, not accounting, so convert at this boundary
+(``metrics.equity_usd.set(float(ledger.equity))``) and never read a value back for a decision.
+"""
+
+from __future__ import annotations
+
+import attrs
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# Frame received -> order handed to the executor: sub-millisecond when hot, a second is a problem.
+DECISION_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+@attrs.frozen
+class Metrics:
+    """Every metric object of the process; build with `Metrics.create()`.
+
+    Labels: ``stream`` (e.g. "markets", "private", "odds"), ``market`` (market slug),
+    ``outcome`` (orders: e.g. "accepted", "filled", "cancelled", "rejected", "unknown"),
+    ``reason`` (risk rejections), ``channel`` (alerts: "discord", "telegram").
+    """
+
+    registry: CollectorRegistry
+    # feeds
+    frames: Counter  # polybot_stream_frames_total{stream}
+    bytes: Counter  # polybot_stream_bytes_total{stream}
+    reconnects: Counter  # polybot_stream_reconnects_total{stream}
+    book_age: Gauge  # polybot_book_age_seconds{market}
+    fair_value_age: Gauge  # polybot_fair_value_age_seconds{market}
+    # decisions and orders
+    signals: Counter  # polybot_signals_total{market}
+    orders: Counter  # polybot_orders_total{outcome}
+    fills: Counter  # polybot_fills_total{market}
+    rejections: Counter  # polybot_rejections_total{reason}
+    decision_latency: Histogram  # polybot_decision_latency_seconds
+    # money and risk
+    equity_usd: Gauge  # polybot_equity_usd
+    daily_pnl_usd: Gauge  # polybot_daily_pnl_usd
+    realized_pnl_usd: Gauge  # polybot_realized_pnl_usd
+    usd_at_risk: Gauge  # polybot_usd_at_risk
+    daily_loss_limit_usd: Gauge  # polybot_daily_loss_limit_usd
+    trading_halted: Gauge  # polybot_trading_halted (0/1)
+    # process
+    up: Gauge  # polybot_up: 1 while the supervised group runs, 0 while starting/restarting
+    restarts: Counter  # polybot_restarts_total: group restarts after a crash
+    alerts: Counter  # polybot_alerts_total{channel,outcome}: sent / failed / dropped / coalesced
+
+    @classmethod
+    def create(cls) -> Metrics:
+        r = CollectorRegistry(auto_describe=True)
+        return cls(
+            registry=r,
+            frames=Counter("polybot_stream_frames", "Frames received per stream.", ["stream"], registry=r),
+            bytes=Counter("polybot_stream_bytes", "Bytes received per stream.", ["stream"], registry=r),
+            reconnects=Counter("polybot_stream_reconnects", "Reconnect attempts per stream.", ["stream"], registry=r),
+            book_age=Gauge("polybot_book_age_seconds", "Seconds since the market's book last changed or was confirmed.", ["market"], registry=r),
+            fair_value_age=Gauge("polybot_fair_value_age_seconds", "Seconds since the market's fair value was last confirmed.", ["market"], registry=r),
+            signals=Counter("polybot_signals", "Signals emitted by the signal engine.", ["market"], registry=r),
+            orders=Counter("polybot_orders", "Orders by outcome.", ["outcome"], registry=r),
+            fills=Counter("polybot_fills", "Fills booked by the ledger.", ["market"], registry=r),
+            rejections=Counter("polybot_rejections", "Signals the risk gate rejected, by reason.", ["reason"], registry=r),
+            decision_latency=Histogram(
+                "polybot_decision_latency_seconds",
+                "Frame received to order handed to the executor.",
+                buckets=DECISION_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            equity_usd=Gauge("polybot_equity_usd", "Account equity in USD.", registry=r),
+            daily_pnl_usd=Gauge("polybot_daily_pnl_usd", "P&L of the current trading day in USD.", registry=r),
+            realized_pnl_usd=Gauge("polybot_realized_pnl_usd", "Realized P&L in USD.", registry=r),
+            usd_at_risk=Gauge("polybot_usd_at_risk", "USD at risk across open positions and orders.", registry=r),
+            daily_loss_limit_usd=Gauge("polybot_daily_loss_limit_usd", "Configured daily loss limit in USD.", registry=r),
+            trading_halted=Gauge("polybot_trading_halted", "1 while trading is halted, else 0.", registry=r),
+            up=Gauge("polybot_up", "1 while the supervised task group is running.", registry=r),
+            restarts=Counter("polybot_restarts", "Restarts of the supervised task group after a crash.", registry=r),
+            alerts=Counter("polybot_alerts", "Alerts by channel and outcome.", ["channel", "outcome"], registry=r),
+        )  # fmt: skip
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text exposition format."""
+        return generate_latest(self.registry)
