@@ -491,7 +491,13 @@ class RiskGate:
         today = self._day(now)
         if h.day != today:
             # A new trading day starts at the first equity seen in it.
-            h = attrs.evolve(h, day=today, day_start_equity=equity)
+            expired = h.daily_loss_halt_day is not None and h.daily_loss_halt_day != today
+            h = attrs.evolve(
+                h,
+                day=today,
+                day_start_equity=equity,
+                daily_loss_halt_day=None if expired else h.daily_loss_halt_day,
+            )
         if h.day_start_equity is None:
             h = attrs.evolve(h, day_start_equity=equity)
         if h.high_water_mark is None or equity > h.high_water_mark:

@@ -389,6 +389,7 @@ def test_daily_loss_halts_until_next_trading_day():
     r = check(gate, sig(), equity="975", now=midnight)
     assert gate.state is TradingState.ACTIVE and isinstance(r, OrderRequest)
     assert gate.halt_state().day_start_equity == D("975")
+    assert gate.status()["halt_reasons"] == [] and gate.halt_state().daily_loss_halt_day is None
     assert [n.kind for n in notices] == ["halt_entered", "halt_left"]
 
 
