@@ -1,0 +1,151 @@
+"""Paper mode end to end without network: book -> signal -> gate -> paper fill -> ledger -> store."""
+
+from datetime import UTC, datetime
+from decimal import Decimal as D
+
+import trio
+
+from polybot.book import BookStore
+from polybot.execution.orders import OrderRegistry
+from polybot.execution.paper import PaperExecutor
+from polybot.ledger import Ledger
+from polybot.model import (
+    BookSnapshot,
+    FairValue,
+    Intent,
+    MarketInfo,
+    OrderRequest,
+    OrderState,
+    PriceLevel,
+    Rejection,
+    floor_to_step,
+)
+from polybot.pricing import fee_per_contract
+from polybot.risk import RiskGate, RiskLimits, kelly_target, side_at_risk
+from polybot.store import Store
+from polybot.strategy import StrategyParams, evaluate
+
+SLUG = "aec-nba-bos-lal-2026-11-27"
+MARKET = MarketInfo(slug=SLUG, event_id="ev-1", tick=D("0.01"), min_qty=D(1))
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+LIMITS = RiskLimits(kelly_fraction=D("0.25"), max_position_per_market=D(50),
+                    max_portfolio_exposure=D(250), min_edge=D("0.02"), order_rate_per_minute=60)
+FAIR = FairValue(SLUG, D("0.55"), "test", (), computed_at=0.0)
+
+
+def frame(bids, offers):
+    return BookSnapshot(SLUG, tuple(PriceLevel(D(p), D(q)) for p, q in bids),
+                        tuple(PriceLevel(D(p), D(q)) for p, q in offers))
+
+
+class Bot:
+    """The components wired the way the composition root wires them in paper mode."""
+
+    def __init__(self, store: Store, ledger: Ledger, tmp_path) -> None:
+        self.store, self.ledger = store, ledger
+        self.books = BookStore()
+        self.registry = OrderRegistry()
+        self.gate = RiskGate(LIMITS, data_dir=tmp_path)
+        self.executor = PaperExecutor(self.registry, ledger, self.books, recorder=store,
+                                      markets={SLUG: MARKET})
+        self.outcomes: list[OrderRequest | Rejection] = []
+
+    async def on_frame(self, book: BookSnapshot, fair: FairValue) -> list:
+        self.books.update(book)
+        self.executor.on_book(book, trusted=self.books.is_trusted(SLUG))
+        signals = evaluate(self.books.get(SLUG), fair, MARKET, self.ledger.position(SLUG),
+                           StrategyParams(min_edge=LIMITS.min_edge), NOW,
+                           book_trusted=self.books.is_trusted(SLUG), fair_trusted=True)
+        self.executor.sync_signals(SLUG, signals)
+        placed = []
+        for sig in signals:
+            res = self.gate.check(sig, positions=self.ledger.positions,
+                                  open_orders=self.registry.open_model_orders(),
+                                  equity=self.ledger.equity, cash=self.ledger.cash,
+                                  market_info=MARKET, event_of={SLUG: "ev-1"}, now=NOW)
+            self.outcomes.append(res)
+            if isinstance(res, OrderRequest):
+                placed.append(await self.executor.submit(res))
+            else:
+                self.store.record_rejection(res)
+        return placed
+
+    def yes_at_risk(self):
+        return side_at_risk(Intent.BUY_LONG, self.ledger.positions.get(SLUG),
+                            self.registry.open_model_orders(SLUG))
+
+
+def effective_cost(price):
+    return price + fee_per_contract(price)
+
+
+async def test_edge_fills_once_then_tops_up_only_to_kelly_and_restart_restores_the_ledger(tmp_path):
+    store = Store.open(tmp_path)
+    bot = Bot(store, Ledger(D(1000)), tmp_path)
+    book = frame(bids=[("0.44", "100")], offers=[("0.45", "60"), ("0.46", "100"), ("0.60", "50")])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+
+        # Frame 1: q 0.55 clears the edge at 0.45 and 0.46 (not 0.60), so the limit is 0.46.
+        # c = 0.46 + 0.0695 × 0.46 × 0.54 = 0.4772638; f = (0.55 − c)/(1 − c) = 0.13914...;
+        # target = 0.25 × f × 1000 = 34.79 USD; qty = floor(34.79 / c) = 72.
+        [first] = await bot.on_frame(book, FAIR)
+        c = effective_cost(D("0.46"))
+        assert first.quantity == floor_to_step(
+            kelly_target(Intent.BUY_LONG, D("0.46"), D("0.55"), D(1000), D("0.25"),
+                         D("0.0695")) / c, D(1)) == D(72)
+        assert (first.state, first.cum_qty, first.price) == (OrderState.FILLED, D(72), D("0.46"))
+        # walked 60 @ 0.45 then 12 @ 0.46; fees 1.03 + 0.21
+        assert bot.ledger.cash == D(1000) - D(27) - D("5.52") - D("1.24")
+        assert bot.ledger.positions[SLUG].net_qty == D(72)
+
+        # Frame 2: same book, same edge. The 60 @ 0.45 we took are not there again, and the gate
+        # only tops up to the (slightly lower, equity fell by the spread and fees) Kelly target.
+        [second] = await bot.on_frame(book, FAIR)
+        assert second.cum_qty == D(4)  # (34.71 − 32.52) / 0.4773 = 4.6 -> 4, all at 0.46
+        assert bot.ledger.booked(second.order_id).notional == second.cum_qty * D("0.46")
+        target = kelly_target(Intent.BUY_LONG, D("0.46"), D("0.55"), bot.ledger.equity,
+                              D("0.25"), D("0.0695"))
+        assert bot.yes_at_risk() <= target
+
+        # Frame 3: at the target: nothing more is sent.
+        assert await bot.on_frame(book, FAIR) == []
+        assert bot.outcomes[-1].reason == "kelly_target_reached"
+
+        await store.flush()
+        nursery.cancel_scope.cancel()
+    before = bot.ledger.snapshot()
+    store.close()
+
+    # Restart: a new process would build everything again from the same DATA_DIR.
+    again = Store.open(tmp_path)
+    restored = Ledger.restore(again.load_ledger())
+    assert restored.snapshot() == before
+    assert restored.cash == bot.ledger.cash and restored.equity == bot.ledger.equity
+    assert restored.positions == bot.ledger.positions
+    assert again.load_orders() == []  # IOC orders are all finished
+    assert len(again.load_orders(open_only=False)) == 2
+    again.close()
+
+
+async def test_next_frame_showing_the_same_size_does_not_refill_it(tmp_path):
+    store = Store.open(tmp_path)
+    bot = Bot(store, Ledger(D(1000)), tmp_path)
+    thin = frame(bids=[("0.44", "100")], offers=[("0.45", "30"), ("0.60", "50")])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        [first] = await bot.on_frame(thin, FAIR)
+        assert first.cum_qty == D(30)  # Kelly wants more; the level has 30
+        # The real book still shows the 30 we took: the gate tops up, the paper fill finds nothing.
+        [second] = await bot.on_frame(thin, FAIR)
+        assert second.cum_qty == 0 and second.state is OrderState.CANCELED
+        assert bot.ledger.positions[SLUG].net_qty == D(30)
+        # Someone refreshed the level: it may fill again.
+        refreshed = frame(bids=[("0.44", "100")], offers=[("0.45", "35"), ("0.60", "50")])
+        [third] = await bot.on_frame(refreshed, FAIR)
+        assert third.cum_qty > 0
+        assert bot.yes_at_risk() <= kelly_target(
+            Intent.BUY_LONG, D("0.45"), D("0.55"), bot.ledger.equity, D("0.25"), D("0.0695"))
+        await store.flush()
+        nursery.cancel_scope.cancel()
+    store.close()
