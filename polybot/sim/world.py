@@ -51,6 +51,8 @@ class SimGame:
     status: GameStatus = "unplayed"
     settlement: Decimal | None = None  # set when the game is settled (0, 1, 0.5, ...)
     market_side_ids: tuple[int, int] = (0, 0)  # (long side id, short side id)
+    end_time: datetime | None = None  # when the scenario ends the game (it then settles)
+    settled_at: datetime | None = None
 
     @property
     def long_team(self) -> SimTeam:

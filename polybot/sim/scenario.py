@@ -1,0 +1,706 @@
+"""The scenario driver: a seeded sports world that keeps the local exchange alive.
+
+A `Scenario` owns a `World` (the games the local OpticOdds publishes odds for) and feeds an
+`Exchange`: one event with one moneyline market per game, background market makers quoting ladders
+around each game's hidden true probability, and background takers whose IOC orders make prints
+and fills. Games go unplayed → live at `start_time` → completed at `end_time` (market CLOSED, makers
+pull their quotes) → settled `settle_delay` later at 1 or 0 drawn from the true probability (or a
+scripted outcome such as 0.5 for a tie).
+
+Determinism: every random choice comes from RNGs seeded by (seed, purpose), and the model advances
+in fixed ticks of `Timing.tick_seconds` of scenario time, whatever the caller's step cadence:
+`step(now)` runs every tick due up to `now`. Two runs with the same spec and the same sequence of
+`now` values produce the same exchange events (ids included). All times are offsets from the moment
+the scenario starts, so a scenario never goes stale.
+
+Edges: each maker quotes around its own noisy view of the true probability. With probability
+`lag_probability` per refresh a maker freezes its view for `lag_seconds` and keeps quoting the stale
+price while the truth drifts away, so a real edge appears against a fair value derived from the
+same truth. Makers never cross the book (they skip levels that would trade), so stale quotes stay
+until a taker or the bot takes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from polybot.model import (
+    MAX_PRICE,
+    MIN_PRICE,
+    Intent,
+    MarketState,
+    OrderState,
+    Side,
+    TimeInForce,
+    ceil_to_step,
+    floor_to_step,
+)
+from polybot.sim.engine import (
+    PROVIDER_OPTICODDS,
+    Exchange,
+    MarketSide,
+    OrderSpec,
+    Team,
+)
+from polybot.sim.world import SimGame, SimTeam, World
+
+SCRIPT_ACCOUNT = "script"
+TAKER_ACCOUNT = "bg-taker"
+BIG_CASH = Decimal(10_000_000)
+
+LEAGUES: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "nba": (
+        "basketball",
+        [
+            ("Boston Celtics", "BOS"),
+            ("New York Knicks", "NYK"),
+            ("Los Angeles Lakers", "LAL"),
+            ("Golden State Warriors", "GSW"),
+            ("Miami Heat", "MIA"),
+            ("Chicago Bulls", "CHI"),
+            ("Denver Nuggets", "DEN"),
+            ("Phoenix Suns", "PHX"),
+        ],
+    ),
+    "nhl": (
+        "ice_hockey",
+        [
+            ("Boston Bruins", "BOS"),
+            ("New York Rangers", "NYR"),
+            ("Toronto Maple Leafs", "TOR"),
+            ("Montreal Canadiens", "MTL"),
+            ("Edmonton Oilers", "EDM"),
+            ("Colorado Avalanche", "COL"),
+        ],
+    ),
+    "nfl": (
+        "football",
+        [
+            ("Kansas City Chiefs", "KC"),
+            ("Buffalo Bills", "BUF"),
+            ("Philadelphia Eagles", "PHI"),
+            ("Dallas Cowboys", "DAL"),
+        ],
+    ),
+}
+
+
+@attrs.frozen(slots=True)
+class Timing:
+    """Every clock of the scenario, in seconds of scenario time (compress them for tests)."""
+
+    tick_seconds: float = 1.0  # model step
+    quote_refresh_seconds: float = 5.0  # makers re-quote this often
+    lag_probability: float = 0.08  # per maker, market and refresh: start quoting a stale view
+    lag_seconds: float = 45.0
+    taker_rate: float = 0.12  # expected background taker orders per market per second
+    drift_per_minute: float = 0.03  # sd of the true-probability random walk per minute (pre-game)
+    live_drift_per_minute: float = 0.05  # the same once the game is live
+    settle_delay_seconds: float = 20.0  # game end → settlement
+    first_start_seconds: float = 150.0  # default spec: first game starts this long after start
+    first_length_seconds: float = 300.0  # default spec: first game's length
+    start_spacing_seconds: float = 240.0  # default spec: gap between later starts
+    respawn: bool = True  # default spec: a settled game is replaced by a new one
+
+
+@attrs.frozen(slots=True)
+class Liquidity:
+    makers: int = 2
+    levels: int = 10  # per side
+    half_spread: Decimal = Decimal("0.01")
+    view_noise: float = 0.01  # sd of a maker's view around the truth, per refresh
+    min_level_qty: int = 20
+    max_level_qty: int = 200
+    max_taker_qty: int = 25
+    informed_share: float = 0.6  # takers trading toward the truth
+
+
+@attrs.frozen(slots=True)
+class TeamSpec:
+    name: str
+    abbreviation: str
+    opticodds_id: str = ""  # generated (12 hex) when empty
+
+
+@attrs.frozen(slots=True)
+class GameSpec:
+    league: str
+    sport: str
+    home: TeamSpec
+    away: TeamSpec
+    start_offset_seconds: float
+    length_seconds: float
+    true_prob: Decimal = Decimal("0.5")  # initial probability that the long team wins
+    long_is_home: bool = True
+    outcome: Decimal | None = None  # scripted settlement value (e.g. 0.5 for a tie)
+    fixture_id: str = ""  # generated when empty
+    tick: Decimal = Decimal("0.01")
+    min_qty: Decimal = Decimal("1")
+    fee_coefficient: Decimal | None = None
+
+
+@attrs.frozen(slots=True)
+class ScenarioSpec:
+    seed: int = 0
+    games: tuple[GameSpec, ...] = ()
+    timing: Timing = Timing()
+    liquidity: Liquidity = Liquidity()
+
+
+def default_spec(seed: int = 0, n_games: int = 6, timing: Timing | None = None) -> ScenarioSpec:
+    """A lively demo: `n_games` across nba/nhl/nfl, the first starting `first_start_seconds` after
+    the start and settling within about ten minutes, later ones spaced out."""
+    timing = timing or Timing()
+    rng = random.Random(f"{seed}:games")
+    games: list[GameSpec] = []
+    for i in range(n_games):
+        league = ("nba", "nhl", "nfl")[i % 3]
+        busy = {t.abbreviation for g in games if g.league == league for t in (g.home, g.away)}
+        games.append(_generated_game(rng, i, timing, busy))
+    return ScenarioSpec(seed=seed, games=tuple(games), timing=timing)
+
+
+def _generated_game(
+    rng: random.Random, index: int, timing: Timing, busy: set[str] | None = None
+) -> GameSpec:
+    """Game `index` of the default schedule; avoids teams in `busy` (abbreviations) if it can."""
+    league = ("nba", "nhl", "nfl")[index % 3]
+    sport, teams = LEAGUES[league]
+    free = [t for t in teams if t[1] not in (busy or set())]
+    home, away = rng.sample(free if len(free) >= 2 else teams, 2)
+    if index == 0:
+        start, length = timing.first_start_seconds, timing.first_length_seconds
+    else:
+        start = timing.first_start_seconds + index * timing.start_spacing_seconds
+        length = timing.first_length_seconds * (1.5 + rng.random())
+    return GameSpec(
+        league=league,
+        sport=sport,
+        home=TeamSpec(*home),
+        away=TeamSpec(*away),
+        start_offset_seconds=start,
+        length_seconds=round(length),
+        true_prob=Decimal(str(round(rng.uniform(0.25, 0.75), 3))),
+        long_is_home=rng.random() < 0.5,
+    )
+
+
+# --- JSON scenarios -----------------------------------------------------------------------------------
+
+
+def load_scenario(path: str | Path) -> ScenarioSpec:
+    """Read a scenario from JSON: {"seed", "timing": {...}, "liquidity": {...}, "games": [...]};
+    games as GameSpec fields, teams as {"name", "abbreviation", "opticodds_id"?}, decimals as
+    strings or numbers."""
+    return scenario_from_dict(json.loads(Path(path).read_text()))
+
+
+def scenario_from_dict(data: dict[str, Any]) -> ScenarioSpec:
+    def dec(v: Any) -> Decimal:
+        return Decimal(str(v))
+
+    def team(d: dict[str, Any]) -> TeamSpec:
+        return TeamSpec(d["name"], d["abbreviation"], d.get("opticodds_id", ""))
+
+    timing = Timing(**data.get("timing", {}))
+    liq_raw = dict(data.get("liquidity", {}))
+    if "half_spread" in liq_raw:
+        liq_raw["half_spread"] = dec(liq_raw["half_spread"])
+    games = []
+    for g in data.get("games", []):
+        league = g["league"]
+        games.append(
+            GameSpec(
+                league=league,
+                sport=g.get("sport") or LEAGUES.get(league, ("unknown", []))[0],
+                home=team(g["home"]),
+                away=team(g["away"]),
+                start_offset_seconds=float(g["start_offset_seconds"]),
+                length_seconds=float(g["length_seconds"]),
+                true_prob=dec(g.get("true_prob", "0.5")),
+                long_is_home=bool(g.get("long_is_home", True)),
+                outcome=None if g.get("outcome") is None else dec(g["outcome"]),
+                fixture_id=g.get("fixture_id", ""),
+                tick=dec(g.get("tick", "0.01")),
+                min_qty=dec(g.get("min_qty", "1")),
+                fee_coefficient=None
+                if g.get("fee_coefficient") is None
+                else dec(g["fee_coefficient"]),
+            )
+        )
+    return ScenarioSpec(
+        seed=int(data.get("seed", 0)),
+        games=tuple(games),
+        timing=timing,
+        liquidity=Liquidity(**liq_raw),
+    )
+
+
+# --- scripted books ----------------------------------------------------------------------------------
+
+
+def script_book(
+    exchange: Exchange,
+    slug: str,
+    bids: Iterable[tuple[Decimal | str, Decimal | str | int]] = (),
+    offers: Iterable[tuple[Decimal | str, Decimal | str | int]] = (),
+    *,
+    account: str = SCRIPT_ACCOUNT,
+) -> list[str]:
+    """Replace `account`'s orders in `slug` with exactly these GTC bids (BUY_LONG) and offers
+    (BUY_SHORT) at YES prices; creates the account with ample cash. Returns the order ids."""
+    if not exchange.has_account(account):
+        exchange.create_account(account, BIG_CASH)
+    ids = []
+    with exchange.batch():
+        exchange.cancel_all(account, [slug])
+        for intent, levels in ((Intent.BUY_LONG, bids), (Intent.BUY_SHORT, offers)):
+            for price, qty in levels:
+                ids.append(
+                    exchange.submit(
+                        account,
+                        OrderSpec(
+                            slug, intent, price=Decimal(str(price)), quantity=Decimal(str(qty))
+                        ),
+                    )
+                )
+    return ids
+
+
+# --- the driver --------------------------------------------------------------------------------------
+
+
+@attrs.define(slots=True)
+class _MakerState:
+    view: float
+    lag_until: datetime | None = None
+    quotes: dict[tuple[Side, Decimal], str] = attrs.field(factory=dict)
+
+
+class Scenario:
+    """Drives one World and one Exchange from a ScenarioSpec (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: ScenarioSpec,
+        *,
+        start: datetime,
+        clock: Callable[[], datetime] | None = None,
+        exchange: Exchange | None = None,
+    ) -> None:
+        self.spec = spec
+        self.timing = spec.timing
+        self.liquidity = spec.liquidity
+        self.start = start
+        self.clock = clock or (lambda: self._model_time)
+        self.exchange = exchange or Exchange(self.clock, seed=spec.seed)
+        self.world = World(started_at=start)
+        self.quiet: set[str] = set()  # market slugs with no background makers / takers
+        self._model_time = start
+        self._next_tick = start
+        self._next_refresh = start
+        self._seed = spec.seed
+        self._rng_drift = random.Random(f"{spec.seed}:drift")
+        self._rng_quotes = random.Random(f"{spec.seed}:quotes")
+        self._rng_takers = random.Random(f"{spec.seed}:takers")
+        self._rng_outcomes = random.Random(f"{spec.seed}:outcomes")
+        self._rng_ids = random.Random(f"{spec.seed}:ids")
+        self._rng_respawn = random.Random(f"{spec.seed}:respawn")
+        self._teams: dict[tuple[str, str], SimTeam] = {}
+        self._truth: dict[str, float] = {}  # slug -> true probability (float for the walk)
+        self._outcomes: dict[str, Decimal | None] = {}  # slug -> scripted settlement value
+        self._makers: dict[tuple[str, str], _MakerState] = {}
+        self._spawned = 0
+        self._is_setup = False
+
+    @property
+    def maker_accounts(self) -> list[str]:
+        return [f"bg-maker-{i + 1}" for i in range(self.liquidity.makers)]
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create the background accounts and every game of the spec (idempotent)."""
+        if self._is_setup:
+            return
+        self._is_setup = True
+        for acct in [*self.maker_accounts, TAKER_ACCOUNT]:
+            if not self.exchange.has_account(acct):
+                self.exchange.create_account(acct, BIG_CASH)
+        for g in self.spec.games:
+            self.add_game(g)
+
+    def _team(self, league: str, spec: TeamSpec) -> SimTeam:
+        key = (league, spec.abbreviation)
+        team = self._teams.get(key)
+        if team is None:
+            team = SimTeam(
+                name=spec.name,
+                abbreviation=spec.abbreviation,
+                opticodds_id=spec.opticodds_id or f"{self._rng_ids.getrandbits(48):012X}",
+                team_id=100 + len(self._teams),
+            )
+            self._teams[key] = team
+        return team
+
+    def add_game(self, g: GameSpec) -> SimGame:
+        """Add one game to the world and list its event and moneyline market on the exchange."""
+        n = len(self.world.games)
+        home, away = self._team(g.league, g.home), self._team(g.league, g.away)
+        start_time = self.start + timedelta(seconds=g.start_offset_seconds)
+        long_team, short_team = (home, away) if g.long_is_home else (away, home)
+        day = start_time.strftime("%Y-%m-%d")
+        event_slug = f"{g.league}-{long_team.abbreviation}-{short_team.abbreviation}-{day}".lower()
+        market_slug = f"aec-{event_slug}"
+        if event_slug in self.exchange.events:  # a rematch the same day
+            event_slug = f"{event_slug}-{n + 1}"
+            market_slug = f"aec-{event_slug}"
+        fixture_id = g.fixture_id or (
+            start_time.strftime("%Y%m%d") + f"{self._rng_ids.getrandbits(32):08X}"
+        )
+        event_id, market_id = 1000 + n, 5000 + n
+        side_ids = (9000 + 2 * n, 9001 + 2 * n)
+        game = SimGame(
+            fixture_id=fixture_id,
+            league=g.league,
+            sport=g.sport,
+            home=home,
+            away=away,
+            start_time=start_time,
+            event_id=event_id,
+            event_slug=event_slug,
+            market_id=market_id,
+            market_slug=market_slug,
+            long_is_home=g.long_is_home,
+            true_prob_long=g.true_prob,
+            market_side_ids=side_ids,
+            end_time=start_time + timedelta(seconds=g.length_seconds),
+        )
+        title = f"{away.name} at {home.name}"
+        self.exchange.add_event(
+            event_id,
+            event_slug,
+            title,
+            start_time=start_time,
+            league=g.league,
+            sport=g.sport,
+            series_slug=g.league,
+            teams=(
+                Team(
+                    home.team_id,
+                    home.name,
+                    home.abbreviation,
+                    g.league,
+                    ((PROVIDER_OPTICODDS, home.opticodds_id),),
+                    "home",
+                ),
+                Team(
+                    away.team_id,
+                    away.name,
+                    away.abbreviation,
+                    g.league,
+                    ((PROVIDER_OPTICODDS, away.opticodds_id),),
+                    "away",
+                ),
+            ),
+            external_ids={"opticodds": fixture_id},
+        )
+        self.exchange.add_market(
+            market_slug,
+            market_id,
+            event_id,
+            title=title,
+            question=f"Will the {long_team.name} beat the {short_team.name}?",
+            tick=g.tick,
+            min_qty=g.min_qty,
+            fee_coefficient=g.fee_coefficient,
+            sides=(
+                MarketSide(
+                    side_ids[0],
+                    True,
+                    long_team.name,
+                    long_team.team_id,
+                    long_team.abbreviation.lower(),
+                    long_team.normalized,
+                ),
+                MarketSide(
+                    side_ids[1],
+                    False,
+                    short_team.name,
+                    short_team.team_id,
+                    short_team.abbreviation.lower(),
+                    short_team.normalized,
+                ),
+            ),
+            sports_market_type=f"{g.sport}_team_full_game_winner",
+            external_market_type="moneyline",
+        )
+        self.world.games.append(game)
+        self._truth[market_slug] = float(g.true_prob)
+        self._outcomes[market_slug] = g.outcome
+        for acct in self.maker_accounts:
+            self._makers[(acct, market_slug)] = _MakerState(view=float(g.true_prob))
+        return game
+
+    # --- stepping ------------------------------------------------------------------------------
+
+    def step(self, now: datetime) -> None:
+        """Advance the model through every tick due up to `now` (deterministic per tick)."""
+        self.setup()
+        tick = timedelta(seconds=self.timing.tick_seconds)
+        while self._next_tick <= now:
+            t = self._next_tick
+            self._model_time = t
+            self._advance(t)
+            self._next_tick = t + tick
+        self._model_time = max(self._model_time, now)
+
+    async def run(
+        self,
+        *,
+        tick_seconds: float | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Call `step(clock())` every `tick_seconds` (default: the model tick) forever."""
+        self.setup()
+        task_status.started()
+        interval = tick_seconds if tick_seconds is not None else self.timing.tick_seconds
+        while True:
+            self.step(self.clock())
+            await trio.sleep(interval)
+
+    def _advance(self, t: datetime) -> None:
+        ex = self.exchange
+        with ex.batch():
+            ex.expire_due(t)
+            for game in list(self.world.games):
+                self._lifecycle(game, t)
+            for game in self.world.games:
+                if game.status in ("unplayed", "live"):
+                    self._drift(game)
+            if t >= self._next_refresh:
+                self._next_refresh = t + timedelta(seconds=self.timing.quote_refresh_seconds)
+                for game in self.world.games:
+                    if game.status in ("unplayed", "live") and game.market_slug not in self.quiet:
+                        self._requote(game, t)
+            for game in self.world.games:
+                if game.status in ("unplayed", "live") and game.market_slug not in self.quiet:
+                    self._maybe_take(game)
+
+    def _lifecycle(self, game: SimGame, t: datetime) -> None:
+        ex = self.exchange
+        slug = game.market_slug
+        if game.status == "unplayed" and t >= game.start_time:
+            game.status = "live"
+            ex.update_event(game.event_slug, live=True)
+        if game.status == "live" and game.end_time is not None and t >= game.end_time:
+            game.status = "completed"
+            outcome = self._outcomes.get(slug)
+            if outcome is None:
+                outcome = (
+                    Decimal(1) if self._rng_outcomes.random() < self._truth[slug] else Decimal(0)
+                )
+            game.settlement = outcome
+            game.true_prob_long = outcome if outcome in (0, 1) else game.true_prob_long
+            self._truth[slug] = float(outcome)
+            for acct in self.maker_accounts:
+                ex.cancel_all(acct, [slug])
+                self._makers[(acct, slug)].quotes.clear()
+            if ex.markets[slug].settlement is None:
+                ex.set_market_state(slug, MarketState.CLOSED)
+            ex.update_event(game.event_slug, live=False, ended=True)
+        if (
+            game.status == "completed"
+            and game.settled_at is None
+            and game.end_time is not None
+            and t >= game.end_time + timedelta(seconds=self.timing.settle_delay_seconds)
+        ):
+            assert game.settlement is not None
+            if ex.markets[slug].settlement is None:
+                ex.settle(slug, game.settlement)
+            game.settled_at = t
+            ex.update_event(game.event_slug, closed=True)
+            if self.timing.respawn:
+                self._respawn(t)
+
+    def _respawn(self, t: datetime) -> None:
+        self._spawned += 1
+        index = len(self.world.games)
+        offset = (t - self.start).total_seconds() + self.timing.start_spacing_seconds
+        busy = {
+            team.abbreviation
+            for g in self.world.games
+            if g.status in ("unplayed", "live")
+            for team in (g.home, g.away)
+        }
+        spec = _generated_game(self._rng_respawn, index, self.timing, busy)
+        spec = attrs.evolve(
+            spec,
+            start_offset_seconds=offset,
+            length_seconds=max(60.0, self.timing.first_length_seconds),
+        )
+        self.add_game(spec)
+
+    def _drift(self, game: SimGame) -> None:
+        per_min = (
+            self.timing.live_drift_per_minute
+            if game.status == "live"
+            else self.timing.drift_per_minute
+        )
+        sd = per_min * math.sqrt(self.timing.tick_seconds / 60.0)
+        p = self._truth[game.market_slug] + self._rng_drift.gauss(0.0, sd)
+        p = min(0.97, max(0.03, p))
+        self._truth[game.market_slug] = p
+        game.true_prob_long = Decimal(str(round(p, 4)))
+
+    def _requote(self, game: SimGame, t: datetime) -> None:
+        ex = self.exchange
+        slug = game.market_slug
+        market = ex.markets[slug]
+        if not market.active:
+            return
+        liq = self.liquidity
+        rng = self._rng_quotes
+        for acct in self.maker_accounts:
+            st = self._makers[(acct, slug)]
+            lagging = st.lag_until is not None and t < st.lag_until
+            if not lagging:
+                st.lag_until = None
+                st.view = self._truth[slug] + rng.gauss(0.0, liq.view_noise)
+                if rng.random() < self.timing.lag_probability:
+                    st.lag_until = t + timedelta(seconds=self.timing.lag_seconds)
+            view = Decimal(str(round(min(0.97, max(0.03, st.view)), 4)))
+            target = self._ladder(view, market.tick)
+            # forget quotes that filled or were canceled; cancel the ones off the new ladder
+            for key, oid in list(st.quotes.items()):
+                order = ex.get_order(acct, oid)
+                if order is None or order.state not in (
+                    OrderState.NEW,
+                    OrderState.PARTIALLY_FILLED,
+                ):
+                    del st.quotes[key]
+                elif key not in target:
+                    ex.cancel(acct, oid)
+                    del st.quotes[key]
+            book = ex.bbo(slug)
+            for side, price in target:
+                if (side, price) in st.quotes:
+                    continue
+                if side is Side.BUY and book.best_ask is not None and price >= book.best_ask:
+                    continue
+                if side is Side.SELL and book.best_bid is not None and price <= book.best_bid:
+                    continue
+                qty = floor_to_step(
+                    Decimal(rng.randint(liq.min_level_qty, liq.max_level_qty)), market.min_qty
+                )
+                intent = Intent.BUY_LONG if side is Side.BUY else Intent.BUY_SHORT
+                oid = ex.submit(
+                    acct,
+                    OrderSpec(slug, intent, price=price, quantity=qty, post_only=True),
+                )
+                if ex.get_order(acct, oid).state is OrderState.NEW:  # type: ignore[union-attr]
+                    st.quotes[(side, price)] = oid
+
+    def _ladder(self, view: Decimal, tick: Decimal) -> set[tuple[Side, Decimal]]:
+        half = self.liquidity.half_spread
+        top_bid = floor_to_step(view - half, tick)
+        top_ask = ceil_to_step(view + half, tick)
+        if top_ask <= top_bid:
+            top_ask = top_bid + tick
+        out: set[tuple[Side, Decimal]] = set()
+        for k in range(self.liquidity.levels):
+            bid, ask = top_bid - k * tick, top_ask + k * tick
+            if MIN_PRICE <= bid <= MAX_PRICE:
+                out.add((Side.BUY, bid))
+            if MIN_PRICE <= ask <= MAX_PRICE:
+                out.add((Side.SELL, ask))
+        return out
+
+    def _maybe_take(self, game: SimGame) -> None:
+        rng = self._rng_takers
+        if rng.random() >= self.timing.taker_rate * self.timing.tick_seconds:
+            return
+        ex = self.exchange
+        slug = game.market_slug
+        book = ex.bbo(slug)
+        truth = Decimal(str(round(self._truth[slug], 4)))
+        if rng.random() < self.liquidity.informed_share:
+            mid = book.current_px if book.current_px is not None else truth
+            buy = truth >= mid
+        else:
+            buy = rng.random() < 0.5
+        price = book.best_ask if buy else book.best_bid
+        if price is None:
+            return
+        qty = floor_to_step(
+            Decimal(rng.randint(1, self.liquidity.max_taker_qty)), ex.markets[slug].min_qty
+        )
+        if qty <= 0:
+            return
+        intent = Intent.BUY_LONG if buy else Intent.BUY_SHORT
+        ex.submit(
+            TAKER_ACCOUNT,
+            OrderSpec(slug, intent, price=price, quantity=qty, tif=TimeInForce.IOC),
+        )
+
+    # --- helpers for tests and demos -----------------------------------------------------------
+
+    def true_prob(self, slug: str) -> Decimal:
+        return Decimal(str(round(self._truth[slug], 4)))
+
+    def script_book(
+        self,
+        slug: str,
+        bids: Sequence[tuple[Decimal | str, Decimal | str | int]] = (),
+        offers: Sequence[tuple[Decimal | str, Decimal | str | int]] = (),
+    ) -> list[str]:
+        """Silence background liquidity in `slug`, clear it, and place exactly these levels."""
+        self.setup()
+        self.quiet.add(slug)
+        for acct in self.maker_accounts:
+            self.exchange.cancel_all(acct, [slug])
+            self._makers[(acct, slug)].quotes.clear()
+        return script_book(self.exchange, slug, bids, offers)
+
+
+def build_scenario(
+    seed: int = 0,
+    *,
+    start: datetime,
+    clock: Callable[[], datetime] | None = None,
+    n_games: int = 6,
+    timing: Timing | None = None,
+    spec: ScenarioSpec | None = None,
+) -> Scenario:
+    """The default lively world (or `spec`), set up and ready to step."""
+    sc = Scenario(spec or default_spec(seed, n_games, timing), start=start, clock=clock)
+    sc.setup()
+    return sc
+
+
+__all__ = [
+    "BIG_CASH",
+    "SCRIPT_ACCOUNT",
+    "TAKER_ACCOUNT",
+    "GameSpec",
+    "Liquidity",
+    "Scenario",
+    "ScenarioSpec",
+    "TeamSpec",
+    "Timing",
+    "build_scenario",
+    "default_spec",
+    "load_scenario",
+    "scenario_from_dict",
+    "script_book",
+]
