@@ -380,7 +380,7 @@ class Activity:
     is_aggressor: bool | None = None
     realized_pnl: Decimal | None = None
     time: datetime | None = None
-    raw: tuple[tuple[str, Any], ...] = ()  # the untouched payload (sorted items) for audit
+    raw: Any = attrs.field(default=None, eq=False, repr=False)  # the untouched payload, for audit
 
 
 def parse_activity(d: Mapping[str, Any]) -> Activity:
@@ -398,12 +398,16 @@ def parse_activity(d: Mapping[str, Any]) -> Activity:
             is_aggressor=agg if isinstance(agg, bool) else None,
             realized_pnl=dec_or(trade.get("realizedPnl")),
             time=parse_time(trade.get("updateTime") or trade.get("createTime")),
-            raw=tuple(sorted(d.items())),
+            raw=d,
         )
-    res = d.get("positionResolution")
-    slug = res.get("marketSlug", "") if isinstance(res, dict) else ""
-    when = parse_time(res.get("updateTime")) if isinstance(res, dict) else None
-    return Activity(type=kind, market_slug=slug, time=when, raw=tuple(sorted(d.items())))
+    res = d.get("positionResolution") or d.get("accountBalanceChange")
+    res = res if isinstance(res, dict) else {}
+    return Activity(
+        type=kind,
+        market_slug=res.get("marketSlug") or "",
+        time=parse_time(res.get("updateTime") or res.get("createTime")),
+        raw=d,
+    )
 
 
 # --- reference data ------------------------------------------------------------------------------
