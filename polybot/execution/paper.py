@@ -17,8 +17,9 @@ Matching rules:
   prints strictly through it. It is cancelled when its signal disappears or its limit moves
   (`sync_signals`), on `cancel`, and at restart (paper orders do not survive a restart:
   `cancel_restored` cancels them through the normal path so the store agrees).
-- Opening orders are rejected, like the exchange would, when cash minus what resting opening
-  orders reserve cannot pay the worst case (limit cost plus taker fee); so cash never goes negative.
+- An order is rejected, like the exchange would, when the part of it that opens exposure (beyond
+  closing the current position) costs more at its limit, taker fee included, than cash minus what
+  resting opening orders reserve; so cash never goes negative.
 
 **Liquidity memory.** The real book does not know about paper fills, so the next frame still shows
 the size we just "took". Per market, side and price the executor remembers the level size it saw
@@ -48,6 +49,7 @@ from polybot.execution.orders import (
 )
 from polybot.ledger import Ledger
 from polybot.model import (
+    ONE,
     ZERO,
     BookSnapshot,
     Execution,
@@ -153,13 +155,25 @@ class PaperExecutor:
     def _reject_reason(self, order: TrackedOrder, book: BookSnapshot | None) -> str:
         if book is None or book.state is not MarketState.OPEN:
             return "ORD_REJECT_REASON_EXCHANGE_CLOSED"
-        if order.intent.is_opening:
+        opening = self._opening_qty(order.market_slug, order.intent.book_side, order.quantity)
+        if opening > 0:
             theta = self._taker_theta(order.market_slug)
-            worst = order.quantity * (cost_per_contract(order.intent, order.price)
-                                      + max(fee_per_contract(order.price, theta), ZERO))
+            per_contract = (order.price if order.intent.book_side is Side.BUY
+                            else ONE - order.price)
+            worst = opening * (per_contract + max(fee_per_contract(order.price, theta), ZERO))
             if worst > self.ledger.cash - self._reserved():
                 return "ORD_REJECT_REASON_EXCHANGE_OPTION: insufficient buying power"
         return ""
+
+    def _opening_qty(self, slug: str, side: Side, qty: Decimal) -> Decimal:
+        """The part of `qty` that would open exposure rather than close the current position.
+
+        Whatever the intent's name: a SELL_LONG larger than the long opens a short with the rest,
+        and that rest needs collateral like a BUY_SHORT (its closing part pays its own fee).
+        """
+        net = self.ledger.position(slug).net_qty
+        closable = max(-net, ZERO) if side is Side.BUY else max(net, ZERO)
+        return max(qty - closable, ZERO)
 
     def _reserved(self) -> Decimal:
         return sum((s.leaves * cost_per_contract(s.order.intent, s.order.price)
@@ -271,6 +285,16 @@ class PaperExecutor:
 
     def _maker_fill(self, sim: _Sim, qty: Decimal) -> list[Fill]:
         price = sim.order.price
+        side = sim.order.intent.book_side
+        opening = self._opening_qty(sim.order.market_slug, side, qty)
+        if opening > 0:
+            others = self._reserved() - (sim.leaves * cost_per_contract(sim.order.intent, price)
+                                         if sim.order.intent.is_opening else ZERO)
+            per_contract = price if side is Side.BUY else ONE - price
+            if opening * per_contract > self.ledger.cash - others:
+                # the exchange cancels resting orders that are no longer funded
+                self._cancel(sim, "unfunded")
+                return []
         fee = FeeAccumulator(MAKER_THETA).fill(qty, price)  # rebates round per fill
         sim.maker_fees += fee
         fill = self._fill(sim, qty, price, fee, aggressor=False)

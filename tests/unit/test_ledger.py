@@ -1,6 +1,8 @@
 from decimal import Decimal as D
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polybot.ledger import Ledger, LedgerError
 from polybot.model import (
@@ -203,3 +205,30 @@ def test_unknown_intent_is_refused_without_changing_anything():
     with pytest.raises(LedgerError):
         fill(led, "o1", Intent.UNKNOWN, "10", "0.40")
     assert led.cash == D(100) and led.markets == {}
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+INTENTS = [Intent.BUY_LONG, Intent.SELL_LONG, Intent.BUY_SHORT, Intent.SELL_SHORT]
+trades = st.lists(
+    st.tuples(st.sampled_from(INTENTS), st.integers(1, 50), st.integers(1, 99), st.integers(0, 50)),
+    max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(trades, st.integers(0, 100))
+def test_cash_plus_positions_at_cost_equals_start_plus_realized_minus_fees(trades, settle_cents):
+    led = Ledger(D(1000))
+    for i, (intent, qty, cents, fee_cents) in enumerate(trades):
+        fill(led, f"o{i}", intent, str(qty), str(D(cents) / 100), fee=str(D(fee_cents) / 100))
+        # never marked: every position is valued at its average cost, so unrealized is zero
+        assert close(led.equity, D(1000) + led.realized_pnl - led.fees_total)
+    led.settle("m", D(settle_cents) / 100)
+    assert led.positions == {}
+    assert close(led.cash, D(1000) + led.realized_pnl - led.fees_total)
+
+
+def close(a, b):
+    """Equal but for the last digits of a non-terminating average price (28-digit context)."""
+    return abs(a - b) < D("1e-18")

@@ -1,5 +1,9 @@
 from decimal import Decimal as D
 
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from polybot.book import BookStore
 from polybot.execution.orders import OrderRegistry
 from polybot.execution.paper import PaperExecutor
@@ -174,3 +178,32 @@ async def test_orders_left_open_by_a_previous_run_are_booked_cancelled():
     fresh.ledger = led
     assert fresh.cancel_restored([old]) == 1
     assert old.state is OrderState.CANCELED and led.cash == D(1000)
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+
+INTENTS = [Intent.BUY_LONG, Intent.SELL_LONG, Intent.BUY_SHORT, Intent.SELL_SHORT]
+books_st = st.tuples(st.integers(1, 98), st.integers(1, 200), st.integers(1, 200))
+orders_st = st.tuples(st.sampled_from(INTENTS), st.integers(1, 99), st.integers(1, 300),
+                      st.sampled_from([TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTC]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 200), st.lists(st.tuples(books_st, st.lists(orders_st, max_size=3)),
+                                     max_size=8))
+def test_cash_never_goes_negative_whatever_is_sent(cash, steps):
+    async def run():
+        ex, books, led = make(cash=str(cash))
+        for (bid_cents, bid_qty, offer_qty), orders in steps:
+            bid = D(bid_cents) / 100
+            frame = book(bids=[(str(bid), str(bid_qty))],
+                         offers=[(str(bid + D("0.01")), str(offer_qty))])
+            books.update(frame)
+            ex.on_book(frame)
+            for intent, cents, qty, tif in orders:
+                await ex.submit(req(intent, str(D(cents) / 100), str(qty), tif))
+                assert led.cash >= 0
+            assert led.cash >= 0
+    trio.run(run)
