@@ -193,6 +193,19 @@ class Ledger:
             return ZERO
         return max(ZERO, (hw - self.equity) / hw)
 
+    def summary(self) -> dict[str, object]:
+        """Plain data for /status, alerts and the status line (Decimals kept)."""
+        return {
+            "cash": self.cash, "equity": self.equity, "pnl": self.pnl,
+            "realized_pnl": self.realized_pnl, "unrealized_pnl": self.unrealized_pnl(),
+            "fees": self.fees_total, "daily_pnl": self.daily_pnl,
+            "day_start_equity": self.day_start_equity, "high_water": self.high_water,
+            "drawdown": self.drawdown,
+            "positions": {s: {"net_qty": p.net_qty, "avg_price": p.avg_price,
+                              "mark": self.mark_price(s), "unrealized_pnl": self.unrealized_pnl(s)}
+                          for s, p in self.positions.items()},
+        }
+
     # --- booking fills ---------------------------------------------------------------------------
 
     def apply(self, execution: Execution) -> Fill | None:

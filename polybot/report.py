@@ -54,6 +54,9 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
     for slug in sorted(set(markets) | set(per_market)):
         mb = markets.get(slug)
         stats = per_market[slug]
+        if not stats["fills"] and (mb is None or (mb.net_qty == 0 and mb.realized_pnl == 0
+                                                  and mb.fees == 0)):
+            continue  # a market the ledger only marked, never traded
         realized = mb.realized_pnl if mb else ZERO
         fees = mb.fees if mb else ZERO
         net_qty = mb.net_qty if mb else ZERO

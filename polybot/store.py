@@ -46,7 +46,7 @@ import attrs
 import trio
 
 from polybot.execution.orders import TrackedOrder
-from polybot.ledger import LedgerState, MarketBook, OrderBooking
+from polybot.ledger import Ledger, LedgerState, MarketBook, OrderBooking
 from polybot.model import (
     Execution,
     Fill,
@@ -428,6 +428,15 @@ class Store:
                str(fees), _d(usd_at_risk), trading_state)
         self.submit(_exec("INSERT INTO equity_snapshots (ts, equity, cash, realized_pnl, unrealized_pnl, fees,"
             " usd_at_risk, trading_state) VALUES (?,?,?,?,?,?,?,?)", row), "equity")
+
+    def record_ledger_equity(self, ledger: Ledger, *, usd_at_risk: Decimal | None = None,
+                             trading_state: str | None = None, ts: datetime | None = None) -> None:
+        """An equity snapshot of `ledger` now, plus whatever of it changed since the last save."""
+        self.record_equity(equity=ledger.equity, cash=ledger.cash,
+                           realized_pnl=ledger.realized_pnl,
+                           unrealized_pnl=ledger.unrealized_pnl(), fees=ledger.fees_total,
+                           usd_at_risk=usd_at_risk, trading_state=trading_state, ts=ts)
+        self.save_ledger(ledger.drain_changes())
 
     def record_daily_stats(self, day: str, *, start_equity: Decimal, end_equity: Decimal,
                            fills: int, fees: Decimal, rejections: int) -> None:

@@ -100,3 +100,14 @@ async def test_report_reads_while_the_bot_holds_the_database_open(tmp_path):
     assert report.main(tmp_path, as_json=True, out=buf) == 0
     assert json.loads(buf.getvalue())["markets"] == []
     store.close()
+
+
+async def test_markets_only_marked_never_traded_are_not_listed(tmp_path):
+    store = Store.open(tmp_path, in_thread=False)
+    led = Ledger(D(100))
+    led.update_marks("quiet", D("0.40"), D("0.42"))
+    store.save_ledger(led.snapshot())
+    store.close()
+    buf = io.StringIO()
+    assert report.main(tmp_path, as_json=True, out=buf) == 0
+    assert json.loads(buf.getvalue())["markets"] == []

@@ -168,3 +168,21 @@ async def test_halt_state_acks_rejections_and_fair_values_round_trip(tmp_path):
 
 def test_read_ack_without_a_database_is_none(tmp_path):
     assert read_ack(tmp_path, "req-1") is None
+
+
+async def test_equity_snapshot_also_saves_the_ledger_changes(tmp_path):
+    store = Store.open(tmp_path)
+    led = Ledger(D(100))
+    led.apply_execution("o1", "m", Intent.BUY_LONG, D(10), last_px=D("0.40"))
+    led.update_marks("m", D("0.45"), D("0.47"))
+
+    async def body():
+        store.record_ledger_equity(led, usd_at_risk=D(4), trading_state="ACTIVE")
+
+    await with_writer(store, body)
+    with connect_readonly(db_path(tmp_path)) as ro:
+        row = ro.execute("SELECT equity, cash, unrealized_pnl, usd_at_risk, trading_state"
+                         " FROM equity_snapshots").fetchone()
+    assert tuple(row) == ("100.50", "96.00", "0.50", "4", "ACTIVE")
+    assert Ledger.restore(store.load_ledger()).equity == D("100.50")
+    store.close()
