@@ -304,8 +304,11 @@ class PaperExecutor:
 
     # --- cancels ----------------------------------------------------------------------------------------
 
-    def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]:
-        """Cancel resting orders in `slug` whose signal disappeared or whose limit moved."""
+    async def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]:
+        """Cancel resting orders in `slug` whose signal disappeared or whose limit moved.
+
+        Async (like `submit`, `cancel`, `cancel_all`) so paper and live executors share one face.
+        """
         limits = {s.intent: s.limit_price for s in signals if s.market_slug == slug}
         cancelled = []
         for sim in self._resting_in(slug):
@@ -316,14 +319,15 @@ class PaperExecutor:
                 cancelled.append(sim.order)
         return cancelled
 
-    def cancel(self, order_id: str, reason: str = "cancel requested") -> bool:
+    async def cancel(self, order_id: str, reason: str = "cancel requested") -> bool:
         sim = self._resting.get(order_id)
         if sim is None:
             return False
         self._cancel(sim, reason)
         return True
 
-    def cancel_all(self, slug: str | None = None, reason: str = "cancel all") -> list[TrackedOrder]:
+    async def cancel_all(self, slug: str | None = None,
+                         reason: str = "cancel all") -> list[TrackedOrder]:
         sims = [s for s in self._resting.values() if slug is None or s.order.market_slug == slug]
         for sim in sims:
             self._cancel(sim, reason)
