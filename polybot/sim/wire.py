@@ -450,9 +450,13 @@ def balance(b: Balance) -> JSON:
 
 
 def position_change(ev: PositionChanged, ex: Exchange) -> JSON:
+    # A flat side is null: beforePosition is null when a position opens, afterPosition when it
+    # closes (reference §4.5), even if the engine hands us a zero position.
+    before = ev.before if ev.before is not None and ev.before.net != 0 else None
+    after = ev.after if ev.after is not None and ev.after.net != 0 else None
     return {
-        "beforePosition": position(ev.before, ex) if ev.before is not None else None,
-        "afterPosition": position(ev.after, ex) if ev.after is not None else None,
+        "beforePosition": position(before, ex) if before is not None else None,
+        "afterPosition": position(after, ex) if after is not None else None,
         "updateTime": timestamp(ev.time),
         "entryType": ev.entry_type.value,
         "tradeId": ev.trade_id,
