@@ -18,7 +18,13 @@ from polybot.polymarket.errors import (
     Timeout,
     TransportError,
 )
-from polybot.polymarket.rest import PolymarketRestClient, RestConfig
+from polybot.polymarket.rest import (
+    PolymarketRestClient,
+    RestConfig,
+    client_from_settings,
+    rest_config_from_settings,
+    signer_from_settings,
+)
 from polybot.polymarket.stream import (
     ContinuityLost,
     MarketsStream,
@@ -26,6 +32,7 @@ from polybot.polymarket.stream import (
     StreamConfig,
     StreamConnected,
     StreamStatus,
+    stream_config_from_settings,
 )
 from polybot.polymarket.wire import (
     Activity,
@@ -77,4 +84,8 @@ __all__ = [
     "Timeout",
     "TradePrinted",
     "TransportError",
+    "client_from_settings",
+    "rest_config_from_settings",
+    "signer_from_settings",
+    "stream_config_from_settings",
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from polybot.errors import FatalCredentialsError
+
 
 class PolymarketError(Exception):
     """Base of every error the Polymarket US adapter raises."""
@@ -83,10 +85,10 @@ class OutcomeUnknown(PolymarketError):
         self.cause = cause
 
 
-class CredentialsRejected(PolymarketError):
+class CredentialsRejected(PolymarketError, FatalCredentialsError):
     """The exchange refused our key both at a websocket upgrade and on a signed REST call.
 
-    Fatal: no restart can fix it (the supervisor maps it to exit code 78).
+    Fatal: no restart can fix it (a `FatalCredentialsError`: the supervisor exits with 78).
     """
 
 

@@ -461,3 +461,23 @@ class PolymarketRestClient:
     async def balances(self) -> list[Balance]:
         data = await self._request("GET", "/v1/account/balances", authed=True)
         return [wire.parse_balance(b) for b in data.get("balances") or ()]
+
+
+def signer_from_settings(settings: Any) -> Signer:
+    """The API key of `polybot.config.Settings` as a Signer (the secret stays inside)."""
+    return Signer(settings.pm_api_key_id, settings.pm_private_key.reveal())
+
+
+def rest_config_from_settings(settings: Any) -> RestConfig:
+    return RestConfig(
+        api_url=settings.pm_base_url,
+        gateway_url=settings.pm_gateway_url,
+        timeout=float(settings.http_timeout_seconds),
+        rate_limit_per_second=float(settings.pm_rate_limit_per_second),
+        public_rate_limit_per_second=float(settings.pm_public_rate_limit_per_second),
+    )
+
+
+def client_from_settings(settings: Any) -> PolymarketRestClient:
+    """A REST client configured from Settings; use it as ``async with``."""
+    return PolymarketRestClient(rest_config_from_settings(settings), signer_from_settings(settings))

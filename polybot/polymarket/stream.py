@@ -75,6 +75,11 @@ class StreamConfig:
     max_message_size: int = 16 * 1024 * 1024
 
 
+def stream_config_from_settings(settings: Any) -> StreamConfig:
+    """PM_WS_URL and STALE_FEED_SECONDS from `polybot.config.Settings`."""
+    return StreamConfig(ws_url=settings.pm_ws_url, stale_after=float(settings.stale_feed_seconds))
+
+
 # --- lifecycle events (the frame events live in wire.py) ------------------------------------------
 
 
