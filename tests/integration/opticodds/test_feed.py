@@ -190,3 +190,20 @@ async def test_finished_fixture_clears_fair_value(nursery, local_odds, mock_cloc
     local_odds.control.update_now()
     await wait_for(lambda: fv.get(g.market_slug) is None)
     assert fv.fixture(g.market_slug).phase == "finished"
+
+
+async def test_periodic_rest_refresh_catches_a_change_the_stream_missed(nursery, local_odds, mock_clock):
+    fv = FairValues()
+    feed, _ = await start_feed(nursery, local_odds, fv, refresh_seconds=60.0)
+    g = local_odds.world.games[0]
+    await wait_for(lambda: feed.status.state is FeedState.LIVE)
+    before = fv.usable(g.market_slug).q
+    local_odds.control.silent = True  # the next frames are lost in transit...
+    g.true_prob_long = Decimal("0.20")
+    local_odds.control.update_now()
+    local_odds.control.silent = False  # ...but the connection stays healthy
+    await trio.sleep(30)
+    assert fv.usable(g.market_slug).q == before  # the stream never told us
+    await wait_for(lambda: fv.usable(g.market_slug).q != before)
+    assert fv.usable(g.market_slug).q == expected_q(local_odds.control, g)
+    assert all(s.reconnects == 0 for s in feed.statuses.values())
