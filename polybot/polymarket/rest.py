@@ -271,6 +271,18 @@ class PolymarketRestClient:
         data = await self._request("GET", "/v1/markets", authed=False, query=q)
         return [wire.parse_market(m) for m in data.get("markets") or ()]
 
+    async def all_markets(
+        self, *, page_size: int = 100, max_pages: int = 100, **filters: Any
+    ) -> list[MarketInfo]:
+        """Every market matching `filters` (see `list_markets`), paging by offset."""
+        out: list[MarketInfo] = []
+        for page in range(max_pages):
+            batch = await self.list_markets(limit=page_size, offset=page * page_size, **filters)
+            out.extend(batch)
+            if len(batch) < page_size:
+                break
+        return out
+
     async def market_by_slug(self, slug: str) -> MarketInfo:
         data = await self._request("GET", f"/v1/market/slug/{slug}", authed=False)
         return wire.parse_market(data.get("market") or {})

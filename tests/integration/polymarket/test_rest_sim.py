@@ -27,6 +27,8 @@ async def test_markets_list_by_slug_book_bbo_and_settlement(env):
     slug = sim.markets[0]
     markets = await rest.list_markets(limit=100)
     assert {m.slug for m in markets} >= set(sim.markets)
+    paged = await rest.all_markets(page_size=1)
+    assert [m.slug for m in paged] == [m.slug for m in markets]
     info = await rest.market_by_slug(slug)
     assert info.slug == slug and info.status is MarketStatus.OPEN and info.tick == Decimal("0.01")
     assert sum(s.long for s in info.sides) == 1

@@ -9,10 +9,11 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from polybot.model import ExecutionType, Intent, OrderState
+from polybot.model import ExecutionType, Intent, OrderState, Side, TimeInForce
 from polybot.polymarket import (
     BalanceChanged,
     BalancesSnapshotted,
+    BboUpdated,
     BookReplaced,
     ContinuityLost,
     CredentialsRejected,
@@ -24,7 +25,9 @@ from polybot.polymarket import (
     PrivateStream,
     Signer,
     StreamConnected,
+    TradePrinted,
 )
+from polybot.polymarket.stream import MARKET_DATA, MARKET_DATA_LITE, TRADE
 
 from .conftest import next_of, order
 
@@ -55,6 +58,28 @@ async def test_markets_stream_delivers_full_books_then_changes(env):
         assert ev.book.bids[0].qty == Decimal(9)
         n.cancel_scope.cancel()
     assert stream.frames > 0 and stream.bytes > 0 and stream.malformed == 0
+
+
+async def test_trade_prints_and_bbo_when_subscribed(env):
+    slug = env.sim.markets[0]
+    send, receive = trio.open_memory_channel(1000)
+    types = (MARKET_DATA, MARKET_DATA_LITE, TRADE)
+    stream = MarketsStream(env.stream_config(), env.signer, send, [slug], subscription_types=types)
+    async with trio.open_nursery() as n:
+        n.start_soon(stream.run)
+        await next_of(receive, StreamConnected)
+        await env.other.create_order(order(slug, Intent.BUY_SHORT, "0.47", "5"))
+        await env.rest.create_order(order(slug, Intent.BUY_LONG, "0.47", "2", TimeInForce.IOC))
+        trade = (await next_of(receive, TradePrinted)).trade
+        assert (trade.market_slug, trade.price, trade.qty, trade.taker_side) == (
+            slug,
+            Decimal("0.47"),
+            Decimal(2),
+            Side.BUY,
+        )
+        bbo = await next_of(receive, BboUpdated, where=lambda e: e.bbo.best_ask is not None)
+        assert bbo.bbo.best_ask == Decimal("0.47")
+        n.cancel_scope.cancel()
 
 
 async def test_dropped_socket_is_reconnected_resubscribed_and_books_resent(env):
