@@ -207,3 +207,24 @@ async def test_periodic_rest_refresh_catches_a_change_the_stream_missed(nursery,
     await wait_for(lambda: fv.usable(g.market_slug).q != before)
     assert fv.usable(g.market_slug).q == expected_q(local_odds.control, g)
     assert all(s.reconnects == 0 for s in feed.statuses.values())
+
+
+async def test_scenario_world_is_priced_for_every_game_near_its_hidden_probability(nursery, mock_clock):
+    from datetime import UTC, datetime
+    from functools import partial
+
+    from polybot.sim.opticodds import OddsControl, serve_opticodds
+    from polybot.sim.scenario import build_scenario
+
+    sc = build_scenario(3, start=datetime.now(UTC))
+    control = OddsControl()
+    url = await nursery.start(partial(serve_opticodds, sc.world, api_key="k", update_seconds=1e6,
+                                      lock_probability=0.0, control=control))
+    fv = FairValues()
+    client = OpticOddsClient(url, "k")
+    feed = OddsFeed(client, fv, targets(sc.world), OddsFeedConfig(sportsbooks=BOOKS))
+    await nursery.start(feed.run)
+    await wait_for(lambda: all(fv.usable(g.market_slug) for g in sc.world.games))
+    assert len({g.sport for g in sc.world.games}) >= 2  # one stream per sport
+    for g in sc.world.games:
+        assert abs(fv.usable(g.market_slug).q - g.true_prob_long) < Decimal("0.06"), g.market_slug
