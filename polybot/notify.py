@@ -225,6 +225,7 @@ class Notifier:
         self._outstanding = 0  # alerts accepted and not yet delivered or abandoned
         self._dropped_unreported = 0
         self._flushing = False
+        self._slot_scope: trio.CancelScope | None = None
         self.dropped = 0
         self.delivered = 0  # messages delivered to at least one sink
         self.failed = 0  # messages no sink accepted
@@ -270,9 +271,10 @@ class Notifier:
                     wait = self._slot_wait(trio.current_time())
                     if wait > 0:
                         # Out of slots: keep collecting (and coalescing) until one frees up.
-                        with trio.move_on_after(wait):
+                        with trio.move_on_after(wait) as self._slot_scope:
                             while True:
                                 self._merge(pending, await self._receive_channel.receive())
+                        self._slot_scope = None
                         continue
                     free = self._free_slots(trio.current_time())
                     if len(pending) > 1 and free <= 1:
@@ -291,6 +293,8 @@ class Notifier:
         True if the queue drained.
         """
         self._flushing = True
+        if self._slot_scope is not None:
+            self._slot_scope.cancel()  # stop waiting for the rate-limit window
         try:
             with trio.move_on_after(timeout):
                 while self._outstanding > 0:
