@@ -220,7 +220,6 @@ class PolymarketRestClient:
                             f"unparseable success body: {exc}", status=resp.status_code, **ctx
                         )
                         unknown = True
-                        retryable = retryable and method == "GET"
                 else:
                     msg, ebody = _error_message(resp)
                     err = _error_for(resp.status_code, msg, body=ebody, **ctx)
