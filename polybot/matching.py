@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
@@ -171,3 +172,42 @@ async def _auto(slug: str, market_lookup: MarketLookup, partner_lookup: PartnerL
         return Unmatched(slug, f"market type {m.external_market_type!r} is not priced (moneyline only)")
     return MarketTarget(slug=slug, fixture_id=fx.id, yes_selection=m.external_normalized_selection,
                         sport=fx.sport, league=fx.league, start_time=fx.start_date, source="auto")
+
+
+def lookups(exchange: Any, opticodds: Any) -> dict[str, Any]:
+    """The four lookups of `match_markets` from the two clients (duck-typed, no adapter import).
+
+    `exchange`: the Polymarket US REST client (`market_by_slug`, `event_by_id`, `partner_event`);
+    `opticodds`: an `OpticOddsClient`. A 404 on the market slug means "unknown slug".
+    """
+
+    async def market_lookup(slug: str) -> tuple[MarketInfo, EventInfo] | None:
+        try:
+            market = await exchange.market_by_slug(slug)
+        except Exception as e:
+            if getattr(e, "status", None) == 404:
+                return None
+            raise
+        event, _markets = await exchange.event_by_id(market.event_id)
+        return market, event
+
+    async def partner_lookup(
+        fixture_id: str,
+    ) -> tuple[EventInfo, list[MarketInfo], list[MappedMarketSide]] | None:
+        found = await exchange.partner_event(fixture_id)
+        if found is None:
+            return None
+        event, markets, sides = found
+        return event, list(markets), list(sides)
+
+    async def fixtures_by_team(team_id: str, after: datetime, before: datetime) -> list[Fixture]:
+        fixtures: list[Fixture] = await opticodds.fixtures(
+            team_id=[team_id], start_after=after, start_before=before)
+        return fixtures
+
+    return {
+        "market_lookup": market_lookup,
+        "partner_lookup": partner_lookup,
+        "fixtures_by_team": fixtures_by_team,
+        "fixture_by_id": opticodds.fixture,
+    }
