@@ -9,9 +9,11 @@ since the writer only appends deterministic rows, the snapshot must equal the so
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -57,7 +59,9 @@ WRITER = textwrap.dedent(
 
 
 def run(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"DATA_DIR", "BACKUP_S3_URI", "HEALTH_PORT"}}
+    base = {
+        k: v for k, v in os.environ.items() if k not in {"DATA_DIR", "BACKUP_S3_URI", "HEALTH_PORT"}
+    }
     return subprocess.run(
         ["bash", str(script), *args],
         env={**base, **(env or {})},
@@ -132,7 +136,8 @@ def test_backup_of_a_database_being_written_restores_a_consistent_identical_snap
     finally:
         stop.touch()
         out, err = writer.communicate(timeout=30)
-    assert writer.returncode == 0, err  # the backup never made the writer fail ("database is locked")
+    # The backup never made the writer fail ("database is locked").
+    assert writer.returncode == 0, err
     assert backed_up.returncode == 0, backed_up.stderr
     written = int(out)
 
@@ -172,7 +177,9 @@ def test_backup_archive_holds_logs_and_redacted_config_and_never_a_secret(tmp_pa
         names = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
         blobs = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
     assert {"polybot.db", "logs/bot.log", "logs/trades.log", "config.env", "MANIFEST"} <= names
-    assert all(SECRET.encode() not in blob and b"webhooks/1/tok" not in blob for blob in blobs.values())
+    assert all(
+        SECRET.encode() not in blob and b"webhooks/1/tok" not in blob for blob in blobs.values()
+    )
     config = next(v for k, v in blobs.items() if k.endswith("/config.env")).decode()
     assert "TRADING_MODE=paper" in config
     assert "PM_PRIVATE_KEY=REDACTED" in config and "# PM_PRIVATE_KEY=REDACTED" in config
@@ -221,16 +228,24 @@ def test_backup_uploads_to_s3_when_configured_and_restore_fetches_from_s3(tmp_pa
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     write_fake_aws(tmp_path / "bin", bucket)
-    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "BACKUP_S3_URI": "s3://my-bucket/polybot/"}
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "BACKUP_S3_URI": "s3://my-bucket/polybot/",
+    }
 
     result = run(BACKUP, "--bot-dir", str(bot), "--backup-dir", str(tmp_path / "backups"), env=env)
     assert result.returncode == 0, result.stderr
     archive = only_archive(tmp_path / "backups")
     assert (bucket / archive.name).read_bytes() == archive.read_bytes()
-    assert f"s3 cp --only-show-errors {archive} s3://my-bucket/polybot/{archive.name}" in (bucket / "calls").read_text()
+    assert (
+        f"s3 cp --only-show-errors {archive} s3://my-bucket/polybot/{archive.name}"
+        in (bucket / "calls").read_text()
+    )
 
     target = make_bot_dir(tmp_path / "new-host")
-    restored = run(RESTORE, "--bot-dir", str(target), f"s3://my-bucket/polybot/{archive.name}", env=env)
+    restored = run(
+        RESTORE, "--bot-dir", str(target), f"s3://my-bucket/polybot/{archive.name}", env=env
+    )
     assert restored.returncode == 0, restored.stderr
     assert rows_of(target / "data" / "polybot.db") == rows_of(bot / "data" / "polybot.db")
 
@@ -241,7 +256,10 @@ def test_failed_s3_upload_fails_the_run_but_keeps_the_local_archive(tmp_path):
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     write_fake_aws(tmp_path / "bin", bucket, fail=True)
-    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "BACKUP_S3_URI": "s3://my-bucket/polybot"}
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "BACKUP_S3_URI": "s3://my-bucket/polybot",
+    }
     result = run(BACKUP, "--bot-dir", str(bot), "--backup-dir", str(tmp_path / "backups"), env=env)
     assert result.returncode == 1
     assert "upload" in result.stderr and "local archive kept" in result.stderr
@@ -251,14 +269,19 @@ def test_failed_s3_upload_fails_the_run_but_keeps_the_local_archive(tmp_path):
 def test_restore_moves_the_old_database_and_its_stale_wal_aside_instead_of_mixing_them(tmp_path):
     source = make_bot_dir(tmp_path / "a")
     make_db(source / "data" / "polybot.db", rows=7)
-    assert run(BACKUP, "--bot-dir", str(source), "--backup-dir", str(tmp_path / "backups")).returncode == 0
+    assert (
+        run(BACKUP, "--bot-dir", str(source), "--backup-dir", str(tmp_path / "backups")).returncode
+        == 0
+    )
 
     target = make_bot_dir(tmp_path / "b")
     data = target / "data"
     make_db(data / "polybot.db", rows=2)
     (data / "polybot.db-wal").write_bytes(b"stale wal from another database")
     (data / "polybot.db-shm").write_bytes(b"stale shm")
-    result = run(RESTORE, "--bot-dir", str(target), "--with-logs", str(only_archive(tmp_path / "backups")))
+    result = run(
+        RESTORE, "--bot-dir", str(target), "--with-logs", str(only_archive(tmp_path / "backups"))
+    )
     assert result.returncode == 0, result.stderr
 
     assert not (data / "polybot.db-wal").exists() and not (data / "polybot.db-shm").exists()
@@ -282,7 +305,10 @@ def test_restore_refuses_while_a_bot_answers_on_the_health_port(tmp_path):
 
     source = make_bot_dir(tmp_path / "a")
     make_db(source / "data" / "polybot.db", rows=3)
-    assert run(BACKUP, "--bot-dir", str(source), "--backup-dir", str(tmp_path / "backups")).returncode == 0
+    assert (
+        run(BACKUP, "--bot-dir", str(source), "--backup-dir", str(tmp_path / "backups")).returncode
+        == 0
+    )
     target = make_bot_dir(tmp_path / "b")
     make_db(target / "data" / "polybot.db", rows=1)
     before = (target / "data" / "polybot.db").read_bytes()
@@ -291,7 +317,9 @@ def test_restore_refuses_while_a_bot_answers_on_the_health_port(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         env = {"HEALTH_PORT": str(server.server_address[1])}
-        result = run(RESTORE, "--bot-dir", str(target), str(only_archive(tmp_path / "backups")), env=env)
+        result = run(
+            RESTORE, "--bot-dir", str(target), str(only_archive(tmp_path / "backups")), env=env
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -303,7 +331,10 @@ def test_restore_refuses_while_a_bot_answers_on_the_health_port(tmp_path):
 def test_restore_rejects_a_damaged_archive_and_leaves_the_database_alone(tmp_path):
     source = make_bot_dir(tmp_path / "a")
     make_db(source / "data" / "polybot.db", rows=3)
-    assert run(BACKUP, "--bot-dir", str(source), "--backup-dir", str(tmp_path / "backups")).returncode == 0
+    assert (
+        run(BACKUP, "--bot-dir", str(source), "--backup-dir", str(tmp_path / "backups")).returncode
+        == 0
+    )
     archive = only_archive(tmp_path / "backups")
 
     damaged = tmp_path / "polybot-backup-damaged.tar.gz"
@@ -334,3 +365,85 @@ def test_backup_as_root_refuses_a_database_owned_by_the_bot_user(tmp_path):
     assert result.returncode == 1
     assert "run as the database's owner (nobody)" in result.stderr
     assert not (bot / "data" / "polybot.db-wal").exists()  # it touched nothing
+
+
+STORE_WRITER = textwrap.dedent(
+    """
+    import os, sys, trio
+    from pathlib import Path
+    from decimal import Decimal
+    from polybot.model import Intent, Rejection
+    from polybot.store import Store
+
+    async def main(data_dir, stop):
+        store = Store.open(Path(data_dir), in_thread=False, synchronous="NORMAL")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            n = 0
+            while not os.path.exists(stop) and n < 200_000:
+                for _ in range(5):
+                    store.record_rejection(Rejection("nba-lal-bos", Intent.BUY_LONG, "edge_below_min"))
+                n += 5
+                store.record_equity(equity=Decimal("1000.00"), cash=Decimal("1000.00"),
+                                    realized_pnl=Decimal(0), unrealized_pnl=Decimal(0), fees=Decimal(0))
+                await store.flush()
+            nursery.cancel_scope.cancel()
+        store.close()
+        print(n)
+
+    trio.run(main, sys.argv[1], sys.argv[2])
+    """
+)
+
+
+@pytest.mark.slow
+def test_database_written_by_the_bots_store_restores_and_polybot_report_reads_it(tmp_path):
+    bot = make_bot_dir(tmp_path)
+    data = bot / "data"
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", STORE_WRITER, str(data), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                c = sqlite3.connect(f"file:{data / 'polybot.db'}?mode=ro", uri=True)
+                with contextlib.closing(c):
+                    if c.execute("SELECT COUNT(*) FROM rejections").fetchone()[0] >= 500:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        backed_up = run(BACKUP, "--bot-dir", str(bot), "--backup-dir", str(tmp_path / "backups"))
+        time.sleep(0.2)
+    finally:
+        stop.touch()
+        out, err = writer.communicate(timeout=30)
+    assert writer.returncode == 0, err
+    assert backed_up.returncode == 0, backed_up.stderr
+
+    target = make_bot_dir(tmp_path / "new-host")
+    restored = run(RESTORE, "--bot-dir", str(target), str(only_archive(tmp_path / "backups")))
+    assert restored.returncode == 0, restored.stderr
+
+    c = sqlite3.connect(target / "data" / "polybot.db")
+    with contextlib.closing(c):
+        rows = c.execute("SELECT COUNT(*) FROM rejections").fetchone()[0]
+    assert 0 < rows < int(out)  # a snapshot taken while the store kept writing
+    report = subprocess.run(
+        [sys.executable, "-m", "polybot", "report", "--json"],
+        env={**os.environ, "DATA_DIR": str(target / "data")},
+        cwd=tmp_path,  # no .env here: report needs DATA_DIR only
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert report.returncode == 0, report.stderr
+    parsed = json.loads(report.stdout)
+    assert parsed["rejections"] == {"edge_below_min": rows}
+    assert parsed["summary"]["last_equity_snapshot"] is not None
