@@ -147,6 +147,7 @@ class HealthApp:
 
     def ready(self) -> Response:
         state = self._sources.supervisor()
+        reason: str | None
         if state.phase is not Phase.RUNNING:
             reason = f"supervised group {state.phase.value}"
         elif state.hung:
@@ -272,7 +273,8 @@ async def serve_health(
     config.errorlog = log
     config.graceful_timeout = 1.0
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(hypercorn_serve, app, config, mode="asgi"))
+        asgi: Any = app  # hypercorn's ASGI types are stricter than a plain dict-based app
+        binds = await nursery.start(partial(hypercorn_serve, asgi, config, mode="asgi"))
         bound = int(binds[0].rsplit(":", 1)[1])
         log.info("health app listening on http://%s:%d", host, bound)
         if on_listening is not None:

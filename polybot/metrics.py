@@ -35,7 +35,7 @@ class Metrics:
     registry: CollectorRegistry
     # feeds
     frames: Counter  # polybot_stream_frames_total{stream}
-    bytes: Counter  # polybot_stream_bytes_total{stream}
+    bytes_received: Counter  # polybot_stream_bytes_total{stream}
     reconnects: Counter  # polybot_stream_reconnects_total{stream}
     book_age: Gauge  # polybot_book_age_seconds{market}
     fair_value_age: Gauge  # polybot_fair_value_age_seconds{market}
@@ -63,7 +63,7 @@ class Metrics:
         return cls(
             registry=r,
             frames=Counter("polybot_stream_frames", "Frames received per stream.", ["stream"], registry=r),
-            bytes=Counter("polybot_stream_bytes", "Bytes received per stream.", ["stream"], registry=r),
+            bytes_received=Counter("polybot_stream_bytes", "Bytes received per stream.", ["stream"], registry=r),
             reconnects=Counter("polybot_stream_reconnects", "Reconnect attempts per stream.", ["stream"], registry=r),
             book_age=Gauge("polybot_book_age_seconds", "Seconds since the market's book last changed or was confirmed.", ["market"], registry=r),
             fair_value_age=Gauge("polybot_fair_value_age_seconds", "Seconds since the market's fair value was last confirmed.", ["market"], registry=r),

@@ -331,6 +331,8 @@ class Supervisor:
                 code = await self._supervise()
             finally:
                 self._set_up(False)
+                if self._phase not in (Phase.STOPPED, Phase.FAILED):
+                    self._phase = Phase.STOPPED  # cancelled from outside
                 outer.cancel_scope.cancel()
         return code
 
@@ -544,9 +546,9 @@ class Supervisor:
             self._record_failure(spec.name, exc)
             raise
         if not self._stop_requested:
-            exc = ChildExited(spec.name)
-            self._record_failure(spec.name, exc)
-            raise exc
+            exited = ChildExited(spec.name)
+            self._record_failure(spec.name, exited)
+            raise exited
 
     def _record_failure(self, name: str, exc: BaseException) -> None:
         if self._teardown_since is None:

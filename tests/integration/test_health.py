@@ -198,7 +198,7 @@ async def test_metrics_parse_as_prometheus_text_with_every_metric(served):
     world, client = served
     m = world.metrics
     m.frames.labels(stream="markets").inc(3)
-    m.bytes.labels(stream="markets").inc(2048)
+    m.bytes_received.labels(stream="markets").inc(2048)
     m.book_age.labels(market="nba-x").set(0.4)
     m.fair_value_age.labels(market="nba-x").set(2.0)
     m.signals.labels(market="nba-x").inc()
