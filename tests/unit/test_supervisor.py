@@ -362,3 +362,67 @@ async def test_restart_and_up_metrics_track_the_group(autojump_clock):
 def test_child_names_must_be_unique():
     with pytest.raises(ValueError, match="unique"):
         Supervisor([ChildSpec("a", Recorder("a")), ChildSpec("a", Recorder("a"))])
+
+
+async def test_crash_while_a_sibling_is_still_starting_restarts_cleanly(autojump_clock):
+    slow_starts: list[float] = []
+    slow_cancelled = 0
+
+    async def slow_start(progress: Progress, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal slow_cancelled
+        slow_starts.append(trio.current_time())
+        try:
+            await trio.sleep(10)  # still connecting when its sibling crashes
+        except trio.Cancelled:
+            slow_cancelled += 1
+            raise
+        task_status.started()
+        await trio.sleep_forever()
+
+    early = Recorder("early", lambda n, p: crash_after(2)(n, p) if n == 1 else trio.sleep(0))
+    sup = supervisor(ChildSpec("early", early), ChildSpec("slow", slow_start))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await wait_until(lambda: sup.state().phase is Phase.RUNNING)
+        assert slow_cancelled == 1 and len(slow_starts) == 2
+        assert sup.state().restarts == 1
+        assert sup.state().recent_errors == ("early: Boom: crashed after 2s",)
+        sup.stop()
+
+
+async def test_child_failing_before_it_is_started_is_a_named_crash(autojump_clock):
+    attempts = 0
+
+    async def connect(progress: Progress, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise OSError("address in use")
+        task_status.started()
+        await trio.sleep_forever()
+
+    sup = supervisor(ChildSpec("health", connect))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await wait_until(lambda: sup.state().phase is Phase.RUNNING)
+        assert sup.state().recent_errors == ("health: OSError: address in use",)
+        assert attempts == 2
+        sup.stop()
+
+
+async def test_stop_during_backoff_returns_zero_at_once(autojump_clock):
+    child = Recorder("c", crash_after(1))
+    sup = supervisor(ChildSpec("c", child), backoff_initial=30)
+    result: list[int] = []
+
+    async def run() -> None:
+        result.append(await sup.run())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        await wait_until(lambda: sup.state().phase is Phase.RESTARTING)
+        stopped_at = trio.current_time()
+        sup.stop()
+    assert result == [EXIT_OK]
+    assert trio.current_time() - stopped_at < 0.1
+    assert len(child.starts) == 1
