@@ -14,27 +14,31 @@ Usage (inside Trio)::
 
 Everything runs in a nursery owned by the context manager; leaving the block cancels it.
 ``run_scenario=False`` gives the same markets with empty books and no background traders (for
-tests that script exact books through ``sim.exchange`` or a second account).
+tests that script exact books through ``sim.exchange``, ``sim.scenario.script_book(...)`` or a
+second account). ``sim.markets`` is the list of tradable slugs when the sim started; the scenario
+may list more games later (``sim.exchange.markets``).
+
+Defaults worth knowing: REST rate limit 20/s per key and per IP (``rate_limit=None`` disables it),
+heartbeats every 10 s, ``"error": ""`` on 10 % of private frames, two hosts (api + gateway).
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
 from polybot.sim.auth import ApiKey
-from polybot.sim.engine import Exchange, MarketSide, Team
+from polybot.sim.engine import Exchange
 from polybot.sim.faults import Faults
+from polybot.sim.scenario import Scenario, build_sim
 from polybot.sim.server import SimServer, SimUrls
-from polybot.sim.world import SimGame, SimTeam, World
+from polybot.sim.world import World
 
 BOT_ACCOUNT = "bot"
 OPTICODDS_KEY = "sim-opticodds-key"
@@ -53,7 +57,7 @@ class SimHandle:
     account_id: str
     exchange: Exchange
     world: World
-    scenario: Any
+    scenario: Scenario
     faults: Faults
     server: SimServer
     markets: list[str]
@@ -86,113 +90,6 @@ class SimHandle:
         return out
 
 
-# --- world building (used until / unless the scenario driver provides one) ---------------------
-
-_TEAMS = [
-    ("Boston Celtics", "BOS"),
-    ("New York Knicks", "NYK"),
-    ("Los Angeles Lakers", "LAL"),
-    ("Golden State Warriors", "GSW"),
-    ("Miami Heat", "MIA"),
-    ("Denver Nuggets", "DEN"),
-    ("Phoenix Suns", "PHX"),
-    ("Chicago Bulls", "CHI"),
-]
-
-
-def basic_world(seed: int, now: datetime, games: int = 4) -> World:
-    """A small deterministic NBA slate, games starting 1 h, 2 h, ... from `now`."""
-    rng = random.Random(seed)
-    teams = [
-        SimTeam(name, abbr, f"{rng.getrandbits(48):012X}", 1000 + i)
-        for i, (name, abbr) in enumerate(_TEAMS)
-    ]
-    world = World(started_at=now)
-    for g in range(games):
-        home, away = teams[(2 * g) % len(teams)], teams[(2 * g + 1) % len(teams)]
-        start = now + timedelta(hours=g + 1)
-        date = start.strftime("%Y-%m-%d")
-        long_is_home = bool(g % 2)
-        long_t, short_t = (home, away) if long_is_home else (away, home)
-        world.games.append(
-            SimGame(
-                fixture_id=f"{start:%Y%m%d}{rng.getrandbits(32):08X}",
-                league="nba",
-                sport="basketball",
-                home=home,
-                away=away,
-                start_time=start,
-                event_id=500 + g,
-                event_slug=f"nba-{away.abbreviation}-{home.abbreviation}-{date}".lower(),
-                market_id=9000 + g,
-                market_slug=(
-                    f"aec-nba-{long_t.abbreviation}-{short_t.abbreviation}-{date}".lower()
-                ),
-                long_is_home=long_is_home,
-                true_prob_long=Decimal(rng.randint(30, 70)) / 100,
-                market_side_ids=(20000 + 2 * g, 20001 + 2 * g),
-            )
-        )
-    return world
-
-
-def list_world(world: World, ex: Exchange) -> None:
-    """List one event with one moneyline market per game of `world` on the exchange."""
-    for g in world.games:
-        if g.market_slug in ex.markets:
-            continue
-        teams = tuple(
-            Team(
-                t.team_id,
-                t.name,
-                t.abbreviation,
-                league=g.league,
-                provider_ids=(("PROVIDER_OPTICODDS", t.opticodds_id),),
-                ordering=order,
-            )
-            for t, order in ((g.home, "home"), (g.away, "away"))
-        )
-        ex.add_event(
-            g.event_id,
-            g.event_slug,
-            f"{g.away.name} at {g.home.name}",
-            start_time=g.start_time,
-            league=g.league,
-            sport=g.sport,
-            teams=teams,
-            external_ids={"opticodds": g.fixture_id},
-        )
-        long_t, short_t = g.long_team, g.short_team
-        ex.add_market(
-            g.market_slug,
-            g.market_id,
-            g.event_id,
-            title=f"{long_t.name} vs {short_t.name}",
-            question=f"Will the {long_t.name} beat the {short_t.name}?",
-            sides=(
-                MarketSide(
-                    g.market_side_ids[0],
-                    True,
-                    long_t.name,
-                    long_t.team_id,
-                    long_t.abbreviation.lower(),
-                    long_t.normalized,
-                ),
-                MarketSide(
-                    g.market_side_ids[1],
-                    False,
-                    short_t.name,
-                    short_t.team_id,
-                    short_t.abbreviation.lower(),
-                    short_t.normalized,
-                ),
-            ),
-            sports_market_type=f"{g.sport}_team_full_game_winner",
-            external_market_type="moneyline",
-            start_time=g.start_time,
-        )
-
-
 @asynccontextmanager
 async def running_sim(
     *,
@@ -214,8 +111,8 @@ async def running_sim(
 ) -> AsyncIterator[SimHandle]:
     """Start exchange, scenario and listeners; yield a `SimHandle`; tear all down on exit.
 
-    `scenario`: None (generated from `seed`), a path to a scenario JSON file, or a scenario
-    object from `polybot.sim.scenario`. `opticodds=True` also serves the local OpticOdds on the
+    `scenario`: None (the default lively world for `seed`), a path to a scenario JSON file, a
+    `ScenarioSpec` or a `Scenario` (see `polybot.sim.scenario.build_sim`). `opticodds=True` also serves the local OpticOdds on the
     same world (``sim.opticodds_url``/``opticodds_key``). `realtime` is accepted for the
     standalone runner (the scenario then paces itself on the wall clock).
     """
@@ -257,8 +154,8 @@ async def running_sim(
                     task_status=task_status,
                 )
             )
-        if run_scenario and driver is not None and hasattr(driver, "run"):
-            nursery.start_soon(driver.run)
+        if run_scenario:
+            await nursery.start(driver.run)
         handle = SimHandle(
             api_url=urls.api_url,
             gateway_url=urls.gateway_url,
@@ -283,17 +180,6 @@ async def running_sim(
             nursery.cancel_scope.cancel()
 
 
-def _build(seed: int, scenario: Any, now: datetime) -> tuple[World, Exchange, Any]:
-    """World, exchange and (optional) scenario driver."""
-    try:
-        from polybot.sim import scenario as scenario_mod
-    except ImportError:
-        scenario_mod = None
-    if scenario_mod is not None and hasattr(scenario_mod, "build_sim"):
-        return scenario_mod.build_sim(seed=seed, scenario=scenario, now=now)
-    if isinstance(scenario, str | Path):
-        raise RuntimeError("scenario files need polybot.sim.scenario")
-    world = basic_world(seed, now)
-    ex = Exchange(lambda: datetime.now(UTC), seed=seed)
-    list_world(world, ex)
-    return world, ex, None
+def _build(seed: int, scenario: Any, now: datetime) -> tuple[World, Exchange, Scenario]:
+    """World, exchange and the (set up, not started) scenario driver."""
+    return build_sim(seed=seed, scenario=scenario, now=now)

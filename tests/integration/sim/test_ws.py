@@ -218,3 +218,14 @@ async def test_empty_error_string_appears_only_on_private_frames():
             m = await next_frame(pub, "marketData")
     assert p["error"] == ""
     assert "error" not in m
+
+
+async def test_running_scenario_quotes_books_that_reach_websocket_subscribers():
+    async with running_sim(seed=2, heartbeat_seconds=5) as s:
+        assert s.scenario is not None and len(s.markets) >= 2
+        async with ws_connect(s, "/v1/ws/markets") as ws:
+            await subscribe(ws, "md", MD, s.markets[:2])
+            frame = await next_frame(ws, "marketData")
+        book = frame["marketData"]
+        assert book["bids"] and book["offers"]
+        assert Decimal(book["bids"][0]["px"]["value"]) < Decimal(book["offers"][0]["px"]["value"])
