@@ -150,8 +150,9 @@ DB_SHA="$(sha256sum "$STAGE/polybot.db" | cut -d' ' -f1)"
     echo "bot_dir=$BOT_DIR"
     echo "database=$DB"
     echo "polybot_db_sha256=$DB_SHA"
-    if git -C "$BOT_DIR" rev-parse HEAD >/dev/null 2>&1; then
-        echo "code_commit=$(git -C "$BOT_DIR" rev-parse HEAD)"
+    # The checkout belongs to the operator, not to the user running this: tell git that is fine.
+    if commit="$(git -c safe.directory="$BOT_DIR" -C "$BOT_DIR" rev-parse HEAD 2>/dev/null)"; then
+        echo "code_commit=$commit"
     fi
 } > "$STAGE/MANIFEST"
 
