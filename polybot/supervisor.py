@@ -30,6 +30,29 @@ backoff between groups. It stops calling once a child has been silent for twice 
 (the watchdog should have acted long before) or a group teardown takes longer than
 ``teardown_timeout``: then systemd's own watchdog kills and restarts the process.
 
+Wiring (the composition root)
+-----------------------------
+::
+
+    metrics = Metrics.create()
+    notifier = Notifier(sinks, metrics=metrics)          # DiscordWebhook / TelegramBot
+    sd = SystemdNotifier.from_env()
+    sup = Supervisor(
+        [ChildSpec("health", partial(serve_health, app, host, port)),
+         ChildSpec("markets", partial(run_markets_feed, ...), progress_deadline=60), ...],
+        max_restarts=s.supervisor_max_restarts, window_seconds=s.supervisor_window_seconds,
+        alert=notifier.send_nowait, keepalive=sd.watchdog,
+        keepalive_interval=watchdog_interval(), status=sd.status, metrics=metrics)
+    async with trio.open_nursery() as root:
+        await root.start(notifier.run)      # outside the group: it reports the group's crashes
+        root.start_soon(watch_signals, sup.stop)
+        sd.ready()                          # once the supervisor runs, not when /ready is 200
+        code = await sup.run()
+        sd.stopping()
+        await notifier.flush(timeout=5)
+        root.cancel_scope.cancel()
+    sys.exit(code)
+
 Traps
 -----
 * Trio nurseries raise exception *groups*; a group made only of `trio.Cancelled` is an outer
