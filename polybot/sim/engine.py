@@ -940,10 +940,22 @@ class Exchange:
         acct = self._account(account_id)
         now = self.now()
         self.expire_due(now)
+        order = self._record(acct, req, now)
+        oid = order.order_id
+        with self.batch():
+            problem = self._validate(acct, order)
+            if problem is not None:
+                self._reject(order, *problem)
+            else:
+                self._enter(acct, order)
+        return oid
+
+    def _record(self, acct: _Account, req: OrderSpec, now: datetime) -> SimOrder:
+        """Give a create request an id and record it (in `orders_accepted` too), PENDING_NEW."""
         oid = self._new_id("o")
         order = SimOrder(
             order_id=oid,
-            account_id=account_id,
+            account_id=acct.account_id,
             market_slug=req.market_slug,
             intent=req.intent,
             side=req.intent.book_side if req.intent is not Intent.UNKNOWN else Side.UNKNOWN,
@@ -959,14 +971,8 @@ class Exchange:
         )
         self._orders[oid] = order
         acct.orders[oid] = order
-        self.orders_accepted.append(AcceptedOrder(oid, account_id, now, req))
-        with self.batch():
-            problem = self._validate(acct, order)
-            if problem is not None:
-                self._reject(order, *problem)
-            else:
-                self._enter(acct, order)
-        return oid
+        self.orders_accepted.append(AcceptedOrder(oid, acct.account_id, now, req))
+        return order
 
     def _validate(self, acct: _Account, order: SimOrder) -> tuple[RejectReason, str] | None:
         m = self.markets.get(order.market_slug)
@@ -1892,25 +1898,7 @@ class Exchange:
         """
         acct = self._account(account_id)
         now = self.now()
-        oid = self._new_id("o")
-        order = SimOrder(
-            order_id=oid,
-            account_id=account_id,
-            market_slug=req.market_slug,
-            intent=req.intent,
-            side=req.intent.book_side if req.intent is not Intent.UNKNOWN else Side.UNKNOWN,
-            type=req.type,
-            price=req.price,
-            quantity=req.quantity if req.quantity is not None else ZERO,
-            tif=req.tif,
-            good_till_time=req.good_till_time,
-            post_only=req.post_only,
-            cash_order_qty=req.cash_order_qty,
-            manual_order_indicator=req.manual_order_indicator,
-            create_time=now,
-        )
-        self._orders[oid] = order
-        acct.orders[oid] = order
-        self.orders_accepted.append(AcceptedOrder(oid, account_id, now, req))
+        order = self._record(acct, req, now)
+        oid = order.order_id
         self._reject(order, reason, text)
         return oid

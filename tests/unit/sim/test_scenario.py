@@ -18,8 +18,10 @@ from polybot.sim.scenario import (
     Liquidity,
     Scenario,
     ScenarioSpec,
+    SimClock,
     Timing,
     build_scenario,
+    build_sim,
     default_spec,
     load_scenario,
 )
@@ -209,3 +211,23 @@ async def test_run_steps_the_world_on_the_trio_clock(autojump_clock):
     assert first.settled_at is not None
     assert sc.exchange.settlement(first.market_slug) == first.settlement
     assert sc.exchange.trades
+
+
+def test_build_sim_accepts_nothing_a_spec_a_scenario_or_a_json_file(tmp_path):
+    world, ex, driver = build_sim(seed=4, now=T0)
+    assert driver.world is world and driver.exchange is ex and len(world.games) == 6
+    assert ex.has_account("bg-maker-1")
+    spec = default_spec(5, 2)
+    assert len(build_sim(scenario=spec, now=T0)[0].games) == 2
+    assert build_sim(scenario=driver, now=T0)[2] is driver
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"games": []}))
+    _, _, from_file = build_sim(seed=9, scenario=str(path), now=T0)
+    assert from_file.spec.seed == 9 and from_file.world.games == []
+
+
+async def test_sim_clock_follows_trio_time_from_the_start_and_never_goes_back(autojump_clock):
+    clock = SimClock(T0)
+    assert clock() == T0
+    await trio.sleep(90)
+    assert clock() == T0 + timedelta(seconds=90)
