@@ -25,13 +25,12 @@ class TokenBucket:
 
     @classmethod
     def under_limit(cls, limit_per_second: float) -> TokenBucket:
-        """A bucket that never exceeds `limit_per_second` in ANY one-second window.
+        """A bucket that stays under `limit_per_second` in ANY one-second window.
 
-        A plain bucket admits burst + rate per window; so a tenth of the limit is the burst and
-        nine tenths the sustained rate.
+        A plain bucket admits up to burst + rate per window, and network jitter can bunch
+        arrivals at the server; so the burst is a tenth of the limit and the sustained rate 85%.
         """
-        burst = max(1.0, limit_per_second * 0.1)
-        return cls(max(limit_per_second - burst, limit_per_second * 0.5), burst)
+        return cls(limit_per_second * 0.85, max(1.0, limit_per_second * 0.1))
 
     def _refill(self, now: float) -> None:
         if self._stamp is None:

@@ -15,9 +15,11 @@ from polybot.polymarket import (
     OutcomeUnknown,
     PolymarketRestClient,
     RateLimited,
+    RestConfig,
     ServerError,
     Signer,
 )
+from polybot.sim.testing import running_sim
 
 from .conftest import order
 
@@ -226,3 +228,24 @@ async def test_maintenance_503_surfaces_as_server_error_after_retries(env):
     with pytest.raises(ServerError) as info:
         await env.rest.balances()
     assert info.value.status == 503 and env.rest.retries == env.rest.config.max_retries
+
+
+async def test_own_load_never_earns_a_429_from_the_edge_limit():
+    # the sim enforces 20 requests per rolling second per key, like the real edge
+    async with running_sim(seed=3, run_scenario=False, rate_limit=20.0) as sim:
+        config = RestConfig(
+            api_url=sim.api_url,
+            gateway_url=sim.gateway_url,
+            max_retries=0,
+            rate_limit_per_second=20,
+        )
+        async with PolymarketRestClient(config, Signer(sim.key_id, sim.secret_key)) as rest:
+            results = []
+
+            async def call():
+                results.append(await rest.balances())
+
+            async with trio.open_nursery() as n:
+                for _ in range(40):  # e.g. start-up reconciling many markets at once
+                    n.start_soon(call)
+    assert len(results) == 40 and rest.errors == 0

@@ -26,7 +26,7 @@ async def test_under_limit_bucket_never_exceeds_the_limit_in_any_second(autojump
         stamps.append(trio.current_time() - start)
     for i, t in enumerate(stamps):
         assert sum(1 for s in stamps[i:] if s < t + 1.0 - 1e-9) <= 20
-    assert stamps[-1] < 200 / 20 * 1.15  # and stays close to the limit
+    assert stamps[-1] < 200 / 20 * 1.25  # and stays close to the limit
 
 
 async def test_bucket_refills_while_idle(autojump_clock):
