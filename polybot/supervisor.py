@@ -130,6 +130,9 @@ class ChildExited(Exception):
 class Progress:
     """A child's liveness reporter; cheap enough to call on every frame.
 
+    One object per child for the supervisor's lifetime (reset at every group start), so a bound
+    ``progress.beat`` can be handed to a component built outside the group.
+
     * ``beat()``: the child did useful work (a frame, a loop iteration, a request served).
     * ``reconnecting(attempt, error)``: a reconnect attempt is progress too; it also marks the
       child degraded ("reconnecting, attempt 3: ConnectError ...") until ``recovered()``.
@@ -148,6 +151,13 @@ class Progress:
 
     def beat(self) -> None:
         self._last = trio.current_time()
+
+    def _reset(self) -> None:
+        # A new group: the child starts from scratch (and must report its condition afresh).
+        self.started = False
+        self.attempts = 0
+        self._last = None
+        self._degraded = None
 
     def reconnecting(self, attempt: int, error: BaseException | str | None = None) -> None:
         self.attempts = attempt
@@ -359,6 +369,11 @@ class Supervisor:
                 outer.cancel_scope.cancel()
         return code
 
+    def progress(self, name: str) -> Progress:
+        """The child's reporter; the same object across group restarts, so a component built
+        outside the group can be handed ``sup.progress("markets").beat`` once."""
+        return self._progress[name]
+
     def stop(self) -> None:
         """Cancel the group (children clean up in ``finally``); `run()` then returns 0."""
         if self._stop_requested:
@@ -503,7 +518,8 @@ class Supervisor:
         """Run one group until it fails or is stopped: (seconds it ran fully started, failures)."""
         self._phase = Phase.STARTING
         self._set_status("starting")
-        self._progress = {c.name: Progress(c.name, c.progress_deadline) for c in self._children}
+        for progress in self._progress.values():
+            progress._reset()
         self._failures = []
         self._running_since = None
         self._teardown_since = None

@@ -426,3 +426,25 @@ async def test_stop_during_backoff_returns_zero_at_once(autojump_clock):
     assert result == [EXIT_OK]
     assert trio.current_time() - stopped_at < 0.1
     assert len(child.starts) == 1
+
+
+async def test_progress_reporter_is_stable_across_restarts_and_reset_at_each_start(autojump_clock):
+    async def script(n: int, progress: Progress) -> None:
+        progress.reconnecting(n, "refused")
+        if n == 1:
+            await trio.sleep(1)
+            raise Boom("first run dies")
+
+    child = Recorder("feed", script)
+    sup = supervisor(ChildSpec("feed", child, progress_deadline=10))
+    beat = sup.progress("feed").beat  # what a component built outside the group would hold
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await wait_until(lambda: len(child.starts) == 2)
+        await trio.sleep(0)
+        assert sup.progress("feed").attempts == 2  # reset, then reported afresh by the new run
+        for _ in range(30):  # only the outside holder beats from now on
+            beat()
+            await trio.sleep(1)
+        assert sup.state().restarts == 1 and sup.state().hung == ()
+        sup.stop()
