@@ -222,3 +222,20 @@ async def test_admin_api_switches_faults_and_lists_accepted_orders(sim, api):
     bal = (await other.get("/v1/account/balances")).json()["balances"][0]
     assert bal["currentBalance"] == 250
     assert Decimal(250) == sim.exchange.balance(acct["account_id"]).current_balance
+
+
+async def test_after_maintenance_the_scenario_makers_requote_the_empty_books():
+    from polybot.sim.scenario import Timing, default_spec
+
+    spec = default_spec(9, n_games=2, timing=Timing(tick_seconds=0.05, quote_refresh_seconds=0.1))
+    async with running_sim(scenario=spec, rate_limit=None) as s:
+        slug = s.markets[0]
+        assert s.exchange.book(slug).bids  # quoted from the first tick
+        s.faults.maintenance = True
+        await trio.sleep(0.3)
+        assert s.exchange.book(slug).bids == () and s.exchange.book(slug).offers == ()
+        s.faults.maintenance = False
+        assert s.exchange.markets[slug].state.value == "MARKET_STATE_OPEN"
+        with trio.fail_after(3):
+            while not s.exchange.book(slug).bids:
+                await trio.sleep(0.05)
