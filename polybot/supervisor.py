@@ -200,6 +200,7 @@ class ChildState:
     hung: bool  # silent past its deadline (the watchdog is about to, or did, fail the group)
     degraded: str | None
     reconnect_attempts: int
+    crashes: int = 0  # group restarts (or the exit) this child caused
 
 
 @attrs.frozen
@@ -243,6 +244,7 @@ class SupervisorState:
                     "hung": c.hung,
                     "degraded": c.degraded,
                     "reconnect_attempts": c.reconnect_attempts,
+                    "crashes": c.crashes,
                 }
                 for c in self.children
             ],
@@ -343,6 +345,7 @@ class Supervisor:
             c.name: Progress(c.name, c.progress_deadline) for c in children
         }
         self._failures: list[tuple[str, BaseException]] = []
+        self._crashes: dict[str, int] = {}
         self._recent_errors: deque[str] = deque(maxlen=20)
         self._stop_requested = False
         self._group_scope: trio.CancelScope | None = None
@@ -408,6 +411,7 @@ class Supervisor:
                     hung=hung,
                     degraded=p.degraded_reason,
                     reconnect_attempts=p.attempts,
+                    crashes=self._crashes.get(spec.name, 0),
                 )
             )
         next_in = None
@@ -453,6 +457,8 @@ class Supervisor:
         reason = f"{first_name}: {_describe(first_exc)}"
         self._reason = reason
         self._recent_errors.append(reason)
+        for name in {name for name, _ in failures}:
+            self._crashes[name] = self._crashes.get(name, 0) + 1
 
         fatal = next(
             (leaf for _, exc in failures for leaf in _leaves(exc) if isinstance(leaf, FatalError)),

@@ -75,6 +75,11 @@ async def test_failing_child_cancels_and_restarts_the_whole_group(autojump_clock
         state = sup.state()
         assert state.restarts == 1
         assert state.recent_errors == ("flaky: Boom: crashed after 5s",)
+        assert [(c.name, c.crashes) for c in state.children] == [
+            ("flaky", 1),
+            ("steady", 0),
+            ("other", 0),
+        ]
         sup.stop()
     assert steady.cancelled == other.cancelled == 2
     assert flaky.cancelled == 1  # its first run crashed rather than being cancelled
