@@ -60,6 +60,11 @@ Decisions taken where the reference is silent (each one a guess a client must su
   (position, cost, realized, cash incl. fee), flips both trade activities to BUSTED and re-checks
   funding; a bust may leave cash negative (the account then has every order canceled). Orders'
   cumQuantity is not rewritten by a bust.
+- Events: BalanceChanged is emitted for ledger entries only (trade cash, commission, deposit,
+  withdrawal, resolution, bust correction); an order resting or leaving the book changes
+  `openOrders`/`buyingPower` without a balance event. PositionChanged always carries both
+  snapshots (the wire layer sends null for a flat one). Inside `batch()` BookChanged is coalesced
+  to one per market at the end; every `submit`/`cancel`/`modify` is its own batch.
 - Ids: order "o-…", execution "e-…", trade "t-…", balance change "bc-…": a counter plus seeded
   random hex, so a given seed and call sequence always produces the same ids.
 """

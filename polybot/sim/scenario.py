@@ -18,6 +18,12 @@ Edges: each maker quotes around its own noisy view of the true probability. With
 price while the truth drifts away, so a real edge appears against a fair value derived from the
 same truth. Makers never cross the book (they skip levels that would trade), so stale quotes stay
 until a taker or the bot takes them.
+
+Entry points: `build_scenario` (tests: a set-up Scenario on model time), `build_sim` (the server's
+runner: world, exchange and driver on a `SimClock`), `load_scenario` (JSON), `script_book` /
+`Scenario.script_book` (exact books; the latter also silences background liquidity there).
+Background accounts: `bg-maker-N` quote post-only ladders, `bg-taker` sends IOC orders, `script`
+holds scripted levels; all start with ample cash.
 """
 
 from __future__ import annotations
@@ -309,7 +315,6 @@ class Scenario:
         self._model_time = start
         self._next_tick = start
         self._next_refresh = start
-        self._seed = spec.seed
         self._rng_drift = random.Random(f"{spec.seed}:drift")
         self._rng_quotes = random.Random(f"{spec.seed}:quotes")
         self._rng_takers = random.Random(f"{spec.seed}:takers")
@@ -320,7 +325,6 @@ class Scenario:
         self._truth: dict[str, float] = {}  # slug -> true probability (float for the walk)
         self._outcomes: dict[str, Decimal | None] = {}  # slug -> scripted settlement value
         self._makers: dict[tuple[str, str], _MakerState] = {}
-        self._spawned = 0
         self._is_setup = False
 
     @property
@@ -534,7 +538,6 @@ class Scenario:
                 self._respawn(t)
 
     def _respawn(self, t: datetime) -> None:
-        self._spawned += 1
         index = len(self.world.games)
         offset = (t - self.start).total_seconds() + self.timing.start_spacing_seconds
         busy = {
