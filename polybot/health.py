@@ -211,6 +211,20 @@ class HealthApp:
         return body
 
 
+def secret_values(*sources: Any) -> list[str]:
+    """The revealed values of every secret field (anything with ``reveal()``) of attrs instances,
+    e.g. ``HealthApp(sources, secrets=secret_values(settings))``."""
+    values = []
+    for source in sources:
+        for field in attrs.fields(type(source)):
+            value = getattr(source, field.name)
+            if hasattr(value, "reveal"):
+                revealed = value.reveal()
+                if revealed:
+                    values.append(str(revealed))
+    return values
+
+
 async def _lifespan(
     receive: Callable[[], Awaitable[dict[str, Any]]],
     send: Callable[[dict[str, Any]], Awaitable[None]],

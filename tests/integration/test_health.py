@@ -15,7 +15,14 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from polybot.config import Secret
-from polybot.health import HealthApp, HealthSources, MarketRow, StatusReport, serve_health
+from polybot.health import (
+    HealthApp,
+    HealthSources,
+    MarketRow,
+    StatusReport,
+    secret_values,
+    serve_health,
+)
 from polybot.metrics import Metrics
 from polybot.supervisor import ChildSpec, ChildState, Phase, Progress, Supervisor, SupervisorState
 
@@ -360,3 +367,17 @@ async def test_health_child_under_a_real_supervisor_reports_a_reconnecting_feed(
     assert health.json()["reasons"][0].startswith("markets: reconnecting, attempt ")
     assert (ready.status_code, ready.json()["reason"]) == (503, "market feed down")
     assert "polybot_up 1.0" in scraped
+
+
+def test_secret_values_collects_every_secret_field_of_settings_like_objects():
+    @attrs.frozen
+    class FakeSettings:
+        api_key: Secret
+        webhook: Secret | None
+        host: str
+
+    assert secret_values(FakeSettings(Secret(API_KEY), Secret(WEBHOOK), "127.0.0.1")) == [
+        API_KEY,
+        WEBHOOK,
+    ]
+    assert secret_values(FakeSettings(Secret(API_KEY), None, "x")) == [API_KEY]
