@@ -17,7 +17,8 @@ Switches (field / method names are the public contract):
 - ``reject_all_orders``: every new order gets its id and is then REJECTED (200 + reject, as the
   real exchange does for business errors).
 - ``maintenance``: setting it True cancels every open order, then every REST request answers 503
-  and websocket upgrades are refused, open sockets are closed; setting it False reopens markets
+  and websocket upgrades are refused (503), open sockets are closed (code 1012), the open markets
+  go SUSPENDED; setting it False reopens them
   SUSPENDED -> OPEN with empty books. (Wired by the server through `on_maintenance`.)
 - ``clock_skew_seconds``: added to the server clock used for auth timestamp checks and the
   ``Date`` header (positive = server runs ahead).

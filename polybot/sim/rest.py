@@ -452,6 +452,9 @@ class RestFace:
             return 200, orjson.dumps(result)
         except ApiError as e:
             return e.status, error_body(e.status, e.message)
+        except Exception:  # a sim bug answers 500 like a real server would, and is logged
+            log.exception("unhandled error serving %s %s", req.method, req.path)
+            return 500, error_body(500, "internal error")
 
     def _match(self, req: Request, routes: list[Route]) -> Route:
         allowed = False

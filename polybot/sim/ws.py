@@ -169,9 +169,16 @@ class WsConnection:
         async for text in self._out_recv:
             if self.hub.faults.ws_silent:
                 continue
-            for junk in self.hub.faults.take_extra_frames():
-                await self._send({"type": "websocket.send", "text": junk})
-            await self._send({"type": "websocket.send", "text": text})
+            try:
+                for junk in self.hub.faults.take_extra_frames():
+                    await self._send({"type": "websocket.send", "text": junk})
+                await self._send({"type": "websocket.send", "text": text})
+            except Exception as e:  # the peer went away mid-send: the socket is over
+                log.debug("websocket send failed (%s); closing", type(e).__name__)
+                self._close_code = None
+                assert self._scope is not None
+                self._scope.cancel()
+                return
             self.frames_sent += 1
 
     async def _heartbeats(self) -> None:
