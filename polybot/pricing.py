@@ -251,9 +251,30 @@ def _shin(qs: tuple[Decimal, ...]) -> tuple[tuple[Decimal, ...], Decimal]:
         if converged:
             break
     else:
-        raise OddsError("shin de-vig: z did not converge in 1000 iterations")
+        # Jullien–Salanié oscillates and crawls when the outcomes are near-equal with a tiny
+        # margin; the same root by bisection on sum(p_i(z)) - 1 (positive at z = 0 when S > 1,
+        # negative as z -> 1; the reverse on [-1, 0] when S < 1).
+        z = _shin_z_bisect(fq, s)
     ps = [(math.sqrt(z * z + 4 * (1 - z) * x * x / s) - z) / (2 * (1 - z)) for x in fq]
     return _normalise_floats(ps), Decimal(repr(z)).quantize(SOLVER_QUANTUM)
+
+
+def _shin_z_bisect(fq: Sequence[float], s: float) -> float:
+    def excess(z: float) -> float:
+        return sum((math.sqrt(z * z + 4 * (1 - z) * x * x / s) - z) / (2 * (1 - z)) for x in fq) - 1
+
+    lo, hi = (0.0, 1.0 - 1e-12) if s >= 1 else (-1.0, 0.0)
+    if excess(lo) * excess(hi) > 0:
+        raise OddsError("shin de-vig: no insider share z brings the probabilities to 1")
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if (excess(mid) > 0) == (excess(lo) > 0):
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-15:
+            break
+    return (lo + hi) / 2
 
 
 _DEVIG = {

@@ -223,3 +223,11 @@ def test_kelly_fraction_of_binary_contract():
 def test_kelly_rejects_cost_outside_unit_interval():
     with pytest.raises(ValueError):
         kelly_fraction(D("0.5"), D(1))
+
+
+def test_shin_converges_for_near_equal_outcomes_with_a_tiny_margin():
+    # Jullien–Salanié oscillates here for thousands of iterations; the fallback must still solve it
+    q = [D("0.3336666666666666666666666666")] * 3
+    p = devig(q, "shin")
+    assert all(close(x, D(1) / 3, D("1e-9")) for x in p)
+    assert close(shin_z(q), D("0.0005"), D("1e-6"))
