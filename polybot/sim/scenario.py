@@ -308,11 +308,11 @@ class Scenario:
         self.timing = spec.timing
         self.liquidity = spec.liquidity
         self.start = start
+        self._model_time: datetime = start
         self.clock = clock or (lambda: self._model_time)
         self.exchange = exchange or Exchange(self.clock, seed=spec.seed)
         self.world = World(started_at=start)
         self.quiet: set[str] = set()  # market slugs with no background makers / takers
-        self._model_time = start
         self._next_tick = start
         self._next_refresh = start
         self._rng_drift = random.Random(f"{spec.seed}:drift")
