@@ -421,6 +421,13 @@ class Store:
         with closing(self._reader()) as conn:
             return read_ledger_state(conn)
 
+    def restore_ledger(self, initial_cash: Decimal) -> Ledger:
+        """The committed ledger, or a fresh one holding `initial_cash` (paper start) if none."""
+        state = self.load_ledger()
+        if state is None:
+            return Ledger(initial_cash)
+        return Ledger.restore(state)
+
     def record_equity(self, *, equity: Decimal, cash: Decimal, realized_pnl: Decimal,
                       unrealized_pnl: Decimal, fees: Decimal, usd_at_risk: Decimal | None = None,
                       trading_state: str | None = None, ts: datetime | None = None) -> None:

@@ -1,4 +1,5 @@
 import sqlite3
+import threading
 from decimal import Decimal as D
 
 import pytest
@@ -185,4 +186,48 @@ async def test_equity_snapshot_also_saves_the_ledger_changes(tmp_path):
                          " FROM equity_snapshots").fetchone()
     assert tuple(row) == ("100.50", "96.00", "0.50", "4", "ACTIVE")
     assert Ledger.restore(store.load_ledger()).equity == D("100.50")
+    store.close()
+
+
+def test_restore_ledger_starts_fresh_with_initial_cash_only_on_an_empty_database(tmp_path):
+    store = Store.open(tmp_path, in_thread=False)
+    assert store.restore_ledger(D(1000)).cash == D(1000)
+    led = Ledger(D(1000))
+    led.apply_execution("o1", "m", Intent.BUY_LONG, D(10), last_px=D("0.40"))
+    store.save_ledger(led.snapshot())
+    store.drain_sync()
+    # INITIAL_BALANCE only seeds a fresh database; a restart keeps the cash it had
+    assert store.restore_ledger(D(5000)).cash == D(996)
+    store.close()
+
+
+async def test_a_batch_in_flight_when_the_writer_is_cancelled_still_commits_and_tells_its_waiter(
+        tmp_path):
+    store = Store.open(tmp_path)
+    in_thread, release = threading.Event(), threading.Event()
+    told = []
+
+    def slow_write(conn):
+        in_thread.set()
+        release.wait(5)
+        conn.execute("INSERT INTO meta VALUES ('k', 'v')")
+
+    async def writer(task_status=trio.TASK_STATUS_IGNORED):
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await store.run()
+
+    async def waiter():
+        await store.write_and_wait(slow_write, "slow")
+        told.append(True)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            scope = await n.start(writer)
+            n.start_soon(waiter)
+            await trio.to_thread.run_sync(in_thread.wait)  # the batch is inside sqlite now
+            scope.cancel()
+            release.set()
+    assert told == [True]
+    assert store.get_meta("k") == "v"
     store.close()
