@@ -350,10 +350,9 @@ class Ledger:
             return
         new = attrs.evolve(m, mark_bid=bid, mark_offer=offer)
         if m.net_qty != 0:
-            self._set_market(new)  # only marks of held positions are worth persisting
+            self._set_market(new)  # only held positions' marks move equity or need persisting
         else:
             self._markets[market_slug] = new
-        self._touch_high_water()
 
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> None:
         bid, offer = book.best_bid, book.best_offer
