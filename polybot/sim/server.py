@@ -123,6 +123,7 @@ class SimServer:
         heartbeat_seconds: float = 10.0,
         rate_limit: float | None = 20.0,
         private_empty_error_probability: float = 0.1,
+        order_snapshot_on_order: bool = False,
         seed: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -132,7 +133,11 @@ class SimServer:
         if faults is None:
             self.faults.private_empty_error_probability = private_empty_error_probability
         self.rest = RestFace(exchange, self.keys, self.faults, rate_limit=rate_limit, clock=clock)
-        self.hub = WsHub(_Source(exchange), self.faults, WsSettings(heartbeat_seconds))
+        self.hub = WsHub(
+            _Source(exchange),
+            self.faults,
+            WsSettings(heartbeat_seconds, order_snapshot_on_order=order_snapshot_on_order),
+        )
         self.faults.on_maintenance = self._maintenance
         self.faults.on_drop_websockets = lambda: self.hub.drop_all(1011)
         self._suspended: list[str] = []

@@ -105,6 +105,7 @@ async def running_sim(
     cash: Decimal = Decimal("10000"),
     rate_limit: float | None = 20.0,
     private_empty_error_probability: float = 0.1,
+    order_snapshot_on_order: bool = False,
     opticodds: bool = False,
     opticodds_port: int = 0,
     realtime: bool = False,
@@ -115,6 +116,8 @@ async def running_sim(
     `ScenarioSpec` or a `Scenario` (see `polybot.sim.scenario.build_sim`). `opticodds=True` also serves the local OpticOdds on the
     same world (``sim.opticodds_url``/``opticodds_key``). `realtime` is accepted for the
     standalone runner (the scenario then paces itself on the wall clock).
+    `order_snapshot_on_order=True` also sends the open-order snapshot (ending ``eof: true``) on a
+    plain SUBSCRIPTION_TYPE_ORDER subscription, as older docs describe.
     """
     del realtime  # reserved: the scenario driver decides its own pacing
     now = datetime.now(UTC).replace(microsecond=0)
@@ -124,6 +127,7 @@ async def running_sim(
         heartbeat_seconds=heartbeat_seconds,
         rate_limit=rate_limit,
         private_empty_error_probability=private_empty_error_probability,
+        order_snapshot_on_order=order_snapshot_on_order,
         seed=seed,
     )
     bot = server.create_account(cash, account_id=BOT_ACCOUNT)

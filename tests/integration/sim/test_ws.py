@@ -229,3 +229,19 @@ async def test_running_scenario_quotes_books_that_reach_websocket_subscribers():
         book = frame["marketData"]
         assert book["bids"] and book["offers"]
         assert Decimal(book["bids"][0]["px"]["value"]) < Decimal(book["offers"][0]["px"]["value"])
+
+
+async def test_order_subscription_can_start_with_a_snapshot_like_older_docs():
+    async with (
+        running_sim(
+            run_scenario=False, order_snapshot_on_order=True, private_empty_error_probability=0.0
+        ) as s,
+        httpx.AsyncClient() as http,
+    ):
+        oid = await Api(s, http).order(s.markets[0], BUY, "0.30", 1)
+        async with ws_connect(s, "/v1/ws/private") as ws:
+            await subscribe(ws, "o", "SUBSCRIPTION_TYPE_ORDER")
+            snap = await next_frame(ws, "orderSubscriptionSnapshot")
+    assert snap["requestId"] == "o"
+    assert snap["orderSubscriptionSnapshot"]["eof"] is True
+    assert [o["id"] for o in snap["orderSubscriptionSnapshot"]["orders"]] == [oid]
