@@ -6,8 +6,8 @@ an authenticated call to the gateway gets a 404, as it would from the real hosts
 listener both tables are served. The admin endpoints live in server.py on their own listener.
 
 Request pipeline, in order (each step can answer on its own):
-1. route lookup (404 / 405),
-2. maintenance -> 503,
+1. maintenance -> 503,
+2. route lookup (404 / 405),
 3. fault bursts (``error_burst`` -> 5xx, ``rate_limit_burst`` -> 429) without touching anything,
 4. injected delay,
 5. rate limit: 20 requests per rolling second per access key (authenticated routes, counted
@@ -422,9 +422,9 @@ class RestFace:
 
     async def handle(self, req: Request, routes: list[Route]) -> tuple[int, bytes]:
         try:
-            route = self._match(req, routes)
-            if self.faults.maintenance:
+            if self.faults.maintenance:  # 503 on everything, known path or not
                 raise ApiError(503, "exchange is under maintenance")
+            route = self._match(req, routes)
             burst = self.faults.take_error()
             if burst is not None:
                 raise ApiError(burst, "Too Many Requests" if burst == 429 else "injected failure")
