@@ -193,6 +193,9 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
 class Notifier:
     """The alert queue and its consumer; see the module docstring.
 
+    ``secrets``: raw secret values (e.g. ``health.secret_values(settings)``) scrubbed from every
+    alert's title and text. Call `send_nowait` from the Trio thread only.
+
     With no sinks configured it still accepts alerts (and discards them after logging at debug),
     so callers never need to check whether alerts are enabled.
     """
@@ -209,6 +212,7 @@ class Notifier:
         retry_initial: float = 1.0,
         retry_max: float = 30.0,
         metrics: Metrics | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         if queue_size < 1 or max_per_window < 1 or window <= 0 or attempts < 1:
             raise ValueError("queue_size, max_per_window, attempts must be >= 1 and window > 0")
@@ -220,6 +224,8 @@ class Notifier:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._metrics = metrics
+        # Alert texts are often exception messages: scrub known secrets before they leave.
+        self._secrets = [*secrets, *(v for sink in self._sinks for v in sink.secrets())]
         self._send_channel, self._receive_channel = trio.open_memory_channel[Alert](queue_size)
         self._sent_at: deque[float] = deque()
         self._outstanding = 0  # alerts accepted and not yet delivered or abandoned
@@ -256,7 +262,7 @@ class Notifier:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The consumer task; runs until cancelled."""
-        secrets = [s for sink in self._sinks for s in sink.secrets()]
+        secrets = self._secrets
         scrub_filter = _ScrubFilter(secrets)
         httpx_log = logging.getLogger("httpx")
         httpx_log.addFilter(scrub_filter)
@@ -338,6 +344,9 @@ class Notifier:
             note = f"({self._dropped_unreported} alert(s) dropped: queue full)"
             alert = attrs.evolve(alert, text=f"{alert.text}\n{note}" if alert.text else note)
             self._dropped_unreported = 0
+        alert = attrs.evolve(
+            alert, title=_scrub(alert.title, secrets), text=_scrub(alert.text, secrets)
+        )
         self._sent_at.append(trio.current_time())
         ok: list[bool] = []
         try:

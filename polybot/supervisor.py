@@ -461,11 +461,17 @@ class Supervisor:
             self._crashes[name] = self._crashes.get(name, 0) + 1
 
         fatal = next(
-            (leaf for _, exc in failures for leaf in _leaves(exc) if isinstance(leaf, FatalError)),
+            (
+                (name, leaf)
+                for name, exc in failures
+                for leaf in _leaves(exc)
+                if isinstance(leaf, FatalError)
+            ),
             None,
         )
         if fatal is not None:
-            code = fatal.exit_code
+            code = fatal[1].exit_code
+            reason = self._reason = f"{fatal[0]}: {_describe(fatal[1])}"
             log.critical("fatal error, exiting with code %d without restart: %s", code, reason)
             self._send(
                 Level.CRITICAL, f"polybot exiting (code {code})", f"Fatal, not restarting: {reason}"

@@ -248,3 +248,18 @@ def test_send_nowait_works_before_the_consumer_runs_and_alert_is_a_value():
     assert notifier.send_nowait(Alert(Level.INFO, "queued before run"))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         Alert(Level.INFO, "x").title = "y"  # type: ignore[misc]
+
+
+async def test_known_secrets_are_scrubbed_from_alert_texts(nursery, receiver):
+    r, base = receiver
+    odds_key = "opticodds-key-0123456789"
+    notifier = Notifier([TelegramBot(TOKEN, 1, api_base=base)], secrets=[odds_key])
+    await nursery.start(notifier.run)
+    notifier.alert(
+        Level.ERROR, "odds crashed", f"HTTPStatusError: 500 for url https://x/odds?key={odds_key}"
+    )
+    await wait_until(lambda: len(r.requests) == 1)
+    assert (
+        r.payloads()[0]["text"]
+        == "🔴 odds crashed\nHTTPStatusError: 500 for url https://x/odds?key=[redacted]"
+    )

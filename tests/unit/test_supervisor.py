@@ -199,7 +199,10 @@ async def test_fatal_credentials_error_exits_78_without_restarting(autojump_cloc
     assert await sup.run() == EXIT_CREDENTIALS == 78
     assert len(child.starts) == 1 and sibling.cancelled == 1
     assert [a.level for a in alerts] == [Level.CRITICAL]
-    assert "401" in alerts[0].text
+    assert (
+        alerts[0].text
+        == "Fatal, not restarting: exchange: FatalCredentialsError: POST /v1/orders: 401 unauthorized"
+    )
     assert metrics.restarts._value.get() == 0
 
 
