@@ -247,18 +247,20 @@ class Ledger:
         """Book the growth of `order_id`'s cumulative filled quantity; return it as a Fill.
 
         Returns None when nothing new was filled (a duplicate or stale report). The fee booked is
-        the growth of `fee_total` (the order's total commission) when given, else `fee` (this
-        execution's commission) when quantity grew.
+        `fee` (this execution's commission) when the execution is exactly the growth, else the
+        growth of `fee_total` (the order's total commission, so missed executions' fees are caught
+        up). Nothing is booked, fees included, unless quantity grew.
         """
         if intent not in (Intent.BUY_LONG, Intent.SELL_LONG, Intent.BUY_SHORT, Intent.SELL_SHORT):
             raise LedgerError(f"order {order_id}: cannot book intent {intent}")
         prev = self.booked(order_id)
         growth = cum_qty - prev.cum_qty
-        fee_now = ZERO
-        if fee_total is not None:
-            fee_now = fee_total - prev.fees
-        elif fee is not None and growth > 0:
-            fee_now = fee
+        if fee is not None and (last_qty == growth or fee_total is None):
+            fee_now = fee  # this execution is exactly the growth: its own commission
+        elif fee_total is not None:
+            fee_now = fee_total - prev.fees  # executions were missed: catch up on the total
+        else:
+            fee_now = ZERO
         if growth <= 0:
             if growth < 0:
                 log.warning("order %s reports cum qty %s below booked %s; ignored",

@@ -232,3 +232,21 @@ def test_cash_plus_positions_at_cost_equals_start_plus_realized_minus_fees(trade
 def close(a, b):
     """Equal but for the last digits of a non-terminating average price (28-digit context)."""
     return abs(a - b) < D("1e-18")
+
+
+def test_fee_of_an_execution_is_its_own_commission_even_if_the_order_total_lags():
+    led = Ledger(D(100))
+    # the order snapshot inside the execution does not include this fill's fee yet
+    led.apply_execution("o1", "m", Intent.BUY_LONG, D(10), last_px=D("0.5"), last_qty=D(10),
+                        fee=D("0.17"), fee_total=D(0))
+    assert led.fees_total == D("0.17")
+
+
+def test_fees_of_missed_executions_are_caught_up_from_the_order_total():
+    led = Ledger(D(100))
+    led.apply_execution("o1", "m", Intent.BUY_LONG, D(10), last_px=D("0.5"), last_qty=D(10),
+                        fee=D("0.17"))
+    # two executions of 10 were missed; this one of 10 reports the order's total 0.68
+    led.apply_execution("o1", "m", Intent.BUY_LONG, D(40), avg_px=D("0.5"), last_px=D("0.5"),
+                        last_qty=D(10), fee=D("0.17"), fee_total=D("0.68"))
+    assert led.fees_total == D("0.68") and led.positions["m"].net_qty == D(40)
