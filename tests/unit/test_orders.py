@@ -182,3 +182,15 @@ def test_execution_of_an_unknown_order_is_still_booked_in_the_ledger():
     reg, led = OrderRegistry(), Ledger(D(100))
     fill = book_execution(exec_("stranger", ExecutionType.FILL, S.FILLED, "10", "10"), reg, led)
     assert fill is not None and led.positions["m"].net_qty == D(10)
+
+
+def test_trades_log_gets_one_json_line_per_order_event(caplog):
+    reg = OrderRegistry(id_prefix="t")
+    with caplog.at_level(logging.INFO, logger="polybot.trades"):
+        order = reg.new_order(request("3"))
+        reg.submitted(order, "x1")
+        reg.apply_execution(exec_("x1", ExecutionType.NEW, S.NEW, "0"))
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "polybot.trades"]
+    assert [(x["event"], x["state"]) for x in lines] == [
+        ("order_intent", "SUBMITTING"), ("order_state", "PENDING_NEW"), ("order_state", "NEW")]
+    assert lines[0]["local_id"] == "t-1" and lines[0]["qty"] == "3" and lines[2]["order_id"] == "x1"
