@@ -136,6 +136,7 @@ def chunks(items: Sequence[str], size: int = MAX_SLUGS_PER_SUBSCRIPTION) -> list
 class _Stream:
     name = ""
     path = ""
+    exact_decode = False  # see wire.decode_frame
 
     def __init__(
         self,
@@ -303,7 +304,7 @@ class _Stream:
 
     async def _handle(self, msg: str | bytes, now: float) -> None:
         try:
-            event = wire.decode_frame(msg, now)
+            event = wire.decode_frame(msg, now, exact=self.exact_decode)
         except wire.UnknownFrame as exc:
             self.unknown_frames += 1
             log.warning("%s: skipped unknown frame: %s", self.name, exc)
@@ -406,6 +407,7 @@ class PrivateStream(_Stream):
 
     name = "private"
     path = PRIVATE_PATH
+    exact_decode = True
     DEDUP_CAPACITY = 200_000
     SNAPSHOT_RETRIES = 3
 

@@ -10,8 +10,9 @@ Conventions of the wire and how they are met here:
   faster than the stdlib, but orjson turns a JSON number with a fraction into a float. So the
   money reader `dec()` refuses floats (`_FloatMoney`) and the frame is decoded again with
   ``json.loads(parse_float=Decimal)``. Book frames carry only strings, so they never pay for
-  the fallback; an order quantity of `25` is an int and is exact too. `bench/bench_client.py`
-  measures the alternatives.
+  the fallback; an order quantity of `25` is an int and is exact too. The private socket, whose
+  frames usually carry fractional numbers, uses the exact decoder directly
+  (`decode_frame(exact=True)`). `bench/bench_client.py` measures the alternatives.
 * int64 fields are JSON strings; ids may be strings or numbers: ids become `str`.
 * Timestamps are RFC 3339 with up to nanoseconds; parsed to aware `datetime` (µs precision).
 * Unknown enum values map to the enum's `UNKNOWN` member and are logged once per value.
@@ -722,9 +723,20 @@ def _event_of(msg: Any, received_at: float) -> Any:
     raise UnknownFrame(f"unknown frame keys: {sorted(msg)[:5]}")
 
 
-def decode_frame(data: str | bytes, received_at: float = 0.0) -> Any:
-    """One websocket frame → an event, `HEARTBEAT`, or WireError/UnknownFrame."""
+def decode_frame(data: str | bytes, received_at: float = 0.0, *, exact: bool = False) -> Any:
+    """One websocket frame → an event, `HEARTBEAT`, or WireError/UnknownFrame.
+
+    `exact=True` goes straight to the stdlib's exact decoder: the private socket's frames
+    (orders on partial-contract markets, balances) usually carry fractional JSON numbers, where
+    orjson-then-re-decode would pay twice.
+    """
     try:
+        if exact:
+            try:
+                raw = loads_exact(data)
+            except ValueError as exc:
+                raise WireError(f"invalid JSON: {exc}") from None
+            return _event_of(raw, received_at)
         return decode_with(data, lambda m: _event_of(m, received_at))
     except WireError:
         raise

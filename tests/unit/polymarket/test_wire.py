@@ -350,3 +350,12 @@ def test_cattrs_converter_structures_model_types():
 def test_dec_refuses_floats_so_money_never_passes_through_binary():
     with pytest.raises(wire._FloatMoney):
         wire.dec(0.1)
+
+
+def test_exact_mode_decodes_the_same_events_without_orjson():
+    raw = orjson.dumps(execution_frame())
+    assert wire.decode_frame(raw, exact=True) == wire.decode_frame(raw)
+    with pytest.raises(wire.WireError):
+        wire.decode_frame("{oops", exact=True)
+    with pytest.raises(wire.UnknownFrame):
+        wire.decode_frame('{"x":{}}', exact=True)
