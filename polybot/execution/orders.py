@@ -289,7 +289,7 @@ class OrderRegistry:
             order.reject_reason = reason
         if new is not old:
             log_trade("order_state", **_order_fields(order), previous=old.name,
-                      event=event.value, detail=reason)
+                      trigger=event.value, detail=reason)
         return True
 
     def submitted(self, order: TrackedOrder, exchange_id: str) -> bool:
