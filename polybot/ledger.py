@@ -164,7 +164,7 @@ class Ledger:
 
     @property
     def equity(self) -> Decimal:
-        """Cash + positions marked (long at the bid, short at the offer, kept through empty books)."""
+        """Cash + positions marked: long at the bid, short at the offer, through empty books."""
         return self.cash + sum((self.market_value(s) for s in self._markets), ZERO)
 
     @property
@@ -333,7 +333,7 @@ class Ledger:
         self._set_market(attrs.evolve(m, fees=m.fees + fee))
 
     def book_fill(self, fill: Fill) -> None:
-        """Book a fill that is not tied to an order's cumulative quantity (e.g. an adopted trade)."""
+        """Book a fill not tied to an order's cumulative quantity (e.g. an adopted trade)."""
         self._book_trade(fill.market_slug, fill.intent.position_sign * fill.qty, fill.price)
         self._book_fee(fill.market_slug, fill.fee)
         self._touch_high_water()
@@ -446,7 +446,7 @@ class Ledger:
             bookings=tuple(self._bookings.values()))
 
     def drain_changes(self) -> LedgerState:
-        """The scalars plus the markets and bookings changed since the last drain (for the store)."""
+        """The scalars plus the markets and bookings changed since the last drain (to persist)."""
         state = LedgerState(
             cash=self.cash, initial_cash=self.initial_cash, net_transfers=self.net_transfers,
             day_key=self.day_key, day_start_equity=self._day_start_equity,

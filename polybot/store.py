@@ -119,6 +119,9 @@ MIGRATIONS: tuple[str, ...] = (_V1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_HALT_SQL = "INSERT OR REPLACE INTO halt_state VALUES (1,?,?,?,?)"
+
+
 class StoreError(Exception):
     """A write could not be committed (the caller must not act as if it had been)."""
 
@@ -225,7 +228,7 @@ class Store:
     def open(cls, data_dir: Path, **kwargs: Any) -> Store:
         return cls(db_path(data_dir), **kwargs)
 
-    # --- the writer task ---------------------------------------------------------------------------
+    # --- the writer task --------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
                   max_batch: int = 500) -> None:
@@ -296,7 +299,7 @@ class Store:
         self.drain_sync()
         self._conn.close()
 
-    # --- queuing writes ----------------------------------------------------------------------------
+    # --- queuing writes ---------------------------------------------------------------------------
 
     def submit(self, fn: Op, label: str = "write") -> None:
         """Queue a write without waiting (raises StoreOverflow if the queue is full)."""
@@ -318,7 +321,7 @@ class Store:
         """Return once every write queued before this call is committed."""
         await self.write_and_wait(lambda conn: None, "flush")
 
-    # --- orders, executions, fills -------------------------------------------------------------------
+    # --- orders, executions, fills ----------------------------------------------------------------
 
     @staticmethod
     def _order_row(o: TrackedOrder) -> tuple[Any, ...]:
@@ -356,7 +359,8 @@ class Store:
                     str(execution.last_shares), _d(execution.last_px), _d(execution.commission),
                     execution.trade_id, None if execution.aggressor is None else
                     int(execution.aggressor),
-                    execution.reject_reason or execution.unsolicited_cancel_reason or execution.text,
+                    execution.reject_reason or execution.unsolicited_cancel_reason
+                    or execution.text,
                     _ts(execution.transact_time) if execution.transact_time else None, now)
         fill_row = None
         if fill is not None:
@@ -367,8 +371,8 @@ class Store:
 
         def op(conn: sqlite3.Connection) -> None:
             if execution.exec_id:
-                conn.execute("INSERT OR IGNORE INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                             exec_row)
+                conn.execute("INSERT OR IGNORE INTO executions"
+                             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", exec_row)
             if fill_row is not None:
                 conn.execute(
                     "INSERT INTO fills (order_id, local_id, exec_id, trade_id, market_slug, intent,"
@@ -396,10 +400,10 @@ class Store:
                 reject_reason=r["reject_reason"]))
         return out
 
-    # --- ledger ----------------------------------------------------------------------------------------
+    # --- ledger -----------------------------------------------------------------------------------
 
     def save_ledger(self, changes: LedgerState) -> None:
-        """Persist the ledger's scalars and the markets/bookings in `changes` (a drain or snapshot)."""
+        """Persist the ledger's scalars and the markets/bookings in `changes`."""
         now = _ts()
         scalars = (str(changes.cash), str(changes.initial_cash), str(changes.net_transfers),
                    changes.day_key, _d(changes.day_start_equity), _d(changes.high_water), now)
@@ -433,7 +437,8 @@ class Store:
                       trading_state: str | None = None, ts: datetime | None = None) -> None:
         row = (_ts(ts), str(equity), str(cash), str(realized_pnl), str(unrealized_pnl),
                str(fees), _d(usd_at_risk), trading_state)
-        self.submit(_exec("INSERT INTO equity_snapshots (ts, equity, cash, realized_pnl, unrealized_pnl, fees,"
+        self.submit(_exec("INSERT INTO equity_snapshots (ts, equity, cash, realized_pnl,"
+                          " unrealized_pnl, fees,"
             " usd_at_risk, trading_state) VALUES (?,?,?,?,?,?,?,?)", row), "equity")
 
     def record_ledger_equity(self, ledger: Ledger, *, usd_at_risk: Decimal | None = None,
@@ -452,22 +457,24 @@ class Store:
         self.submit(_exec("INSERT OR REPLACE INTO daily_stats VALUES (?,?,?,?,?,?,?,?)", row),
             f"daily {day}")
 
-    # --- risk, operators, fair values ---------------------------------------------------------------
+    # --- risk, operators, fair values -------------------------------------------------------------
 
     def record_rejection(self, rejection: Rejection, ts: datetime | None = None) -> None:
         row = (_ts(ts), rejection.market_slug, rejection.intent.name, rejection.reason,
                rejection.detail)
-        self.submit(_exec("INSERT INTO rejections (ts, market_slug, intent, reason, detail) VALUES (?,?,?,?,?)",
+        self.submit(_exec("INSERT INTO rejections (ts, market_slug, intent, reason, detail)"
+                          " VALUES (?,?,?,?,?)",
             row), "rejection")
 
-    def save_halt_state(self, state: str, reason: str, data: Mapping[str, Any] | None = None) -> None:
+    def save_halt_state(self, state: str, reason: str,
+                        data: Mapping[str, Any] | None = None) -> None:
         row = (state, reason, json.dumps(dict(data or {}), default=str, sort_keys=True), _ts())
-        self.submit(_exec("INSERT OR REPLACE INTO halt_state VALUES (1,?,?,?,?)", row), "halt state")
+        self.submit(_exec(_HALT_SQL, row), "halt state")
 
     async def save_halt_state_and_wait(self, state: str, reason: str,
                                        data: Mapping[str, Any] | None = None) -> None:
         row = (state, reason, json.dumps(dict(data or {}), default=str, sort_keys=True), _ts())
-        await self.write_and_wait(_exec("INSERT OR REPLACE INTO halt_state VALUES (1,?,?,?,?)", row), "halt state")
+        await self.write_and_wait(_exec(_HALT_SQL, row), "halt state")
 
     def load_halt_state(self) -> HaltRecord | None:
         with closing(self._reader()) as conn:
@@ -499,7 +506,8 @@ class Store:
 
     def record_market_closed(self, market_slug: str, ts: datetime | None = None) -> None:
         row = (_ts(ts), market_slug)
-        self.submit(_exec("UPDATE fair_values SET closed_at = ? WHERE market_slug = ? AND closed_at IS NULL",
+        self.submit(_exec("UPDATE fair_values SET closed_at = ?"
+                          " WHERE market_slug = ? AND closed_at IS NULL",
             row), "market closed")
 
     def _reader(self) -> sqlite3.Connection:

@@ -271,7 +271,7 @@ class OrderRegistry:
                 self._by_exchange.pop(o.exchange_id, None)
         return len(gone)
 
-    # --- transitions -------------------------------------------------------------------------------
+    # --- transitions ------------------------------------------------------------------------------
 
     def handle(self, order: TrackedOrder, event: OrderEvent, *, reason: str = "",
                now: datetime | None = None) -> bool:
@@ -355,7 +355,7 @@ class ExecutionRecorder(Protocol):
 
 def book_execution(execution: Execution, registry: OrderRegistry, ledger: Ledger,
                    recorder: ExecutionRecorder | None = None) -> Fill | None:
-    """The one path of an execution: order state, ledger, store, trades log. Returns the new fill."""
+    """The one path of an execution: order state, ledger, store, trades log; returns the fill."""
     order, is_new = registry.apply_execution(execution)
     if order is None:
         log.warning("execution %s for unknown order %s (%s): booked in the ledger",

@@ -208,7 +208,7 @@ class PaperExecutor:
             return (lv for lv in book.offers if lv.price <= limit)
         return (lv for lv in book.bids if lv.price >= limit)
 
-    # --- liquidity memory ---------------------------------------------------------------------------
+    # --- liquidity memory -------------------------------------------------------------------------
 
     def _available(self, slug: str, side: Side, level: PriceLevel) -> Decimal:
         mem = self._taken.get(slug, {}).get((side, level.price))
@@ -245,7 +245,7 @@ class PaperExecutor:
         return attrs.evolve(book, bids=left(book.bids, Side.SELL),
                             offers=left(book.offers, Side.BUY))
 
-    # --- market data driving resting orders -----------------------------------------------------------
+    # --- market data driving resting orders -------------------------------------------------------
 
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
         """A new full book: refresh memory and marks, fill resting orders it crosses (as maker)."""
@@ -302,7 +302,7 @@ class PaperExecutor:
             self._resting.pop(sim.order.order_id, None)
         return [fill] if fill is not None else []
 
-    # --- cancels ----------------------------------------------------------------------------------------
+    # --- cancels ----------------------------------------------------------------------------------
 
     async def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]:
         """Cancel resting orders in `slug` whose signal disappeared or whose limit moved.
@@ -358,7 +358,7 @@ class PaperExecutor:
     def resting(self) -> list[TrackedOrder]:
         return [s.order for s in self._resting.values()]
 
-    # --- emitting executions ---------------------------------------------------------------------------
+    # --- emitting executions ----------------------------------------------------------------------
 
     def _fill(self, sim: _Sim, qty: Decimal, price: Decimal, fee: Decimal, *,
               aggressor: bool) -> Fill | None:

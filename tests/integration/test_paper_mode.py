@@ -1,4 +1,4 @@
-"""Paper mode end to end without network: book -> signal -> gate -> paper fill -> ledger -> store."""
+"""Paper mode end to end, no network: book -> signal -> gate -> paper fill -> ledger -> store."""
 
 from datetime import UTC, datetime
 from decimal import Decimal as D
