@@ -14,7 +14,7 @@ async def test_every_sim_market_matches_its_fixture_and_long_team_and_an_unknown
         async with rest, OpticOddsClient(sim.opticodds_url, sim.opticodds_key) as oo:
             slugs = [*sim.markets, "aec-nba-not-a-market"]
             result = await match_markets(slugs, **lookups(rest, oo))
-        assert [u.slug for u in result.unmatched] == ["aec-nba-not-a-market"]
+        assert [u.slug for u in result.unmatched] == ["aec-nba-not-a-market"], result.unmatched
         by_slug = {t.slug: t for t in result.targets}
         assert set(by_slug) == set(sim.markets)
         games = [sim.world.game_by_slug(s) for s in sim.markets]
