@@ -242,21 +242,21 @@ def _shin(qs: tuple[Decimal, ...]) -> tuple[tuple[Decimal, ...], Decimal]:
         )
         return ps, z
     fq = [float(x) for x in qs]
-    s = sum(fq)
-    z = 0.0
+    fs = sum(fq)
+    fz = 0.0
     for _ in range(1000):
-        z_new = (sum(math.sqrt(z * z + 4 * (1 - z) * x * x / s) for x in fq) - 2) / (n - 2)
-        converged = abs(z_new - z) < 1e-12
-        z = z_new
+        z_new = (sum(math.sqrt(fz * fz + 4 * (1 - fz) * x * x / fs) for x in fq) - 2) / (n - 2)
+        converged = abs(z_new - fz) < 1e-12
+        fz = z_new
         if converged:
             break
     else:
         # Jullien–Salanié oscillates and crawls when the outcomes are near-equal with a tiny
         # margin; the same root by bisection on sum(p_i(z)) - 1 (positive at z = 0 when S > 1,
         # negative as z -> 1; the reverse on [-1, 0] when S < 1).
-        z = _shin_z_bisect(fq, s)
-    ps = [(math.sqrt(z * z + 4 * (1 - z) * x * x / s) - z) / (2 * (1 - z)) for x in fq]
-    return _normalise_floats(ps), Decimal(repr(z)).quantize(SOLVER_QUANTUM)
+        fz = _shin_z_bisect(fq, fs)
+    fps = [(math.sqrt(fz * fz + 4 * (1 - fz) * x * x / fs) - fz) / (2 * (1 - fz)) for x in fq]
+    return _normalise_floats(fps), Decimal(repr(fz)).quantize(SOLVER_QUANTUM)
 
 
 def _shin_z_bisect(fq: Sequence[float], s: float) -> float:

@@ -252,7 +252,8 @@ class OpticOddsClient:
                 await trio.sleep(self._backoff * 2 ** (attempt - 1))
             await self.core_window.acquire()
             try:
-                resp = await self._http.get(self._base + path, params=params, headers=self._headers)
+                resp = await self._http.get(self._base + path, params=httpx.QueryParams(tuple(params)),
+                                            headers=self._headers)
             except httpx.TimeoutException:
                 last = OpticOddsTransportError(f"OpticOdds {what} timed out")
                 continue
@@ -423,7 +424,8 @@ class OpticOddsClient:
         await self.stream_window.acquire()
         timeout = httpx.Timeout(self._timeout, read=None)  # liveness is the feed's watchdog
         try:
-            async with self._http.stream("GET", f"{self._base}/stream/odds/{sport}", params=params,
+            async with self._http.stream("GET", f"{self._base}/stream/odds/{sport}",
+                                         params=httpx.QueryParams(tuple(params)),
                                          headers={**self._headers, "Accept": "text/event-stream"},
                                          timeout=timeout) as resp:
                 if resp.status_code != 200:

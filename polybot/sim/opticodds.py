@@ -705,7 +705,8 @@ async def serve_opticodds(
     config.graceful_timeout = 0.5
     config.keep_alive_timeout = 30
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(lambda task_status: serve(app, config, task_status=task_status))
+        asgi: Any = app  # a plain ASGI callable; hypercorn's typing wants its own TypedDicts
+        binds = await nursery.start(lambda task_status: serve(asgi, config, task_status=task_status))
         url = binds[0] if binds else ""
 
         async def updater() -> None:
