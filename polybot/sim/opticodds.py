@@ -84,6 +84,8 @@ class OddsControl:
     - `silent`: open streams send nothing at all (no pings, no odds) while set.
     - `error_burst` / `error_status`: the next N REST requests answer that status (default 500).
     - `rate_limit_burst`: the next N REST requests answer 429.
+    - `duplicate_frames`: the next N odds / locked-odds frames are each delivered twice
+      (the real stream's at-least-once delivery).
     - `drop_streams()`: end every open stream now (the client sees the connection close).
     - `lock(fixture_id, book)` / `unlock(...)`: force a book's line off / back on the board.
     - `update_now()`: re-read the world and publish changes at once (tests change the world).
@@ -94,6 +96,7 @@ class OddsControl:
     error_burst: int = 0
     error_status: int = 500
     rate_limit_burst: int = 0
+    duplicate_frames: int = 0
     stream_connects: int = 0
     rest_requests: int = 0
     _server: LocalOpticOdds | None = attrs.field(default=None, repr=False)
@@ -396,7 +399,11 @@ class LocalOpticOdds:
             if mine:
                 entry = self._entry_id()
                 body = orjson.dumps({"entry_id": entry, "type": kind, "data": mine}).decode()
-                self._offer(st, self._frame(kind, body, entry))
+                frame = self._frame(kind, body, entry)
+                self._offer(st, frame)
+                if self.control.duplicate_frames > 0:
+                    self.control.duplicate_frames -= 1
+                    self._offer(st, frame)
 
     def _publish_status(self, data: dict[str, Any]) -> None:
         for st in list(self.streams):

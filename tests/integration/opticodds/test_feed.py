@@ -228,3 +228,29 @@ async def test_scenario_world_is_priced_for_every_game_near_its_hidden_probabili
     assert len({g.sport for g in sc.world.games}) >= 2  # one stream per sport
     for g in sc.world.games:
         assert abs(fv.usable(g.market_slug).q - g.true_prob_long) < Decimal("0.06"), g.market_slug
+
+
+async def test_duplicated_frames_are_applied_once(nursery, local_odds, mock_clock):
+    fv = FairValues()
+    feed, _ = await start_feed(nursery, local_odds, fv)
+    g = local_odds.world.games[0]
+    await wait_for(lambda: feed.status.state is FeedState.LIVE)
+    local_odds.control.duplicate_frames = 5
+    g.true_prob_long = Decimal("0.70")
+    local_odds.control.update_now()
+    await wait_for(lambda: feed.statuses["basketball"].duplicates >= 1)
+    assert fv.usable(g.market_slug).q == expected_q(local_odds.control, g)
+
+
+async def test_rest_outage_keeps_markets_untrusted_until_a_snapshot_succeeds(nursery, local_odds, mock_clock):
+    fv = FairValues()
+    feed, _ = await start_feed(nursery, local_odds, fv)
+    g = local_odds.world.games[0]
+    await wait_for(lambda: feed.status.state is FeedState.LIVE)
+    local_odds.control.error_burst = 12  # a few rebuild attempts' worth of 500s
+    local_odds.control.drop_streams()
+    await wait_for(lambda: "REST snapshot failed" in feed.statuses["basketball"].last_error)
+    assert fv.usable(g.market_slug) is None
+    await wait_for(lambda: feed.status.state is FeedState.LIVE, timeout=600)
+    assert local_odds.control.error_burst == 0
+    assert fv.usable(g.market_slug).q == expected_q(local_odds.control, g)
