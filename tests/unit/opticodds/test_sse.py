@@ -29,13 +29,14 @@ def test_parses_events_with_multiline_data_ids_and_retry():
     assert p.retry_ms == 5000
 
 
-@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
-def test_any_chunking_of_the_bytes_gives_the_same_events(cuts):
+@given(st.sampled_from([b"\n", b"\r\n", b"\r"]), st.lists(st.floats(0, 1), max_size=12))
+def test_any_chunking_of_the_bytes_with_any_line_ending_gives_the_same_events(eol, cuts):
+    raw = STREAM.replace(b"\n", eol)
     p = SSEParser()
     out = []
-    bounds = [0, *sorted(cuts), len(STREAM)]
+    bounds = [0, *sorted(int(c * len(raw)) for c in cuts), len(raw)]
     for a, b in itertools.pairwise(bounds):
-        out += p.feed(STREAM[a:b])
+        out += p.feed(raw[a:b])
     assert out == EXPECTED
 
 
