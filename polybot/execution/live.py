@@ -285,7 +285,7 @@ class LiveExecutor:
         """Why an order in `market_slug` may not be sent now ("" when it may)."""
         if not self.trading_allowed:
             return self.readiness_reason
-        if market_slug not in self.slugs:
+        if market_slug not in self.slugs and self.ledger.position(market_slug).net_qty == 0:
             return f"{market_slug} is not a configured market"
         frozen = self.frozen_markets().get(market_slug)
         if frozen is not None:
@@ -637,7 +637,7 @@ class LiveExecutor:
         self._apply_report(order, reported)
 
     def _apply_report(self, order: TrackedOrder, reported: Order) -> Fill | None:
-        execution = report_execution(reported, "order report")
+        execution = report_execution(reported)
         if execution is None:  # pending states carry no execution type
             self.registry.apply_report(order, reported)
             fill = self.ledger.apply(Execution(exec_id="", order=reported,
@@ -1169,5 +1169,5 @@ def _activity_amount(a: wire.Activity) -> Decimal | None:
     amount = change.get("amount")
     try:
         return wire.dec(amount) if amount is not None else None
-    except (ValueError, wire.WireError):
+    except Exception:  # a float or junk: not worth a guess
         return None

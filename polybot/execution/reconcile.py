@@ -59,12 +59,16 @@ def matches_intent(
     return reported.create_time >= created_at - tolerance
 
 
-def report_execution(reported: Order, tag: str) -> Execution | None:
-    """A synthetic execution standing for an order report, or None for pending states."""
+def report_execution(reported: Order) -> Execution | None:
+    """A synthetic execution standing for an order report, or None for pending states.
+
+    It has no execution id (so it is never stored as one) and no reason text: a report does not
+    say why an order ended, and an empty reason keeps whatever the stream said.
+    """
     exec_type = _STATE_EXEC.get(reported.state)
     if exec_type is None:
         return None
-    return Execution(exec_id="", order=reported, exec_type=exec_type, text=tag)
+    return Execution(exec_id="", order=reported, exec_type=exec_type)
 
 
 def exchange_avg_yes(net: Decimal, cost: Decimal | None) -> Decimal | None:
