@@ -108,6 +108,7 @@ def configure_logging(
     trades_log_file: Path | None = None,
     secrets: Iterable[str] = (),
     stream: Any = None,
+    stderr_level: str | None = None,
 ) -> None:
     """(Re)configure the root logger and the trades logger. Idempotent: old handlers are closed."""
     secrets = list(secrets)
@@ -119,7 +120,10 @@ def configure_logging(
         root.removeHandler(h)
         h.close()
     root.setLevel(level)
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
+    console = logging.StreamHandler(stream or sys.stderr)
+    if stderr_level is not None:
+        console.setLevel(stderr_level)
+    handlers: list[logging.Handler] = [console]
     if log_file is not None:
         handlers.append(_file_handler(log_file))
     for h in handlers:

@@ -86,7 +86,7 @@ def opening_allowed(
         return True
     if now >= start:
         return params.trade_in_play
-    return now < start - timedelta(minutes=params.stop_before_start_minutes)
+    return now < start - timedelta(minutes=float(params.stop_before_start_minutes))
 
 
 def _sweep(

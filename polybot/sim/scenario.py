@@ -107,10 +107,10 @@ class Timing:
 
     tick_seconds: float = 1.0  # model step
     quote_refresh_seconds: float = 5.0  # makers re-quote this often
-    lag_probability: float = 0.08  # per maker, market and refresh: start quoting a stale view
-    lag_seconds: float = 45.0
+    lag_probability: float = 0.15  # per maker, market and refresh: start quoting a stale view
+    lag_seconds: float = 60.0
     taker_rate: float = 0.12  # expected background taker orders per market per second
-    drift_per_minute: float = 0.03  # sd of the true-probability random walk per minute (pre-game)
+    drift_per_minute: float = 0.05  # sd of the true-probability random walk per minute (pre-game)
     live_drift_per_minute: float = 0.05  # the same once the game is live
     settle_delay_seconds: float = 20.0  # game end → settlement
     first_start_seconds: float = 150.0  # default spec: first game starts this long after start

@@ -1,0 +1,97 @@
+"""`python -m polybot run --sim`: the zero-setup demo.
+
+Needs no configuration and no network and ignores any `.env`: it starts the local Polymarket US
+exchange and the local OpticOdds in this process (`polybot.sim`), creates an account and keys,
+points an ordinary bot at them and runs it — paper mode by default, live mode (real REST orders
+against the local exchange) with `--live` — in a temporary DATA_DIR (unless `--data-dir`) and on a
+free health port that it prints, so it can never touch a real deployment's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import attrs
+import trio
+
+from polybot.app import run_bot, temporary_data_dir
+from polybot.config import load_settings
+from polybot.logs import configure_logging
+
+log = logging.getLogger("polybot.demo")
+
+
+def demo_env(sim: object, *, data_dir: Path, live: bool) -> dict[str, str]:
+    """The settings an operator would write by hand for this local exchange."""
+    s = sim  # a polybot.sim.testing.SimHandle
+    return {
+        "TRADING_MODE": "live" if live else "paper",
+        "PM_API_KEY_ID": s.key_id,  # type: ignore[attr-defined]
+        "PM_PRIVATE_KEY": s.secret_key,  # type: ignore[attr-defined]
+        "PM_BASE_URL": s.api_url,  # type: ignore[attr-defined]
+        "PM_GATEWAY_URL": s.gateway_url,  # type: ignore[attr-defined]
+        "PM_WS_URL": s.ws_url,  # type: ignore[attr-defined]
+        "MARKET_SLUGS": ",".join(s.markets),  # type: ignore[attr-defined]
+        "OPTICODDS_BASE_URL": s.opticodds_url,  # type: ignore[attr-defined]
+        "OPTICODDS_API_KEY": s.opticodds_key,  # type: ignore[attr-defined]
+        "DATA_DIR": str(data_dir),
+        "LOG_FILE": str(data_dir / "bot.log"),
+        "TRADES_LOG_FILE": str(data_dir / "trades.log"),
+        "HEALTH_PORT": "0",
+    }
+
+
+def run_demo(*, duration: float | None, seed: int, live: bool, data_dir: Path | None) -> int:
+    data_dir = data_dir or temporary_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(level="INFO", log_file=data_dir / "bot.log",
+                      trades_log_file=data_dir / "trades.log", stderr_level="WARNING")
+    return trio.run(_demo, duration, seed, live, data_dir)
+
+
+async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path) -> int:
+    from polybot.sim.testing import running_sim
+
+    async with running_sim(seed=seed, opticodds=True) as sim:
+        settings = load_settings(demo_env(sim, data_dir=data_dir, live=live))
+        # the same redaction as a real run: the sim's generated keys never reach a log line
+        configure_logging(level="INFO", log_file=settings.log_file,
+                          trades_log_file=settings.trades_log_file, stderr_level="WARNING",
+                          secrets=settings.secret_values())
+        say(f"polybot demo: {settings.trading_mode} mode against the local exchange "
+            f"({len(settings.market_slugs)} markets, seed {seed}); state in {data_dir}")
+        say(f"  exchange {sim.api_url}  odds {sim.opticodds_url}")
+
+        def health(port: int) -> None:
+            say(f"  health  http://127.0.0.1:{port}/health  /ready  /status  /metrics")
+
+        bot_result: dict[str, object] = {}
+        code = await run_bot(settings, duration=duration, status_line=say,
+                             on_health_port=health, on_finish=bot_result.update)
+        say(summary(bot_result, data_dir))
+        return code
+
+
+def summary(result: dict[str, object], data_dir: Path) -> str:
+    lines = ["polybot demo finished:"]
+    status = result.get("status")
+    if status is not None:
+        st = attrs.asdict(status, recurse=False) if attrs.has(type(status)) else dict(status)  # type: ignore[call-overload]
+        pnl = st.get("pnl", {})
+        lines.append("  equity {equity:.2f}  cash {cash:.2f}  realized {realized:+.2f}  "
+                     "fees {fees:.2f}".format(**{k: pnl.get(k, 0) for k in
+                                                 ("equity", "cash", "realized", "fees")}))
+        counters = st.get("extra", {}).get("counters", {})
+        lines.append(f"  signals {counters.get('signals', 0)}  orders {counters.get('orders', 0)}  "
+                     f"rejections {counters.get('rejections', 0)}")
+        for row in st.get("markets", ()):
+            if row.position:
+                lines.append(f"  position {row.slug}: {row.position}")
+    lines.append(f"  report: python -m polybot report --data-dir {data_dir}")
+    return "\n".join(lines)
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
