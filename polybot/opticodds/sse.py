@@ -56,6 +56,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         text = self._decoder.decode(chunk)
+        if not text:  # an empty read (or half a UTF-8 sequence) must not forget a pending CR
+            return []
         if self._first and text:
             self._first = False
             if text.startswith("\ufeff"):

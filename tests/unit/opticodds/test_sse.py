@@ -78,3 +78,11 @@ def test_incomplete_trailing_event_waits_for_its_blank_line():
     assert p.feed(b"event: ping\ndata: t") == []
     assert p.feed(b"\n") == []
     assert p.feed(b"\n") == [SSEEvent("ping", "t", None, None)]
+
+
+def test_an_empty_chunk_between_the_cr_and_lf_of_a_crlf_does_not_split_the_line_ending():
+    # found by hypothesis: an empty read after a trailing \r made the \n a second line ending,
+    # dispatching the event in the middle of its data
+    p = SSEParser()
+    out = p.feed(b"data: a\r") + p.feed(b"") + p.feed(b"\ndata: b\r\n\r\n")
+    assert out == [SSEEvent("message", "a\nb", None, None)]
