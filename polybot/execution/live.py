@@ -68,6 +68,7 @@ Traps: the executor must see the private stream's `StreamConnected`/`ContinuityL
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,10 @@ RESTING = frozenset({OrderState.PENDING_NEW, OrderState.PENDING_RISK, OrderState
                      OrderState.PARTIALLY_FILLED, OrderState.PENDING_REPLACE})
 MAX_CANCEL_BATCH = 20
 META_SYNCED_AT = "live_synced_at"
+META_TRANSFERS = "live_transfer_ids"  # JSON list: deposits/withdrawals already booked
+TRANSFER_TYPES = ("ACTIVITY_TYPE_ACCOUNT_DEPOSIT", "ACTIVITY_TYPE_ACCOUNT_ADVANCED_DEPOSIT",
+                  "ACTIVITY_TYPE_ACCOUNT_WITHDRAWAL")
+KEEP_TRANSFER_IDS = 1000
 TRADE = "ACTIVITY_TYPE_TRADE"
 BUSTED = "TRADE_STATE_BUSTED"
 _REVERSE = {Intent.BUY_LONG: Intent.SELL_LONG, Intent.SELL_LONG: Intent.BUY_LONG,
@@ -253,6 +258,7 @@ class LiveExecutor:
         self._last_check_seq = -1
         self._nursery: trio.Nursery | None = None
         self._check_soon = False
+        self._transfer_ids: list[str] | None = None
         self._last_still: list[str] = []
         self._last_detail = ""
         # counters for metrics / status
@@ -377,6 +383,7 @@ class LiveExecutor:
         order = self.registry.new_order(request, now=self._clock())
         self._inflight.add(order.local_id)
         self._inflight_idle = trio.Event()
+        posted = False
         try:
             try:
                 await self.store.record_intent(order)
@@ -384,6 +391,7 @@ class LiveExecutor:
                 self.registry.handle(order, OrderEvent.SEND_FAILED, reason=f"intent not stored: {exc}")
                 log.error("live: intent %s not stored (%s): order NOT sent", order.local_id, exc)
                 return order
+            posted = True
             try:
                 exchange_id = await self.rest.create_order(request)
             except E.OutcomeUnknown as exc:
@@ -397,9 +405,14 @@ class LiveExecutor:
                 self._acknowledged(order, exchange_id)
             return order
         except trio.Cancelled:
-            # Cancelled mid-POST: the order may exist. Record that; the next start resolves it.
             if order.exchange_id is None and order.state is OrderState.SUBMITTING:
-                self.registry.handle(order, OrderEvent.OUTCOME_UNKNOWN, reason="cancelled in flight")
+                if posted:  # the order may exist: resolve it (or the next start will)
+                    self.registry.handle(order, OrderEvent.OUTCOME_UNKNOWN,
+                                         reason="cancelled in flight")
+                    self._start_resolver(order)
+                else:
+                    self.registry.handle(order, OrderEvent.SEND_FAILED,
+                                         reason="cancelled before sending")
                 self._record_order(order)
             raise
         finally:
@@ -683,16 +696,11 @@ class LiveExecutor:
                 self._schedule_check()
 
     def _on_balance(self, event: wire.BalanceChanged) -> None:
+        # Deposits and withdrawals are booked from the activities, by transaction id, by the
+        # next check (the stream event has no id, and a restart must not book one twice).
         entry = event.entry_type
-        if entry.endswith("_DEPOSIT") or entry.endswith("_WITHDRAWAL"):
-            if event.before is None or event.after is None:
-                self._schedule_check()
-                return
-            amount = event.after.current_balance - event.before.current_balance
-            self.ledger.transfer(amount)
-            self.store.save_ledger(self.ledger.drain_changes())
-            log.info("live: transfer of %s booked (%s)", amount, entry)
-        elif event.after is not None and event.after.current_balance != self.ledger.cash:
+        if (entry.endswith("_DEPOSIT") or entry.endswith("_WITHDRAWAL")
+                or (event.after is not None and event.after.current_balance != self.ledger.cash)):
             self._schedule_check()
 
     def _reverse_trade(self, trade_id: str) -> None:
@@ -811,18 +819,14 @@ class LiveExecutor:
 
     async def _startup(self) -> None:
         """The first reconciliation: adopt, book what happened while down, correct the rest."""
-        since_raw = self.store.get_meta(META_SYNCED_AT)
-        since = datetime.fromisoformat(since_raw) if since_raw else None
-        fresh = since is None and not self.ledger.markets and not self.ledger.snapshot().bookings
+        synced = self.store.get_meta(META_SYNCED_AT) is not None
+        fresh = not synced and not self.ledger.markets and not self.ledger.snapshot().bookings
         for order in self.registry.open_orders():
             if order.state is OrderState.SUBMITTING and order.exchange_id is None:
                 # the previous run died between storing the intent and learning its fate
                 self.registry.handle(order, OrderEvent.OUTCOME_UNKNOWN,
                                      reason="unacknowledged at restart")
                 self._record_order(order)
-        if since is not None:
-            activities = await self.rest.activities()
-            self._book_activities_since(activities, since)
         await self._check(startup=True, fresh=fresh)
         for order in self.registry.open_orders():
             if self._unresolved(order):
@@ -832,19 +836,43 @@ class LiveExecutor:
         log.info("live: startup reconciliation done (%d open orders, %d unknown, frozen: %s)",
                  len(self.registry.open_orders()), len(self._foreign), self.frozen_markets())
 
-    def _book_activities_since(self, activities: list[wire.Activity], since: datetime) -> None:
-        """Deposits and withdrawals made while the bot was down are transfers, not P&L."""
-        for a in activities:
-            if a.time is None or a.time <= since:
+    def _booked_transfer_ids(self) -> list[str]:
+        """Ids of transfers already booked: read from the store once, then kept here (the
+        store's writes are queued, so reading them back could miss the latest)."""
+        if self._transfer_ids is None:
+            raw = self.store.get_meta(META_TRANSFERS)
+            try:
+                ids = json.loads(raw) if raw else []
+            except ValueError:
+                ids = []
+            self._transfer_ids = [str(i) for i in ids] if isinstance(ids, list) else []
+        return self._transfer_ids
+
+    def _book_transfers(self, activities: list[wire.Activity], *, baseline: bool) -> None:
+        """Book deposits/withdrawals not booked before (by transaction id): transfers, not P&L.
+
+        `baseline`: the account is being adopted as it is, so existing ones are only remembered.
+        """
+        booked = self._booked_transfer_ids()
+        known = set(booked)
+        new = []
+        for a in reversed(activities):  # oldest first
+            if a.type not in TRANSFER_TYPES:
                 continue
-            if a.type in ("ACTIVITY_TYPE_ACCOUNT_DEPOSIT", "ACTIVITY_TYPE_ACCOUNT_WITHDRAWAL"):
-                amount = _activity_amount(a)
-                if amount is None:
-                    continue
-                amount = abs(amount) if a.type.endswith("DEPOSIT") else -abs(amount)
-                self.ledger.transfer(amount)
-                log.info("live: %s of %s while down booked as a transfer", a.type, amount)
-        self.store.save_ledger(self.ledger.drain_changes())
+            tid, amount = _transfer_of(a)
+            if not tid or tid in known or amount is None:
+                continue
+            known.add(tid)
+            new.append(tid)
+            if baseline:
+                continue
+            amount = -abs(amount) if a.type.endswith("WITHDRAWAL") else abs(amount)
+            self.ledger.transfer(amount)
+            log.info("live: %s %s of %s booked as a transfer", a.type, tid, amount)
+        if new:
+            self._transfer_ids = (booked + new)[-KEEP_TRANSFER_IDS:]
+            self.store.save_ledger(self.ledger.drain_changes())
+            self.store.set_meta(META_TRANSFERS, json.dumps(self._transfer_ids))
 
     async def _check(self, *, startup: bool, fresh: bool = False) -> None:
         """One reconciliation pass (raises PolymarketError when the exchange cannot be read)."""
@@ -887,7 +915,10 @@ class LiveExecutor:
             self._apply_report(order, reported)  # monotonic: a stale report changes nothing
         positions = await self.rest.positions()
         balances = await self.rest.balances()
+        transfers = await self.rest.activities(types=TRANSFER_TYPES, max_pages=1)
         await self._settle_resolved(positions)
+        # no I/O below this line: a pass that failed above booked nothing twice on its retry
+        self._book_transfers(transfers, baseline=fresh)
         usd = next((b for b in balances if b.currency == "USD"), balances[0] if balances else None)
         cash = usd.current_balance if usd is not None else None
         theirs = {s: p.net_qty for s, p in positions.items() if p.net_qty != 0}
@@ -1161,13 +1192,15 @@ def _created(order: Order) -> datetime:
     return order.create_time or _EPOCH
 
 
-def _activity_amount(a: wire.Activity) -> Decimal | None:
+def _transfer_of(a: wire.Activity) -> tuple[str, Decimal | None]:
+    """(transaction id, amount) of a deposit/withdrawal activity."""
     raw = a.raw if isinstance(a.raw, dict) else {}
     change = raw.get("accountBalanceChange")
     if not isinstance(change, dict):
-        return None
-    amount = change.get("amount")
+        return "", None
+    tid = str(change.get("transactionId") or "")
     try:
-        return wire.dec(amount) if amount is not None else None
+        amount = wire.dec(change["amount"]) if change.get("amount") is not None else None
     except Exception:  # a float or junk: not worth a guess
-        return None
+        amount = None
+    return tid, amount

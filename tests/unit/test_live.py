@@ -179,9 +179,15 @@ class FakeExchange:
         self._read("positions")
         return {s: p for s, p in self.positions_.items() if market is None or s == market}
 
-    async def activities(self, **kw: Any) -> list[wire.Activity]:
+    async def activities(self, *, types: Any = (), **kw: Any) -> list[wire.Activity]:
         self._read("activities")
-        return list(self.acts)
+        return [a for a in self.acts if not types or a.type in types]
+
+    def deposit(self, tid: str, amount: str) -> None:
+        self.cash += D(amount)
+        raw = {"accountBalanceChange": {"transactionId": tid, "amount": {"value": amount}}}
+        self.acts.insert(0, wire.Activity(type="ACTIVITY_TYPE_ACCOUNT_DEPOSIT", raw=raw,
+                                          time=datetime.now(UTC)))
 
     async def balances(self) -> list[Balance]:
         self._read("balances")
@@ -412,7 +418,7 @@ async def test_a_duplicate_execution_books_once_and_a_fill_before_new_still_appl
     assert h.ledger.position(SLUG).net_qty == 3 and h.ledger.cash == D(1000) - D("1.22")
 
 
-async def test_a_busted_trade_is_reversed_and_deposits_are_transfers(h, autojump_clock):
+async def test_a_busted_trade_is_reversed_from_the_fill_booked_for_it(h, autojump_clock):
     await h.start()
     order = await h.ex.submit(req(tif=TimeInForce.IOC))
     h.execution(exch_order("x1", cum="5", state=OrderState.FILLED, avg="0.40", fees="0.05",
@@ -421,11 +427,32 @@ async def test_a_busted_trade_is_reversed_and_deposits_are_transfers(h, autojump
     h.ex._on_event(wire.PositionChanged(SLUG, None, None, "LEDGER_ENTRY_TYPE_CORRECTION", "t1"))
     assert h.ledger.position(SLUG).net_qty == 0 and h.ledger.cash == 1000
     assert h.ledger.markets[SLUG].fees == 0 and h.ledger.realized_pnl == 0
+    h.ex._on_event(wire.PositionChanged(SLUG, None, None, "LEDGER_ENTRY_TYPE_CORRECTION", "t1"))
+    assert h.ledger.cash == 1000  # a repeated bust event reverses nothing more
+
+
+async def test_deposits_are_transfers_booked_once_by_transaction_id(h, autojump_clock):
+    h.fake.deposit("bc-0", "40")  # before the first start: part of the adopted cash
+    await h.start()
+    assert h.ledger.cash == 1040 and h.ledger.net_transfers == 0
     pnl = h.ledger.pnl
-    h.ex._on_event(wire.BalanceChanged(Balance(current_balance=D(0)),
-                                       Balance(current_balance=D(250)),
+    h.fake.deposit("bc-1", "250")
+    h.ex._on_event(wire.BalanceChanged(Balance(current_balance=D(1040)),
+                                       Balance(current_balance=D(1290)),
                                        "LEDGER_ENTRY_TYPE_DEPOSIT"))
-    assert h.ledger.cash == 1250 and h.ledger.net_transfers == 250 and h.ledger.pnl == pnl
+    await trio.sleep(1)
+    assert h.ledger.cash == 1290 and h.ledger.net_transfers == 250 and h.ledger.pnl == pnl
+    await trio.sleep(25)  # later checks see the same activity: booked once
+    assert h.ledger.net_transfers == 250 and h.ex.corrections == 0
+    await h.store.flush()
+    ledger = Ledger.restore(h.store.load_ledger())
+    ex2 = LiveExecutor(h.fake, OrderRegistry(id_prefix="u"), ledger, h.store, slugs=[SLUG],
+                       config=config())
+    send, recv = trio.open_memory_channel[Any](10)
+    await h.nursery.start(ex2.run, recv)
+    await send.send(StreamConnected("private", 1, trio.current_time()))
+    await ex2.wait_ready()
+    assert ledger.net_transfers == 250 and ledger.cash == 1290  # a restart books it once too
 
 
 async def test_a_resolution_settles_the_market_at_the_exchanges_value(h, autojump_clock):

@@ -419,3 +419,30 @@ async def test_settlement_and_busted_trade_leave_positions_and_pnl_equal_to_the_
     assert bot.ledger.markets[busted].fees == sim_pos[busted].fees == 0
     assert bot.executor.corrections == 0  # reversed and settled from events, nothing forced
     await env.stop(bot)
+
+
+async def test_deposits_and_withdrawals_are_transfers_booked_once_across_a_restart(env):
+    bot = await env.start_bot()
+    pnl = bot.ledger.pnl
+    env.sim.exchange.deposit(env.bot_id, D("250"))
+    await eventually(lambda: bot.ledger.net_transfers == 250)
+    assert bot.ledger.cash == env.sim_cash() and bot.ledger.pnl == pnl
+    await env.stop(bot)
+    env.sim.exchange.withdraw(env.bot_id, D("100"))  # while the bot is down
+    bot2 = await env.start_bot()
+    assert bot2.ledger.net_transfers == 150 and bot2.ledger.cash == env.sim_cash()
+    assert bot2.ledger.pnl == pnl and bot2.executor.corrections == 0
+    await env.stop(bot2)
+
+
+async def test_startup_fails_closed_while_the_exchange_is_down_and_says_why(env):
+    env.sim.faults.maintenance = True
+    bot = await env.start_bot(ready=False)
+    await eventually(lambda: "startup reconciliation failed" in bot.executor.readiness_reason)
+    assert not bot.executor.trading_allowed
+    assert await bot.executor.submit(request(env.sim.markets[0], Intent.BUY_LONG, "0.4", "1")) \
+        is None
+    env.sim.faults.maintenance = False
+    await eventually(lambda: bot.executor.trading_allowed, timeout=5)
+    assert env.accepted() == []
+    await env.stop(bot)
