@@ -103,6 +103,7 @@ from polybot.model import (
     ExecutionType,
     Fill,
     Intent,
+    MarketState,
     Order,
     OrderRequest,
     OrderState,
@@ -343,6 +344,20 @@ class LiveExecutor:
 
     def on_trade(self, trade: TradePrint) -> list[Fill]:
         return []
+
+    def on_market_state(self, market_slug: str, state: MarketState) -> None:
+        """The markets stream saw a market leave OPEN (halt, suspension, expiry).
+
+        The exchange reports what it does to our orders there (unsolicited cancels) on the order
+        stream; a reconciliation soon catches what the stream missed, and an expired market with
+        a position is settled as soon as its settlement value is published.
+        """
+        if state is MarketState.OPEN:
+            return
+        self._schedule_check()
+        if state in (MarketState.EXPIRED, MarketState.TERMINATED) and (
+                self.ledger.position(market_slug).net_qty != 0):
+            self._start_settle(market_slug)
 
     # --- the tasks --------------------------------------------------------------------------------
 

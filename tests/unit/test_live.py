@@ -32,6 +32,7 @@ from polybot.model import (
     Execution,
     ExecutionType,
     Intent,
+    MarketState,
     Order,
     OrderRequest,
     OrderState,
@@ -466,6 +467,23 @@ async def test_a_resolution_settles_the_market_at_the_exchanges_value(h, autojum
     await trio.sleep(0.1)
     m = h.ledger.markets[SLUG]
     assert m.net_qty == 0 and m.settled_value == D("0.5") and m.realized_pnl == D("0.5")
+
+
+async def test_an_expired_market_is_settled_once_its_value_is_published(h, autojump_clock):
+    await h.start()
+    order = await h.ex.submit(req(intent=Intent.BUY_SHORT, tif=TimeInForce.IOC))
+    h.execution(exch_order("x1", intent=Intent.BUY_SHORT, cum="5", state=OrderState.FILLED,
+                           avg="0.40", created=order.created_at), ExecutionType.FILL, "e1",
+                last="5", px="0.40", trade="t1")
+    assert h.ledger.cash == 1000 - 3  # a short at 0.40 costs 0.60 a contract
+    h.ex.on_market_state(SLUG, MarketState.EXPIRED)
+    await trio.sleep(5)
+    assert h.ledger.position(SLUG).net_qty == -5  # nothing published yet: nothing invented
+    h.fake.settled[SLUG] = D(0)
+    await trio.sleep(10)
+    m = h.ledger.markets[SLUG]
+    assert m.net_qty == 0 and m.settled_value == 0 and h.ledger.cash == 1000 + 2
+    assert m.realized_pnl == 2
 
 
 # --- reconciliation --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import trio
 from polybot.execution.live import LiveConfig, LiveExecutor, LiveNotice
 from polybot.execution.orders import OrderRegistry, TrackedOrder
 from polybot.ledger import Ledger
-from polybot.model import Intent, OrderRequest, OrderState, TimeInForce
+from polybot.model import Intent, OrderRequest, OrderState, Signal, TimeInForce
 from polybot.polymarket import (
     PolymarketRestClient,
     PrivateStream,
@@ -445,4 +445,31 @@ async def test_startup_fails_closed_while_the_exchange_is_down_and_says_why(env)
     env.sim.faults.maintenance = False
     await eventually(lambda: bot.executor.trading_allowed, timeout=5)
     assert env.accepted() == []
+    await env.stop(bot)
+
+
+async def test_a_halt_cancels_our_orders_by_id_and_leaves_unknown_ones_alone(env):
+    a, b = env.sim.markets[0], env.sim.markets[1]
+    bot = await env.start_bot()
+    mine = [await bot.executor.submit(request(s, Intent.BUY_LONG, "0.30", "2")) for s in (a, b)]
+    manual = await env.client().create_order(request(b, Intent.BUY_LONG, "0.20", "3"))
+    await eventually(lambda: manual in {o.order_id for o in bot.executor.unknown_orders()})
+    cancelled = bot.executor.cancel_all(reason="halted")
+    assert {o.local_id for o in cancelled} == {o.local_id for o in mine}
+    await eventually(lambda: all(o.state is OrderState.CANCELED for o in mine))
+    await trio.sleep(0.4)
+    assert env.sim.exchange.get_order(env.bot_id, manual).state is OrderState.NEW
+    await env.stop(bot)
+
+
+async def test_resting_orders_whose_signal_disappeared_are_cancelled_at_the_exchange(env):
+    slug = env.sim.markets[0]
+    bot = await env.start_bot()
+    order = await bot.executor.submit(request(slug, Intent.BUY_LONG, "0.30", "2"))
+    await eventually(lambda: order.state is OrderState.NEW)
+    same = Signal(slug, Intent.BUY_LONG, D("0.30"), D(2), D("0.4"), D("0.05"))
+    assert bot.executor.sync_signals(slug, [same]) == []
+    assert bot.executor.sync_signals(slug, []) == [order]
+    await eventually(lambda: order.state is OrderState.CANCELED)
+    assert env.sim.exchange.get_order(env.bot_id, order.exchange_id).state is OrderState.CANCELED
     await env.stop(bot)
