@@ -1,0 +1,67 @@
+"""`python -m bench`: every benchmark in turn (see BENCHMARKS.md), each with its default sizes.
+
+    .venv/bin/python -m bench [hot_path tick_to_order scale client ...]
+
+With no names, runs all of them. Each prints its table and writes its JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _client() -> None:
+    from bench import bench_client
+
+    saved = sys.argv
+    sys.argv = ["bench_client"]
+    try:
+        bench_client.main()
+    finally:
+        sys.argv = saved
+
+
+def _hot_path() -> None:
+    from bench import hot_path
+
+    hot_path.run()
+
+
+def _tick_to_order() -> None:
+    from bench import tick_to_order
+
+    tick_to_order.run()
+
+
+def _scale() -> None:
+    from bench import scale
+
+    scale.run()
+
+
+BENCHMARKS = {
+    "client": _client,
+    "hot_path": _hot_path,
+    "tick_to_order": _tick_to_order,
+    "scale": _scale,
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"\n=== {name} ===", flush=True)
+        BENCHMARKS[name]()
+        print(f"=== {name}: {time.perf_counter() - t0:.1f} s ===", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
