@@ -187,13 +187,20 @@ class LiveConfig:
 
 @attrs.frozen(slots=True)
 class LiveNotice:
-    """Something an operator must hear (kinds: outcome_unknown, unresolved, unknown_order,
-    reconcile_difference, order_rejected, order_mismatch, cancel_failing, exchange_down,
-    exchange_up, adopted)."""
+    """Something an operator must hear.
+
+    kinds: outcome_unknown, unresolved, adopted, unknown_order, order_rejected, order_mismatch,
+    order_gone, reconcile_difference, trade_busted, cancel_failing, exchange_down, exchange_up,
+    shutdown_open_orders. `level` is "info", "warning", "error" or "critical".
+    """
 
     kind: str
     message: str
-    level: int = logging.WARNING
+    level: str = "warning"
+
+    @property
+    def title(self) -> str:
+        return "Live execution: " + self.kind.replace("_", " ")
 
 
 @attrs.frozen(slots=True)
@@ -363,7 +370,23 @@ class LiveExecutor:
 
     async def run(self, events: trio.MemoryReceiveChannel[Any], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Consume the private stream, reconcile, send cancels. Returns only when cancelled."""
+        """Consume the private stream, reconcile, send cancels. Returns only when cancelled.
+
+        May be called again after the supervised group restarts: every run starts with a full
+        (startup) reconciliation and waits for the private stream, as the first one did.
+        """
+        self._started = False
+        self._stream_up = False
+        self._blocks = {"startup": "startup reconciliation not done yet",
+                        "stream": "private stream not connected yet"}
+        self._resolving.clear()  # resolvers and settlers died with the previous run's tasks
+        self._settling.clear()
+        self._probe_last.clear()
+        self._diffs = DiffTracker(self.config.mismatch_checks)
+        self._check_wake = trio.Event()
+        self._cancel_wake = trio.Event()
+        if self._cancel_queue:
+            self._cancel_wake.set()
         self._load_stored_orders()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -1195,7 +1218,7 @@ class LiveExecutor:
         log.log(level, "live: %s", message)
         if self._notify_fn is not None:
             try:
-                self._notify_fn(LiveNotice(kind, message, level))
+                self._notify_fn(LiveNotice(kind, message, logging.getLevelName(level).lower()))
             except Exception:  # an alert must never break trading
                 log.exception("live: notify failed")
 

@@ -225,7 +225,13 @@ class Harness:
 
     async def start(self, *, ready: bool = True) -> None:
         await self.nursery.start(self.store.run)
-        await self.nursery.start(self.ex.run, self.recv)
+        self.run_scope = trio.CancelScope()
+
+        async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with self.run_scope:
+                await self.ex.run(self.recv, task_status=task_status)
+
+        await self.nursery.start(run)
         await self.send.send(StreamConnected("private", 1, trio.current_time()))
         if ready:
             with trio.fail_after(30):
@@ -509,6 +515,30 @@ async def test_startup_adopts_known_orders_and_books_fills_made_while_down(h, au
     assert again.state is OrderState.FILLED and again.cum_qty == 5
     assert ledger.position(SLUG).net_qty == 5 and ledger.cash == h.fake.cash
     assert ex2.corrections == 0  # booked from the order's report, not forced
+
+
+async def test_a_second_run_after_a_group_restart_reconciles_again_before_trading(
+        h, autojump_clock):
+    await h.start()
+    order = await h.ex.submit(req())
+    scope = trio.CancelScope()
+
+    async def second_run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await h.ex.run(recv, task_status=task_status)
+
+    h.run_scope.cancel()  # the supervised group goes down ...
+    await trio.sleep(1)
+    h.fake.open.pop("x1")  # ... and the exchange cancels our order meanwhile
+    h.fake.orders["x1"] = exch_order("x1", state=OrderState.CANCELED, created=order.created_at)
+    send, recv = trio.open_memory_channel[Any](10)
+    calls = h.fake.calls.count("open_orders")
+    await h.nursery.start(second_run)
+    assert not h.ex.trading_allowed and "startup" in h.ex.readiness_reason
+    await send.send(StreamConnected("private", 1, trio.current_time()))
+    await h.ex.wait_ready()
+    assert h.fake.calls.count("open_orders") > calls and order.state is OrderState.CANCELED
+    scope.cancel()
 
 
 async def test_a_persistent_difference_is_corrected_and_a_late_execution_books_nothing(h, autojump_clock):
