@@ -122,6 +122,7 @@ UNRESOLVED = frozenset({OrderState.SUBMITTING, OrderState.OUTCOME_UNKNOWN})
 RESTING = frozenset({OrderState.PENDING_NEW, OrderState.PENDING_RISK, OrderState.NEW,
                      OrderState.PARTIALLY_FILLED, OrderState.PENDING_REPLACE})
 MAX_CANCEL_BATCH = 20
+MAX_REMEMBERED_TRADES = 100_000
 META_SYNCED_AT = "live_synced_at"
 META_TRANSFERS = "live_transfer_ids"  # JSON list: deposits/withdrawals already booked
 TRANSFER_TYPES = ("ACTIVITY_TYPE_ACCOUNT_DEPOSIT", "ACTIVITY_TYPE_ACCOUNT_ADVANCED_DEPOSIT",
@@ -248,8 +249,9 @@ class LiveExecutor:
         self._inflight_idle.set()
         self._foreign: dict[str, Order] = {}  # open orders at the exchange that are not ours
         self._reported_foreign: set[str] = set()
+        # trade id -> our fill (to reverse a bust) / trades we have booked; bounded, oldest out
         self._fills_by_trade: dict[str, Fill] = {}
-        self._known_trades: set[str] = set()
+        self._known_trades: dict[str, None] = {}
         self._busted: set[str] = set()
         self._market_seq: dict[str, int] = {}
         self._exec_seq = 0
@@ -576,7 +578,8 @@ class LiveExecutor:
             order.local_id, order.market_slug, order.intent, qty, avg_px=price,
             exec_id=f"inferred-{order.local_id}",
             trade_id=trades[0].trade_id if len(trades) == 1 else "")
-        self._known_trades.update(a.trade_id for a in trades)
+        for a in trades:
+            self._remember_trade(a.trade_id)
         order.cum_qty = qty
         order.avg_px = price
         done = qty >= order.quantity
@@ -584,7 +587,7 @@ class LiveExecutor:
         if not done:
             self.registry.handle(order, OrderEvent.EXEC_CANCELED, reason="not open at the exchange")
         if fill is not None and len(trades) == 1:
-            self._fills_by_trade[trades[0].trade_id] = fill
+            self._remember_trade(trades[0].trade_id, fill)
         synthetic = Execution(exec_id="", order=order.to_order(),
                               exec_type=ExecutionType.FILL if done else ExecutionType.CANCELED,
                               last_shares=qty, last_px=price, text="inferred from position")
@@ -664,9 +667,7 @@ class LiveExecutor:
         fill = book_execution(execution, self.registry, self.ledger, self.store)
         self._bump(reported.market_slug)
         if execution.trade_id:
-            self._known_trades.add(execution.trade_id)
-            if fill is not None:
-                self._fills_by_trade[execution.trade_id] = fill
+            self._remember_trade(execution.trade_id, fill)
         if order is None:
             self._note_foreign(reported)
         else:
@@ -784,6 +785,14 @@ class LiveExecutor:
         self.store.save_ledger(self.ledger.drain_changes())
         self._bump(slug)
         log.info("live: %s settled at %s, realized %s", slug, value, realized)
+
+    def _remember_trade(self, trade_id: str, fill: Fill | None = None) -> None:
+        self._known_trades[trade_id] = None
+        if fill is not None:
+            self._fills_by_trade[trade_id] = fill
+        for table in (self._known_trades, self._fills_by_trade):
+            while len(table) > MAX_REMEMBERED_TRADES:
+                del table[next(iter(table))]
 
     def _bump(self, slug: str) -> None:
         self._exec_seq += 1
