@@ -4,10 +4,10 @@ There is no Docker daemon on CI, so this test reads the Dockerfile and does what
 listed sources (filtered by .dockerignore) into a stand-in for WORKDIR, apply its ENV, and run its
 install RUN steps with a fresh virtualenv's `python`/`pip` first on PATH, as an unprivileged user,
 exactly as written. The result must import from the virtualenv (not from the source tree) and
-answer the image's CMD. A Dockerfile edit that breaks the install breaks this test.
-
-TODO(issue 8, lead): start the image's CMD from this filesystem against `python -m polybot sim`
-(`run --sim-credentials FILE`, HEALTH_PORT=0 or a free port) and wait for GET /health == 200.
+answer the image's CMD. Then the image's CMD runs from that filesystem, as that user, configured
+only through environment variables (as `env_file: .env` does), against `python -m polybot sim`,
+until the image's own HEALTHCHECK command succeeds; SIGTERM then stops it cleanly. A Dockerfile
+edit that breaks the install or the entry point breaks this test.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import os
 import pwd
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -164,5 +167,71 @@ def test_image_install_steps_build_a_working_venv_as_an_unprivileged_user():
         answered = as_user(*cmd, "--help", cwd=workdir)
         assert answered.returncode == 0, answered.stderr
         assert as_user("polybot", "--help", cwd=stage).returncode == 0  # the console script too
+
+        run_image_cmd_against_the_sim(cmd, env, workdir, stage, user)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_image_cmd_against_the_sim(cmd: list[str], env: dict[str, str], workdir: Path,
+                                  stage: Path, user: pwd.struct_passwd) -> None:
+    creds_file = stage / "sim-credentials.json"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "polybot", "sim", "--port", "0", "--seed", "2",
+         "--credentials-file", str(creds_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bot = None
+    try:
+        deadline = time.monotonic() + 30
+        while not creds_file.exists():
+            assert sim.poll() is None and time.monotonic() < deadline, "the sim did not start"
+            time.sleep(0.1)
+        creds = json.loads(creds_file.read_text())
+        port = free_port()
+        for folder in ("logs", "data"):
+            (workdir / folder).mkdir(exist_ok=True)
+            shutil.chown(workdir / folder, user.pw_uid, user.pw_gid)
+        bot_env = {
+            **env,
+            "TRADING_MODE": "paper",
+            "PM_API_KEY_ID": creds["key_id"], "PM_PRIVATE_KEY": creds["secret_key"],
+            "PM_BASE_URL": creds["api_url"], "PM_GATEWAY_URL": creds["gateway_url"],
+            "PM_WS_URL": creds["ws_url"], "MARKET_SLUGS": ",".join(creds["markets"]),
+            "OPTICODDS_BASE_URL": creds["opticodds_url"], "OPTICODDS_API_KEY": creds["opticodds_key"],
+            "HEALTH_PORT": str(port),
+        }  # fmt: skip
+        bot = subprocess.Popen(
+            ["runuser", "-u", UNPRIVILEGED, "--", "env", "-i", *[f"{k}={v}" for k, v in bot_env.items()], *cmd],
+            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        healthcheck = json.loads(
+            next(rest for word, rest in instructions() if word == "HEALTHCHECK").split("CMD", 1)[1])
+        deadline = time.monotonic() + 60
+        while True:
+            assert bot.poll() is None, f"the image's CMD exited early:\n{bot.stderr.read()[-3000:]}"
+            probe = subprocess.run(
+                ["runuser", "-u", UNPRIVILEGED, "--", "env", "-i", *[f"{k}={v}" for k, v in bot_env.items()], *healthcheck],
+                cwd=workdir, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            if probe.returncode == 0:
+                break
+            assert time.monotonic() < deadline, f"HEALTHCHECK never passed: {probe.stderr[-1000:]}"
+            time.sleep(0.5)
+        assert (workdir / "logs" / "bot.log").exists()  # the relative defaults land in /app/logs
+        # Signal the bot itself, as Docker does (runuser would SIGKILL its child 2 s after a TERM).
+        children = subprocess.run(["pgrep", "-P", str(bot.pid)], capture_output=True, text=True)
+        pids = [int(p) for p in children.stdout.split()]
+        assert len(pids) == 1, children
+        os.kill(pids[0], signal.SIGTERM)
+        assert bot.wait(timeout=20) == 0, bot.stderr.read()[-3000:]
+    finally:
+        for proc in (bot, sim):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
