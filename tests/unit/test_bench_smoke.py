@@ -1,0 +1,73 @@
+"""Each benchmark runs end to end at a tiny size and writes a result of the documented shape.
+
+These keep `bench/` from rotting as the code under it changes. They assert structure and
+bookkeeping (every frame dispatched, every event accounted for), never a time: speed is reported
+by `python -m bench` as ratios against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import hot_path, scale, tick_to_order
+
+TOP_KEYS = {"benchmark", "started_at", "duration_seconds", "machine", "params", "rows", "summary"}
+
+
+def _written(out: Path, name: str, result: dict[str, Any]) -> dict[str, Any]:
+    on_disk = json.loads((out / f"{name}.json").read_text())
+    assert set(on_disk) == TOP_KEYS
+    assert on_disk["benchmark"] == name
+    machine = on_disk["machine"]
+    assert machine["python"] and machine["cpu_count"] >= 1
+    assert machine["packages"]["polybot"] and machine["packages"]["polymarket-us"]
+    assert on_disk["summary"] == json.loads(json.dumps(result["summary"], default=str))
+    return on_disk
+
+
+def test_hot_path_result_has_both_pipelines_their_ratio_and_a_profile(tmp_path: Path) -> None:
+    result = hot_path.run(markets=10, frames=200, rounds=3, edge_share=0.2, profile=True,
+                          out_dir=tmp_path)
+    data = _written(tmp_path, "hot_path", result)
+    pipelines = [r["pipeline"] for r in data["rows"]]
+    assert any(p.startswith("polybot: decode") for p in pipelines)
+    assert any(p.startswith("polymarket-us SDK") for p in pipelines)
+    full = data["rows"][0]
+    assert full["frames"] == 200 * 3  # every frame of every round went through the pipeline
+    s = data["summary"]
+    assert s["ratio_polybot_full_over_sdk_decode"] == pytest.approx(
+        s["polybot_frames_per_s"] / s["sdk_frames_per_s"], rel=0.01)
+    assert s["orders"] > 0  # the edge frames reached the gate and the paper executor
+    assert (tmp_path / "hot_path_profile.txt").read_text().strip()
+    assert (tmp_path / "hot_path_profile.html").exists()
+
+
+@pytest.mark.slow
+def test_tick_to_order_accounts_for_every_event_next_to_the_loopback_rtt(tmp_path: Path) -> None:
+    result = tick_to_order.run(events=6, markets=3, timeout=3.0, out_dir=tmp_path)
+    data = _written(tmp_path, "tick_to_order", result)
+    s = data["summary"]
+    assert s["measured"] + s["missed"] == 6
+    assert s["measured"] > 0
+    measures = [r["measure"] for r in data["rows"]]
+    assert measures[0].startswith("tick to order")
+    assert any("ping" in m for m in measures) and any("HTTP GET" in m for m in measures)
+    assert data["params"]["mode"] == "live"
+    assert s["bot_counters"]["orders"] >= s["measured"]
+
+
+@pytest.mark.slow
+def test_scale_samples_idle_and_load_for_each_size_and_the_bot_keeps_count(tmp_path: Path) -> None:
+    result = scale.run(sizes=(3,), rate=200.0, idle=0.6, load=1.0, out_dir=tmp_path)
+    data = _written(tmp_path, "scale", result)
+    (row,) = data["rows"]
+    assert row["markets"] == 3 and row["trusted_books"] == 3
+    assert row["idle_rss_mib"] > 0 and row["load_rss_mib"] > 0
+    assert row["frames_sent"] > 0
+    assert row["bot_frames"] >= row["frames_sent"]  # heartbeats count too
+    assert row["ready_s"] > 0
+    assert set(data["summary"]) >= {"m3_ready_s", "m3_idle_rss_mib", "m3_load_cpu_pct"}
