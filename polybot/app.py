@@ -161,14 +161,16 @@ class Bot:
 
     def _build_executor(self) -> Any:
         if self.mode == "paper":
-            executor = PaperExecutor(self.registry, self.ledger, self.books, recorder=self.store,
+            executor = PaperExecutor(self.registry, self.ledger, self.books,
+                                     recorder=_FillCounting(self.store, self.metrics),
                                      markets=self.markets)
             # Paper orders left open by a previous run no longer exist anywhere: book them cancelled.
             executor.cancel_restored(self.store.load_orders())
             return executor
         from polybot.execution.live import LiveConfig, LiveExecutor
 
-        return LiveExecutor(self.rest, self.registry, self.ledger, self.store,
+        return LiveExecutor(self.rest, self.registry, self.ledger,
+                            _FillCounting(self.store, self.metrics),
                             slugs=list(self.settings.market_slugs),
                             config=LiveConfig(cancel_unknown_orders=self.settings.cancel_unknown_orders),
                             notify=self._on_live_notice)
@@ -602,6 +604,12 @@ class Bot:
                 _sync_counter(m.frames.labels(stream=name), stream.frames)
                 _sync_counter(m.bytes_received.labels(stream=name), stream.bytes)
                 _sync_counter(m.reconnects.labels(stream=name), stream.reconnects)
+        feed = self._odds_feed
+        if feed is not None:  # per-sport SSE streams; their bytes are not kept across connections
+            _sync_counter(m.frames.labels(stream="odds"),
+                          sum(st.events for st in feed.statuses.values()))
+            _sync_counter(m.reconnects.labels(stream="odds"),
+                          sum(st.reconnects for st in feed.statuses.values()))
 
     def usd_at_risk(self) -> Decimal:
         return portfolio_at_risk(at_risk_by_market(self.ledger.positions, self._open_orders()))
@@ -644,6 +652,27 @@ class Bot:
             self._alert(Level.ERROR, "Shutdown overran its time limit",
                         "open orders may remain at the exchange", key="shutdown")
         return code
+
+
+class _FillCounting:
+    """The store as the executors' recorder, counting each booked fill into `polybot_fills`.
+
+    Every execution of both executors is recorded through here exactly once with its fill
+    (`orders.book_execution`, and the live executor's inferred fills), so this is the one place
+    a fill can be counted without a second path that could drift from the ledger.
+    """
+
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    def record_execution(self, execution: Any, fill: Any, order: Any) -> None:
+        self._store.record_execution(execution, fill, order)
+        if fill is not None:
+            self._metrics.fills.labels(market=fill.market_slug).inc()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
 
 
 def _sync_counter(counter: Any, value: int) -> None:

@@ -1,0 +1,172 @@
+"""`python -m polybot run` end to end against `python -m polybot sim` (both subprocesses).
+
+Each test starts its own bot (own DATA_DIR, HEALTH_PORT=0) against the shared lively sim and
+looks only at the bot's HTTP endpoints, log file and DATA_DIR, and the sim's records.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import PYTHON, base_env, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_run")]
+
+# What issue 8 asks /metrics to carry (prometheus-client family names: counters without _total).
+REQUIRED_FAMILIES = {
+    "polybot_stream_frames": "frames per stream",
+    "polybot_stream_bytes": "bytes per stream",
+    "polybot_book_age_seconds": "book age",
+    "polybot_fair_value_age_seconds": "fair-value age",
+    "polybot_signals": "signals",
+    "polybot_orders": "orders by outcome",
+    "polybot_fills": "fills",
+    "polybot_rejections": "rejections by reason",
+    "polybot_restarts": "restarts",
+    "polybot_equity_usd": "equity",
+    "polybot_daily_pnl_usd": "P&L",
+    "polybot_realized_pnl_usd": "P&L",
+    "polybot_usd_at_risk": "USD at risk",
+    "polybot_decision_latency_seconds": "decision latency histogram",
+}
+
+
+def families(text: str) -> dict[str, Any]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def sample_total(family: Any, suffix: str = "_total", **labels: str) -> float:
+    return sum(s.value for s in family.samples if s.name == family.name + suffix
+               and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def db_count(data_dir: Path, table: str) -> int:
+    conn = sqlite3.connect(f"{(data_dir / 'polybot.db').resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_paper_run_gets_ready_trades_and_reports_markets_and_metrics(sim, start_bot) -> None:
+    bot = start_bot(sim, "paper")
+    bot.wait_ready()
+    assert bot.get("/health").status_code == 200
+
+    wait_until(lambda: bot.status()["extra"]["counters"]["orders"] > 0, 40, "a paper order")
+    wait_until(lambda: db_count(bot.data_dir, "fills") > 0, 10, "a paper fill in the database")
+
+    status = bot.status()
+    assert status["mode"] == "paper"
+    assert status["trading_state"] == "ACTIVE"
+    rows = {row["slug"]: row for row in status["markets"]}
+    assert sorted(rows) == sorted(sim.markets)
+    for row in rows.values():
+        assert row["bid"] is not None and row["ask"] is not None and row["fair"] is not None
+        assert row["state"] == "trusted"
+
+    metrics = families(bot.metrics_text())
+    missing = {name: why for name, why in REQUIRED_FAMILIES.items() if name not in metrics}
+    assert not missing, f"/metrics lacks {missing}"
+
+    def counted() -> dict[str, Any] | None:  # the exporter catches up once a second
+        m = families(bot.metrics_text())
+        wanted = [sample_total(m["polybot_stream_frames"], stream=s) for s in ("markets", "odds")]
+        wanted.append(sample_total(m["polybot_stream_bytes"], stream="markets"))
+        wanted += [sample_total(m[n]) for n in ("polybot_signals", "polybot_orders", "polybot_fills")]
+        wanted.append(sample_total(m["polybot_decision_latency_seconds"], "_count"))
+        return m if all(v > 0 for v in wanted) else None
+
+    metrics = wait_until(counted, 10, "frames, bytes, signals, orders, fills and latencies")
+    assert sample_total(metrics["polybot_restarts"]) == 0
+    assert {s.labels["market"] for s in metrics["polybot_book_age_seconds"].samples} == set(
+        sim.markets)
+    assert {s.labels["market"] for s in metrics["polybot_fair_value_age_seconds"].samples} == set(
+        sim.markets)
+
+    code, seconds = bot.terminate()
+    assert code == 0, bot.output()
+    assert seconds < 10
+
+
+def test_live_run_places_orders_that_the_exchange_records(sim, start_bot) -> None:
+    before = {o["orderId"] for o in sim.accepted_orders()}
+    bot = start_bot(sim, "live", RISK_MAX_POSITION_PER_MARKET="100000",
+                    RISK_MAX_PORTFOLIO_EXPOSURE="100000", RISK_MAX_CORRELATED_EXPOSURE="100000")
+    bot.wait_ready()
+
+    def new_orders() -> list[dict[str, Any]]:
+        return [o for o in sim.accepted_orders() if o["orderId"] not in before]
+
+    orders = wait_until(new_orders, 40, "an order of the bot at the exchange")
+    assert {o["marketSlug"] for o in orders} <= set(sim.markets)
+    assert all(o["tif"] == "TIME_IN_FORCE_IMMEDIATE_OR_CANCEL" for o in orders)
+    status = bot.status()
+    assert status["mode"] == "live"
+    assert status["extra"]["counters"]["orders"] >= len(orders)
+    wait_until(lambda: sample_total(families(bot.metrics_text())["polybot_stream_frames"],
+                                    stream="private") > 0, 10, "private-stream frames counted")
+
+    code, seconds = bot.terminate()
+    assert code == 0, bot.output()
+    assert seconds < 10
+
+
+def test_maintenance_is_degraded_and_not_ready_then_both_recover(sim, start_bot) -> None:
+    bot = start_bot(sim, "paper")
+    bot.wait_ready()
+
+    sim.faults(maintenance=True)
+    wait_until(lambda: bot.get("/ready").status_code == 503, 15, "/ready 503 in maintenance")
+    health = wait_until(lambda: (r := bot.get("/health")).status_code == 200
+                        and "degraded" in r.text and r, 15, "/health 200 degraded")
+    assert "markets" in health.text  # it says why
+    assert bot.get("/ready").status_code == 503
+    assert "reason" in bot.get("/ready").json()
+
+    sim.faults(maintenance=False)
+    wait_until(lambda: bot.get("/ready").status_code == 200, 45, "/ready 200 after maintenance")
+    health = bot.get("/health")
+    assert health.status_code == 200 and "degraded" not in health.text
+    assert bot.proc.poll() is None
+    assert sample_total(families(bot.metrics_text())["polybot_restarts"]) == 0
+
+
+def test_invalid_settings_exit_2_with_one_line_per_problem(tmp_path) -> None:
+    env = base_env()  # otherwise complete, so exactly the three broken values are reported
+    env.update({"PM_API_KEY_ID": "0b6c5a52-5a53-4d9c-a4b5-0c8f5f1b2b11",
+                "PM_PRIVATE_KEY": base64.b64encode(bytes(range(32))).decode(),
+                "MARKET_SLUGS": "aec-nba-bos-nyk-2026-11-26"})
+    env.update({"TRADING_MODE": "sideways", "RISK_KELLY_FRACTION": "3",
+                "HEALTH_PORT": "eighty", "DATA_DIR": str(tmp_path / "data")})
+    t0 = time.monotonic()
+    proc = subprocess.run([PYTHON, "-m", "polybot", "run"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    problems = [line for line in proc.stderr.splitlines() if line.startswith("polybot: bad setting")]
+    for name in ("TRADING_MODE", "RISK_KELLY_FRACTION", "HEALTH_PORT"):
+        assert sum(name in line for line in problems) == 1, (name, proc.stderr)
+    assert len(problems) == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started
+    assert time.monotonic() - t0 < 10
+
+
+def test_the_readme_demo_trades_for_60_seconds_and_exits_0(demo_run) -> None:
+    proc, out, started = demo_run
+    code = proc.wait(timeout=max(5.0, started + 90 - time.monotonic()))
+    text = out.read_text()
+    assert code == 0, text
+    assert "polybot demo finished" in text
+    summary = text[text.index("polybot demo finished"):]
+    orders = int(summary.split("orders ")[1].split()[0])
+    assert orders > 0, text
+    assert "health  http://127.0.0.1:" in text
