@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -252,6 +253,7 @@ class LiveExecutor:
         # trade id -> our fill (to reverse a bust) / trades we have booked; bounded, oldest out
         self._fills_by_trade: dict[str, Fill] = {}
         self._known_trades: dict[str, None] = {}
+        self._report_fills: dict[str, deque[tuple[datetime, Decimal]]] = {}  # no trade id
         self._busted: set[str] = set()
         self._market_seq: dict[str, int] = {}
         self._exec_seq = 0
@@ -556,10 +558,15 @@ class LiveExecutor:
         pos = positions.get(slug)
         delta = ((pos.net_qty if pos else ZERO) - self.ledger.position(slug).net_qty)
         delta *= order.intent.position_sign
-        since = order.created_at - timedelta(seconds=self.config.match_time_tolerance)
+        # Trades since the intent that no booked execution names. Fills recovered from order
+        # reports carry no trade id, so their quantity explains that much of them. The position
+        # is the real guard (the ledger holds every fill we know of); trades only add evidence.
+        since = order.created_at
         trades = [a for a in acts if a.trade_id not in self._known_trades
-                  and a.trade_state != BUSTED and (a.time is None or a.time >= since)]
-        if delta == 0 and not trades:
+                  and a.trade_state != BUSTED and a.time is not None and a.time >= since]
+        unexplained = sum((a.qty or ZERO for a in trades), ZERO) - sum(
+            (q for t, q in self._report_fills.get(slug, ()) if t >= since), ZERO)
+        if delta == 0 and unexplained <= 0:
             return "absent"
         last = self._probe_last.get(order.local_id)
         self._probe_last[order.local_id] = (delta, seq)
@@ -699,6 +706,8 @@ class LiveExecutor:
             fill = book_execution(execution, self.registry, self.ledger, self.store)
         if fill is not None:
             self._bump(order.market_slug)
+            fills = self._report_fills.setdefault(order.market_slug, deque(maxlen=1000))
+            fills.append((self._clock(), fill.qty))
             log.info("live: fill of %s recovered from an order report: %s @ %s",
                      order.local_id, fill.qty, fill.price)
         if not order.is_open:

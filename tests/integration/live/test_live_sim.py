@@ -8,6 +8,8 @@ apart, REST timeout 0.5 s) so the suite runs in seconds of real time.
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -472,4 +474,46 @@ async def test_resting_orders_whose_signal_disappeared_are_cancelled_at_the_exch
     assert bot.executor.sync_signals(slug, []) == [order]
     await eventually(lambda: order.state is OrderState.CANCELED)
     assert env.sim.exchange.get_order(env.bot_id, order.exchange_id).state is OrderState.CANCELED
+    await env.stop(bot)
+
+
+async def test_random_faults_never_duplicate_an_order_and_the_ledger_converges(env):
+    """Orders under a seeded mix of faults: hung and failed creates, silent and dropped sockets."""
+    rng = random.Random(int(os.environ.get("LIVE_CHAOS_SEED", "5")))  # other seeds: set it
+    faults = env.sim.faults
+    bot = await env.start_bot()
+    orders: list[TrackedOrder] = []
+    for _ in range(10):
+        slug = rng.choice(env.sim.markets[:3])
+        await offer(env, slug, "0.50", str(rng.randint(1, 4)))
+        fault = rng.choice(["none", "hang", "error", "silent", "drop"])
+        if fault == "hang":
+            faults.hang_orders = 1
+        elif fault == "error":
+            faults.error_burst = 1
+        elif fault == "silent":
+            faults.ws_silent = True
+        elif fault == "drop":
+            faults.drop_websockets()
+        with trio.fail_after(10):
+            while not bot.executor.can_submit(slug):
+                await trio.sleep(0.05)
+        tif = rng.choice([TimeInForce.IOC, TimeInForce.GTC])
+        order = await bot.executor.submit(
+            request(slug, Intent.BUY_LONG, rng.choice(["0.45", "0.50", "0.55"]),
+                    str(rng.randint(1, 5)), tif))
+        if order is not None:
+            orders.append(order)
+        await trio.sleep(rng.uniform(0, 0.3))
+        faults.ws_silent = False
+        faults.hang_orders = faults.error_burst = 0
+    await eventually(lambda: not any(o.state in (OrderState.SUBMITTING, OrderState.OUTCOME_UNKNOWN)
+                                     for o in orders), timeout=10)
+    mine = [o.exchange_id for o in orders if o.exchange_id is not None]
+    assert len(mine) == len(set(mine))
+    accepted = [a.order_id for a in env.accepted()]
+    assert set(mine) <= set(accepted)
+    assert len(accepted) <= len(orders)  # never more orders at the exchange than we sent
+    assert bot.executor.unknown_orders() == []
+    await eventually(lambda: ledger_matches_sim(env, bot, *env.sim.markets), timeout=10)
     await env.stop(bot)
