@@ -985,7 +985,7 @@ class LiveExecutor:
             return
         quiet = seq_before == self._exec_seq and (startup or self._last_check_seq == seq_before)
         self._last_check_seq = self._exec_seq
-        if startup:
+        if startup and quiet:  # nothing sent yet and nothing arrived meanwhile: fix at once
             to_fix = [d for d in diffs if d.key not in unresolved
                       and not (d.key == CASH and unresolved)]
         else:
@@ -1043,9 +1043,8 @@ class LiveExecutor:
                 p = positions.get(d.key)
                 self.ledger.set_position(d.key, d.exchange,
                                          exchange_avg_yes(d.exchange, p.cost if p else None))
-                for order in self.registry.open_orders(d.key):
-                    r = reports.get(order.order_id)
-                    if r is not None:  # a late execution of this order must book nothing
+                for r in reports.values():  # a late execution of these must book nothing
+                    if r.market_slug == d.key:
                         self.ledger.mark_booked(r.order_id, r.cum_quantity, r.avg_px)
             self._diffs.forget(d.key)
         self.store.save_ledger(self.ledger.drain_changes())
