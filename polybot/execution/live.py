@@ -1204,26 +1204,29 @@ class LiveExecutor:
                     targets.append((r.order_id, r.market_slug))
                 if order is not None:
                     self._apply_report(order, r)
-            mine_open = {o.order_id for o in self.registry.open_orders()
-                         if o.exchange_id is not None}
-            for order in self.registry.open_orders():  # ours not listed open: final state
-                if order.exchange_id and order.exchange_id not in {r.order_id for r in open_orders}:
+            listed = {r.order_id for r in open_orders}
+            for order in self.registry.open_orders():  # ours not listed open: ask each one
+                if order.exchange_id and order.exchange_id not in listed:
                     try:
                         self._apply_report(order, await self.rest.order(order.exchange_id))
                     except E.PolymarketError:
                         pass
+                    if order.is_open:  # e.g. a market no longer configured
+                        targets.append((order.exchange_id, order.market_slug))
             unresolved = [o.local_id for o in self.registry.open_orders() if self._unresolved(o)]
             still = [oid for oid, _ in targets] + unresolved
-            if not targets:
-                return unresolved, ("unresolved creates: " + ", ".join(unresolved)
-                                    if unresolved else "all cancels confirmed")
-            self._last_detail = f"{len(targets)} open ({len(mine_open)} ours)"
+            self._last_still = still
+            if not still:
+                return [], "all cancels confirmed"
+            # unknown outcomes are waited for (a claim above may still find them) until the
+            # time limit, then reported as possibly open
+            self._last_detail = (f"{len(targets)} open" + (
+                f", unresolved creates: {', '.join(unresolved)}" if unresolved else ""))
             for i in range(0, len(targets), MAX_CANCEL_BATCH):
                 try:
                     await self._send_cancels(targets[i:i + MAX_CANCEL_BATCH])
                 except E.PolymarketError as exc:
                     self._last_detail = f"cancel failed: {exc}"
-            self._last_still = still
             await trio.sleep(self.config.shutdown_poll)
 
     # --- helpers ----------------------------------------------------------------------------------

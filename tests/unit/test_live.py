@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -163,7 +164,8 @@ class FakeExchange:
         self.cancel_batches.append([o for o, _ in orders])
         if self.cancels_remove:
             for oid, _ in orders:
-                self.open.pop(oid, None)
+                if self.open.pop(oid, None) is not None:
+                    self.orders[oid] = attrs.evolve(self.orders[oid], state=OrderState.CANCELED)
         return [o for o, _ in orders]
 
     async def open_orders(self, slugs: Any = ()) -> list[Order]:
@@ -663,3 +665,23 @@ async def test_shutdown_reports_orders_it_could_not_cancel(h, autojump_clock):
     assert not report.all_confirmed and report.still_open == (order.exchange_id,)
     assert trio.current_time() - start <= 3 + 5 + 1  # bounded
     assert "shutdown_open_orders" in h.kinds()
+
+
+async def test_shutdown_waits_for_an_unknown_outcome_and_reports_it_if_unresolved(
+        h, autojump_clock):
+    await h.start()
+    h.fake.create = ambiguous
+    order = await h.ex.submit(req())
+    report = await h.ex.shutdown(cancel=True)  # the resolver proves it absent meanwhile
+    assert report.all_confirmed and order.state is OrderState.REJECTED
+    order2 = await h.ex.submit(req(slug=SLUG2))
+    assert order2 is None  # shutting down
+
+
+async def test_shutdown_names_an_unresolved_create_as_possibly_open(h, autojump_clock):
+    await h.start()
+    h.fake.create = ambiguous
+    order = await h.ex.submit(req())
+    h.fake.fail_reads = 10_000  # the exchange cannot be read any more
+    report = await h.ex.shutdown(cancel=True)
+    assert not report.all_confirmed and order.local_id in report.still_open
