@@ -696,6 +696,10 @@ class LiveExecutor:
         self._apply_report(order, reported)
 
     def _apply_report(self, order: TrackedOrder, reported: Order) -> Fill | None:
+        if reported.intent is Intent.UNKNOWN or not reported.market_slug:
+            # a report missing what we know already must not stop the booking of its fills
+            reported = attrs.evolve(reported, intent=order.intent,
+                                    market_slug=reported.market_slug or order.market_slug)
         execution = report_execution(reported)
         if execution is None:  # pending states carry no execution type
             self.registry.apply_report(order, reported)

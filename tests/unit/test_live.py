@@ -412,6 +412,17 @@ async def test_an_execution_that_beats_the_posts_answer_is_linked_and_applied(h,
     assert h.ledger.position(SLUG).net_qty == 5 and h.ledger.cash == D(1000) - D("2.05")
 
 
+async def test_a_report_without_intent_still_books_our_orders_fill(h, autojump_clock):
+    await h.start()
+    order = await h.ex.submit(req())
+    h.fake.open["x1"] = h.fake.orders["x1"] = attrs.evolve(exch_order(
+        "x1", cum="2", state=OrderState.PARTIALLY_FILLED, avg="0.40", created=order.created_at),
+        intent=Intent.UNKNOWN, market_slug="")
+    await trio.sleep(10.5)
+    assert order.cum_qty == 2 and h.ledger.position(SLUG).net_qty == 2
+    assert h.ex.trading_allowed
+
+
 # --- executions -----------------------------------------------------------------------------------------
 
 
