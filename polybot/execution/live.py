@@ -24,21 +24,26 @@ answer — and only then treated as an unknown order (booked all the same: the a
 bot's). Busted trades are reversed from the fill we booked for that trade id; deposits and
 withdrawals are transfers; a resolution settles the market at the exchange's settlement value.
 
-**Reconciliation** runs at start, every `reconcile_interval` seconds, after every reconnect of the
-private stream and soon after a position/balance update disagrees with the ledger: open orders,
-`GET /v1/order/{id}` for our orders no longer open, positions (all pages) and balances. Reports
-book missed fills. A position or cash difference that persists across `mismatch_checks`
-consecutive checks with nothing in flight (no unresolved create, no execution booked in between)
-is logged with both sides, alerted, and resolved in the exchange's favour; the correction also
-advances the per-order booked quantities so a late execution is not booked a second time. The
-first reconciliation (startup) also adopts our stored orders and unacknowledged intents (an open
-order matching an intent is ours: the crash between POST and id), books deposits/withdrawals and
-settlements since the last sync, reports unknown orders in the configured markets (counted in USD
-at risk; cancelled only with `cancel_unknown_orders`) and corrects what is left at once (nothing
-is in flight before the first order). Until it succeeds trading stays disabled, retried with
-backoff, and `readiness_reason` says why; the same holds while the exchange is unreachable
-(maintenance: 503 everywhere, sockets refused) — the executor keeps retrying and resumes by
-itself.
+**Reconciliation** runs at every start of `run`, every `reconcile_interval` seconds, after every
+reconnect of the private stream and soon after a stream update disagrees with the ledger: open
+orders, `GET /v1/order/{id}` for our orders no longer listed, positions (all pages), balances and
+the deposit/withdrawal activities. Order reports book missed fills (exactly, fees included: they
+carry the cumulative quantity, average price and total commission), which is also how fills made
+while the bot was down are booked. Deposits and withdrawals are booked from the activities by
+transaction id (remembered in the store), so neither a repeated check nor a restart books one
+twice. A market the exchange shows flat or expired is settled at its published settlement value.
+A position or cash difference that persists across `mismatch_checks` consecutive checks with
+nothing in flight (no unresolved create, no execution booked in between) is logged with both
+sides, alerted, and resolved in the exchange's favour; the correction also advances the booked
+quantity of every order the exchange reported in that market, so a late execution books nothing.
+The startup pass also adopts our stored orders and unacknowledged intents (an open order matching
+an intent is ours: the crash between POST and id), reports unknown orders in the configured
+markets (counted in USD at risk; cancelled only with `cancel_unknown_orders`), adopts the account
+as it is on a first start with an empty ledger, and corrects what is left at once when nothing
+arrived during the pass (nothing has been sent yet). Until it succeeds trading stays disabled,
+retried with backoff, and `readiness_reason` says why; the same holds while the exchange is
+unreachable (maintenance: 503 everywhere, sockets refused) — the executor keeps retrying and
+resumes by itself.
 
 **Cancels** are queued (the same synchronous `cancel`/`cancel_all`/`sync_signals` as the paper
 executor) and sent by one worker in batches of at most 20, retried until the order is terminal
@@ -64,6 +69,11 @@ How the composition root drives it::
 Traps: the executor must see the private stream's `StreamConnected`/`ContinuityLost` events
 (readiness depends on them); `shutdown` needs the REST client still open; `submit` returns None
 (and sends nothing) when trading is not allowed in that market — check `can_submit` first.
+Attribution of a position change to an unknown outcome assumes the market had no other
+unexplained difference at that moment; if it had, the position still ends equal to the
+exchange's and cash is corrected by the next checks — only the P&L attribution can be off.
+Busts are reversed from memory of our fills; after a restart a bust of an older trade is left to
+the two-check correction.
 """
 
 from __future__ import annotations
