@@ -106,6 +106,7 @@ class Sim:
         self.admin_url: str = self.creds["admin_url"]
         self.markets: list[str] = list(self.creds["markets"])
         self.http = httpx.Client(timeout=10)
+        self.participants: list[Any] = []
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         resp = self.http.request(method, self.admin_url + path, json=body)
@@ -117,6 +118,12 @@ class Sim:
 
     def reset_faults(self) -> None:
         self.faults(reset=True)
+
+    def cleanup(self) -> None:
+        """Faults off and the other participants' orders cancelled: the next test starts clean."""
+        self.reset_faults()
+        for client in self.participants:
+            client.orders.cancel_all({"slugs": self.markets})
 
     def accepted_orders(self, account: str = "bot") -> list[dict[str, Any]]:
         return list(self.admin("GET", f"/admin/orders?account={account}")["orders"])
@@ -132,7 +139,9 @@ class Sim:
 
     def new_account(self, cash: str = "100000") -> Any:
         acct = self.admin("POST", "/admin/accounts", {"cash": cash})
-        return self.client(acct["key_id"], acct["secret_key"])
+        client = self.client(acct["key_id"], acct["secret_key"])
+        self.participants.append(client)
+        return client
 
     def open_orders(self) -> list[dict[str, Any]]:
         """The bot account's open orders, as the exchange has them."""
@@ -300,7 +309,7 @@ def start_bot(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callab
             if report is not None and report.failed:
                 sys.stderr.write(f"--- {bot.log_file} (tail) ---\n{bot.log()[-6000:]}\n")
         for sim in sims:
-            sim.reset_faults()
+            sim.cleanup()
 
 
 @pytest.fixture(scope="session")

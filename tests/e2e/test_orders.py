@@ -44,6 +44,13 @@ def order(slug: str, intent: str, price: Decimal, qty: int, tif: str = "GOOD_TIL
             "manualOrderIndicator": "MANUAL_ORDER_INDICATOR_AUTOMATIC"}
 
 
+def cheap_offer(fair: Decimal) -> tuple[Decimal, int]:
+    """An offer far enough under fair to be worth taking, and big enough to clear the bot's
+    minimum trade size ($1)."""
+    price = max(Decimal("0.05"), (fair - Decimal("0.12")).quantize(TICK, ROUND_DOWN))
+    return price, max(10, int(3 / price))
+
+
 def fair_of(bot: Bot, slug: str) -> Decimal:
     def fair() -> Decimal | None:
         row = next(r for r in bot.status()["markets"] if r["slug"] == slug)
@@ -59,7 +66,7 @@ def bot_orders_in(sim: Sim, slug: str, price: Decimal, known: set[str]) -> list[
 
 def rest_an_order(sim: Sim, bot: Bot, slug: str) -> tuple[str, Decimal]:
     """Make the bot leave a GTC buy resting at the exchange (see the module docstring)."""
-    price = max(Decimal("0.05"), (fair_of(bot, slug) - Decimal("0.15")).quantize(TICK, ROUND_DOWN))
+    price, qty = cheap_offer(fair_of(bot, slug))
     known = {o["orderId"] for o in sim.accepted_orders()}
     seller = sim.new_account()
     sim.faults(delay_seconds=2.0)
@@ -68,7 +75,7 @@ def rest_an_order(sim: Sim, bot: Bot, slug: str) -> tuple[str, Decimal]:
 
     def offer() -> None:
         try:
-            seller.orders.create(order(slug, "BUY_SHORT", price, 10))
+            seller.orders.create(order(slug, "BUY_SHORT", price, qty))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
         offered.set()
@@ -136,8 +143,8 @@ def test_flatten_closes_the_bots_position_at_the_exchange(quiet_sim, start_bot) 
     start_qty = Decimal(quiet_sim.positions().get(slug, {}).get("netPosition", "0"))
     fair = fair_of(bot, slug)
     other = quiet_sim.new_account()
-    price = (fair - Decimal("0.15")).quantize(TICK, ROUND_DOWN)
-    other.orders.create(order(slug, "BUY_SHORT", price, 7))
+    price, qty = cheap_offer(fair)
+    other.orders.create(order(slug, "BUY_SHORT", price, qty))
 
     def held() -> Decimal | None:
         qty = Decimal(quiet_sim.positions().get(slug, {}).get("netPosition", "0"))
