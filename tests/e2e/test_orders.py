@@ -119,6 +119,35 @@ def test_sigterm_cancels_a_resting_gtc_order_and_exits_0_within_10s(quiet_sim, s
     assert quiet_sim.order(order_id)["state"] == "ORDER_STATE_CANCELED"
 
 
+def test_sigterm_lets_a_create_in_flight_land_then_cancels_it(quiet_sim, start_bot) -> None:
+    """Order entry slower than reads (the exchange's order path lagging): the SIGTERM arrives
+    while the bot's create is in flight. The stop must wait for that answer, not abandon the
+    POST and leave an order it never saw resting at the exchange."""
+    slug = quiet_sim.markets[0]
+    bot = start_bot(quiet_sim, "live", **ONE_ORDER)
+    bot.wait_ready()
+    price, qty = cheap_offer(fair_of(bot, slug))
+    known = {o["orderId"] for o in quiet_sim.accepted_orders()}
+    seller = quiet_sim.new_account()
+    quiet_sim.faults(delay_seconds=2.0)
+    withdraw = threading.Thread(target=lambda: (time.sleep(1.0), seller.orders.cancel_all(
+        {"slugs": [slug]})))
+    withdraw.start()
+    seller.orders.create(order(slug, "BUY_SHORT", price, qty))  # placed after 2 s
+    time.sleep(0.2)  # the bot's create is now held at the exchange for ~2 s
+    quiet_sim.faults(delay_seconds=0.0)  # reads and cancels are quick again
+
+    code, seconds = bot.terminate()
+    withdraw.join(10)
+
+    assert code == 0, bot.output()
+    assert seconds < 10
+    mine = bot_orders_in(quiet_sim, slug, price, known)
+    assert len(mine) == 1  # the create did land...
+    assert quiet_sim.open_orders() == []  # ...and nothing of the bot's is left open
+    assert quiet_sim.order(mine[0]["orderId"])["state"] == "ORDER_STATE_CANCELED"
+
+
 def test_cancel_all_cancels_the_bots_resting_order_and_trading_goes_on(quiet_sim,
                                                                        start_bot) -> None:
     bot = start_bot(quiet_sim, "live", **ONE_ORDER)
