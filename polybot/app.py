@@ -356,8 +356,13 @@ class Bot:
             await nursery.start(self.executor.run, recv)
             task_status.started()
             while True:
-                progress.beat()
-                await trio.sleep(1.0)
+                # An exchange the executor cannot reconcile with is a dependency down: /health
+                # says "degraded" and why (it stays 200), /ready says 503.
+                if self.executor.trading_allowed:
+                    progress.recovered()
+                else:
+                    progress.degraded(f"live executor: {self.executor.readiness_reason}")
+                await trio.sleep(0.5)
 
     async def trader_child(self, progress: Progress, *,
                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

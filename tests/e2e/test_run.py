@@ -140,6 +140,24 @@ def test_maintenance_is_degraded_and_not_ready_then_both_recover(sim, start_bot)
     assert sample_total(families(bot.metrics_text())["polybot_restarts"]) == 0
 
 
+def test_exchange_errors_in_live_mode_are_degraded_not_unhealthy(sim, start_bot) -> None:
+    bot = start_bot(sim, "live", RISK_MAX_POSITION_PER_MARKET="100000",
+                    RISK_MAX_PORTFOLIO_EXPOSURE="100000", RISK_MAX_CORRELATED_EXPOSURE="100000")
+    bot.wait_ready()
+
+    sim.faults(error_burst=60)  # every REST call fails until 60 have
+    health = wait_until(lambda: (r := bot.get("/health")).status_code == 200
+                        and "exchange unreachable" in r.text and r, 20,
+                        "/health 200 saying the exchange is unreachable")
+    assert health.json()["status"] == "degraded"
+    assert bot.get("/ready").status_code == 503
+
+    sim.faults(error_burst=0)
+    bot.wait_ready(30)
+    wait_until(lambda: "degraded" not in bot.get("/health").text, 10, "/health ok again")
+    assert sample_total(families(bot.metrics_text())["polybot_restarts"]) == 0
+
+
 def test_invalid_settings_exit_2_with_one_line_per_problem(tmp_path) -> None:
     env = base_env()  # otherwise complete, so exactly the three broken values are reported
     env.update({"PM_API_KEY_ID": "0b6c5a52-5a53-4d9c-a4b5-0c8f5f1b2b11",
