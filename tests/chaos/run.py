@@ -69,6 +69,7 @@ CAP_MARKET = Decimal("5")
 CAP_EVENT = Decimal("5")
 CAP_PORTFOLIO = Decimal("12")
 RESTART_BUDGET = 20.0  # seconds from a (re)start until /health answers
+STOP_BUDGET = 10.0  # seconds from SIGTERM to exit (the operator's promise, issue 8)
 SUBPROCESS_EVERY = 3  # seeds with seed % 3 == 2 run the bot as a subprocess
 HTTP_TIMEOUT = 2.0
 
@@ -306,6 +307,7 @@ class Life:
     ended: float | None = None
     code: int | None = None
     how: str = ""  # "crash" / "sigkill" / "sigterm" / "final": who ended it
+    signalled: float | None = None  # when SIGTERM was sent
     open_after: list[str] = attrs.field(factory=list)
 
 
@@ -398,6 +400,7 @@ class SubprocessBot:
         life = self.lives[-1]
         life.how = how
         if self.proc.returncode is None:
+            life.signalled = trio.current_time()
             self.proc.send_signal(sig)
         with trio.move_on_after(timeout):
             await self.proc.wait()
@@ -533,7 +536,9 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
         stats.update(checks=monitor.checks, max_portfolio=str(monitor.max_portfolio),
                      orders=sum(1 for a in sim.exchange.orders_accepted if a.account_id == BOT),
                      fills=_count_filled(sim), settled=settled, lives=len(bot.lives),
-                     alerts=len(alerts.payloads))
+                     alerts=len(alerts.payloads),
+                     unresolved=len(_db_rows(data_dir, "SELECT local_id FROM orders WHERE state IN"
+                                             " ('SUBMITTING', 'OUTCOME_UNKNOWN')")))
         failures += check_at_risk(monitor)
         failures += check_lives(bot.lives, ready_after, session, alerts.texts())
         failures += check_orders_and_ledger(sim, data_dir)
@@ -596,6 +601,12 @@ async def apply(action: Action, sim: Any, bot: Any, end_at: float, settled: list
             ex.settle(slug, Decimal(a["value"]))
             settled.append(f"{slug}={a['value']}")
     elif k in ("crash", "sigkill", "sigterm"):
+        # a restart hits a bot that is up (a signal during interpreter start-up proves nothing):
+        # wait for its /health, within the restart budget
+        life = bot.lives[-1]
+        with trio.move_on_at(life.started + RESTART_BUDGET):
+            while life.health_at is None:
+                await trio.sleep(0.1)
         if k == "crash":
             await bot.crash()
         elif k == "sigkill":
@@ -632,6 +643,10 @@ def check_lives(lives: list[Life], ready_after: list[float], session: float,
                 out.append(f"uptime: run {i + 1} /health answered {took} after its start")
         if "overran" in life.how:
             out.append(f"shutdown: run {i + 1} did not exit within the time limit after SIGTERM")
+        elif (life.how in ("sigterm", "final") and life.signalled is not None
+              and life.ended is not None and life.ended - life.signalled > STOP_BUDGET):
+            out.append(f"shutdown: run {i + 1} exited {life.ended - life.signalled:.1f} s after "
+                       f"SIGTERM (promised within {STOP_BUDGET:.0f} s)")
         if life.how in ("sigterm", "final") and life.open_after:
             named = all(any(oid in t for t in alert_texts) for oid in life.open_after)
             if life.code != 1 or not named:
@@ -746,7 +761,8 @@ async def run_seeds(seeds: list[int], *, session: float, quiet: float, workdir: 
         st = r.stats
         say(f"seed {seed:3d} {r.mode:10s} {'PASS' if r.passed else 'FAIL'} {r.seconds:5.1f} s  "
             f"orders {st['orders']} filled {st['fills']} max at-risk {st['max_portfolio']} "
-            f"lives {st['lives']} alerts {st['alerts']} tif {st['tif']}")
+            f"lives {st['lives']} alerts {st['alerts']} tif {st['tif']}"
+            + (f" unresolved at exit {st['unresolved']}" if st["unresolved"] else ""))
         for f in r.failures:
             say(f"    {f}")
         if r.failures:

@@ -166,3 +166,12 @@ def test_lives_report_an_exit_of_its_own_and_open_orders_after_a_clean_stop():
     assert check_lives([said, ok], [25.0], 20.0, ["still open: o-1"]) == []
     assert check_lives([ok], [12.0], 20.0, []) == [
         "uptime: /ready never answered 200 in the quiet period after the faults"]
+
+
+def test_lives_report_a_sigterm_exit_slower_than_the_promised_ten_seconds():
+    ok = Life(started=0.0, health_at=1.0, ended=30.0, code=0, how="final")
+    slow = Life(started=0.0, health_at=1.0, ended=12.5, code=0, how="sigterm", signalled=1.0)
+    assert check_lives([slow, ok], [25.0], 20.0, []) == [
+        "shutdown: run 1 exited 11.5 s after SIGTERM (promised within 10 s)"]
+    quick = Life(started=0.0, health_at=1.0, ended=9.0, code=0, how="sigterm", signalled=1.0)
+    assert check_lives([quick, ok], [25.0], 20.0, []) == []
