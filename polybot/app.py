@@ -329,8 +329,18 @@ class Bot:
             progress.beat()
             await trio.sleep(0.2)
         async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
-            result = await match_markets(list(self.markets), overrides=s.odds_market_map,
-                                         **lookups(self.rest, client))
+            transient: list[str] = []
+            look = {name: _noting_transient(fn, transient)
+                    for name, fn in lookups(self.rest, client).items()}
+            result = await match_markets(list(self.markets), overrides=s.odds_market_map, **look)
+            if transient:
+                # match_markets reports a failed lookup as "not matched" and goes on; for a 5xx or
+                # a timeout that would leave the market untraded for the life of the process
+                # while /ready says 200. Fail the group instead: it restarts (visibly, with
+                # backoff, within the crash budget) and matches again.
+                raise MatchingIncomplete(
+                    f"{len(result.unmatched)} market(s) not matched after a transient lookup "
+                    f"failure ({transient[0]}); restarting to match them")
             progress.beat()
             for miss in result.unmatched:
                 self.recent_errors.append(f"{miss.slug} not matched: {miss.reason}")
@@ -657,6 +667,31 @@ class Bot:
             self._alert(Level.ERROR, "Shutdown overran its time limit",
                         "open orders may remain at the exchange", key="shutdown")
         return code
+
+
+class MatchingIncomplete(Exception):
+    """A market could not be matched to OpticOdds because a lookup failed transiently."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A lookup error that may well not recur: 5xx, 429, timeout, connection trouble."""
+    from polybot.opticodds import client as oc
+    from polybot.polymarket import errors as pm
+
+    return isinstance(exc, (oc.ServerError, oc.RateLimitedError, oc.OpticOddsTransportError,
+                            pm.ServerError, pm.RateLimited, pm.TransportError, pm.Timeout))
+
+
+def _noting_transient(fn: Callable[..., Any], seen: list[str]) -> Callable[..., Any]:
+    async def lookup(*args: Any) -> Any:
+        try:
+            return await fn(*args)
+        except Exception as exc:
+            if _is_transient(exc):
+                seen.append(f"{type(exc).__name__}: {exc}")
+            raise
+
+    return lookup
 
 
 class _FillCounting:
