@@ -321,7 +321,6 @@ class Bot:
             while True:
                 progress.beat()
                 await trio.sleep(5.0)
-        from polybot.matching import lookups, match_markets
         from polybot.opticodds.client import OpticOddsClient
         from polybot.opticodds.feed import OddsFeed, OddsFeedConfig
 
@@ -329,19 +328,8 @@ class Bot:
             progress.beat()
             await trio.sleep(0.2)
         async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
-            transient: list[str] = []
-            look = {name: _noting_transient(fn, transient)
-                    for name, fn in lookups(self.rest, client).items()}
-            result = await match_markets(list(self.markets), overrides=s.odds_market_map, **look)
-            if transient:
-                # match_markets reports a failed lookup as "not matched" and goes on; for a 5xx or
-                # a timeout that would leave the market untraded for the life of the process
-                # while /ready says 200. Fail the group instead: it restarts (visibly, with
-                # backoff, within the crash budget) and matches again.
-                raise MatchingIncomplete(
-                    f"{len(result.unmatched)} market(s) not matched after a transient lookup "
-                    f"failure ({transient[0]}); restarting to match them")
-            progress.beat()
+            result = await self._match(client, progress)
+            progress.recovered()
             for miss in result.unmatched:
                 self.recent_errors.append(f"{miss.slug} not matched: {miss.reason}")
             config = OddsFeedConfig(sportsbooks=s.opticodds_sportsbooks,
@@ -351,6 +339,44 @@ class Bot:
                             on_progress=progress.beat)
             self._odds_feed = feed
             await feed.run(task_status=trio.TASK_STATUS_IGNORED)
+
+    async def _match(self, client: Any, progress: Progress) -> Any:
+        """Every market matched to its OpticOdds fixture, or reported unmatched for good.
+
+        `match_markets` reports a market whose lookup raised as "not matched" and goes on; for a
+        5xx, a 429, a timeout or a refused connection that would leave the market untraded for
+        the life of the process while /ready says 200. Such markets are matched again (backoff
+        capped at 30 s, reported as reconnecting, so /health says degraded and why) until the
+        lookups answer — the bot waits for an unreachable service, as for the exchange's
+        metadata. Markets are matched one by one to know which lookup failed.
+        """
+        from polybot.matching import MatchResult, lookups, match_markets
+
+        look = lookups(self.rest, client)
+        targets: list[Any] = []
+        unmatched: list[Any] = []
+        pending = list(self.markets)
+        attempt = 0
+        while True:
+            retry: list[tuple[str, str]] = []
+            for slug in pending:
+                transient: list[str] = []
+                noting = {name: _noting_transient(fn, transient) for name, fn in look.items()}
+                one = await match_markets([slug], overrides=self.settings.odds_market_map,
+                                          **noting)
+                progress.beat()
+                targets += one.targets
+                if transient and one.unmatched:
+                    retry.append((slug, transient[0]))
+                else:
+                    unmatched += one.unmatched
+            if not retry:
+                return MatchResult(tuple(targets), tuple(unmatched))
+            attempt += 1
+            pending = [slug for slug, _ in retry]
+            progress.reconnecting(attempt, f"matching {len(pending)} market(s) to OpticOdds: "
+                                           f"{retry[0][1]}")
+            await trio.sleep(min(30.0, 2.0 ** min(attempt, 5)))
 
     async def executor_child(self, progress: Progress, *,
                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -554,8 +580,10 @@ class Bot:
         if self.settings.opticodds_api_key is None:
             return "no OPTICODDS_API_KEY: cannot price, so no trading"
         feed = self._odds_feed
-        if feed is None or feed.status.state.value != "live":
-            return "odds feed not live" + (f" ({feed.status.state.value})" if feed else "")
+        if feed is None:
+            return "matching markets to OpticOdds fixtures"
+        if feed.status.state.value != "live":
+            return f"odds feed not live ({feed.status.state.value})"
         if self.mode == "live" and not self.executor.trading_allowed:
             return f"live executor: {self.executor.readiness_reason}"
         if self.gate.state is TradingState.HALTED:
@@ -667,10 +695,6 @@ class Bot:
             self._alert(Level.ERROR, "Shutdown overran its time limit",
                         "open orders may remain at the exchange", key="shutdown")
         return code
-
-
-class MatchingIncomplete(Exception):
-    """A market could not be matched to OpticOdds because a lookup failed transiently."""
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -1,17 +1,18 @@
 """A child killed by a real fault: one group restart, visible in /metrics and the log, process up.
 
-Most exchange faults the sim can inject (5xx and 429 bursts while trading, malformed and unknown
-frames, dropped and silent sockets, maintenance, rejected orders, settlement) are absorbed by the
-children themselves — reconnects and retries, never a crash — which is what they are for. Two
-realistic faults do end a child, one for each way the supervisor catches a failure:
+Which fault? Every exchange fault the sim can inject (5xx and 429 bursts, malformed and unknown
+frames, dropped and silent sockets, maintenance, withheld order answers shorter than the client
+timeout, rejected orders, settlement) is absorbed by the children themselves — reconnects and
+retries, never a crash — which is what they are for (test_run.py pins some of those: degraded,
+not ready, recovered, no restart). What the supervisor is left to catch in a healthy build is a
+*hung* child, and the realistic one is the order path stuck on one answer: the exchange executes
+an order and withholds its answer (`hang_orders`) for longer than the trader's progress deadline
+(60 s; HTTP_TIMEOUT_SECONDS is set above it here, as a deployment may). The watchdog then fails
+the group, which is cancelled and started again. Raised exceptions take the same restart path;
+the supervisor's unit tests cover those on the mock clock.
 
-* raised: a burst of exchange 5xx answers while the odds child matches markets to OpticOdds
-  fixtures (the REST client's own retries run out). A market whose lookup failed that way is not
-  skipped for the life of the process: the child fails, the group restarts and matches again.
-* hung: the exchange executes an order and withholds its answer (`hang_orders`) for longer than
-  the trader's progress deadline (60 s; HTTP_TIMEOUT_SECONDS is set above it here, as a
-  deployment may). The watchdog fails the group. The order the exchange did execute must not be
-  lost across the restart: the bot's position must end up equal to the exchange's.
+The order the exchange did execute must not be lost across the restart: the bot's position in
+that market must end up equal to the exchange's.
 """
 
 from __future__ import annotations
@@ -33,32 +34,6 @@ TRADER_DEADLINE = 60.0  # polybot.app: ChildSpec("trader", ..., progress_deadlin
 
 def restarts(bot) -> float:
     return sample_total(families(bot.metrics_text())["polybot_restarts"])
-
-
-def test_a_5xx_burst_while_matching_restarts_the_group_once_and_prices_every_market(
-        sim, start_bot) -> None:
-    bot = start_bot(sim, "paper")
-    # The burst must land while the odds child matches (paper mode: nothing else calls REST then).
-    wait_until(lambda: "market metadata loaded" in bot.log(), 20, "market metadata", interval=0.01)
-    sim.faults(error_burst=8)  # more than the REST client's own retries absorb
-
-    wait_until(lambda: restarts(bot) >= 1, 30, "the group restart")
-    bot.wait_ready(30)
-
-    def all_priced() -> bool:
-        return all(row["fair"] is not None for row in bot.status()["markets"])
-
-    wait_until(all_priced, 20, "a fair value for every market after the restart")
-    assert bot.proc.poll() is None
-    assert restarts(bot) == 1
-    log = bot.log()
-    assert len(re.findall(r"supervised child odds crashed: MatchingIncomplete", log)) == 1
-    assert len(re.findall(r"restarting the group in", log)) == 1
-    assert bot.get("/health").json()["status"] == "ok"
-
-    code, seconds = bot.terminate()
-    assert code == 0, bot.output()
-    assert seconds < 10
 
 
 def test_a_hung_trader_restarts_the_group_once_and_the_process_stays_up(quiet_sim,

@@ -158,6 +158,27 @@ def test_exchange_errors_in_live_mode_are_degraded_not_unhealthy(sim, start_bot)
     assert sample_total(families(bot.metrics_text())["polybot_restarts"]) == 0
 
 
+def test_a_5xx_burst_while_matching_markets_is_waited_out_and_every_market_priced(
+        sim, start_bot) -> None:
+    bot = start_bot(sim, "paper")
+    # The burst must land while the odds child matches (paper mode: nothing else calls REST then).
+    wait_until(lambda: "market metadata loaded" in bot.log(), 20, "market metadata", interval=0.01)
+    sim.faults(error_burst=8)  # more than the REST client's own retries absorb
+
+    health = wait_until(lambda: (r := bot.get("/health")).status_code == 200
+                        and "matching" in r.text and r, 20, "/health saying matching is retried")
+    assert health.json()["status"] == "degraded"
+    assert "matching markets" in bot.get("/ready").json()["reason"]
+    bot.wait_ready(30)
+
+    def all_priced() -> bool:
+        return all(row["fair"] is not None for row in bot.status()["markets"])
+
+    wait_until(all_priced, 20, "a fair value for every market")
+    assert sample_total(families(bot.metrics_text())["polybot_restarts"]) == 0
+    assert bot.get("/health").json()["status"] == "ok"
+
+
 def test_invalid_settings_exit_2_with_one_line_per_problem(tmp_path) -> None:
     env = base_env()  # otherwise complete, so exactly the three broken values are reported
     env.update({"PM_API_KEY_ID": "0b6c5a52-5a53-4d9c-a4b5-0c8f5f1b2b11",
