@@ -80,8 +80,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -114,6 +116,7 @@ from polybot.model import (
     ExecutionType,
     Fill,
     Intent,
+    MarketInfo,
     MarketState,
     Order,
     OrderRequest,
@@ -126,6 +129,8 @@ from polybot.polymarket import errors as E
 from polybot.polymarket import wire
 from polybot.polymarket.ratelimit import Backoff
 from polybot.polymarket.stream import ContinuityLost, StreamConnected
+from polybot.pricing import MAKER_THETA, TAKER_THETA, FeeAccumulator
+from polybot.store import connect_readonly
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +185,7 @@ class LiveConfig:
     reconcile_interval: float = 60.0  # periodic reconciliation
     mismatch_checks: int = 2  # consecutive quiet checks before a correction
     cross_check_delay: float = 2.0  # re-check this soon after a stream update disagrees
+    recheck_delay: float = 5.0  # and this soon after a check that saw a difference
     # consecutive clean reads that prove an unknown order absent; they span more than the
     # exchange's 5 s latency stopgap, after which an unprocessed create is rejected anyway
     absent_reads: int = 4
@@ -235,6 +241,7 @@ class LiveExecutor:
         notify: Callable[[LiveNotice], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[], None] | None = None,
+        markets: Mapping[str, MarketInfo] | None = None,
     ) -> None:
         self.rest = rest
         self.registry = registry
@@ -245,6 +252,7 @@ class LiveExecutor:
         self._notify_fn = notify
         self._clock = clock
         self._progress = progress or (lambda: None)
+        self._markets = markets if markets is not None else {}  # fee coefficients
         # readiness: every entry is a reason trading is not allowed
         self._blocks: dict[str, str] = {
             "startup": "startup reconciliation not done yet",
@@ -280,6 +288,7 @@ class LiveExecutor:
         self._last_check_seq = -1
         self._nursery: trio.Nursery | None = None
         self._check_soon = False
+        self._differs = False  # the last check saw a difference it did not correct yet
         self._transfer_ids: list[str] | None = None
         self._last_still: list[str] = []
         self._last_detail = ""
@@ -402,6 +411,7 @@ class LiveExecutor:
         if self._cancel_queue:
             self._cancel_wake.set()
         self._load_stored_orders()
+        self._load_known_trades()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._consume, events)
@@ -521,7 +531,7 @@ class LiveExecutor:
     async def _resolve(self, order: TrackedOrder) -> None:
         cfg = self.config
         started = trio.current_time()
-        clean = 0
+        clean = flat = 0
         alerted = False
         try:
             while self._unresolved(order):
@@ -531,10 +541,14 @@ class LiveExecutor:
                     verdict = "error"
                     log.warning("live: resolving %s: %s", order.local_id, exc)
                 clean = clean + 1 if verdict == "absent" else 0
-                if clean >= cfg.absent_reads and self._unresolved(order):
+                flat = flat + 1 if verdict in ("absent", "flat") else 0
+                # Trades we cannot name (booked by an earlier run, or under no trade id) must not
+                # freeze a market for ever: a position unmoved for twice the reads is the proof.
+                if (clean >= cfg.absent_reads or flat >= 2 * cfg.absent_reads) \
+                        and self._unresolved(order):
                     self.proven_absent += 1
                     self.registry.handle(order, OrderEvent.PROVEN_ABSENT,
-                                         reason=f"proven absent after {clean} reads")
+                                         reason=f"proven absent after {flat} reads")
                     self._record_order(order)
                     log.info("live: order %s proven absent; %s unfrozen", order.local_id,
                              order.market_slug)
@@ -568,16 +582,17 @@ class LiveExecutor:
         pos = positions.get(slug)
         delta = ((pos.net_qty if pos else ZERO) - self.ledger.position(slug).net_qty)
         delta *= order.intent.position_sign
-        # Trades since the intent that no booked execution names. Fills recovered from order
-        # reports carry no trade id, so their quantity explains that much of them. The position
-        # is the real guard (the ledger holds every fill we know of); trades only add evidence.
-        since = order.created_at
+        # Trades since the intent (less the clock tolerance: the exchange's clock is not ours)
+        # that no booked execution names. Fills recovered from order reports carry no trade id,
+        # so their quantity explains that much of them. The position is the real guard (the
+        # ledger holds every fill we know of); trades only add evidence and the fill's price.
+        since = order.created_at - timedelta(seconds=self.config.match_time_tolerance)
         trades = [a for a in acts if a.trade_id not in self._known_trades
                   and a.trade_state != BUSTED and a.time is not None and a.time >= since]
         unexplained = sum((a.qty or ZERO for a in trades), ZERO) - sum(
             (q for t, q in self._report_fills.get(slug, ()) if t >= since), ZERO)
-        if delta == 0 and unexplained <= 0:
-            return "absent"
+        if delta == 0:
+            return "absent" if unexplained <= 0 else "flat"
         last = self._probe_last.get(order.local_id)
         self._probe_last[order.local_id] = (delta, seq)
         stable = last == (delta, seq) and self._market_seq.get(slug, 0) == seq
@@ -589,10 +604,13 @@ class LiveExecutor:
     def _book_inferred(self, order: TrackedOrder, qty: Decimal,
                        trades: list[wire.Activity]) -> None:
         """A position change the exchange shows and no order explains: this order's fill."""
-        price = vwap((a.qty, a.price) for a in trades if a.qty and a.price is not None)
-        price = price if price is not None else order.price
+        priced = [(a.qty, a.price) for a in trades if a.qty and a.price is not None]
+        if sum((q for q, _ in priced), ZERO) != qty:  # the trades do not add up: one fill
+            priced = [(qty, vwap(priced) or order.price)]
+        price = vwap(priced) or order.price
         fill = self.ledger.apply_execution(
             order.local_id, order.market_slug, order.intent, qty, avg_px=price,
+            fee=self._estimate_fee(order.market_slug, priced, trades),
             exec_id=f"inferred-{order.local_id}",
             trade_id=trades[0].trade_id if len(trades) == 1 else "")
         for a in trades:
@@ -613,9 +631,22 @@ class LiveExecutor:
         self.store.record_order(order)
         self.store.record_execution(synthetic, fill, order)
         self.store.save_ledger(self.ledger.drain_changes())
+        self._schedule_check()  # its fee was estimated: let the balance confirm it soon
         self._alert("adopted", f"order {order.local_id} in {order.market_slug}: no open order but "
                     f"the position moved {qty} its way; booked as its fill at {price}",
                     logging.WARNING)
+
+    def _estimate_fee(self, slug: str, priced: list[tuple[Decimal, Decimal]],
+                      trades: list[wire.Activity]) -> Decimal:
+        """The exchange's fee rule applied to fills whose commission we never saw (maker only
+        if every trade says so); the balance check corrects any difference later."""
+        maker = bool(trades) and all(a.is_aggressor is False for a in trades)
+        info = self._markets.get(slug)
+        theta = MAKER_THETA if maker else (
+            info.fee_coefficient if info is not None and info.fee_coefficient is not None
+            else TAKER_THETA)
+        acc = FeeAccumulator(theta)
+        return sum((acc.fill(q, p) for q, p in priced), ZERO)
 
     def _matches(self, order: TrackedOrder, reported: Order) -> bool:
         return matches_intent(
@@ -843,7 +874,10 @@ class LiveExecutor:
             ok = await self._reconcile_once()
             if ok:
                 backoff.reset()
-                delay = cfg.reconcile_interval
+                # a difference seen is looked at again soon: corrected in seconds if it
+                # persists, forgotten if it was a fill in flight
+                delay = min(cfg.reconcile_interval, cfg.recheck_delay) if self._differs \
+                    else cfg.reconcile_interval
             else:
                 delay = backoff.next_delay()
 
@@ -878,6 +912,23 @@ class LiveExecutor:
             self._blocks.pop("stream", None)
         self.store.set_meta(META_SYNCED_AT, self._clock().isoformat())
         return True
+
+    def _load_known_trades(self) -> None:
+        """Trade ids an earlier run booked (the store's fills), so they are not taken for new
+        evidence when resolving an unknown outcome after a restart."""
+        path = getattr(self.store, "path", None)
+        if path is None:
+            return
+        try:
+            with closing(connect_readonly(path)) as conn:
+                rows = conn.execute(
+                    "SELECT trade_id FROM fills WHERE trade_id IS NOT NULL AND trade_id != ''"
+                    " ORDER BY id DESC LIMIT ?", (MAX_REMEMBERED_TRADES,)).fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("live: booked trades not readable from the store: %s", exc)
+            return
+        for (trade_id,) in reversed(rows):
+            self._known_trades[trade_id] = None
 
     def _load_stored_orders(self) -> None:
         """Our orders from the store (open ones, unacknowledged intents included)."""
@@ -1009,6 +1060,7 @@ class LiveExecutor:
             if d not in to_fix:
                 log.info("live: ledger vs exchange differ on %s: ledger %s, exchange %s "
                          "(checking again)", d.key, d.ledger, d.exchange)
+        self._differs = bool(diffs) and len(to_fix) < len(diffs)
         if to_fix:
             self._correct(to_fix, positions, open_orders)
 

@@ -204,7 +204,8 @@ class FakeExchange:
 
 
 def config(**kw: Any) -> LiveConfig:
-    base: dict[str, Any] = dict(reconcile_interval=10.0, cross_check_delay=0.5, absent_reads=3,
+    base: dict[str, Any] = dict(reconcile_interval=10.0, cross_check_delay=0.5,
+                                recheck_delay=10.0, absent_reads=3,
                                 absent_read_spacing=1.0, retry_base=1.0, retry_cap=4.0,
                                 cancel_retry=1.0, shutdown_create_wait=3.0,
                                 shutdown_cancel_timeout=5.0, shutdown_poll=0.5)
