@@ -18,6 +18,7 @@ keeps the bot from rebuilding its view during the test.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from decimal import ROUND_DOWN, Decimal
@@ -191,3 +192,18 @@ def test_flatten_closes_the_bots_position_at_the_exchange(quiet_sim, start_bot) 
     wait_until(lambda: Decimal(quiet_sim.positions().get(slug, {}).get("netPosition", "0")) == 0,
                10, "the position closed at the exchange")
     assert bot.status()["trading_state"] == "REDUCING"
+
+
+def test_a_second_signal_during_the_shutdown_exits_at_once(quiet_sim, start_bot) -> None:
+    bot = start_bot(quiet_sim, "live", **LIVE)
+    bot.wait_ready()
+    quiet_sim.faults(delay_seconds=5.0)  # the shutdown's calls to the exchange are slow
+    bot.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert bot.proc.poll() is None  # still shutting down gracefully
+
+    code, seconds = bot.terminate()
+
+    assert code == 128 + signal.SIGTERM
+    assert seconds < 2
+    assert "second signal" in bot.log()

@@ -7,6 +7,8 @@ looks only at the bot's HTTP endpoints, log file and DATA_DIR, and the sim's rec
 from __future__ import annotations
 
 import base64
+import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -114,10 +116,15 @@ def test_live_run_places_orders_that_the_exchange_records(sim, start_bot) -> Non
     assert status["extra"]["counters"]["orders"] >= len(orders)
     wait_until(lambda: sample_total(families(bot.metrics_text())["polybot_stream_frames"],
                                     stream="private") > 0, 10, "private-stream frames counted")
+    secrets = [sim.creds["secret_key"], sim.creds["opticodds_key"]]
+    bodies = [bot.get(path).text for path in ("/health", "/ready", "/status", "/metrics")]
 
     code, seconds = bot.terminate()
     assert code == 0, bot.output()
     assert seconds < 10
+    files = [bot.log(), bot.output(), (bot.data_dir / "trades.log").read_text()]
+    for secret in secrets:
+        assert not any(secret in text for text in bodies + files)
 
 
 def test_maintenance_is_degraded_and_not_ready_then_both_recover(sim, start_bot) -> None:
@@ -138,6 +145,50 @@ def test_maintenance_is_degraded_and_not_ready_then_both_recover(sim, start_bot)
     assert health.status_code == 200 and "degraded" not in health.text
     assert bot.proc.poll() is None
     assert sample_total(families(bot.metrics_text())["polybot_restarts"]) == 0
+
+
+def test_a_start_during_maintenance_tells_systemd_ready_and_keeps_the_watchdog_fed(
+        sim, start_bot, tmp_path) -> None:
+    """READY=1 once the supervisor runs, not when /ready is 200 (a unit started during an
+    exchange maintenance must not time out), then WATCHDOG=1 every few seconds; SIGINT stops
+    it like SIGTERM, with STOPPING=1."""
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    received: list[tuple[float, str]] = []
+
+    def drain() -> list[str]:
+        while True:
+            try:
+                received.append((time.monotonic(), sock.recv(4096).decode()))
+            except TimeoutError:
+                return [m for _, m in received]
+
+    try:
+        sim.faults(maintenance=True)
+        bot = start_bot(sim, "paper", NOTIFY_SOCKET=str(path), WATCHDOG_USEC="2000000")
+        wait_until(lambda: "READY=1" in drain(), 20, "READY=1")
+        assert bot.get("/ready").status_code == 503
+        health = bot.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        ready_at = next(t for t, m in received if m == "READY=1")
+
+        def watchdogs_since_ready() -> int:
+            drain()
+            return sum(1 for t, m in received if m == "WATCHDOG=1" and t > ready_at)
+
+        wait_until(lambda: watchdogs_since_ready() >= 2, 10, "WATCHDOG=1 twice in maintenance")
+
+        sim.faults(maintenance=False)
+        bot.wait_ready(45)
+        assert [m for _, m in received].count("READY=1") == 1
+
+        bot.proc.send_signal(signal.SIGINT)
+        assert bot.proc.wait(timeout=10) == 0, bot.output()
+        assert "STOPPING=1" in drain()
+    finally:
+        sock.close()
 
 
 def test_exchange_errors_in_live_mode_are_degraded_not_unhealthy(sim, start_bot) -> None:
