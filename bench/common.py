@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+PR_SET_PDEATHSIG = 1
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PACKAGES = (
     "polybot",
@@ -165,3 +167,26 @@ class Run:
         )
         print(f"\nwrote {path}")
         return result, path
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM when the benchmark process dies, so no bot is orphaned."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except OSError:
+        pass
+
+
+def spawn_bot(env: dict[str, str], stderr_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m polybot run` with `env`, its stderr to a file, tied to this process's life."""
+    with open(stderr_path, "wb") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "polybot", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )

@@ -141,7 +141,7 @@ def bench_env(slugs: list[str], data_dir: Path) -> dict[str, str]:
         "RISK_MAX_POSITIONS": "100000",
         "RISK_MAX_DRAWDOWN_PCT": "0.99",
         "ORDER_RATE_PER_MINUTE": "1000000",
-        "RISK_KELLY_FRACTION": "0.01",
+        "RISK_KELLY_FRACTION": "1",  # the Kelly target never binds: each edge takes its level
     }
 
 
@@ -208,6 +208,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
     from polybot.polymarket.wire import decode_frame as decode
 
     rates: dict[str, list[float]] = {c: [] for c in CANDIDATES}
+    cpu: dict[str, list[float]] = {c: [] for c in CANDIDATES}  # CPU µs per frame, all threads
     poly_lat: list[int] = []
     sdk_lat: list[int] = []
     dec_lat: list[int] = []
@@ -223,6 +224,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
             # interleaved; the order of the candidates rotates every round
             order = CANDIDATES[r % 3:] + CANDIDATES[: r % 3]
             for who in order:
+                c0 = time.process_time()
                 t0 = perf()
                 if who == "sdk":
                     for msg in frames:
@@ -243,6 +245,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                         poly_lat.append(took)
                         (order_lat if bot.counters.orders != before else quiet_lat).append(took)
                 rates[who].append(len(frames) / ((perf() - t0) / 1e9))
+                cpu[who].append((time.process_time() - c0) / len(frames) * 1e6)
         profile_info = None
         if profile_path is not None:
             profile_info = await _profile(bot, frames, profile_path)
@@ -255,6 +258,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
     assert sdk_seen[0] >= len(frames) * rounds, "the SDK did not dispatch every frame"
     return {
         "rates": rates,
+        "cpu": cpu,
         "poly_lat": poly_lat,
         "sdk_lat": sdk_lat,
         "dec_lat": dec_lat,
@@ -296,9 +300,11 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
     res = trio.run(_run_rounds, frame_list, slugs, rounds,
                    out / "hot_path_profile" if profile else None)
 
-    def row(name: str, rates: list[float], lat: list[int]) -> dict[str, Any]:
+    def row(name: str, rates: list[float], lat: list[int],
+            cpu: list[float] | None = None) -> dict[str, Any]:
         return {
             "pipeline": name,
+            "cpu_us_per_frame": statistics.median(cpu) if cpu else None,
             "frames_per_s_median": statistics.median(rates) if rates else None,
             "frames_per_s_best": max(rates) if rates else None,
             "frames": len(lat),
@@ -310,11 +316,12 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
     r = res["rates"]
     rows = [
         row("polybot: decode → book → signal → gate → paper executor", r["poly"],
-            res["poly_lat"]),
+            res["poly_lat"], res["cpu"]["poly"]),
         row("  of which frames that placed an order", [], res["order_lat"]),
         row("  of which frames that did not", [], res["quiet_lat"]),
-        row("polybot: wire.decode_frame only", r["decode"], res["dec_lat"]),
-        row("polymarket-us SDK: _handle_message → no-op callback", r["sdk"], res["sdk_lat"]),
+        row("polybot: wire.decode_frame only", r["decode"], res["dec_lat"], res["cpu"]["decode"]),
+        row("polymarket-us SDK: _handle_message → no-op callback", r["sdk"], res["sdk_lat"],
+            res["cpu"]["sdk"]),
     ]
     ratio = rows[0]["frames_per_s_median"] / rows[4]["frames_per_s_median"]
     decode_ratio = rows[3]["frames_per_s_median"] / rows[4]["frames_per_s_median"]
@@ -328,6 +335,8 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
         "polybot_order_frames_p99_us": round(rows[1]["p99_us"], 1),
         "polybot_quiet_frames_p50_us": round(rows[2]["p50_us"], 1),
         "polybot_quiet_frames_p99_us": round(rows[2]["p99_us"], 1),
+        "polybot_cpu_us_per_frame": round(rows[0]["cpu_us_per_frame"], 1),
+        "sdk_cpu_us_per_frame": round(rows[4]["cpu_us_per_frame"], 1),
         "polybot_p50_us": round(rows[0]["p50_us"], 1),
         "polybot_p99_us": round(rows[0]["p99_us"], 1),
         "sdk_p50_us": round(rows[4]["p50_us"], 1),
@@ -344,7 +353,7 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
         f"({summary['frame_bytes_mean']} B/frame, {edge_share:.0%} with an edge)",
         [("pipeline", "pipeline"), ("frames", "frames"), ("frames_per_s_median", "frames/s (median)"),
          ("frames_per_s_best", "best"), ("p50_us", "p50 µs"), ("p99_us", "p99 µs"),
-         ("max_us", "max µs")],
+         ("max_us", "max µs"), ("cpu_us_per_frame", "CPU µs/frame")],
         rows,
     )
     print(f"ratio polybot full pipeline / SDK decode only (throughput): {ratio:.3f}"

@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -47,7 +45,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from bench.common import Run, print_table
+from bench.common import Run, print_table, spawn_bot
 from bench.hot_path import book_levels, encode_frame
 from bench.tick_to_order import bot_env, free_port, stop_bot, wait_ready
 
@@ -193,9 +191,7 @@ async def one_size(sim: Any, source: ReplaySource, ws_url: str, slugs: list[str]
     env = bot_env(sim, slugs, data_dir, port, mode="paper")
     env.update({"PM_WS_URL": ws_url, "RISK_MIN_EDGE": "0.02", "RISK_KELLY_FRACTION": "0.25"})
     source.rate = 0.0
-    with open(data_dir / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "polybot", "run"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
+    proc = spawn_bot(env, data_dir / "stderr.txt")
     health = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(timeout=5.0) as client:

@@ -42,7 +42,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from decimal import Decimal
@@ -53,7 +52,7 @@ import httpx
 import orjson
 import trio
 
-from bench.common import Run, percentile, print_table
+from bench.common import Run, percentile, print_table, spawn_bot
 
 EDGE = Decimal("0.06")
 Q = Decimal("0.01")
@@ -203,9 +202,7 @@ async def _main(events: int, n_markets: int, timeout: float) -> dict[str, Any]:
             # quiet, edge-free books everywhere before the bot looks (fair unknown yet: wide)
             for slug in sim.markets:
                 script_book(ex, slug, [(Decimal("0.05"), 100)], [(Decimal("0.95"), 100)])
-            proc = subprocess.Popen([sys.executable, "-m", "polybot", "run"], env=env,
-                                    stdout=subprocess.DEVNULL,
-                                    stderr=open(data_dir / "stderr.txt", "wb"))
+            proc = spawn_bot(env, data_dir / "stderr.txt")
             health = f"http://127.0.0.1:{port}"
             try:
                 async with httpx.AsyncClient(timeout=5.0) as client:
@@ -266,7 +263,11 @@ async def _events(sim: Any, client: httpx.AsyncClient, stamps: Stamps, slugs: li
     ws_url = sim.ws_url + "/v1/ws/markets"
     headers = Signer(sim.key_id, sim.secret_key).ws_headers(ws_url)
     async with httpx.AsyncClient(timeout=5.0) as rtt_client, \
-            open_websocket_url(ws_url, extra_headers=headers) as ws:
+            open_websocket_url(ws_url, extra_headers=headers) as ws, \
+            trio.open_nursery() as nursery:
+        # the exchange sends heartbeats on this socket: read them, or a full message queue
+        # stops trio-websocket from reading the pongs
+        nursery.start_soon(_drain, ws)
         await rtt_client.get(admin)  # open the kept-alive connection
         await ws.ping()
         for k in range(events):
@@ -294,8 +295,14 @@ async def _events(sim: Any, client: httpx.AsyncClient, stamps: Stamps, slugs: li
             t = time.perf_counter_ns()
             await ws.ping()
             rtt_ping.append((time.perf_counter_ns() - t) / 1e3)
+        nursery.cancel_scope.cancel()
     return {"tick_to_order_us": latencies, "rtt_keepalive_us": rtt_keepalive,
             "rtt_ping_us": rtt_ping, "missed": missed}
+
+
+async def _drain(ws: Any) -> None:
+    while True:
+        await ws.get_message()
 
 
 async def _settle(ex: Any, account: str, slug: str, timeout: float) -> None:
