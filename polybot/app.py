@@ -146,6 +146,7 @@ class Bot:
         self._reference_loaded = False
         self._halt_cancel_pending = False
         self._filled_orders: set[str] = set()
+        self._flattening = False
         self.health_port: int | None = None
 
     # --- construction ------------------------------------------------------------------------------
@@ -475,27 +476,33 @@ class Bot:
 
     async def housekeeping_child(self, progress: Progress, *,
                                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The gate's halts and kill switch, operator requests, persistence and metrics."""
-        task_status.started()
-        last_equity_snapshot = -1e9
-        last_status_line = -1e9
-        while True:
-            progress.beat()
-            now = trio.current_time()
-            await self.observe_risk()
-            await self.handle_operator_requests()
-            self.persist()
-            if now - last_equity_snapshot >= 60.0:
-                last_equity_snapshot = now
-                self.store.record_ledger_equity(self.ledger, usd_at_risk=self.usd_at_risk(),
-                                                trading_state=self.gate.state.value)
-                self._count_fills()
-                self.registry.forget_closed()
-            self.update_metrics()
-            if self.status_line is not None and now - last_status_line >= 5.0:
-                last_status_line = now
-                self.status_line(self.one_line_status())
-            await trio.sleep(1.0)
+        """The gate's halts and kill switch, operator requests, persistence and metrics.
+
+        A flatten runs in a task of its own (it waits on the exchange for seconds), so the kill
+        switch, halts, persistence and metrics go on meanwhile; one flatten at a time.
+        """
+        self._flattening = False  # a flatten cancelled by a group restart is requested again
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            last_equity_snapshot = -1e9
+            last_status_line = -1e9
+            while True:
+                progress.beat()
+                now = trio.current_time()
+                await self.observe_risk()
+                await self.handle_operator_requests(nursery)
+                self.persist()
+                if now - last_equity_snapshot >= 60.0:
+                    last_equity_snapshot = now
+                    self.store.record_ledger_equity(self.ledger, usd_at_risk=self.usd_at_risk(),
+                                                    trading_state=self.gate.state.value)
+                    self._count_fills()
+                    self.registry.forget_closed()
+                self.update_metrics()
+                if self.status_line is not None and now - last_status_line >= 5.0:
+                    last_status_line = now
+                    self.status_line(self.one_line_status())
+                await trio.sleep(1.0)
 
     # --- risk, operator requests, persistence ---------------------------------------------------
 
@@ -507,7 +514,7 @@ class Bot:
             cancelled = await _maybe_await(self.executor.cancel_all(reason="trading halted"))
             log.warning("trading halted: cancelling the bot's open orders (%d)", len(cancelled or ()))
 
-    async def handle_operator_requests(self) -> None:
+    async def handle_operator_requests(self, nursery: trio.Nursery) -> None:
         data_dir = self.settings.data_dir
         for req in operator_requests.read_requests(data_dir):
             kind = req["kind"]
@@ -516,14 +523,22 @@ class Bot:
                 self.store.ack_request(req["id"], kind, "done",
                                        f"{len(cancelled or ())} open order(s) cancelled")
             elif kind == "flatten":
-                self.gate.request_flatten()
-                sent = await self.flatten()
-                self.store.ack_request(req["id"], kind, "done",
-                                       f"{sent} closing order(s) sent; trading is REDUCING "
-                                       "until `polybot resume`")
+                if not self._flattening:  # else it stays pending until the running one is done
+                    self._flattening = True
+                    self.gate.request_flatten()
+                    nursery.start_soon(self._flatten_request, req)
+                continue  # acknowledged and removed when done
             else:
                 self.store.ack_request(req["id"], kind, "unknown request", "")
             operator_requests.remove_request(data_dir, req["id"])
+
+    async def _flatten_request(self, req: dict[str, Any]) -> None:
+        sent = await self.flatten()
+        self.store.ack_request(req["id"], req["kind"], "done",
+                               f"{sent} closing order(s) sent; trading is REDUCING "
+                               "until `polybot resume`")
+        operator_requests.remove_request(self.settings.data_dir, req["id"])
+        self._flattening = False
 
     async def flatten(self) -> int:
         """Close every position with IOC orders at most 5 ticks through the best price, 5 rounds."""
