@@ -26,6 +26,12 @@ entry points of the local exchange at run time, which changes nothing it does:
   hands the parsed request head to the app (before the body is read, authentication or
   matching).
 
+**Split.** Each event is also cut at the bot's own ``order_intent`` line in its trades log
+(written when the gate's request becomes a tracked order, before the intent is committed to
+SQLite): frame sent → intent (delivery, decode, book, signal, gate) and intent → POST arrival
+(durable intent commit, Ed25519 signing, the HTTP request). Those two use the wall clock
+(`time.time_ns` here, `datetime.now` in the bot; one kernel clock on one machine).
+
 **Loopback floor.** After each event this process does one HTTP GET round trip to the local
 exchange's admin listener (same hypercorn stack, trivial handler) over a kept-alive httpx
 connection, and one websocket ping → pong on an authenticated markets socket (trio-websocket
@@ -37,6 +43,7 @@ overhead, as the bot's path does.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import os
 import signal
@@ -44,6 +51,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -65,6 +73,9 @@ class Stamps:
     def __init__(self) -> None:
         self.sends: dict[str, list[int]] = {}  # slug -> perf_counter_ns of marketData sends
         self.arrivals: list[int] = []  # POST /v1/orders arrivals
+        # wall-clock twins (time.time_ns) to line the bot's trades-log timestamps up with
+        self.sends_wall: dict[str, list[int]] = {}
+        self.arrivals_wall: list[int] = []
         self.arrived = trio.Event()
 
     def install(self) -> None:
@@ -81,6 +92,7 @@ class Stamps:
                     if text is not None and text.startswith('{"requestId"') and '"marketData"' in text:
                         slug = orjson.loads(text)["marketData"].get("marketSlug", "")
                         stamps.sends.setdefault(slug, []).append(time.perf_counter_ns())
+                        stamps.sends_wall.setdefault(slug, []).append(time.time_ns())
                     await send(message)
 
                 orig_init(conn, hub, kind, account_id, timed_send, receive)
@@ -92,6 +104,7 @@ class Stamps:
         async def asgi(face: Any, scope: Any, receive: Any, send: Any, routes: Any) -> None:
             if scope.get("method") == "POST" and scope.get("path") == "/v1/orders":
                 stamps.arrivals.append(time.perf_counter_ns())
+                stamps.arrivals_wall.append(time.time_ns())
                 stamps.arrived.set()
             await orig_asgi(face, scope, receive, send, routes)
 
@@ -222,6 +235,7 @@ async def _main(events: int, n_markets: int, timeout: float) -> dict[str, Any]:
                 code = await stop_bot(proc)
     finally:
         stamps.uninstall()
+    measured.update(split_at_intent(measured.pop("walls"), data_dir / "trades.log"))
     measured.update({"ready_seconds": ready_s, "markets_used": usable, "bot_exit_code": code,
                      "decision_latency_mean_us": _histogram_mean(
                          metrics, "polybot_decision_latency_seconds") * 1e6,
@@ -229,6 +243,36 @@ async def _main(events: int, n_markets: int, timeout: float) -> dict[str, Any]:
                      "bot_rejections": final.get("extra", {}).get("rejections"),
                      "data_dir": str(data_dir)})
     return measured
+
+
+def split_at_intent(walls: list[tuple[str, int, int]], trades_log: Path) -> dict[str, Any]:
+    """Split each measured event at the bot's `order_intent` trades-log line (wall clock, µs):
+    frame sent → intent created (receive, decode, book, signal, gate) and intent created → POST
+    arrives (durable intent commit, sign, HTTP). Events with no intent line in between are
+    left out of the split (counted in `split_unmatched`)."""
+    intents: dict[str, list[int]] = {}
+    if trades_log.exists():
+        for line in trades_log.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if rec.get("event") == "order_intent":
+                ts = datetime.fromisoformat(rec["ts"])
+                ns = int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
+                intents.setdefault(rec.get("market", ""), []).append(ns)
+    decide: list[float] = []
+    send: list[float] = []
+    unmatched = 0
+    for slug, sent, arrived in walls:
+        times = sorted(intents.get(slug, ()))
+        i = bisect.bisect_left(times, sent)
+        if i < len(times) and times[i] <= arrived:
+            decide.append((times[i] - sent) / 1e3)
+            send.append((arrived - times[i]) / 1e3)
+        else:
+            unmatched += 1
+    return {"to_intent_us": decide, "intent_to_post_us": send, "split_unmatched": unmatched}
 
 
 def _histogram_mean(text: str, name: str) -> float:
@@ -251,6 +295,7 @@ async def _events(sim: Any, client: httpx.AsyncClient, stamps: Stamps, slugs: li
     latencies: list[float] = []
     rtt_keepalive: list[float] = []
     rtt_ping: list[float] = []
+    walls: list[tuple[str, int, int]] = []  # (slug, send, arrival) wall ns of measured events
     missed = 0
     # neutral books at the fair value first, and a moment for the bot to see them
     for slug in slugs:
@@ -287,6 +332,8 @@ async def _events(sim: Any, client: httpx.AsyncClient, stamps: Stamps, slugs: li
                 missed += 1
             else:
                 latencies.append((stamps.arrivals[n_arrivals] - sends[0]) / 1e3)
+                walls.append((slug, stamps.sends_wall[slug][n_sends],
+                              stamps.arrivals_wall[n_arrivals]))
             # let the fill reach the bot (its position moves) before the next event here
             await _settle(ex, sim.account_id, slug, timeout=2.0)
             t = time.perf_counter_ns()
@@ -297,7 +344,7 @@ async def _events(sim: Any, client: httpx.AsyncClient, stamps: Stamps, slugs: li
             rtt_ping.append((time.perf_counter_ns() - t) / 1e3)
         nursery.cancel_scope.cancel()
     return {"tick_to_order_us": latencies, "rtt_keepalive_us": rtt_keepalive,
-            "rtt_ping_us": rtt_ping, "missed": missed}
+            "rtt_ping_us": rtt_ping, "missed": missed, "walls": walls}
 
 
 async def _drain(ws: Any) -> None:
@@ -327,6 +374,9 @@ def run(events: int = 1000, markets: int = 6, timeout: float = 2.0,
 
     rows = [
         row("tick to order: book frame sent → POST /v1/orders arrives", res["tick_to_order_us"]),
+        row("  of which frame sent → order intent created in the bot", res["to_intent_us"]),
+        row("  of which intent created → POST arrives (commit, sign, send)",
+            res["intent_to_post_us"]),
         row("loopback HTTP GET round trip, kept-alive connection", res["rtt_keepalive_us"]),
         row("loopback websocket ping → pong (markets socket)", res["rtt_ping_us"]),
     ]
@@ -334,12 +384,15 @@ def run(events: int = 1000, markets: int = 6, timeout: float = 2.0,
     summary = {
         "tick_to_order_p50_us": round(t2o_p50, 1),
         "tick_to_order_p99_us": round(rows[0]["p99_us"], 1),
-        "rtt_keepalive_p50_us": round(rows[1]["p50_us"], 1),
-        "rtt_keepalive_p99_us": round(rows[1]["p99_us"], 1),
-        "rtt_ping_p50_us": round(rows[2]["p50_us"], 1),
-        "rtt_ping_p99_us": round(rows[2]["p99_us"], 1),
-        "ratio_tick_to_order_over_rtt_p50": round(t2o_p50 / rows[1]["p50_us"], 2),
-        "ratio_tick_to_order_over_ping_p50": round(t2o_p50 / rows[2]["p50_us"], 2),
+        "rtt_keepalive_p50_us": round(rows[3]["p50_us"], 1),
+        "rtt_keepalive_p99_us": round(rows[3]["p99_us"], 1),
+        "rtt_ping_p50_us": round(rows[4]["p50_us"], 1),
+        "rtt_ping_p99_us": round(rows[4]["p99_us"], 1),
+        "ratio_tick_to_order_over_rtt_p50": round(t2o_p50 / rows[3]["p50_us"], 2),
+        "ratio_tick_to_order_over_ping_p50": round(t2o_p50 / rows[4]["p50_us"], 2),
+        "to_intent_p50_us": round(rows[1]["p50_us"], 1),
+        "intent_to_post_p50_us": round(rows[2]["p50_us"], 1),
+        "split_unmatched": res["split_unmatched"],
         "events": events,
         "measured": len(res["tick_to_order_us"]),
         "missed": res["missed"],

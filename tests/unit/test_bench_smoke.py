@@ -58,6 +58,8 @@ def test_tick_to_order_accounts_for_every_event_next_to_the_loopback_rtt(tmp_pat
     assert any("ping" in m for m in measures) and any("HTTP GET" in m for m in measures)
     assert data["params"]["mode"] == "live"
     assert s["bot_counters"]["orders"] >= s["measured"]
+    split = [r for r in data["rows"] if r["measure"].lstrip().startswith("of which")]
+    assert len(split) == 2 and split[0]["n"] + s["split_unmatched"] == s["measured"]
 
 
 @pytest.mark.slow
