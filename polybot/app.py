@@ -568,8 +568,9 @@ class Bot:
                                          cash=self.ledger.cash, market_info=market,
                                          event_of=self.event_of, now=self.clock(), flatten=True)
                 if isinstance(result, OrderRequest):
-                    await self._submit(attrs.evolve(result, tif=TimeInForce.IOC))
-                    sent += 1
+                    order = await self._submit(attrs.evolve(result, tif=TimeInForce.IOC))
+                    if order is not None:  # None: the executor refused it (nothing was sent)
+                        sent += 1
             await trio.sleep(1.0)
         return sent
 
