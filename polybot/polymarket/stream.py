@@ -5,6 +5,10 @@ a typed event and sends it into a Trio memory channel. The traps it exists to av
 
 * A socket can stay open and say nothing. Liveness is judged by data age: if no frame at all
   (heartbeat or data) arrives for `stale_after` seconds the connection is torn down and rebuilt.
+  Heartbeats alone do not prove the subscriptions were heard: a gateway that stalled while we
+  subscribed ignores the requests and later sends heartbeats only. Every subscription set here
+  is answered at once with data (the books; the order snapshot), so a connection that has had
+  no data frame `stale_after` seconds after subscribing is torn down as well.
 * There are no sequence numbers and no replay. Whenever a connection ends the consumer gets
   `ContinuityLost`; after every (re)connect and re-subscription it gets `StreamConnected`. From
   the loss until fresh data (a full `marketData` per market; the order snapshot ending `eof`)
@@ -168,6 +172,7 @@ class _Stream:
         self.connects = 0
         self.reconnects = 0
         self.stale_teardowns = 0
+        self._answered = False
 
     @property
     def url(self) -> str:
@@ -258,6 +263,7 @@ class _Stream:
         st.connected, st.connected_since = True, now
         st.reconnecting_since = st.reconnecting_since_wall = None
         st.last_frame_at = now  # data age counts from the upgrade
+        self._answered = False  # no data frame on this connection yet
         log.info("%s connected (connection %d) to %s", self.name, self._connection_no, self.url)
         try:
             await self._on_connect(ws)
@@ -277,14 +283,23 @@ class _Stream:
     async def _read(self, ws: WebSocketConnection) -> str:
         stale_after = self.config.stale_after
         st = self.status
+        answer_by = trio.current_time() + stale_after  # subscriptions were just sent
         while True:
             msg = None
             # only the wait for a frame is timed: a slow consumer must never cancel a delivery
-            with trio.move_on_after(stale_after):
+            deadline = trio.current_time() + stale_after
+            if not self._answered:
+                deadline = min(deadline, answer_by)
+            with trio.move_on_at(deadline):
                 try:
                     msg = await ws.get_message()
                 except ConnectionClosed as exc:
                     return f"closed by peer: {exc.reason}"
+            if msg is None and not self._answered and trio.current_time() >= answer_by:
+                self.stale_teardowns += 1
+                log.warning("%s: subscriptions unanswered for %s s (heartbeats only); tearing "
+                            "the connection down", self.name, stale_after)
+                return f"subscriptions unanswered for {stale_after} s"
             if msg is None:
                 self.stale_teardowns += 1
                 log.warning(
@@ -316,6 +331,7 @@ class _Stream:
         if event is wire.HEARTBEAT:
             self.heartbeats += 1
             return
+        self._answered = True
         if isinstance(event, wire.SubscriptionFailed):
             self.error_frames += 1
             log.warning("%s: subscription error: %s", self.name, event)

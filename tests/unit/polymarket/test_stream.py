@@ -131,9 +131,8 @@ async def test_slugs_are_split_into_subscriptions_of_at_most_100(clock):
 async def test_silent_open_socket_is_torn_down_after_stale_period_and_resubscribed(clock):
     async def script(ws, n, srv):
         await srv.read_subs(ws, n, 1)
-        if n > 1:
-            await ws.send_message(book("a"))
-        await trio.sleep_forever()  # connection 1 stays open but says nothing
+        await ws.send_message(book("a"))  # the subscription's answer
+        await trio.sleep_forever()  # then connection 1 stays open but says nothing
 
     async with trio.open_nursery() as nursery:
         srv = await Server(script).start(nursery)
@@ -143,16 +142,17 @@ async def test_silent_open_socket_is_torn_down_after_stale_period_and_resubscrib
         )
         nursery.start_soon(stream.run)
         start = trio.current_time()
-        events = await collect(receive, 4)
+        events = await collect(receive, 5)
         nursery.cancel_scope.cancel()
     assert [type(e) for e in events] == [
         StreamConnected,
+        wire.BookReplaced,
         ContinuityLost,
         StreamConnected,
         wire.BookReplaced,
     ]
-    assert "stale" in events[1].reason
-    assert 15 <= events[1].at - start < 15 + 3  # detected at the stale deadline (+ close timeout)
+    assert "stale" in events[2].reason
+    assert 15 <= events[2].at - start < 15 + 3  # detected at the stale deadline (+ close timeout)
     assert stream.stale_teardowns == 1 and stream.reconnects == 1
     assert srv.subscriptions[1][0]["subscribe"]["marketSlugs"] == ["a"]  # restored
     # re-signed on reconnect
@@ -162,6 +162,7 @@ async def test_silent_open_socket_is_torn_down_after_stale_period_and_resubscrib
 async def test_heartbeats_keep_a_quiet_market_alive(clock):
     async def script(ws, n, srv):
         await srv.read_subs(ws, n, 1)
+        await ws.send_message(book("a"))  # the subscription's answer; then only heartbeats
         while True:
             await trio.sleep(10)
             await ws.send_message('{"heartbeat":{}}')
@@ -216,6 +217,7 @@ async def test_backoff_resets_after_a_stable_connection(clock):
     async def script(ws, n, srv):
         await srv.read_subs(ws, n, 1)
         if n == 4:  # the fourth connection is stable for 100 s, then the exchange drops it
+            await ws.send_message(book("a"))
             for _ in range(10):
                 await trio.sleep(10)
                 await ws.send_message('{"heartbeat":{}}')
