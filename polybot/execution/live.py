@@ -139,6 +139,7 @@ RESTING = frozenset({OrderState.PENDING_NEW, OrderState.PENDING_RISK, OrderState
                      OrderState.PARTIALLY_FILLED, OrderState.PENDING_REPLACE})
 MAX_CANCEL_BATCH = 20
 MAX_REMEMBERED_TRADES = 100_000
+SHUTDOWN_UNLISTED_READS = 2
 META_SYNCED_AT = "live_synced_at"
 META_TRANSFERS = "live_transfer_ids"  # JSON list: deposits/withdrawals already booked
 TRANSFER_TYPES = ("ACTIVITY_TYPE_ACCOUNT_DEPOSIT", "ACTIVITY_TYPE_ACCOUNT_ADVANCED_DEPOSIT",
@@ -185,7 +186,7 @@ class LiveConfig:
     reconcile_interval: float = 60.0  # periodic reconciliation
     mismatch_checks: int = 2  # consecutive quiet checks before a correction
     cross_check_delay: float = 2.0  # re-check this soon after a stream update disagrees
-    recheck_delay: float = 5.0  # and this soon after a check that saw a difference
+    recheck_delay: float = 2.0  # and this soon after a check that saw a difference
     # consecutive clean reads that prove an unknown order absent; they span more than the
     # exchange's 5 s latency stopgap, after which an unprocessed create is rejected anyway
     absent_reads: int = 4
@@ -196,8 +197,9 @@ class LiveConfig:
     retry_base: float = 0.5  # backoff while the exchange is unreachable / reconciliation fails
     retry_cap: float = 30.0
     cancel_retry: float = 1.0  # re-send a cancel not confirmed after this long
+    # the root bounds its whole shutdown (8 s inside the 10 s promised): these must fit in it
     shutdown_create_wait: float = 3.0
-    shutdown_cancel_timeout: float = 10.0
+    shutdown_cancel_timeout: float = 4.0
     shutdown_poll: float = 0.25
     cancel_unknown_orders: bool = False
     cash_tolerance: Decimal = ZERO
@@ -262,7 +264,6 @@ class LiveExecutor:
         self._closing = False
         self._stream_up = False
         self._stream_gen = 0  # bumps on every ContinuityLost
-        self._resync_gen = -1  # stream generation a successful reconcile covered
         self._inflight: set[str] = set()
         self._inflight_idle = trio.Event()
         self._inflight_idle.set()
@@ -908,7 +909,6 @@ class LiveExecutor:
             self._alert("exchange_up", "reconciliation succeeded; trading may resume",
                         logging.INFO)
         if stream_was_up and self._stream_up and gen == self._stream_gen:
-            self._resync_gen = gen
             self._blocks.pop("stream", None)
         self.store.set_meta(META_SYNCED_AT, self._clock().isoformat())
         return True
@@ -1253,6 +1253,7 @@ class LiveExecutor:
     async def _cancel_and_confirm(self) -> tuple[list[str], str]:
         self._last_still = [o.exchange_id or o.local_id for o in self.registry.open_orders()]
         self._last_detail = "exchange not reached"
+        unlisted = 0  # consecutive reads in which no unknown outcome showed up as open
         while True:
             try:
                 open_orders = await self.rest.open_orders(self.slugs)
@@ -1282,10 +1283,13 @@ class LiveExecutor:
             unresolved = [o.local_id for o in self.registry.open_orders() if self._unresolved(o)]
             still = [oid for oid, _ in targets] + unresolved
             self._last_still = still
-            if not still:
-                return [], "all cancels confirmed"
-            # unknown outcomes are waited for (a claim above may still find them) until the
-            # time limit, then reported as possibly open
+            unlisted = unlisted + 1 if unresolved and not targets else 0
+            if not still or unlisted >= SHUTDOWN_UNLISTED_READS:
+                # An unknown outcome not open in consecutive reads leaves nothing to cancel; it
+                # stays OUTCOME_UNKNOWN in the store and the next start books whatever it did.
+                return [], ("all cancels confirmed" if not still else
+                            "all cancels confirmed; not open, outcome unknown: "
+                            + ", ".join(unresolved))
             self._last_detail = (f"{len(targets)} open" + (
                 f", unresolved creates: {', '.join(unresolved)}" if unresolved else ""))
             for i in range(0, len(targets), MAX_CANCEL_BATCH):

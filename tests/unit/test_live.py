@@ -679,15 +679,34 @@ async def test_shutdown_reports_orders_it_could_not_cancel(h, autojump_clock):
     assert "shutdown_open_orders" in h.kinds()
 
 
-async def test_shutdown_waits_for_an_unknown_outcome_and_reports_it_if_unresolved(
+async def test_shutdown_does_not_wait_on_an_unknown_outcome_that_is_not_open(
         h, autojump_clock):
     await h.start()
     h.fake.create = ambiguous
     order = await h.ex.submit(req())
-    report = await h.ex.shutdown(cancel=True)  # the resolver proves it absent meanwhile
-    assert report.all_confirmed and order.state is OrderState.REJECTED
-    order2 = await h.ex.submit(req(slug=SLUG2))
-    assert order2 is None  # shutting down
+    start = trio.current_time()
+    report = await h.ex.shutdown(cancel=True)
+    assert report.all_confirmed and "outcome unknown" in report.detail
+    assert trio.current_time() - start < 3 + 2  # two reads, not the whole time limit
+    assert order.state is OrderState.OUTCOME_UNKNOWN  # the next start resolves it
+    assert await h.ex.submit(req(slug=SLUG2)) is None  # shutting down
+
+
+async def test_shutdown_cancels_an_unknown_outcome_found_open(h, autojump_clock):
+    await h.start()
+
+    async def placed_then_timeout(r: OrderRequest) -> str:
+        h.fake.place(r)
+        raise E.OutcomeUnknown("timeout", sent={}, cause=E.Timeout("t"))
+
+    h.fake.create = placed_then_timeout
+    h.run_scope.cancel()  # no resolver running: shutdown itself must find it
+    await trio.sleep(0.1)
+    h.ex._closing = False
+    h.ex._blocks.clear()
+    order = await h.ex.submit(req())
+    report = await h.ex.shutdown(cancel=True)
+    assert report.all_confirmed and order.exchange_id == "x1" and h.fake.open == {}
 
 
 async def test_shutdown_names_an_unresolved_create_as_possibly_open(h, autojump_clock):
