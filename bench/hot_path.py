@@ -1,7 +1,7 @@
 """Benchmark 1: the hot path in process — book frame → decode → book → signal → gate → paper
 executor — against the official SDK's websocket message handling of the same frames.
 
-    .venv/bin/python -m bench.hot_path [--markets 100] [--frames 10000] [--rounds 5] [--profile]
+    .venv/bin/python -m bench.hot_path [--markets 100] [--frames 10000] [--rounds 5] [--html]
 
 **Subject.** A real `polybot.app.Bot` in paper mode (settings from env, SQLite store in a
 temporary DATA_DIR with its writer task running) with its market metadata and fair values
@@ -200,7 +200,7 @@ def make_sdk_handler() -> tuple[Any, list[int]]:
 
 
 async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
-                      profile_path: Path | None) -> dict[str, Any]:
+                      profile_path: Path | None, html: bool = False) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="polybot-bench-hot-"))
     bot = build_bot(slugs, data_dir)
     sdk_handle, sdk_seen = make_sdk_handler()
@@ -256,7 +256,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
             bot._count_fills()
             bot._count_fills()
             bot.registry.forget_closed()
-            profile_info = await _profile(bot, frames, profile_path)
+            profile_info = await _profile(bot, frames, profile_path, html)
         counters = bot.counters
         orders = counters.orders
         fills = bot._count_fills()
@@ -280,8 +280,8 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
     }
 
 
-async def _profile(bot: Any, frames: list[str], path: Path) -> dict[str, Any]:
-    """One more polybot pass under pyinstrument; text and HTML written next to the results."""
+async def _profile(bot: Any, frames: list[str], path: Path, html: bool) -> dict[str, Any]:
+    """One more polybot pass under pyinstrument; the text tree is written next to the results."""
     from pyinstrument import Profiler
 
     profiler = Profiler(interval=0.0002, async_mode="disabled")
@@ -291,13 +291,19 @@ async def _profile(bot: Any, frames: list[str], path: Path) -> dict[str, Any]:
     profiler.stop()
     text = profiler.output_text(unicode=True, color=False, show_all=False)
     path.with_suffix(".txt").write_text(text, encoding="utf-8")
-    path.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
-    print(f"wrote {path.with_suffix('.txt')} and .html")
-    return {"text": str(path.with_suffix(".txt").name), "html": str(path.with_suffix(".html").name)}
+    out = {"text": path.with_suffix(".txt").name}
+    if html:  # tens of MB (every sample is embedded): written on request, never committed
+        html_path = Path(tempfile.gettempdir()) / "polybot_hot_path_profile.html"
+        html_path.write_text(profiler.output_html(), encoding="utf-8")
+        print(f"wrote {html_path}")
+        out["html"] = str(html_path)
+    print(f"wrote {path.with_suffix('.txt')}")
+    return out
 
 
 def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: float = 0.1,
-        profile: bool = True, out_dir: Path | None = None) -> dict[str, Any]:
+        profile: bool = True, out_dir: Path | None = None,
+        html: bool = False) -> dict[str, Any]:
     params = {"markets": markets, "frames_per_round": frames, "rounds": rounds,
               "edge_share": edge_share, "levels_per_side": 10}
     run_ = Run("hot_path", params)
@@ -306,7 +312,7 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
     out = out_dir or RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     res = trio.run(_run_rounds, frame_list, slugs, rounds,
-                   out / "hot_path_profile" if profile else None)
+                   out / "hot_path_profile" if profile else None, html)
 
     def row(name: str, rates: list[float], lat: list[int],
             cpu: list[float] | None = None) -> dict[str, Any]:
@@ -380,8 +386,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--edge-share", type=float, default=0.1)
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--html", action="store_true",
+                    help="also write pyinstrument's interactive HTML to the temp directory")
     a = ap.parse_args(argv)
-    run(a.markets, a.frames, a.rounds, a.edge_share, profile=not a.no_profile)
+    run(a.markets, a.frames, a.rounds, a.edge_share, profile=not a.no_profile, html=a.html)
 
 
 if __name__ == "__main__":

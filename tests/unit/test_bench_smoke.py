@@ -40,10 +40,9 @@ def test_hot_path_result_has_both_pipelines_their_ratio_and_a_profile(tmp_path: 
     assert full["frames"] == 200 * 3  # every frame of every round went through the pipeline
     s = data["summary"]
     assert s["ratio_polybot_full_over_sdk_decode"] == pytest.approx(
-        s["polybot_frames_per_s"] / s["sdk_frames_per_s"], rel=0.01)
+        s["polybot_frames_per_s"] / s["sdk_frames_per_s"], abs=6e-4)  # rounded to 3 decimals
     assert s["orders"] > 0  # the edge frames reached the gate and the paper executor
-    assert (tmp_path / "hot_path_profile.txt").read_text().strip()
-    assert (tmp_path / "hot_path_profile.html").exists()
+    assert "polybot_frame" in (tmp_path / "hot_path_profile.txt").read_text()
 
 
 @pytest.mark.slow
