@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 
 def _client() -> None:
@@ -30,7 +31,8 @@ def _client() -> None:
         sys.argv = saved
     text = out.getvalue()
     print(text, end="")
-    rows, what = [], ""
+    rows: list[dict[str, Any]] = []
+    what = ""
     for line in text.splitlines()[2:]:  # header and rule
         if not line.strip():
             continue

@@ -75,7 +75,7 @@ def _git_commit() -> str | None:
 
 def machine_info() -> dict[str, Any]:
     """Where and with what the numbers were taken (the load average says how noisy it was)."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

@@ -108,8 +108,8 @@ class Stamps:
                 stamps.arrived.set()
             await orig_asgi(face, scope, receive, send, routes)
 
-        sim_ws.WsConnection.__init__ = init  # type: ignore[method-assign]
-        sim_rest.RestFace.asgi = asgi  # type: ignore[method-assign]
+        sim_ws.WsConnection.__init__ = init  # type: ignore[method-assign,assignment]
+        sim_rest.RestFace.asgi = asgi  # type: ignore[method-assign,assignment]
         self._restore = (sim_ws, orig_init, sim_rest, orig_asgi)
 
     def uninstall(self) -> None:
@@ -306,7 +306,8 @@ async def _events(sim: Any, client: httpx.AsyncClient, stamps: Stamps, slugs: li
     from polybot.polymarket.auth import Signer
 
     ws_url = sim.ws_url + "/v1/ws/markets"
-    headers = Signer(sim.key_id, sim.secret_key).ws_headers(ws_url)
+    headers = [(k.encode(), v.encode())
+               for k, v in Signer(sim.key_id, sim.secret_key).ws_headers(ws_url)]
     async with httpx.AsyncClient(timeout=5.0) as rtt_client, \
             open_websocket_url(ws_url, extra_headers=headers) as ws, \
             trio.open_nursery() as nursery:
