@@ -78,7 +78,8 @@ log = logging.getLogger("polybot.app")
 
 EXIT_OK = 0
 EXIT_UNCONFIRMED = 1
-SHUTDOWN_BOUND_SECONDS = 8.0  # inside the 10 s the operator is promised
+SHUTDOWN_BOUND_SECONDS = 8.0  # signal to flushed store, inside the 10 s the operator is promised
+CREATE_WAIT_SECONDS = 3.0  # of those, at most this long for creates in flight to be answered
 FLATTEN_TICKS = 5
 FLATTEN_ROUNDS = 5
 
@@ -147,6 +148,8 @@ class Bot:
         self._halt_cancel_pending = False
         self._filled_orders: set[str] = set()
         self._flattening = False
+        self._submits_in_flight = 0
+        self._stop_deadline: float | None = None
         self.health_port: int | None = None
 
     # --- construction ------------------------------------------------------------------------------
@@ -464,7 +467,11 @@ class Bot:
         if received is not None:
             self.metrics.decision_latency.observe(max(0.0, trio.current_time() - received))
         self.counters.orders += 1
-        order = await self.executor.submit(request)
+        self._submits_in_flight += 1
+        try:
+            order = await self.executor.submit(request)
+        finally:
+            self._submits_in_flight -= 1
         outcome = "submitted" if order is not None else "refused"
         if order is not None and getattr(order, "state", None) is not None:
             outcome = order.state.name.lower()
@@ -545,7 +552,7 @@ class Bot:
         sent = 0
         for _ in range(FLATTEN_ROUNDS):
             positions = {s: p for s, p in self.ledger.positions.items() if p.net_qty != 0}
-            if not positions:
+            if not positions or self.stopping:
                 break
             for slug, pos in positions.items():
                 market = self.markets.get(slug)
@@ -689,11 +696,28 @@ class Bot:
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
+    async def request_stop(self) -> None:
+        """No new orders; let creates in flight get their answer; then stop the group.
+
+        Stopping the group cancels its tasks, and a create cancelled mid-POST may still land at
+        the exchange after the bot has stopped looking (an order path slower than reads), so the
+        group is only stopped once the creates in flight are answered (bounded): the executor
+        then knows their ids and the shutdown cancels them.
+        """
+        if self._stop_deadline is None:
+            self._stop_deadline = trio.current_time() + SHUTDOWN_BOUND_SECONDS
+        self.stopping = True
+        with trio.move_on_after(CREATE_WAIT_SECONDS):
+            while self._submits_in_flight:
+                await trio.sleep(0.02)
+        self.supervisor.stop()
+
     async def shutdown(self) -> int:
         """Stop trading, resolve creates in flight, cancel our orders (shielded, bounded), flush."""
         self.stopping = True
         code = EXIT_OK
-        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_BOUND_SECONDS) as scope:
+        deadline = self._stop_deadline or trio.current_time() + SHUTDOWN_BOUND_SECONDS
+        with trio.CancelScope(shield=True), trio.move_on_at(deadline) as scope:
             if self.mode == "live":
                 report = await self.executor.shutdown(cancel=self.settings.cancel_on_shutdown)
                 if not report.all_confirmed:
@@ -801,7 +825,7 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
             await root.start(bot.notifier.run)
             await root.start(functools.partial(serve_health, health, settings.health_host,
                                                settings.health_port, on_listening=listening))
-            root.start_soon(_signal_watcher, bot, root.cancel_scope)
+            root.start_soon(_signal_watcher, bot, root)
             if duration is not None:
                 root.start_soon(_stop_after, bot, duration)
             bot._alert(Level.INFO, "polybot started",
@@ -829,7 +853,7 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
     return code
 
 
-async def _signal_watcher(bot: Bot, root_scope: trio.CancelScope) -> None:
+async def _signal_watcher(bot: Bot, nursery: trio.Nursery) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if bot.stopping:
@@ -838,14 +862,13 @@ async def _signal_watcher(bot: Bot, root_scope: trio.CancelScope) -> None:
             log.warning("%s: stopping (no new orders; cancelling our open orders)",
                         signal.Signals(signum).name)
             bot.stopping = True
-            bot.supervisor.stop()
+            nursery.start_soon(bot.request_stop)  # this loop stays ready for a second signal
 
 
 async def _stop_after(bot: Bot, seconds: float) -> None:
     await trio.sleep(seconds)
     log.info("--duration %.0f s reached: stopping", seconds)
-    bot.stopping = True
-    bot.supervisor.stop()
+    await bot.request_stop()
 
 
 # --- the `run` command -----------------------------------------------------------------------------

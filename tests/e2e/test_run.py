@@ -230,6 +230,31 @@ def test_a_5xx_burst_while_matching_markets_is_waited_out_and_every_market_price
     assert bot.get("/health").json()["status"] == "ok"
 
 
+def test_halt_stops_new_orders_at_once_and_resume_lets_trading_go_on(sim, start_bot) -> None:
+    before = {o["orderId"] for o in sim.accepted_orders()}
+    bot = start_bot(sim, "live", RISK_MAX_POSITION_PER_MARKET="100000",
+                    RISK_MAX_PORTFOLIO_EXPOSURE="100000", RISK_MAX_CORRELATED_EXPOSURE="100000")
+    bot.wait_ready()
+    wait_until(lambda: bot.status()["extra"]["counters"]["orders"] > 0, 40, "a live order")
+
+    halted = bot.command("halt")
+    assert halted.returncode == 0, halted.stderr
+    wait_until(lambda: bot.status()["trading_state"] == "HALTED", 5, "HALTED")
+    assert "HALTED" in bot.get("/ready").json()["reason"]
+    time.sleep(1.0)  # an order already in flight at the halt may still land
+    during = {o["orderId"] for o in sim.accepted_orders()} - before
+    time.sleep(3.0)
+    assert {o["orderId"] for o in sim.accepted_orders()} - before == during  # nothing new
+    assert bot.get("/health").status_code == 200
+
+    resumed = bot.command("resume")
+    assert resumed.returncode == 0, resumed.stderr
+    bot.wait_ready(10)
+    assert bot.status()["trading_state"] == "ACTIVE"
+    code, _ = bot.terminate()
+    assert code == 0, bot.output()
+
+
 def test_invalid_settings_exit_2_with_one_line_per_problem(tmp_path) -> None:
     env = base_env()  # otherwise complete, so exactly the three broken values are reported
     env.update({"PM_API_KEY_ID": "0b6c5a52-5a53-4d9c-a4b5-0c8f5f1b2b11",
