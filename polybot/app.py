@@ -20,9 +20,11 @@ Process layout (one root nursery):
   caller of the executor's submit) and `housekeeping` (the gate's halts and kill switch, operator
   requests, persistence, metrics).
 
-Shutdown (SIGINT/SIGTERM, or `--duration` in the demo): no new orders, the group stops, then in a
-shielded, time-limited scope the executor resolves creates in flight and cancels the bot's open
-orders (`CANCEL_ON_SHUTDOWN`), the ledger is saved and the store flushed. Exit 0 when every cancel
+Shutdown (SIGINT/SIGTERM, or `--duration` in the demo): no new orders; creates in flight get
+their answer (at most 3 s: a create cancelled mid-POST could land unseen after the bot stopped
+looking); the group stops; then in a shielded scope ending 8 s after the signal the executor
+resolves what is still unknown and cancels the bot's open orders (`CANCEL_ON_SHUTDOWN`), the
+ledger is saved and the store flushed. Exit 0 when every cancel
 is confirmed, else 1 with an alert naming what is still open. A second signal exits at once.
 """
 
