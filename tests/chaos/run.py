@@ -347,6 +347,7 @@ class InProcessBot:
                 life.ended = trio.current_time()
                 if not life.how and life.ended >= deadline - 0.5:
                     life.how = "final"  # its --duration ran out: the planned clean stop
+                    life.signalled = deadline  # the stop request: the exit is timed from it
                 done.set()
 
         self.nursery.start_soon(body)
@@ -543,6 +544,9 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
         failures += check_lives(bot.lives, ready_after, session, alerts.texts())
         failures += check_orders_and_ledger(sim, data_dir)
         failures += check_secrets(secret_values, data_dir, health_bodies, alerts.texts())
+    for h in root.handlers:
+        if h not in saved[0]:
+            h.close()
     root.handlers[:], root.level = saved  # pytest's handlers back
     return SeedResult(seed, "subprocess" if subprocess_bot else "in-process", failures, stats,
                       time.monotonic() - t_wall, data_dir)
