@@ -261,6 +261,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
         orders = counters.orders
         fills = bot._count_fills()
         await bot.store.flush()
+        await bot.rest.aclose()  # never used (no network here), but opened by Bot()
         nursery.cancel_scope.cancel()
     bot.store.close()
     assert sdk_seen[0] >= len(frames) * rounds, "the SDK did not dispatch every frame"
