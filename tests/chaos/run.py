@@ -464,8 +464,7 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
     health_bodies: list[str] = []
     ready_after: list[float] = []
     alerts = AlertSink()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
+    saved = _logging_state()
     async with trio.open_nursery() as nursery, \
             running_sim(seed=seed, scenario=scenario_spec(seed), opticodds=True,
                         heartbeat_seconds=1.0) as sim:
@@ -544,12 +543,28 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
         failures += check_lives(bot.lives, ready_after, session, alerts.texts())
         failures += check_orders_and_ledger(sim, data_dir)
         failures += check_secrets(secret_values, data_dir, health_bodies, alerts.texts())
-    for h in root.handlers:
-        if h not in saved[0]:
-            h.close()
-    root.handlers[:], root.level = saved  # pytest's handlers back
+    _restore_logging(saved)  # pytest's handlers and every logger's level back
     return SeedResult(seed, "subprocess" if subprocess_bot else "in-process", failures, stats,
                       time.monotonic() - t_wall, data_dir)
+
+
+def _logging_state() -> dict[str, tuple[int, list[logging.Handler], bool]]:
+    """Every logger's level, handlers and propagation (an in-process bot reconfigures them)."""
+    loggers = [logging.getLogger()] + [lg for lg in logging.root.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    return {lg.name: (lg.level, list(lg.handlers), lg.propagate) for lg in loggers}
+
+
+def _restore_logging(saved: dict[str, tuple[int, list[logging.Handler], bool]]) -> None:
+    for lg in [logging.getLogger()] + [x for x in logging.root.manager.loggerDict.values()
+                                       if isinstance(x, logging.Logger)]:
+        level, handlers, propagate = saved.get(lg.name, (logging.NOTSET, [], True))
+        for h in lg.handlers:
+            if h not in handlers:
+                h.close()
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
 
 
 def _count_filled(sim: Any) -> int:
