@@ -59,6 +59,7 @@ from polybot.ledger import Ledger
 from polybot.logs import configure_from_settings
 from polybot.metrics import Metrics
 from polybot.model import (
+    BookSnapshot,
     FairValue,
     Intent,
     MarketInfo,
@@ -302,14 +303,7 @@ class Bot:
             async for event in recv:
                 now = trio.current_time()
                 if isinstance(event, wire.BookReplaced):
-                    book = event.book
-                    slug = book.market_slug
-                    self.books.update(book)
-                    trusted = self.books.is_trusted(slug)
-                    self.ledger.on_book(book, trusted=trusted)
-                    self.executor.on_book(book, trusted=trusted)
-                    self._received_at[slug] = now
-                    self._mark_dirty(slug)
+                    self.on_market_book(event.book, now)
                 elif isinstance(event, wire.TradePrinted):
                     self.executor.on_trade(event.trade)
                 elif isinstance(event, ContinuityLost):
@@ -317,6 +311,24 @@ class Bot:
                     progress.degraded(f"exchange market feed down: {event.reason}")
                 elif isinstance(event, StreamConnected):
                     progress.recovered()
+
+    def on_market_book(self, book: BookSnapshot, now: float) -> None:
+        """A full book from the markets stream: books, marks, the executor, the trader."""
+        slug = book.market_slug
+        previous = self.books.get(slug)
+        self.books.update(book)
+        trusted = self.books.is_trusted(slug)
+        self.ledger.on_book(book, trusted=trusted)
+        self.executor.on_book(book, trusted=trusted)
+        if book.state is not MarketState.OPEN and (previous is None
+                                                   or previous.state is not book.state):
+            # the live executor checks soon and settles an expired market it holds once the
+            # value is published, even when the private stream's resolution frame was lost
+            on_state = getattr(self.executor, "on_market_state", None)
+            if on_state is not None:
+                on_state(slug, book.state)
+        self._received_at[slug] = now
+        self._mark_dirty(slug)
 
     async def odds_child(self, progress: Progress, *,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
