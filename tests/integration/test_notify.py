@@ -207,6 +207,7 @@ async def test_bot_token_and_webhook_never_appear_in_logs(nursery, receiver, cap
         retry_initial=0.01,
     )
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # an earlier logging setup may quiet it
     await nursery.start(notifier.run)
     notifier.alert(Level.ERROR, "boom")
     await wait_until(lambda: notifier.failed == 1)
