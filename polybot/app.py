@@ -180,7 +180,7 @@ class Bot:
                             _FillCounting(self.store, self.metrics),
                             slugs=list(self.settings.market_slugs),
                             config=LiveConfig(cancel_unknown_orders=self.settings.cancel_unknown_orders),
-                            notify=self._on_live_notice)
+                            notify=self._on_live_notice, markets=self.markets)
 
     def _build_supervisor(self) -> Supervisor:
         s = self.settings
