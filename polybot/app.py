@@ -379,7 +379,8 @@ class Bot:
             retry: list[tuple[str, str]] = []
             for slug in pending:
                 transient: list[str] = []
-                noting = {name: _noting_transient(fn, transient) for name, fn in look.items()}
+                noting: dict[str, Any] = {
+                    name: _noting_transient(fn, transient) for name, fn in look.items()}
                 one = await match_markets([slug], overrides=self.settings.odds_market_map,
                                           **noting)
                 progress.beat()

@@ -154,10 +154,10 @@ class BookStore:
                 entry.lost_at = stamp
             self._lost_all_at = stamp if at is not None else None
             return
-        entry = self._entries.get(slug)
-        if entry is not None:
-            entry.trusted = False
-            entry.lost_at = stamp
+        one = self._entries.get(slug)
+        if one is not None:
+            one.trusted = False
+            one.lost_at = stamp
 
     def set_state(self, slug: str, state: MarketState) -> None:
         """Apply a market-state change that arrived without a book (trust is unchanged)."""

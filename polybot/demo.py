@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -78,7 +79,8 @@ def summary(result: dict[str, object], data_dir: Path) -> str:
     lines = ["polybot demo finished:"]
     status = result.get("status")
     if status is not None:
-        st = attrs.asdict(status, recurse=False) if attrs.has(type(status)) else dict(status)  # type: ignore[call-overload]
+        st: dict[str, Any] = (attrs.asdict(status, recurse=False)  # type: ignore[arg-type]
+                              if attrs.has(type(status)) else dict(status))  # type: ignore[call-overload]
         pnl = st.get("pnl", {})
         lines.append("  equity {equity:.2f}  cash {cash:.2f}  realized {realized:+.2f}  "
                      "fees {fees:.2f}".format(**{k: pnl.get(k, 0) for k in

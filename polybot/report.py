@@ -50,7 +50,8 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
             m["clv_sum"] += qty * (q - price if intent is Intent.BUY_LONG else price - q)
 
     rows = []
-    totals = {"wins": 0, "losses": 0, "pushes": 0, "clv_qty": ZERO, "clv_sum": ZERO}
+    totals: dict[str, Any] = {"wins": 0, "losses": 0, "pushes": 0, "clv_qty": ZERO,
+                              "clv_sum": ZERO}
     for slug in sorted(set(markets) | set(per_market)):
         mb = markets.get(slug)
         stats = per_market[slug]

@@ -503,12 +503,14 @@ class RiskGate:
         if h.high_water_mark is None or equity > h.high_water_mark:
             h = attrs.evolve(h, high_water_mark=equity)
         limits = self.limits
-        if h.daily_loss_halt_day != today and h.day_start_equity - equity >= limits.max_daily_loss:
+        start, high = h.day_start_equity, h.high_water_mark
+        assert start is not None and high is not None  # both set just above
+        if h.daily_loss_halt_day != today and start - equity >= limits.max_daily_loss:
             h = attrs.evolve(h, daily_loss_halt_day=today)
         if (
             not h.drawdown_halt
-            and h.high_water_mark > 0
-            and h.high_water_mark - equity >= limits.max_drawdown_pct * h.high_water_mark
+            and high > 0
+            and high - equity >= limits.max_drawdown_pct * high
         ):
             h = attrs.evolve(h, drawdown_halt=True)
         self._halt = h

@@ -55,7 +55,7 @@ from polybot.pricing import TAKER_THETA, fee_per_contract
 class StrategyParams:
     min_edge: Decimal = Decimal("0.02")
     trade_in_play: bool = False
-    stop_before_start_minutes: int = 0
+    stop_before_start_minutes: Decimal | int = 0
 
 
 def taker_theta(market: MarketInfo) -> Decimal:

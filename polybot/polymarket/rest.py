@@ -181,7 +181,7 @@ class PolymarketRestClient:
         client = self._api if authed else self._gateway
         bucket = self._authed_bucket if authed else self._public_bucket
         cid = str(uuid.uuid4())
-        ctx = {"correlation_id": cid, "method": method, "path": path}
+        ctx: dict[str, Any] = {"correlation_id": cid, "method": method, "path": path}
         content = wire.dumps(body) if body is not None else None
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap)
         retryable = kind != "create"

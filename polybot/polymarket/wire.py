@@ -147,7 +147,7 @@ def enum_of(cls: type[E], value: Any) -> E:
         return cls["UNKNOWN"]  # type: ignore[index]
 
 
-_OUTCOME_ACTION_INTENT = {
+_OUTCOME_ACTION_INTENT: dict[tuple[Any, Any], Intent] = {
     ("OUTCOME_SIDE_YES", "ORDER_ACTION_BUY"): Intent.BUY_LONG,
     ("OUTCOME_SIDE_YES", "ORDER_ACTION_SELL"): Intent.SELL_LONG,
     ("OUTCOME_SIDE_NO", "ORDER_ACTION_BUY"): Intent.BUY_SHORT,
@@ -649,7 +649,8 @@ def _position_change(p: Mapping[str, Any]) -> PositionChanged:
     after = p.get("afterPosition")
     b = parse_position(before) if isinstance(before, dict) else None
     a = parse_position(after) if isinstance(after, dict) else None
-    slug = (a or b).market_slug if (a or b) else p.get("marketSlug") or ""
+    known = a or b
+    slug = known.market_slug if known is not None else p.get("marketSlug") or ""
     if not slug:
         raise WireError("position change without market")
     return PositionChanged(

@@ -212,8 +212,8 @@ class SimServer:
             # Connections come back first; the markets then reopen SUSPENDED -> OPEN, books empty.
             with self.ex.batch():
                 for slug in self._suspended:
-                    m = self.ex.markets.get(slug)
-                    if m is not None and m.settlement is None:
+                    reopened = self.ex.markets.get(slug)
+                    if reopened is not None and reopened.settlement is None:
                         self.ex.set_market_state(slug, MarketState.OPEN)
             self._suspended = []
 
