@@ -736,7 +736,8 @@ class RiskGate:
             slug, signal.intent.name, reason, detail,
             extra={"rejection": reason, "market": slug},
         )
-        self._note_burst(now)
+        if reason not in ROUTINE_REJECTIONS:
+            self._note_burst(now)
         return Rejection(market_slug=slug, intent=signal.intent, reason=reason, detail=detail)
 
     def _note_burst(self, now: datetime) -> None:
@@ -750,6 +751,13 @@ class RiskGate:
             self._last_burst = now
             top = ", ".join(f"{r}={n}" for r, n in self.rejections.most_common(3))
             self._emit("rejection_burst", f"{len(recent)} rejections in a minute ({top})")
+
+
+# Sizing saying "nothing more to do here" on every frame while a target holds: counted and logged,
+# but not a burst an operator must hear about (the demo saw one alert a minute from these alone).
+ROUTINE_REJECTIONS = frozenset({
+    "kelly_target_reached", "below_min_trade_size", "nothing_to_close", "no_position_to_close",
+})
 
 
 def _headroom(room: Decimal, per_contract: Decimal, min_qty: Decimal) -> Decimal:

@@ -516,6 +516,19 @@ def test_rejections_counted_by_reason_and_burst_notified():
     assert st["rejections"] == {"below_min_edge": 6} and st["state"] == "ACTIVE"
 
 
+def test_routine_sizing_rejections_are_counted_but_never_make_a_burst_alert():
+    # every book frame while the Kelly target holds is rejected; that is the gate working, and an
+    # alert a minute about it would teach the operator to ignore the real ones
+    notices = []
+    gate = RiskGate(LIMITS, notify=notices.append, burst_threshold=5)
+    at_target = [order("m1", Intent.BUY_LONG, "0.56", "24", oid="o9")]
+    for i in range(10):
+        r = check(gate, sig(), orders=at_target, now=NOW + timedelta(seconds=i))
+        assert isinstance(r, Rejection) and r.reason == "kelly_target_reached"
+    assert gate.rejections["kelly_target_reached"] == 10
+    assert [n.kind for n in notices] == []
+
+
 def test_broken_notifier_does_not_stop_the_gate(tmp_path):
     def boom(_):
         raise RuntimeError("down")
