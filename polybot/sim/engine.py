@@ -241,6 +241,10 @@ class Market:
     stats: MarketStats = attrs.field(factory=MarketStats)
 
     @property
+    def taker_theta(self) -> Decimal:
+        return self.fee_coefficient if self.fee_coefficient is not None else TAKER_THETA
+
+    @property
     def active(self) -> bool:
         """Accepting orders."""
         return self.state is MarketState.OPEN and self.settlement is None
@@ -1150,7 +1154,7 @@ class Exchange:
         cash = acct.cash
         sign = ONE if order.side is Side.BUY else -ONE
         exact_fee = ZERO
-        theta = m.fee_coefficient if m.fee_coefficient is not None else TAKER_THETA
+        theta = m.taker_theta
         for price, q in fills:
             cash += _cash_for_fill(order.side, net, price, q)
             net += sign * q
@@ -1170,7 +1174,7 @@ class Exchange:
     def _match(self, acct: _Account, order: SimOrder, m: Market) -> bool:
         """Trade the incoming order against the book; True if self-match stopped it."""
         book = self._books[m.slug]
-        theta = m.fee_coefficient if m.fee_coefficient is not None else TAKER_THETA
+        theta = m.taker_theta
         self._taker_fees[order.order_id] = FeeAccumulator(theta)
         try:
             while order.leaves_quantity > 0:

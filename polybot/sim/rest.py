@@ -57,7 +57,7 @@ import orjson
 import trio
 
 from polybot.model import ZERO, Intent, OrderType, Side, TimeInForce
-from polybot.pricing import TAKER_THETA, round_fee
+from polybot.pricing import round_fee
 from polybot.sim import wire
 from polybot.sim.auth import AuthError, KeyStore
 from polybot.sim.engine import (
@@ -707,7 +707,7 @@ class RestFace:
         book = self.ex.book(m.slug, depth=1000)
         levels = book.offers if side is Side.BUY else book.bids
         remaining, notional, fee = qty, ZERO, ZERO
-        theta = m.fee_coefficient if m.fee_coefficient is not None else TAKER_THETA
+        theta = m.taker_theta
         for lv in levels:
             if spec.price is not None and (
                 (side is Side.BUY and lv.price > spec.price)
