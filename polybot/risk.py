@@ -817,12 +817,3 @@ def write_resume_request(data_dir: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("resume requested\n")
     return path
-
-
-def resume_pending(data_dir: Path | str) -> bool:
-    """True while a resume request waits to be consumed (the CLI's exit 4 check)."""
-    return (Path(data_dir) / RESUME_FILE).exists()
-
-
-def kill_active(data_dir: Path | str) -> bool:
-    return (Path(data_dir) / KILL_FILE).exists()

@@ -26,11 +26,9 @@ from polybot.risk import (
     kelly_f,
     kelly_target,
     kelly_topup_qty,
-    kill_active,
     portfolio_at_risk,
     positions_count,
     remove_kill_file,
-    resume_pending,
     trading_day,
     usd_at_risk,
     write_kill_file,
@@ -365,7 +363,7 @@ def test_operator_flatten_reduces_until_resume(tmp_path):
     assert gate.reason == "operator_flatten"
     write_resume_request(tmp_path)
     assert isinstance(check(gate, sig()), OrderRequest)
-    assert not resume_pending(tmp_path)  # consumed
+    assert not (tmp_path / "RESUME").exists()  # consumed
 
 
 def test_daily_loss_halts_until_next_trading_day():
@@ -440,7 +438,7 @@ def test_kill_file_halts_at_once_while_it_exists(tmp_path):
     gate = RiskGate(LIMITS, data_dir=tmp_path)
     assert isinstance(check(gate, sig()), OrderRequest)
     write_kill_file(tmp_path)
-    assert kill_active(tmp_path)
+    assert (tmp_path / "KILL").exists()
     r = check(gate, sig(), now=NOW + timedelta(seconds=1))
     assert r.reason == "halted" and gate.reason == "kill_switch"
     assert gate.status()["ready"] is False
