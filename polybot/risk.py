@@ -670,9 +670,8 @@ class RiskGate:
         if qty < min_qty or qty * cost < limits.min_trade_size:
             return ("below_min_trade_size", f"kelly top-up {qty} x {cost}")
 
-        if slug not in counted_markets(positions, orders) and positions_count(
-            positions, orders
-        ) >= limits.max_positions:
+        held = counted_markets(positions, orders)
+        if slug not in held and len(held) >= limits.max_positions:
             return ("max_positions", f"{limits.max_positions} markets already held")
 
         by_market = at_risk_by_market(positions, orders)
