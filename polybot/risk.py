@@ -79,6 +79,7 @@ from polybot.model import (
     is_on_step,
 )
 from polybot.pricing import CENT, TAKER_THETA, fee_per_contract
+from polybot.strategy import taker_theta
 
 log = logging.getLogger(__name__)
 
@@ -657,7 +658,7 @@ class RiskGate:
         if equity <= 0:
             return ("no_equity", f"equity {equity}")
         min_qty = market.min_qty
-        theta = market.fee_coefficient if market.fee_coefficient is not None else TAKER_THETA
+        theta = taker_theta(market)
         cost = cost_per_contract(intent, price)
         c = effective_cost(intent, price, theta)
         target = kelly_target(intent, price, signal.fair_q, equity, limits.kelly_fraction, theta)
