@@ -138,6 +138,7 @@ class Bot:
             min_edge=settings.risk_min_edge, trade_in_play=settings.trade_in_play,
             stop_before_start_minutes=settings.stop_before_start_minutes)
         self.tif = TimeInForce.GTC if settings.order_tif == "gtc" else TimeInForce.IOC
+        self.recorder = _FillCounting(self.store, self.metrics)
         self.executor: Any = self._build_executor()
         self.supervisor = self._build_supervisor()
         self._dirty: set[str] = set()
@@ -149,7 +150,6 @@ class Bot:
         self._odds_feed: Any = None
         self._reference_loaded = False
         self._halt_cancel_pending = False
-        self._filled_orders: set[str] = set()
         self._flattening = False
         self._submits_in_flight = 0
         self._stop_deadline: float | None = None
@@ -169,15 +169,14 @@ class Bot:
     def _build_executor(self) -> Any:
         if self.mode == "paper":
             executor = PaperExecutor(self.registry, self.ledger, self.books,
-                                     recorder=_FillCounting(self.store, self.metrics),
+                                     recorder=self.recorder,
                                      markets=self.markets)
             # Paper orders left open by a previous run no longer exist anywhere: book them cancelled.
             executor.cancel_restored(self.store.load_orders())
             return executor
         from polybot.execution.live import LiveConfig, LiveExecutor
 
-        return LiveExecutor(self.rest, self.registry, self.ledger,
-                            _FillCounting(self.store, self.metrics),
+        return LiveExecutor(self.rest, self.registry, self.ledger, self.recorder,
                             slugs=list(self.settings.market_slugs),
                             config=LiveConfig(cancel_unknown_orders=self.settings.cancel_unknown_orders),
                             notify=self._on_live_notice, markets=self.markets)
@@ -518,7 +517,6 @@ class Bot:
                     last_equity_snapshot = now
                     self.store.record_ledger_equity(self.ledger, usd_at_risk=self.usd_at_risk(),
                                                     trading_state=self.gate.state.value)
-                    self._count_fills()
                     self.registry.forget_closed()
                 self.update_metrics()
                 if self.status_line is not None and now - last_status_line >= 5.0:
@@ -695,17 +693,12 @@ class Bot:
     def usd_at_risk(self) -> Decimal:
         return portfolio_at_risk(at_risk_by_market(self.ledger.positions, self._open_orders()))
 
-    def _count_fills(self) -> int:
-        """Orders with at least one fill (remembered across the registry forgetting them)."""
-        self._filled_orders.update(o.order_id for o in self.registry if o.cum_qty > 0)
-        return len(self._filled_orders)
-
     def one_line_status(self) -> str:
         live = sum(1 for s in self.settings.market_slugs if self.books.is_trusted(s))
         priced = sum(1 for s in self.settings.market_slugs if self.fair_values.usable(s) is not None)
         c = self.counters
         return (f"[{self.mode}] markets live {live}/{len(self.settings.market_slugs)} priced {priced}"
-                f" | signals {c.signals} orders {c.orders} filled {self._count_fills()}"
+                f" | signals {c.signals} orders {c.orders} fills {self.recorder.fills}"
                 f" | equity {self.ledger.equity:.2f} P&L {self.ledger.pnl:+.2f}"
                 f" | {self.gate.state.value}")
 
@@ -784,10 +777,12 @@ class _FillCounting:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self._store = store
         self._metrics = metrics
+        self.fills = 0  # for the demo's status line
 
     def record_execution(self, execution: Any, fill: Any, order: Any) -> None:
         self._store.record_execution(execution, fill, order)
         if fill is not None:
+            self.fills += 1
             self._metrics.fills.labels(market=fill.market_slug).inc()
 
     def __getattr__(self, name: str) -> Any:
