@@ -592,6 +592,11 @@ class _Account:
         self.activities: list[Activity] = []
         self.last_updated = now
 
+    def net(self, slug: str) -> Decimal:
+        """Net YES position in `slug` (zero if never traded)."""
+        pos = self.positions.get(slug)
+        return pos.net if pos is not None else ZERO
+
 
 class _Book:
     """One market's YES book: price levels of FIFO queues; prices kept sorted ascending."""
@@ -1020,18 +1025,22 @@ class Exchange:
             and (order.good_till_time is None or order.good_till_time <= self.now())
         ):
             return RejectReason.EXCHANGE_OPTION, "good-till-date order needs a future goodTillTime"
-        if order.post_only and order.price is not None:
-            best = self._books[m.slug].best(Side.SELL if order.side is Side.BUY else Side.BUY)
-            if best is not None and _crosses(order.side, order.price, best):
-                return RejectReason.EXCHANGE_OPTION, "post-only order would cross"
+        if order.post_only and order.price is not None and self._would_cross(order, order.price):
+            return RejectReason.EXCHANGE_OPTION, "post-only order would cross"
         return None
+
+    def _would_cross(self, order: SimOrder, price: Decimal) -> bool:
+        """Whether `order` at `price` would trade against the opposite side's best level now."""
+        best = self._books[order.market_slug].best(
+            Side.SELL if order.side is Side.BUY else Side.BUY
+        )
+        return best is not None and _crosses(order.side, price, best)
 
     def _closing_problem(self, acct: _Account, order: SimOrder) -> tuple[RejectReason, str] | None:
         """SELL_LONG / SELL_SHORT may only close what is held (minus other closing orders)."""
         if order.intent not in (Intent.SELL_LONG, Intent.SELL_SHORT):
             return None
-        pos = acct.positions.get(order.market_slug)
-        net = pos.net if pos is not None else ZERO
+        net = acct.net(order.market_slug)
         held = max(net, ZERO) if order.intent is Intent.SELL_LONG else max(-net, ZERO)
         committed = sum(
             (
@@ -1149,8 +1158,7 @@ class Exchange:
         self_cancels: list[SimOrder],
         resting_remainder: Decimal,
     ) -> bool:
-        pos = acct.positions.get(m.slug)
-        net = pos.net if pos is not None else ZERO
+        net = acct.net(m.slug)
         cash = acct.cash
         sign = ONE if order.side is Side.BUY else -ONE
         exact_fee = ZERO
@@ -1439,11 +1447,9 @@ class Exchange:
     # --- funding --------------------------------------------------------------------------------------
 
     def _market_reservation(self, acct: _Account, slug: str) -> Decimal:
-        pos = acct.positions.get(slug)
-        net = pos.net if pos is not None else ZERO
         return _reservation(
             ((o.side, o.price, o.leaves_quantity) for o in acct.open.get(slug, {}).values()),  # type: ignore[misc]
-            net,
+            acct.net(slug),
         )
 
     def _recheck_funding(self, acct: _Account) -> None:
@@ -1611,10 +1617,8 @@ class Exchange:
             return RejectReason.INCORRECT_QUANTITY, "quantity must exceed the filled quantity"
         if tif is TimeInForce.GTD and (gtt is None or gtt <= self.now()):
             return RejectReason.EXCHANGE_OPTION, "good-till-date order needs a future goodTillTime"
-        if post_only:
-            best = self._books[m.slug].best(Side.SELL if order.side is Side.BUY else Side.BUY)
-            if best is not None and _crosses(order.side, price, best):
-                return RejectReason.EXCHANGE_OPTION, "post-only order would cross"
+        if post_only and self._would_cross(order, price):
+            return RejectReason.EXCHANGE_OPTION, "post-only order would cross"
         if order.intent in (Intent.SELL_LONG, Intent.SELL_SHORT):
             probe = attrs.evolve(order, quantity=qty - order.cum_quantity)
             return self._closing_problem(acct, probe)
