@@ -11,9 +11,8 @@ Each command validates only the settings it needs: `report`, `halt` and `resume`
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from polybot import config
@@ -54,22 +53,6 @@ def data_dir_or_exit(args: argparse.Namespace) -> Path:
         raise SystemExit(EXIT_CONFIG) from None
 
 
-def _optional(module: str, attr: str) -> Callable[..., int] | None:
-    """A command implemented by a module that may not exist yet in this build."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-    return getattr(mod, attr, None)
-
-
-def _not_implemented(what: str) -> int:
-    _err(f"polybot: {what} is not implemented yet")
-    return EXIT_NOT_IMPLEMENTED
-
-
 # --- commands -------------------------------------------------------------------------------------
 
 
@@ -85,53 +68,50 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Commands import what they need when they run, so `report`, `halt` and `resume` start fast and
+# never depend on the trading stack importing cleanly.
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    run = _optional("polybot.app", "main")
-    if run is None:
-        return _not_implemented("run")
-    return run(args)
+    from polybot import app
+
+    return app.main(args)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    sim_main = _optional("polybot.sim.server", "main")
-    if sim_main is None:
-        return _not_implemented("sim")
-    return sim_main(list(args.sim_args))
+    from polybot.sim import server
+
+    return server.main(list(args.sim_args))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    report = _optional("polybot.report", "main")
-    if report is None:
-        return _not_implemented("report")
-    return report(data_dir_or_exit(args), as_json=args.json)
+    from polybot import report
+
+    return report.main(data_dir_or_exit(args), as_json=args.json)
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
-    halt = _optional("polybot.operator", "halt")
-    if halt is None:
-        return _not_implemented("halt")
-    return halt(data_dir_or_exit(args))
+    from polybot import operator
+
+    return operator.halt(data_dir_or_exit(args))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    resume = _optional("polybot.operator", "resume")
-    if resume is None:
-        return _not_implemented("resume")
-    return resume(data_dir_or_exit(args))
+    from polybot import operator
+
+    return operator.resume(data_dir_or_exit(args))
 
 
 def cmd_cancel_all(args: argparse.Namespace) -> int:
-    fn = _optional("polybot.operator", "cancel_all")
-    if fn is None:
-        return _not_implemented("cancel-all")
-    return fn(args)
+    from polybot import operator
+
+    return operator.cancel_all(args)
 
 
 def cmd_flatten(args: argparse.Namespace) -> int:
-    fn = _optional("polybot.operator", "flatten")
-    if fn is None:
-        return _not_implemented("flatten")
-    return fn(args)
+    from polybot import operator
+
+    return operator.flatten(args)
 
 
 # --- parser ----------------------------------------------------------------------------------------
@@ -208,11 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "sim":  # the simulator owns its own options (and --help)
-        sim_main = _optional("polybot.sim.server", "main")
-        if sim_main is None:
-            return _not_implemented("sim")
-        return int(sim_main(argv[1:]))
+    if argv and argv[0] == "sim":  # the simulator owns its own options, --help included
+        return cmd_sim(argparse.Namespace(sim_args=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
