@@ -193,7 +193,7 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
 class Notifier:
     """The alert queue and its consumer; see the module docstring.
 
-    ``secrets``: raw secret values (e.g. ``health.secret_values(settings)``) scrubbed from every
+    ``secrets``: raw secret values (e.g. ``settings.secret_values()``) scrubbed from every
     alert's title and text. Call `send_nowait` from the Trio thread only.
 
     With no sinks configured it still accepts alerts (and discards them after logging at debug),
