@@ -90,7 +90,3 @@ class CredentialsRejected(PolymarketError, FatalCredentialsError):
 
     Fatal: no restart can fix it (a `FatalCredentialsError`: the supervisor exits with 78).
     """
-
-
-class StreamError(PolymarketError):
-    """A websocket-level problem (used internally to trigger a reconnect)."""

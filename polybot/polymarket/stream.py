@@ -129,10 +129,6 @@ class StreamStatus:
         )
 
 
-class _Stale(Exception):
-    pass
-
-
 def chunks(items: Sequence[str], size: int = MAX_SLUGS_PER_SUBSCRIPTION) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
