@@ -174,34 +174,25 @@ def evaluate(
     can_open = opening_allowed(market, params, now, fallback_start)
     signals: list[Signal] = []
 
-    yes_sweep = _sweep(book.offers, q, theta, params.min_edge, offers=True)
-    no_sweep = _sweep(book.bids, q, theta, params.min_edge, offers=False)
-
-    # The bid side: close a long, else open (or add to) a short.
-    if no_sweep is not None:
-        if net > 0:
-            intent: Intent | None = Intent.SELL_LONG
+    # The bid side closes a long, else opens (or adds to) a short; the offer side closes a short,
+    # else opens (or adds to) a long.
+    sides = (
+        (book.bids, False, net > 0, Intent.SELL_LONG, Intent.BUY_SHORT),
+        (book.offers, True, net < 0, Intent.SELL_SHORT, Intent.BUY_LONG),
+    )
+    for levels, offers, closes, close_intent, open_intent in sides:
+        sweep = _sweep(levels, q, theta, params.min_edge, offers=offers)
+        if sweep is None:
+            continue
+        if closes:
+            intent = close_intent
         elif can_open:
-            intent = Intent.BUY_SHORT
+            intent = open_intent
         else:
-            intent = None
-        if intent is not None:
-            sig = _signal(market, intent, no_sweep, book.bids, fair, created_at)
-            if sig is not None:
-                signals.append(sig)
-
-    # The offer side: close a short, else open (or add to) a long.
-    if yes_sweep is not None:
-        if net < 0:
-            intent = Intent.SELL_SHORT
-        elif can_open:
-            intent = Intent.BUY_LONG
-        else:
-            intent = None
-        if intent is not None:
-            sig = _signal(market, intent, yes_sweep, book.offers, fair, created_at)
-            if sig is not None:
-                signals.append(sig)
+            continue
+        sig = _signal(market, intent, sweep, levels, fair, created_at)
+        if sig is not None:
+            signals.append(sig)
 
     signals.sort(key=lambda s: s.intent.is_opening)  # closing first
     return signals
