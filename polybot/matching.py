@@ -201,8 +201,8 @@ def lookups(exchange: Any, opticodds: Any) -> dict[str, Any]:
         return event, list(markets), list(sides)
 
     async def fixtures_by_team(team_id: str, after: datetime, before: datetime) -> list[Fixture]:
-        fixtures: list[Fixture] = await opticodds.fixtures(
-            team_id=[team_id], start_after=after, start_before=before)
+        fixtures: list[Fixture] = await opticodds.fixtures_by_team(
+            team_id, start_after=after, start_before=before)
         return fixtures
 
     return {
