@@ -323,6 +323,16 @@ def _page(items: list[Any], req: Request) -> tuple[list[Any], str, bool]:
     return chunk, ("" if eof else _cursor_encode(end)), eof
 
 
+def _offset_page(items: list[Any], req: Request) -> list[Any]:
+    """The gateway's offset/limit listing (markets, events): `orderDirection=desc` reverses,
+    a non-positive limit means no limit."""
+    if req.q("orderDirection") == "desc":
+        items = items[::-1]
+    offset = max(0, req.q_int("offset", 0))
+    limit = req.q_int("limit", 100)
+    return items[offset : offset + limit] if limit > 0 else items[offset:]
+
+
 # --- the REST face ----------------------------------------------------------------------------
 
 
@@ -510,12 +520,7 @@ class RestFace:
                 if e is None or e.slug not in event_slugs:
                     continue
             out.append(m)
-        if req.q("orderDirection") == "desc":
-            out.reverse()
-        offset = max(0, req.q_int("offset", 0))
-        limit = req.q_int("limit", 100)
-        page = out[offset : offset + limit] if limit > 0 else out[offset:]
-        return {"markets": [wire.market(m, self.ex) for m in page]}
+        return {"markets": [wire.market(m, self.ex) for m in _offset_page(out, req)]}
 
     async def market_by_id(self, req: Request) -> JSON:
         m = self.ex.market_by_id(self._int_param(req, "id"))
@@ -556,12 +561,7 @@ class RestFace:
             if closed is not None and e.closed != closed:
                 continue
             out.append(e)
-        if req.q("orderDirection") == "desc":
-            out.reverse()
-        offset = max(0, req.q_int("offset", 0))
-        limit = req.q_int("limit", 100)
-        page = out[offset : offset + limit] if limit > 0 else out[offset:]
-        return {"events": [wire.event(e, self.ex) for e in page]}
+        return {"events": [wire.event(e, self.ex) for e in _offset_page(out, req)]}
 
     async def event_by_id(self, req: Request) -> JSON:
         e = self.ex.event_by_id(self._int_param(req, "id"))
