@@ -201,12 +201,6 @@ class LocalOpticOdds:
 
     # --- the odds model -----------------------------------------------------------------------
 
-    def _book(self, book_id: str) -> SimBook | None:
-        for b in self.books:
-            if b.id == book_id:
-                return b
-        return None
-
     def _price_line(self, game: SimGame, book: SimBook, line: _Line) -> dict[str, int]:
         p_home = float(game.true_prob_of(game.home)) + line.offset
         p_home = min(max(p_home, 0.02), 0.98)
