@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -930,7 +929,3 @@ def credentials_env(path: Path, env: dict[str, str]) -> dict[str, str]:
         out["OPTICODDS_BASE_URL"] = creds["opticodds_url"]
         out["OPTICODDS_API_KEY"] = creds["opticodds_key"]
     return out
-
-
-def temporary_data_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="polybot-sim-"))

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
-from polybot.app import run_bot, temporary_data_dir
+from polybot.app import run_bot
 from polybot.config import load_settings
-from polybot.logs import configure_logging
+from polybot.logs import configure_from_settings, configure_logging
 
 log = logging.getLogger("polybot.demo")
 
@@ -45,7 +46,7 @@ def demo_env(sim: object, *, data_dir: Path, live: bool) -> dict[str, str]:
 
 
 def run_demo(*, duration: float | None, seed: int, live: bool, data_dir: Path | None) -> int:
-    data_dir = data_dir or temporary_data_dir()
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="polybot-sim-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(level="INFO", log_file=data_dir / "bot.log",
                       trades_log_file=data_dir / "trades.log", stderr_level="WARNING")
@@ -57,10 +58,9 @@ async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path) -
 
     async with running_sim(seed=seed, opticodds=True) as sim:
         settings = load_settings(demo_env(sim, data_dir=data_dir, live=live))
-        # the same redaction as a real run: the sim's generated keys never reach a log line
-        configure_logging(level="INFO", log_file=settings.log_file,
-                          trades_log_file=settings.trades_log_file, stderr_level="WARNING",
-                          secrets=settings.secret_values())
+        # as a real run configures it (the sim's generated keys redacted), with a quieter stderr
+        # so the status lines stay readable
+        configure_from_settings(settings, stderr_level="WARNING")
         say(f"polybot demo: {settings.trading_mode} mode against the local exchange "
             f"({len(settings.market_slugs)} markets, seed {seed}); state in {data_dir}")
         say(f"  exchange {sim.api_url}  odds {sim.opticodds_url}")

@@ -83,14 +83,9 @@ class RedactingFormatter(logging.Formatter):
 
 
 class _TradesLineFormatter(logging.Formatter):
-    """Trades log lines are JSON already (the caller logs a dict or a JSON string)."""
+    """Trades log lines are JSON already (`polybot.execution.orders.log_trade` writes them)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.msg
-        if isinstance(msg, dict):
-            body = dict(msg)
-            body.setdefault("ts", _utc_iso(record.created))
-            return json.dumps(body, default=str, ensure_ascii=False)
         return record.getMessage()
 
 
@@ -147,7 +142,8 @@ def configure_logging(
         trades.propagate = True
 
 
-def configure_from_settings(settings: Any, *, stream: Any = None) -> None:
+def configure_from_settings(settings: Any, *, stream: Any = None,
+                            stderr_level: str | None = None) -> None:
     configure_logging(
         level=settings.log_level,
         log_file=settings.log_file,
@@ -155,9 +151,5 @@ def configure_from_settings(settings: Any, *, stream: Any = None) -> None:
         trades_log_file=settings.trades_log_file,
         secrets=settings.secret_values(),
         stream=stream,
+        stderr_level=stderr_level,
     )
-
-
-def trade_event(event: str, **fields: Any) -> None:
-    """Write one JSON line to the trades log (order events and fills)."""
-    logging.getLogger(TRADES_LOGGER).info({"event": event, **fields})

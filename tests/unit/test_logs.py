@@ -4,7 +4,8 @@ import logging
 
 import pytest
 
-from polybot.logs import TRADES_LOGGER, configure_logging, trade_event
+from polybot.execution.orders import log_trade
+from polybot.logs import TRADES_LOGGER, configure_logging
 
 SECRET = "s3cr3t-key-material-AAAA"
 
@@ -62,7 +63,7 @@ def test_trades_log_is_its_own_file_of_json_lines(tmp_path):
     main = io.StringIO()
     trades = tmp_path / "trades.log"
     configure_logging(level="INFO", stream=main, trades_log_file=trades)
-    trade_event("fill", market="aec-x", qty="5", price="0.42")
+    log_trade("fill", market="aec-x", qty="5", price="0.42")
     line = trades.read_text().strip()
     obj = json.loads(line)
     assert obj["event"] == "fill" and obj["price"] == "0.42" and "ts" in obj
