@@ -48,7 +48,7 @@ class FeeAccumulator:
         self._charged = Decimal(0)
 
     def fill(self, qty: Decimal, price: Decimal) -> Decimal:
-        exact = self.theta * qty * price * (ONE - price)
+        exact = qty * fee_per_contract(price, self.theta)
         fee = round_fee(exact)
         if self.theta < 0:
             return fee
