@@ -10,7 +10,7 @@ Sign convention everywhere in polybot: positive = fee charged, negative = rebate
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import attrs
@@ -285,13 +285,16 @@ _DEVIG = {
 }
 
 
-def devig(q: Sequence[Decimal], method: str) -> tuple[Decimal, ...]:
-    """Fair probabilities of one book's complete market by `method` (one of DEVIG_METHODS)."""
+def _devig_fn(method: str) -> Callable[[Sequence[Decimal]], tuple[Decimal, ...]]:
     try:
-        fn = _DEVIG[method]
+        return _DEVIG[method]
     except KeyError:
         raise OddsError(f"unknown de-vig method {method!r}; use one of {DEVIG_METHODS}") from None
-    return fn(q)
+
+
+def devig(q: Sequence[Decimal], method: str) -> tuple[Decimal, ...]:
+    """Fair probabilities of one book's complete market by `method` (one of DEVIG_METHODS)."""
+    return _devig_fn(method)(q)
 
 
 # --- consensus across books -----------------------------------------------------------------------
@@ -336,8 +339,7 @@ def consensus(
     bad quote cannot poison the consensus. Weights are renormalised over the books present;
     a book not in `weights` weighs `default_weight`.
     """
-    if method not in _DEVIG:
-        raise OddsError(f"unknown de-vig method {method!r}; use one of {DEVIG_METHODS}")
+    fn = _devig_fn(method)
     w = dict(weights)
     quotes: list[BookQuote] = []
     for m in markets:
@@ -347,7 +349,7 @@ def consensus(
         if weight <= 0:
             continue
         try:
-            fair = devig([american_to_prob(a) for a in m.american], method)
+            fair = fn([american_to_prob(a) for a in m.american])
         except OddsError:
             continue
         quotes.append(BookQuote(book=m.book, raw_prices=m.american, fair_yes=fair[0], weight=weight))
