@@ -49,7 +49,13 @@ import trio
 from polybot import operator as operator_requests
 from polybot.book import BookStore
 from polybot.config import Settings, load_settings
-from polybot.errors import EXIT_CREDENTIALS, FatalCredentialsError
+from polybot.errors import (
+    EXIT_CONFIG,
+    EXIT_CREDENTIALS,
+    EXIT_OK,
+    EXIT_UNCONFIRMED,
+    FatalCredentialsError,
+)
 from polybot.execution.orders import OrderRegistry
 from polybot.execution.paper import PaperExecutor
 from polybot.fairvalues import FairValues
@@ -78,8 +84,6 @@ from polybot.supervisor import ChildSpec, Progress, Supervisor
 
 log = logging.getLogger("polybot.app")
 
-EXIT_OK = 0
-EXIT_UNCONFIRMED = 1
 SHUTDOWN_BOUND_SECONDS = 8.0  # signal to flushed store, inside the 10 s the operator is promised
 CREATE_WAIT_SECONDS = 3.0  # of those, at most this long for creates in flight to be answered
 FLATTEN_TICKS = 5
@@ -903,7 +907,7 @@ def main(args: Any) -> int:
         if isinstance(exc, ConfigError):
             for problem in exc.problems:
                 cli._err(f"polybot: bad setting: {problem}")
-            return cli.EXIT_CONFIG
+            return EXIT_CONFIG
         raise
     configure_from_settings(settings)
     try:

@@ -16,12 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from polybot import config
-
-EXIT_OK = 0
-EXIT_CONFIG = 2
-EXIT_NOT_IMPLEMENTED = 3
-EXIT_NOT_ACKNOWLEDGED = 4
-EXIT_FATAL = 78
+from polybot.errors import EXIT_CONFIG, EXIT_OK
 
 
 def _err(line: str) -> None:

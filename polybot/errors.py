@@ -7,8 +7,13 @@ subclass's `exit_code` (the systemd unit does not restart on these codes).
 
 from __future__ import annotations
 
+# Every exit code of the process, in one place (they are part of the interface: systemd's
+# RestartPreventExitStatus=2 78 and the operator's scripts rely on them).
 EXIT_OK = 0
+EXIT_UNCONFIRMED = 1  # a clean stop that could not confirm every cancel (an alert names them)
 EXIT_CONFIG = 2  # invalid settings: one line per problem, then exit
+EXIT_NOT_IMPLEMENTED = 3  # reserved: a command this build does not implement
+EXIT_NOT_ACKNOWLEDGED = 4  # an operator request no running bot acknowledged
 EXIT_RESTART_BUDGET = 70  # EX_SOFTWARE: too many crashes in the window; systemd restarts us
 EXIT_CREDENTIALS = 78  # EX_CONFIG: the exchange rejected our credentials (401/403 confirmed)
 

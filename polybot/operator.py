@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from polybot import risk, store
+from polybot.errors import EXIT_NOT_ACKNOWLEDGED, EXIT_OK
 
 REQUESTS_DIR = "requests"
 ACK_TIMEOUT_SECONDS = 10.0
 
-EXIT_OK = 0
-EXIT_NOT_ACKNOWLEDGED = 4
 
 
 def _atomic_write(path: Path, text: str) -> None:

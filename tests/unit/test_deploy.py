@@ -20,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from polybot import cli
+from polybot import errors
 from polybot.config import VARIABLES
 from polybot.metrics import Metrics
 
@@ -174,8 +174,8 @@ def test_systemd_unit_supervises_restarts_and_stops_as_the_issue_requires():
     assert d["RestartSec"] == "10"
     # Not restarted: bad configuration and rejected credentials, as the program numbers them.
     assert {int(c) for c in d["RestartPreventExitStatus"].split()} == {
-        cli.EXIT_CONFIG,
-        cli.EXIT_FATAL,
+        errors.EXIT_CONFIG,
+        errors.EXIT_CREDENTIALS,
     }
     assert int(d["TimeoutStopSec"]) > 10  # the bot's graceful shutdown bound
     assert d["StandardOutput"] == d["StandardError"] == "journal"
