@@ -722,7 +722,6 @@ class Exchange:
         self._counter = itertools.count(1)
         self._seq = itertools.count(1)
         self._accounts: dict[str, _Account] = {}
-        self._orders: dict[str, SimOrder] = {}
         self._books: dict[str, _Book] = {}
         self._holders: dict[str, dict[str, SimPosition]] = {}  # slug -> account -> position
         self._gtd: dict[str, SimOrder] = {}
@@ -983,7 +982,6 @@ class Exchange:
             manual_order_indicator=req.manual_order_indicator,
             create_time=now,
         )
-        self._orders[oid] = order
         acct.orders[oid] = order
         self.orders_accepted.append(AcceptedOrder(oid, acct.account_id, now, req))
         return order
