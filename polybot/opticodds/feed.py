@@ -151,13 +151,12 @@ class OddsFeed:
         self._progress = on_progress or (lambda: None)
         self._targets = list(targets)
         self._by_fixture: dict[str, list[MarketTarget]] = collections.defaultdict(list)
-        for t in self._targets:
-            self._by_fixture[t.fixture_id].append(t)
-            fair_values.track(t.slug, t.fixture_id)
         self._sports: dict[str, list[MarketTarget]] = collections.defaultdict(list)
         for t in self._targets:
+            self._by_fixture[t.fixture_id].append(t)
             self._sports[t.sport].append(t)
-        self._markets = frozenset(t.market_id for t in self._targets) or frozenset({"moneyline"})
+            fair_values.track(t.slug, t.fixture_id)
+        self._markets = frozenset(t.market_id for t in self._targets) or frozenset({MONEYLINE})
         self._books = frozenset(b.lower() for b in config.sportsbooks)
         self._odds: dict[str, dict[str, Odd]] = {fid: {} for fid in self._by_fixture}
         self._touched: dict[str, int] = {}  # odd id -> stream sequence of its last change
