@@ -444,11 +444,11 @@ class OddsFeed:
         per_book: dict[str, dict[str, Odd]] = collections.defaultdict(dict)
         for o in line:
             per_book[o.book][o.normalized_selection] = o
+        others = sorted(s for s in selections if s != t.yes_selection)
         markets = []
         for book, sel in sorted(per_book.items()):
             if set(sel) != selections:
                 continue  # a side is locked or vanished: the book's line is incomplete
-            others = sorted(s for s in selections if s != t.yes_selection)
             markets.append(BookMarket(book, (sel[t.yes_selection].price, *(sel[s].price for s in others))))
         c = consensus(markets, method=self._cfg.method, weights=self._cfg.weights,
                       min_books=self._cfg.min_books)
