@@ -405,7 +405,7 @@ class PolymarketRestClient:
         """Cancel-replace at the exchange. Never retried (OutcomeUnknown when ambiguous)."""
         body: dict[str, Any] = {"marketSlug": market_slug}
         if price is not None:
-            body["price"] = {"value": format(price, "f"), "currency": "USD"}
+            body["price"] = wire.usd(price)
         if quantity is not None:
             body["quantity"] = quantity
         if tif is not None:

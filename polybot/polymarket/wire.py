@@ -502,6 +502,11 @@ def _fmt(d: Decimal) -> str:
     return format(d, "f")
 
 
+def usd(value: Decimal) -> dict[str, str]:
+    """An `Amount` object in USD, its value as exact decimal text."""
+    return {"value": _fmt(value), "currency": "USD"}
+
+
 def order_body(
     req: OrderRequest,
     *,
@@ -518,7 +523,7 @@ def order_body(
         "manualOrderIndicator": MANUAL_ORDER_INDICATOR_AUTOMATIC,
     }
     if req.order_type is OrderType.LIMIT:
-        body["price"] = {"value": _fmt(req.price), "currency": "USD"}
+        body["price"] = usd(req.price)
     if participate_dont_initiate:
         body["participateDontInitiate"] = True
     if good_till_time is not None:
