@@ -98,6 +98,10 @@ class Ledger:
         self.day_key = ""
         self._day_start_equity: Decimal | None = None
         self._high_water: Decimal | None = None
+        # True once the high-water mark is known to be >= equity: set by every touch, never by
+        # `restore`. Every other change of cash or positions touches, so while it holds a change
+        # that cannot raise equity (a mark or fee against us) may skip summing every position.
+        self._high_water_current = False
         self._markets: dict[str, MarketBook] = {}
         self._bookings: dict[str, OrderBooking] = {}
         self._dirty_markets: set[str] = set()
@@ -330,7 +334,9 @@ class Ledger:
             return
         self.cash -= fee
         m = self._markets.get(slug) or MarketBook(slug)
-        self._set_market(attrs.evolve(m, fees=m.fees + fee))
+        self._store_market(attrs.evolve(m, fees=m.fees + fee))
+        if fee < 0 or not self._high_water_current:  # a charged fee cannot raise equity
+            self._touch_high_water()
 
     def book_fill(self, fill: Fill) -> None:
         """Book a fill not tied to an order's cumulative quantity (e.g. an adopted trade)."""
@@ -351,10 +357,15 @@ class Ledger:
         if bid == m.mark_bid and offer == m.mark_offer:
             return
         new = attrs.evolve(m, mark_bid=bid, mark_offer=offer)
-        if m.net_qty != 0:
-            self._set_market(new)  # only held positions' marks move equity or need persisting
-        else:
-            self._markets[market_slug] = new
+        if m.net_qty == 0:
+            self._markets[market_slug] = new  # only held positions' marks move equity or persist
+            return
+        before = self.market_value(market_slug)
+        self._store_market(new)
+        # A held market's mark moves on most book frames: equity (a sum over every position) only
+        # needs recomputing for the high-water mark when this position's value rose.
+        if not self._high_water_current or self.market_value(market_slug) > before:
+            self._touch_high_water()
 
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> None:
         bid, offer = book.best_bid, book.best_offer
@@ -399,6 +410,7 @@ class Ledger:
     def reset_high_water(self) -> None:
         """Set the high-water mark to the current equity (an operator's resume after a drawdown)."""
         self._high_water = self.equity
+        self._high_water_current = True
 
     def mark_booked(self, order_id: str, cum_qty: Decimal, avg_px: Decimal | None = None) -> None:
         """Advance an order's booked quantity without booking cash (a correction already did)."""
@@ -425,9 +437,12 @@ class Ledger:
     # --- persistence -----------------------------------------------------------------------------
 
     def _set_market(self, m: MarketBook) -> None:
+        self._store_market(m)
+        self._touch_high_water()
+
+    def _store_market(self, m: MarketBook) -> None:
         self._markets[m.market_slug] = m
         self._dirty_markets.add(m.market_slug)
-        self._touch_high_water()
 
     def _set_booking(self, b: OrderBooking) -> None:
         self._bookings[b.order_id] = b
@@ -437,6 +452,7 @@ class Ledger:
         eq = self.equity
         if self._high_water is None or eq > self._high_water:
             self._high_water = eq
+        self._high_water_current = True
 
     def snapshot(self) -> LedgerState:
         return LedgerState(
