@@ -49,7 +49,6 @@ from polybot.execution.orders import (
 )
 from polybot.ledger import Ledger
 from polybot.model import (
-    ONE,
     ZERO,
     BookSnapshot,
     Execution,
@@ -158,8 +157,7 @@ class PaperExecutor:
         opening = self._opening_qty(order.market_slug, order.intent.book_side, order.quantity)
         if opening > 0:
             theta = self._taker_theta(order.market_slug)
-            per_contract = (order.price if order.intent.book_side is Side.BUY
-                            else ONE - order.price)
+            per_contract = cost_per_contract(order.intent, order.price)
             worst = opening * (per_contract + max(fee_per_contract(order.price, theta), ZERO))
             if worst > self.ledger.cash - self._reserved():
                 return "ORD_REJECT_REASON_EXCHANGE_OPTION: insufficient buying power"
@@ -290,8 +288,7 @@ class PaperExecutor:
         if opening > 0:
             others = self._reserved() - (sim.leaves * cost_per_contract(sim.order.intent, price)
                                          if sim.order.intent.is_opening else ZERO)
-            per_contract = price if side is Side.BUY else ONE - price
-            if opening * per_contract > self.ledger.cash - others:
+            if opening * cost_per_contract(sim.order.intent, price) > self.ledger.cash - others:
                 # the exchange cancels resting orders that are no longer funded
                 self._cancel(sim, "unfunded")
                 return []
