@@ -226,7 +226,6 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
             # what the housekeeping child does every 60 s: drop closed orders from the registry
             # (its open-orders scan walks every tracked order; a round is ~1/3 of a minute's
             # worth of orders at this edge share)
-            bot._count_fills()
             bot.registry.forget_closed()
             for who in order:
                 c0 = time.process_time()
@@ -253,13 +252,11 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                 cpu[who].append((time.process_time() - c0) / len(frames) * 1e6)
         profile_info = None
         if profile_path is not None:
-            bot._count_fills()
-            bot._count_fills()
             bot.registry.forget_closed()
             profile_info = await _profile(bot, frames, profile_path, html)
         counters = bot.counters
         orders = counters.orders
-        fills = bot._count_fills()
+        fills = bot.recorder.fills
         await bot.store.flush()
         await bot.rest.aclose()  # never used (no network here), but opened by Bot()
         nursery.cancel_scope.cancel()
