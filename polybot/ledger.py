@@ -342,7 +342,6 @@ class Ledger:
         """Book a fill not tied to an order's cumulative quantity (e.g. an adopted trade)."""
         self._book_trade(fill.market_slug, fill.intent.position_sign * fill.qty, fill.price)
         self._book_fee(fill.market_slug, fill.fee)
-        self._touch_high_water()
 
     # --- marks, settlement, transfers, corrections -----------------------------------------------
 
@@ -385,7 +384,6 @@ class Ledger:
         self._set_market(attrs.evolve(m, net_qty=ZERO, avg_price=ZERO,
                                       realized_pnl=m.realized_pnl + realized,
                                       settled_value=value))
-        self._touch_high_water()
         return realized
 
     def transfer(self, amount: Decimal) -> None:
@@ -427,7 +425,6 @@ class Ledger:
         m = self._markets.get(market_slug) or MarketBook(market_slug)
         avg = m.avg_price if avg_price is None else avg_price
         self._set_market(attrs.evolve(m, net_qty=net_qty, avg_price=avg if net_qty else ZERO))
-        self._touch_high_water()
 
     def set_cash(self, cash: Decimal) -> None:
         """Overwrite cash (reconciliation with the exchange's balance)."""
