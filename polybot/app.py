@@ -31,7 +31,6 @@ is confirmed, else 1 with an alert naming what is still open. A second signal ex
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import logging
 import os
@@ -88,12 +87,6 @@ SHUTDOWN_BOUND_SECONDS = 8.0  # signal to flushed store, inside the 10 s the ope
 CREATE_WAIT_SECONDS = 3.0  # of those, at most this long for creates in flight to be answered
 FLATTEN_TICKS = 5
 FLATTEN_ROUNDS = 5
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 @attrs.define
@@ -458,7 +451,7 @@ class Bot:
 
     async def evaluate_market(self, slug: str) -> None:
         signals = self.signals_for(slug)
-        await _maybe_await(self.executor.sync_signals(slug, signals))
+        self.executor.sync_signals(slug, signals)
         if self.gate.state is TradingState.HALTED and not signals:
             return
         for sig in signals:
@@ -534,7 +527,7 @@ class Bot:
                           open_orders=self._open_orders(), now=self.clock())
         if self._halt_cancel_pending:
             self._halt_cancel_pending = False
-            cancelled = await _maybe_await(self.executor.cancel_all(reason="trading halted"))
+            cancelled = self.executor.cancel_all(reason="trading halted")
             log.warning("trading halted: cancelling the bot's open orders (%d)", len(cancelled or ()))
 
     async def handle_operator_requests(self, nursery: trio.Nursery) -> None:
@@ -542,7 +535,7 @@ class Bot:
         for req in operator_requests.read_requests(data_dir):
             kind = req["kind"]
             if kind == "cancel-all":
-                cancelled = await _maybe_await(self.executor.cancel_all(reason="operator cancel-all"))
+                cancelled = self.executor.cancel_all(reason="operator cancel-all")
                 self.store.ack_request(req["id"], kind, "done",
                                        f"{len(cancelled or ())} open order(s) cancelled")
             elif kind == "flatten":
@@ -736,7 +729,7 @@ class Bot:
                     self._alert(Level.ERROR, "Orders may still be open after shutdown",
                                 str(report), key="shutdown")
             elif self.settings.cancel_on_shutdown:
-                await _maybe_await(self.executor.cancel_all(reason="shutdown"))
+                self.executor.cancel_all(reason="shutdown")
             self.persist()
             self.store.record_ledger_equity(self.ledger, usd_at_risk=self.usd_at_risk(),
                                             trading_state=self.gate.state.value)

@@ -301,10 +301,11 @@ class PaperExecutor:
 
     # --- cancels ----------------------------------------------------------------------------------
 
-    async def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]:
+    def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]:
         """Cancel resting orders in `slug` whose signal disappeared or whose limit moved.
 
-        Async (like `submit`, `cancel`, `cancel_all`) so paper and live executors share one face.
+        Synchronous, like `cancel` and `cancel_all`, and like the live executor's (which queues
+        its cancels): paper and live share one face, so the root never checks which it holds.
         """
         limits = {s.intent: s.limit_price for s in signals if s.market_slug == slug}
         cancelled = []
@@ -316,14 +317,14 @@ class PaperExecutor:
                 cancelled.append(sim.order)
         return cancelled
 
-    async def cancel(self, order_id: str, reason: str = "cancel requested") -> bool:
+    def cancel(self, order_id: str, reason: str = "cancel requested") -> bool:
         sim = self._resting.get(order_id)
         if sim is None:
             return False
         self._cancel(sim, reason)
         return True
 
-    async def cancel_all(self, slug: str | None = None,
+    def cancel_all(self, slug: str | None = None,
                          reason: str = "cancel all") -> list[TrackedOrder]:
         sims = [s for s in self._resting.values() if slug is None or s.order.market_slug == slug]
         for sim in sims:

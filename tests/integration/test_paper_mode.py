@@ -56,7 +56,7 @@ class Bot:
         signals = evaluate(self.books.get(SLUG), fair, MARKET, self.ledger.position(SLUG),
                            StrategyParams(min_edge=LIMITS.min_edge), NOW,
                            book_trusted=self.books.is_trusted(SLUG), fair_trusted=True)
-        await self.executor.sync_signals(SLUG, signals)
+        self.executor.sync_signals(SLUG, signals)
         placed = []
         for sig in signals:
             res = self.gate.check(sig, positions=self.ledger.positions,

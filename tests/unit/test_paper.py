@@ -120,12 +120,12 @@ async def test_resting_order_is_cancelled_when_its_signal_disappears_or_its_limi
     books.update(book(offers=[("0.45", "10")]))
     a = await ex.submit(req(Intent.BUY_LONG, "0.42", "5", TimeInForce.GTC))
     sig = Signal("m", Intent.BUY_LONG, D("0.42"), D(10), D("0.5"), D("0.05"))
-    assert await ex.sync_signals("m", [sig]) == [] and a.is_open
+    assert ex.sync_signals("m", [sig]) == [] and a.is_open
     moved = Signal("m", Intent.BUY_LONG, D("0.43"), D(10), D("0.5"), D("0.05"))
-    assert await ex.sync_signals("m", [moved]) == [a]
+    assert ex.sync_signals("m", [moved]) == [a]
     assert a.state is OrderState.CANCELED
     b = await ex.submit(req(Intent.BUY_LONG, "0.42", "5", TimeInForce.GTC))
-    assert await ex.sync_signals("m", []) == [b] and b.state is OrderState.CANCELED
+    assert ex.sync_signals("m", []) == [b] and b.state is OrderState.CANCELED
 
 
 async def test_cancel_and_cancel_all_end_resting_orders_and_free_their_reservation():
@@ -134,11 +134,11 @@ async def test_cancel_and_cancel_all_end_resting_orders_and_free_their_reservati
     a = await ex.submit(req(Intent.BUY_LONG, "0.40", "20", TimeInForce.GTC))  # reserves 8
     blocked = await ex.submit(req(Intent.BUY_LONG, "0.40", "10", TimeInForce.GTC))
     assert blocked.state is OrderState.REJECTED
-    assert await ex.cancel(a.order_id) and a.state is OrderState.CANCELED
-    assert not await ex.cancel(a.order_id)
+    assert ex.cancel(a.order_id) and a.state is OrderState.CANCELED
+    assert not ex.cancel(a.order_id)
     b = await ex.submit(req(Intent.BUY_LONG, "0.40", "10", TimeInForce.GTC))
     assert b.state is OrderState.NEW
-    assert await ex.cancel_all("m") == [b] and b.state is OrderState.CANCELED
+    assert ex.cancel_all("m") == [b] and b.state is OrderState.CANCELED
     assert ex.resting == []
 
 
