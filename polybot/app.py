@@ -149,6 +149,7 @@ class Bot:
         self._flattening = False
         self._submits_in_flight = 0
         self._stop_deadline: float | None = None
+        self._day_base: tuple[Any, int, Decimal, int] | None = None  # counts when the day began
         self.health_port: int | None = None
 
     # --- construction ------------------------------------------------------------------------------
@@ -513,6 +514,7 @@ class Bot:
                     last_equity_snapshot = now
                     self.store.record_ledger_equity(self.ledger, usd_at_risk=self.usd_at_risk(),
                                                     trading_state=self.gate.state.value)
+                    self.record_daily_stats()
                     self.registry.forget_closed()
                 self.update_metrics()
                 if self.status_line is not None and now - last_status_line >= 5.0:
@@ -685,6 +687,19 @@ class Bot:
                           sum(st.events for st in feed.statuses.values()))
             _sync_counter(m.reconnects.labels(stream="odds"),
                           sum(st.reconnects for st in feed.statuses.values()))
+
+    def record_daily_stats(self) -> None:
+        """The trading day's row (the gate's day and start equity; counts since the day began)."""
+        halt = self.gate.halt_state()
+        if halt.day is None or halt.day_start_equity is None:
+            return
+        totals = (self.recorder.fills, self.ledger.fees_total, sum(self.gate.rejections.values()))
+        if self._day_base is None or self._day_base[0] != halt.day:
+            self._day_base = (halt.day, *totals)
+        _, fills, fees, rejections = self._day_base
+        self.store.record_daily_stats(halt.day.isoformat(), start_equity=halt.day_start_equity,
+                                      end_equity=self.ledger.equity, fills=totals[0] - fills,
+                                      fees=totals[1] - fees, rejections=totals[2] - rejections)
 
     def usd_at_risk(self) -> Decimal:
         return portfolio_at_risk(at_risk_by_market(self.ledger.positions, self._open_orders()))

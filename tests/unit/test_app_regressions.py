@@ -50,3 +50,23 @@ def test_an_executor_without_market_states_still_gets_its_books(tmp_path):
     b.on_market_book(BookSnapshot(SLUG, (), (), state=MarketState.SUSPENDED), now=1.0)
     assert [x.state for x in books] == [MarketState.SUSPENDED]
     b.store.close()
+
+
+def test_daily_stats_row_counts_only_what_happened_since_the_trading_day_began(tmp_path):
+    # store.record_daily_stats had no caller: the daily_stats table issue 6 persists stayed empty
+    import sqlite3
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    b = bot(tmp_path)
+    b.gate.observe(equity=b.ledger.equity, positions={}, open_orders=[],
+                   now=datetime(2026, 11, 26, 15, tzinfo=UTC))
+    b.gate.rejections["kelly_target_reached"] += 3  # before the first row: the day's baseline
+    b.record_daily_stats()
+    b.gate.rejections["kelly_target_reached"] += 2
+    b.record_daily_stats()
+    b.store.close()
+    rows = sqlite3.connect(tmp_path / "polybot.db").execute(
+        "SELECT day, start_equity, end_equity, rejections FROM daily_stats").fetchall()
+    assert rows == [("2026-11-26", "1000.00", "1000.00", 2)]
+    assert Decimal(rows[0][1]) == b.ledger.equity
