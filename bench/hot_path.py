@@ -3,13 +3,14 @@ executor — against the official SDK's websocket message handling of the same f
 
     .venv/bin/python -m bench.hot_path [--markets 100] [--frames 10000] [--rounds 5] [--html]
 
-**Subject.** A real `polybot.app.Bot` in paper mode (settings from env, SQLite store in a
+**Subject.** A real `polybot.runtime.Bot` in paper mode (settings from env, SQLite store in a
 temporary DATA_DIR with its writer task running) with its market metadata and fair values
 filled in, as the reference and odds children would. Each frame goes through exactly what the
-markets socket and the composition root do with it: `wire.decode_frame(text, now)` (the
-stream's call), then the `BookReplaced` branch of `Bot.markets_child` (BookStore.update,
-Ledger.on_book, executor.on_book, mark dirty), then `Bot.evaluate_market(slug)` (evaluate →
-RiskGate.check → PaperExecutor.submit, which waits for the intent to be committed to SQLite).
+markets socket and the runtime do with it: `wire.decode_frame(text, now)` (the stream's call),
+then `Bot.on_market_book` (the markets task's handler: `TradingEngine.book_replaced`, the
+venue's `on_book`, mark dirty), then `Bot.evaluate_market(slug)` (the trader's call:
+`TradingEngine.decide` → evaluate → RiskGate.check → the commands carried out:
+PaperExecutor.submit, which waits for the intent to be committed to SQLite).
 Every frame is evaluated at once, the worst case: the real trader task batches markets that
 changed while it worked. The memory channel between the socket task and the consumer is not
 included (one `send`/`receive` pair per frame).
@@ -147,16 +148,15 @@ def bench_env(slugs: list[str], data_dir: Path) -> dict[str, str]:
 
 def build_bot(slugs: list[str], data_dir: Path) -> Any:
     """A paper-mode Bot whose reference data and fair values are filled in (no network)."""
-    from polybot.app import Bot
+    from polybot.runtime import Bot
     from polybot.config import load_settings
     from polybot.model import FairValue, MarketInfo
 
     bot = Bot(load_settings(bench_env(slugs, data_dir)))
     start = datetime.now(UTC) + timedelta(days=2)  # pre-game: opening allowed
     for i, slug in enumerate(slugs):
-        bot.markets[slug] = MarketInfo(slug, market_id=str(i), event_id=f"ev{i // 2}",
-                                       event_slug=f"ev{i // 2}", start_time=start)
-        bot.event_of[slug] = f"ev{i // 2}"
+        bot.universe.put(MarketInfo(slug, market_id=str(i), event_id=f"ev{i // 2}",
+                                    event_slug=f"ev{i // 2}", start_time=start))
         bot.fair_values.track(slug, f"fx{i}")
         bot.fair_values.set(FairValue(slug, fair_of(i), "bench", (), 0.0, f"fx{i}"))
     bot.fair_values.set_trusted(slugs, True, 0.0)
@@ -165,21 +165,14 @@ def build_bot(slugs: list[str], data_dir: Path) -> Any:
 
 
 async def polybot_frame(bot: Any, msg: str) -> None:
-    """One frame through the bot's real path (the stream's decode, markets_child, trader)."""
+    """One frame through the bot's real path: the stream's decode, the markets task's handler
+    (engine.book_replaced, the venue), then the trader's decision (engine.decide, commands)."""
     from polybot.polymarket import wire
 
     now = trio.current_time()
     event = wire.decode_frame(msg, now)
-    # markets_child, BookReplaced branch
-    book = event.book
-    slug = book.market_slug
-    bot.books.update(book)
-    trusted = bot.books.is_trusted(slug)
-    bot.ledger.on_book(book, trusted=trusted)
-    bot.executor.on_book(book, trusted=trusted)
-    bot._received_at[slug] = now
-    bot._mark_dirty(slug)
-    # trader_child: evaluate what changed
+    slug = event.book.market_slug
+    bot.on_market_book(event.book, now)
     bot._dirty.discard(slug)
     await bot.evaluate_market(slug)
 

@@ -18,9 +18,9 @@ from typing import Any
 import attrs
 import trio
 
-from polybot.app import run_bot
 from polybot.config import load_settings
 from polybot.logs import configure_from_settings, configure_logging
+from polybot.runtime import run_bot
 
 log = logging.getLogger("polybot.demo")
 

@@ -34,7 +34,7 @@ equity and the high-water mark together, so they are never P&L.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -106,6 +106,8 @@ class Ledger:
         self._bookings: dict[str, OrderBooking] = {}
         self._dirty_markets: set[str] = set()
         self._dirty_bookings: set[str] = set()
+        # hears every change of a position's quantity or cost (the running exposure follows it)
+        self.on_position: Callable[[Position], None] | None = None
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -438,8 +440,12 @@ class Ledger:
         self._touch_high_water()
 
     def _store_market(self, m: MarketBook) -> None:
+        old = self._markets.get(m.market_slug)
         self._markets[m.market_slug] = m
         self._dirty_markets.add(m.market_slug)
+        if self.on_position is not None and (
+                old is None or old.net_qty != m.net_qty or old.avg_price != m.avg_price):
+            self.on_position(m.to_position())
 
     def _set_booking(self, b: OrderBooking) -> None:
         self._bookings[b.order_id] = b

@@ -371,6 +371,9 @@ class Position:
     net_qty: Decimal = ZERO
     avg_price: Decimal = ZERO
     realized_pnl: Decimal = ZERO
+    # False for a position adopted from an account that did not report its cost: it then counts
+    # at qty × $1 at risk (the most it can lose) until the cost is known.
+    cost_known: bool = True
 
 
 # --- the decision path: fair value -> signal -> order request -------------------------------------

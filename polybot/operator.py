@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from polybot import risk, store
+from polybot import control, store
 from polybot.errors import EXIT_NOT_ACKNOWLEDGED, EXIT_OK
 
 REQUESTS_DIR = "requests"
@@ -110,15 +110,15 @@ def request_and_wait(data_dir: Path, kind: str, what: str,
 
 
 def halt(data_dir: Path) -> int:
-    path = risk.write_kill_file(data_dir, "halted by operator (polybot halt)")
+    path = control.write_kill_file(data_dir, "halted by operator (polybot halt)")
     print(f"polybot: {path} created: a running bot halts at once and cancels its orders; a bot "
           "started while the file exists starts halted. `polybot resume` lifts it.")
     return EXIT_OK
 
 
 def resume(data_dir: Path) -> int:
-    risk.remove_kill_file(data_dir)
-    path = risk.write_resume_request(data_dir)
+    control.remove_kill_file(data_dir)
+    path = control.write_resume_request(data_dir)
     print(f"polybot: kill file removed and {path} left: the running bot (or the next start) "
           "clears a drawdown halt. A daily-loss halt lasts until the next trading day.")
     return EXIT_OK

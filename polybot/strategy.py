@@ -78,12 +78,13 @@ def opening_allowed(
 ) -> bool:
     """False inside the pre-start blackout and, unless trading in play, after the start.
 
-    The start comes from the exchange's market/event (`market.start_time`); `fallback_start`
-    (the OpticOdds fixture's start) is used only when the exchange gave none.
+    The start comes from the market's Event (`market.start_time`); `fallback_start` (the
+    OpticOdds fixture's start) is used only when the exchange gave none. With neither, opening
+    stops (fail closed): the blackout and the in-play rule cannot be enforced without it.
     """
     start = market.start_time if market.start_time is not None else fallback_start
     if start is None:
-        return True
+        return False
     if now >= start:
         return params.trade_in_play
     return now < start - timedelta(minutes=float(params.stop_before_start_minutes))

@@ -244,8 +244,13 @@ class LiveExecutor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[], None] | None = None,
         markets: Mapping[str, MarketInfo] | None = None,
+        on_foreign_order: Callable[[str, Order | None], None] | None = None,
+        may_send: Callable[[OrderRequest], bool] | None = None,
     ) -> None:
         self.rest = rest
+        # asked once more right before the POST (after the intent is durable): a kill switch or
+        # halt seen while the intent was being stored stops the order there
+        self.may_send = may_send or (lambda _request: True)
         self.registry = registry
         self.ledger = ledger
         self.store = store
@@ -268,6 +273,8 @@ class LiveExecutor:
         self._inflight_idle = trio.Event()
         self._inflight_idle.set()
         self._foreign: dict[str, Order] = {}  # open orders at the exchange that are not ours
+        # hears every change of `_foreign` (unknown orders count at risk like ours)
+        self._on_foreign_order = on_foreign_order or (lambda _oid, _order: None)
         self._reported_foreign: set[str] = set()
         # trade id -> our fill (to reverse a bust) / trades we have booked; bounded, oldest out
         self._fills_by_trade: dict[str, Fill] = {}
@@ -376,6 +383,15 @@ class LiveExecutor:
     def on_trade(self, trade: TradePrint) -> list[Fill]:
         return []
 
+    @property
+    def reconciled(self) -> bool:
+        """The startup reconciliation is done: the ledger holds what the exchange holds."""
+        return self._started
+
+    def effective_book(self, book: BookSnapshot) -> BookSnapshot:
+        """The book as the exchange shows it (only paper remembers liquidity it took)."""
+        return book
+
     def on_market_state(self, market_slug: str, state: MarketState) -> None:
         """The markets stream saw a market leave OPEN (halt, suspension, expiry).
 
@@ -454,6 +470,11 @@ class LiveExecutor:
                 self.registry.handle(order, OrderEvent.SEND_FAILED, reason=f"intent not stored: {exc}")
                 log.error("live: intent %s not stored (%s): order NOT sent", order.local_id, exc)
                 return order
+            if not self.may_send(request):
+                self.registry.handle(order, OrderEvent.SEND_FAILED,
+                                     reason="trading halted before the send")
+                log.warning("live: order %s not sent: trading halted meanwhile", order.local_id)
+                return order
             posted = True
             try:
                 exchange_id = await self.rest.create_order(request)
@@ -492,7 +513,7 @@ class LiveExecutor:
             return
         else:
             self.registry.submitted(order, exchange_id)
-        self._foreign.pop(exchange_id, None)
+        self._drop_foreign(exchange_id)
         self._record_order(order)
         if order.cancel_requested and order.is_open:
             self._queue_cancel(order, "cancel requested while submitting")
@@ -678,7 +699,7 @@ class LiveExecutor:
             self.registry.add(order)
             self.ledger.mark_booked(exchange_id, booked.cum_qty,
                                     booked.notional / booked.cum_qty if booked.cum_qty else None)
-        self._foreign.pop(exchange_id, None)
+        self._drop_foreign(exchange_id)
         self.adopted += 1
         self._record_order(order)
         log.info("live: order %s is %s (from %s)", order.local_id, exchange_id, source)
@@ -761,13 +782,18 @@ class LiveExecutor:
             self._cancel_sent.pop(order.order_id, None)
         return fill
 
+    def _drop_foreign(self, order_id: str) -> None:
+        if self._foreign.pop(order_id, None) is not None:
+            self._on_foreign_order(f"foreign:{order_id}", None)
+
     def _note_foreign(self, reported: Order) -> None:
         if reported.state.is_terminal:
-            self._foreign.pop(reported.order_id, None)
+            self._drop_foreign(reported.order_id)
             return
         if reported.market_slug not in self.slugs:
             return
         self._foreign[reported.order_id] = reported
+        self._on_foreign_order(f"foreign:{reported.order_id}", reported)
         if reported.order_id not in self._reported_foreign:
             self._reported_foreign.add(reported.order_id)
             act = "cancelling it" if self.config.cancel_unknown_orders else "leaving it alone"
@@ -1016,7 +1042,7 @@ class LiveExecutor:
                     self._requeue_stale_cancel(order)
         for oid in list(self._foreign):
             if oid not in seen_foreign:
-                self._foreign.pop(oid, None)
+                self._drop_foreign(oid)
         # our orders the exchange no longer lists as open: ask for each one's final state
         for order in self.registry.open_orders():
             if order.exchange_id is None or order.exchange_id in open_ids:

@@ -29,7 +29,7 @@ import itertools
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -210,7 +210,11 @@ class TrackedOrder:
 class OrderRegistry:
     """The bot's orders by local id and exchange id; the executor is its only writer."""
 
-    def __init__(self, id_prefix: str | None = None) -> None:
+    def __init__(self, id_prefix: str | None = None,
+                 on_change: Callable[[str, Order | None], None] | None = None) -> None:
+        # `on_change(local_id, order)` hears every change that can move USD at risk (the running
+        # exposure totals follow the registry through it; closed orders arrive as closed).
+        self.on_change = on_change
         self._by_local: dict[str, TrackedOrder] = {}
         self._by_exchange: dict[str, TrackedOrder] = {}
         self._prefix = id_prefix or f"pb-{uuid.uuid4().hex[:8]}"
@@ -238,6 +242,12 @@ class OrderRegistry:
         self._by_local[order.local_id] = order
         if order.exchange_id:
             self._by_exchange[order.exchange_id] = order
+        self.changed(order)
+
+    def changed(self, order: TrackedOrder) -> None:
+        """Tell the listener an order's state or quantities changed."""
+        if self.on_change is not None:
+            self.on_change(order.local_id, order.to_order())
 
     def get(self, local_id: str) -> TrackedOrder | None:
         return self._by_local.get(local_id)
@@ -290,6 +300,7 @@ class OrderRegistry:
         if new is not old:
             log_trade("order_state", **_order_fields(order), previous=old.name,
                       trigger=event.value, detail=reason)
+        self.changed(order)
         return True
 
     def submitted(self, order: TrackedOrder, exchange_id: str) -> bool:
@@ -333,6 +344,7 @@ class OrderRegistry:
             order.cum_qty = reported.cum_quantity
             if reported.avg_px is not None:
                 order.avg_px = reported.avg_px
+            self.changed(order)
         event = (event_for_execution(exec_type) if exec_type is not None
                  else event_for_reported_state(reported.state))
         if event is None:

@@ -231,6 +231,13 @@ class PaperExecutor:
             if sizes.get(key) != mem.level_qty:
                 del per_market[key]
 
+    def can_submit(self, market_slug: str) -> bool:
+        """Paper orders are answered at once: nothing is ever in flight."""
+        return True
+
+    def on_market_state(self, market_slug: str, state: MarketState) -> None:
+        """Nothing to do yet for paper orders when a market leaves OPEN."""
+
     def effective_book(self, book: BookSnapshot) -> BookSnapshot:
         """`book` minus the liquidity paper orders already took from it (empty levels dropped)."""
         def left(levels: tuple[PriceLevel, ...], side: Side) -> tuple[PriceLevel, ...]:

@@ -323,7 +323,7 @@ class InProcessBot:
         self._done: trio.Event | None = None
 
     async def start(self, duration: float) -> None:
-        from polybot.app import run_bot
+        from polybot.runtime import run_bot
         from polybot.config import load_settings
 
         settings = load_settings(self.env)

@@ -5,15 +5,27 @@ from __future__ import annotations
 import base64
 import types
 import uuid
+from datetime import UTC, datetime
 
-from polybot.app import Bot
+from polybot.runtime import Bot
 from polybot.config import load_settings
 from polybot.model import BookSnapshot, MarketState
 
 SLUG = "m-1"
 
 
-def bot(tmp_path) -> Bot:
+class FixedClock:
+    def __init__(self, now: datetime) -> None:
+        self.wall = now
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    def now(self) -> datetime:
+        return self.wall
+
+
+def bot(tmp_path, clock: FixedClock | None = None) -> Bot:
     env = {
         "TRADING_MODE": "paper",
         "PM_API_KEY_ID": str(uuid.UUID(int=1)),
@@ -24,7 +36,7 @@ def bot(tmp_path) -> Bot:
         "TRADES_LOG_FILE": "",
         "HEALTH_PORT": "0",
     }
-    return Bot(load_settings(env))
+    return Bot(load_settings(env), clock=clock or FixedClock(datetime(2026, 11, 26, 15, tzinfo=UTC)))
 
 
 def test_a_market_leaving_open_is_reported_to_the_executor_once_per_state(tmp_path):
@@ -43,28 +55,17 @@ def test_a_market_leaving_open_is_reported_to_the_executor_once_per_state(tmp_pa
     b.store.close()
 
 
-def test_an_executor_without_market_states_still_gets_its_books(tmp_path):
-    b = bot(tmp_path)
-    books: list[BookSnapshot] = []
-    b.executor = types.SimpleNamespace(on_book=lambda book, trusted: books.append(book))
-    b.on_market_book(BookSnapshot(SLUG, (), (), state=MarketState.SUSPENDED), now=1.0)
-    assert [x.state for x in books] == [MarketState.SUSPENDED]
-    b.store.close()
-
-
 def test_daily_stats_row_counts_only_what_happened_since_the_trading_day_began(tmp_path):
     # store.record_daily_stats had no caller: the daily_stats table issue 6 persists stayed empty
     import sqlite3
-    from datetime import UTC, datetime
     from decimal import Decimal
 
     b = bot(tmp_path)
-    b.gate.observe(equity=b.ledger.equity, positions={}, open_orders=[],
-                   now=datetime(2026, 11, 26, 15, tzinfo=UTC))
+    b.trading.observe(b.ledger.equity, datetime(2026, 11, 26, 15, tzinfo=UTC))
     b.gate.rejections["kelly_target_reached"] += 3  # before the first row: the day's baseline
-    b.record_daily_stats()
+    b.views.record_daily_stats()
     b.gate.rejections["kelly_target_reached"] += 2
-    b.record_daily_stats()
+    b.views.record_daily_stats()
     b.store.close()
     rows = sqlite3.connect(tmp_path / "polybot.db").execute(
         "SELECT day, start_equity, end_equity, rejections FROM daily_stats").fetchall()

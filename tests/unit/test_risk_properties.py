@@ -24,21 +24,15 @@ from polybot.model import (
     Position,
     PriceLevel,
 )
+from polybot.exposure import Exposure, full_totals
 from polybot.pricing import TAKER_THETA, FeeAccumulator
-from polybot.risk import (
-    RiskGate,
-    RiskLimits,
-    at_risk_by_market,
-    event_at_risk,
-    event_key,
-    portfolio_at_risk,
-    positions_count,
-)
+from polybot.risk import RiskGate, RiskLimits
 from polybot.strategy import StrategyParams, evaluate
+from polybot.trading_state import HaltLimits, TradingStateMachine
 
 TICK = D("0.01")
 MARKETS = ["m0", "m1", "m2", "m3", "m4"]
-EVENT_OF = {"m0": "e1", "m1": "e1", "m2": "e2", "m3": "e2"}  # m4: an event of its own
+EVENT_OF = {"m0": "e1", "m1": "e1", "m2": "e2", "m3": "e2", "m4": "e4"}
 LIMITS = RiskLimits(
     max_position_per_market=D("20"),
     max_portfolio_exposure=D("45"),
@@ -52,6 +46,7 @@ LIMITS = RiskLimits(
     order_rate_per_minute=1000,
 )
 T0 = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+START = T0 + timedelta(days=1)  # every game starts tomorrow: opening allowed
 
 frame = st.tuples(
     st.just("frame"),
@@ -78,11 +73,22 @@ def levels(start: int, step: int, sizes: list[int]) -> tuple[PriceLevel, ...]:
 
 @attrs.define
 class World:
+    """The account, told to the running exposure the way the ledger and the registry tell it."""
+
     cash: D
     positions: dict[str, Position] = attrs.Factory(dict)
     orders: list[Order] = attrs.Factory(list)
     fees: dict[str, FeeAccumulator] = attrs.Factory(dict)
     seq: int = 0
+    exposure: Exposure = attrs.Factory(Exposure)
+
+    def __attrs_post_init__(self) -> None:
+        for slug, event in EVENT_OF.items():
+            self.exposure.set_event(slug, event)
+
+    def _replace(self, old: Order, new: Order) -> None:
+        self.orders[self.orders.index(old)] = new
+        self.exposure.on_order(new.order_id, new)
 
     def open_orders(self) -> list[Order]:
         return [o for o in self.orders if o.state.is_open]
@@ -109,6 +115,7 @@ class World:
             )
         )
         self.fees[oid] = FeeAccumulator(TAKER_THETA)
+        self.exposure.on_order(oid, self.orders[-1])
 
     def fill(self, idx: int, parts: int, improve: int) -> None:
         live = self.open_orders()
@@ -141,39 +148,47 @@ class World:
         elif new == 0:
             avg = D(0)
         self.positions[o.market_slug] = Position(market_slug=o.market_slug, net_qty=new, avg_price=avg)
+        self.exposure.on_position(self.positions[o.market_slug])
         cum = o.cum_quantity + qty
         done = cum == o.quantity
-        self.orders[self.orders.index(o)] = attrs.evolve(
+        self._replace(o, attrs.evolve(
             o,
             cum_quantity=cum,
             leaves_quantity=o.quantity - cum,
             state=OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
-        )
+        ))
 
     def cancel(self, idx: int) -> None:
         live = self.open_orders()
         if live:
             o = live[idx % len(live)]
-            self.orders[self.orders.index(o)] = attrs.evolve(o, state=OrderState.CANCELED, leaves_quantity=D(0))
+            self._replace(o, attrs.evolve(o, state=OrderState.CANCELED, leaves_quantity=D(0)))
 
 
 def assert_within_limits(world: World) -> None:
-    open_orders = world.open_orders()
-    by_market = at_risk_by_market(world.positions, open_orders)
-    for slug, risk in by_market.items():
+    totals = full_totals(world.positions, world.open_orders(), EVENT_OF)
+    # the running totals the gate reads always equal a full recompute
+    assert world.exposure.totals() == totals, (world.exposure.totals(), totals)
+    for slug, risk in totals.by_market.items():
         assert risk <= LIMITS.max_position_per_market, (slug, risk)
-    for event in {event_key(s, EVENT_OF) for s in MARKETS}:
-        assert event_at_risk(event, by_market, EVENT_OF) <= LIMITS.max_correlated_exposure, event
-    assert portfolio_at_risk(by_market) <= LIMITS.max_portfolio_exposure
-    assert positions_count(world.positions, open_orders) <= LIMITS.max_positions
+    for event, risk in totals.by_event.items():
+        assert risk <= LIMITS.max_correlated_exposure, event
+    assert totals.portfolio <= LIMITS.max_portfolio_exposure
+    assert len(totals.counted) <= LIMITS.max_positions
     assert world.cash >= 0, world.cash
+
+
+def new_gate(world: World) -> RiskGate:
+    trading = TradingStateMachine(HaltLimits.of(LIMITS))
+    trading.begin(world.equity(), T0)
+    return RiskGate(LIMITS, trading=trading, exposure=world.exposure)
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(initial_cash=st.integers(2, 60), script=steps)
 def test_gate_never_exceeds_a_cap_nor_spends_missing_cash(initial_cash, script):
     world = World(cash=D(initial_cash))
-    gate = RiskGate(LIMITS)
+    gate = new_gate(world)
     params = StrategyParams(min_edge=LIMITS.min_edge, trade_in_play=True)
     approved = 0
     for i, step in enumerate(script):
@@ -185,23 +200,15 @@ def test_gate_never_exceeds_a_cap_nor_spends_missing_cash(initial_cash, script):
                 bids=levels(bid, -1, sizes),
                 offers=levels(bid + spread, 1, sizes),
             )
-            info = MarketInfo(slug=slug, event_id=EVENT_OF.get(slug, ""))
+            info = MarketInfo(slug=slug, event_id=EVENT_OF[slug], start_time=START)
             fv = FairValue(market_slug=slug, q=D(q) / 100, method="t", quotes=(), computed_at=0.0)
             signals = evaluate(
                 book, fv, info, world.positions.get(slug), params, now,
                 book_trusted=True, fair_trusted=True,
             )
             for sig in signals:
-                r = gate.check(
-                    sig,
-                    positions=world.positions,
-                    open_orders=world.open_orders(),
-                    equity=world.equity(),
-                    cash=world.cash,
-                    market_info=info,
-                    event_of=EVENT_OF,
-                    now=now,
-                )
+                r = gate.check(sig, position=world.positions.get(slug), equity=world.equity(),
+                               cash=world.cash, market_info=info, now=now)
                 if isinstance(r, OrderRequest):
                     approved += 1
                     assert r.quantity >= info.min_qty and r.quantity <= sig.size_available
@@ -217,14 +224,14 @@ def test_gate_never_exceeds_a_cap_nor_spends_missing_cash(initial_cash, script):
 def test_property_harness_really_trades():
     """Guard against a vacuous property: the same harness approves and fills orders."""
     world = World(cash=D("100"))
-    gate = RiskGate(LIMITS)
+    gate = new_gate(world)
     book = BookSnapshot(market_slug="m0", bids=levels(40, -1, [50]), offers=levels(41, 1, [50]))
-    info = MarketInfo(slug="m0", event_id="e1")
+    info = MarketInfo(slug="m0", event_id="e1", start_time=START)
     fv = FairValue(market_slug="m0", q=D("0.60"), method="t", quotes=(), computed_at=0.0)
     (sig,) = evaluate(book, fv, info, None, StrategyParams(min_edge=D("0.01")), T0,
                       book_trusted=True, fair_trusted=True)
-    r = gate.check(sig, positions={}, open_orders=[], equity=world.equity(), cash=world.cash,
-                   market_info=info, event_of=EVENT_OF, now=T0)
+    r = gate.check(sig, position=None, equity=world.equity(), cash=world.cash,
+                   market_info=info, now=T0)
     assert isinstance(r, OrderRequest) and r.quantity == D("48")  # 20 / 0.41 per-market cap
     world.submit(r, submitting=False)
     world.fill(0, 1, 0)

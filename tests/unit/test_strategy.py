@@ -158,9 +158,14 @@ def test_blackout_before_start_applies_even_when_trading_in_play():
     assert opening_allowed(m, params, start - timedelta(minutes=10, seconds=1))
 
 
-def test_market_without_start_time_can_open():
+def test_market_without_a_trustworthy_start_time_does_not_open_but_still_closes():
+    # money-audit defect 8: the listing time was taken for the game's start and the pre-game
+    # blackout never held; with no start at all, opening stops (fail closed)
     m = MarketInfo(slug="m1")
-    assert run(YES_BOOK, fair("0.60"), market=m)[0].intent is Intent.BUY_LONG
+    assert run(YES_BOOK, fair("0.60"), market=m) == []
+    long = Position(market_slug="m1", net_qty=D("5"), avg_price=D("0.30"))
+    (sig,) = run(book(bids=[("0.50", "5")]), fair("0.40"), market=m, position=long)
+    assert sig.intent is Intent.SELL_LONG
 
 
 def test_off_tick_level_rounds_limit_toward_safety():
@@ -173,7 +178,9 @@ def test_off_tick_level_rounds_limit_toward_safety():
 def test_fixture_start_time_is_only_a_fallback():
     no_start = MarketInfo(slug="m1")
     started = NOW - timedelta(minutes=1)
-    assert run(YES_BOOK, fair("0.60"), market=no_start) != []
+    assert run(YES_BOOK, fair("0.60"), market=no_start) == []
+    assert evaluate(YES_BOOK, fair("0.60"), no_start, None, PARAMS, NOW, book_trusted=True,
+                    fair_trusted=True, fallback_start=NOW + timedelta(days=1)) != []
     assert evaluate(YES_BOOK, fair("0.60"), no_start, None, PARAMS, NOW, book_trusted=True,
                     fair_trusted=True, fallback_start=started) == []
     # the exchange's own start time wins over the fixture's

@@ -1,0 +1,200 @@
+"""Every component of one bot, built from Settings and a clock, wired so each fact has one owner.
+
+`build()` is shared by the composition roots (`app` for `run`, `demo`, and the backtest to come),
+so none of them imports another. What is built here outlives a restart of the supervised group:
+the store, the ledger, the order registry, the universe, exposure, the trading state, the gate,
+books, fair values, the engine and the venue (executor). Connections are the runtime's.
+
+Who writes what (the wiring below):
+
+- the ledger (cash, positions, marks) → `exposure.on_position` on every position change;
+- the order registry (the bot's orders) and the live venue (unknown orders at the exchange) →
+  `exposure.on_order`;
+- the universe (markets, events, start times) → `exposure.set_event`;
+- the trading state's notices → the engine (a halt cancels our orders) → the notifier.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from polybot.book import BookStore
+from polybot.clock import Clock
+from polybot.config import Settings
+from polybot.engine import TradingEngine
+from polybot.execution.orders import OrderRegistry
+from polybot.execution.paper import PaperExecutor
+from polybot.execution.venue import Venue
+from polybot.exposure import Exposure
+from polybot.fairvalues import FairValues
+from polybot.ledger import Ledger
+from polybot.metrics import Metrics
+from polybot.model import TimeInForce
+from polybot.notify import DiscordWebhook, Level, Notifier, TelegramBot
+from polybot.pricing import TAKER_THETA
+from polybot.risk import RiskGate, RiskLimits
+from polybot.store import Store
+from polybot.strategy import StrategyParams, taker_theta
+from polybot.trading_state import HaltLimits, Notice, NoticeKind, TradingStateMachine
+from polybot.universe import Listing, Universe
+
+log = logging.getLogger("polybot.components")
+
+
+@attrs.define(eq=False)
+class Components:
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    secrets: list[str]
+    notifier: Notifier
+    store: Store
+    ledger: Ledger
+    registry: OrderRegistry
+    universe: Universe
+    exposure: Exposure
+    trading: TradingStateMachine
+    gate: RiskGate
+    books: BookStore
+    fair_values: FairValues
+    engine: TradingEngine
+    executor: Venue
+    recorder: Any
+    rest: Any
+    signer: Any
+
+
+def build(settings: Settings, clock: Clock) -> Components:
+    from polybot.polymarket.rest import client_from_settings, signer_from_settings
+
+    metrics = Metrics.create()
+    metrics.daily_loss_limit_usd.set(float(settings.risk_max_daily_loss))
+    secrets = settings.secret_values()
+    notifier = Notifier(_sinks(settings), metrics=metrics, secrets=secrets)
+    store = Store.open(settings.data_dir)
+    universe = Universe()
+
+    def theta_of(slug: str) -> Decimal:
+        info = universe.info(slug)
+        return taker_theta(info) if info is not None else TAKER_THETA
+
+    exposure = Exposure(theta_of=theta_of)
+    universe.add_listener(lambda listing: _follow_event(exposure, listing))
+    ledger = _restore_ledger(store, settings)
+    ledger.on_position = exposure.on_position
+    for position in ledger.positions.values():
+        exposure.on_position(position)
+    registry = OrderRegistry(on_change=exposure.on_order)
+    limits = RiskLimits.from_settings(settings)
+    trading = TradingStateMachine(HaltLimits.of(limits), reset_tz=settings.daily_reset_tz,
+                                  reset_hour=settings.daily_reset_hour)
+    halt = store.load_halt_state()
+    if halt is not None and halt.data:
+        trading.restore(halt.data)
+    gate = RiskGate(limits, trading=trading, exposure=exposure)
+    books = BookStore()
+    fair_values = FairValues()
+    recorder = FillCounting(store, metrics)
+    rest = client_from_settings(settings)
+
+    def live_notice(notice: Any) -> None:
+        level = str(getattr(notice, "level", "warning")).lower()
+        notifier.alert(Level.ERROR if level in ("error", "critical") else Level.WARNING,
+                       getattr(notice, "title", "Live execution"),
+                       getattr(notice, "message", str(notice)), key=getattr(notice, "kind", None))
+
+    executor: Venue
+    if settings.trading_mode == "paper":
+        paper = PaperExecutor(registry, ledger, books, recorder=recorder, markets=universe.info_map,
+                              clock=clock.now)
+        # Paper orders left open by a previous run no longer exist anywhere: book them cancelled.
+        paper.cancel_restored(store.load_orders())
+        executor = paper
+    else:
+        from polybot.execution.live import LiveConfig, LiveExecutor
+
+        executor = LiveExecutor(
+            rest, registry, ledger, recorder, slugs=list(settings.market_slugs),
+            config=LiveConfig(cancel_unknown_orders=settings.cancel_unknown_orders),
+            notify=live_notice, markets=universe.info_map, clock=clock.now,
+            on_foreign_order=exposure.on_order)
+    engine = TradingEngine(
+        universe=universe, books=books, fair_values=fair_values, ledger=ledger,
+        exposure=exposure, trading=trading, gate=gate, venue=executor,
+        params=StrategyParams(min_edge=settings.risk_min_edge,
+                              trade_in_play=settings.trade_in_play,
+                              stop_before_start_minutes=settings.stop_before_start_minutes),
+        tif=TimeInForce.GTC if settings.order_tif == "gtc" else TimeInForce.IOC,
+        alert=lambda notice: _alert_notice(notifier, notice))
+    trading.set_notifier(engine.on_notice)
+    gate.set_notifier(engine.on_notice)
+    return Components(settings=settings, clock=clock, metrics=metrics, secrets=secrets,
+                      notifier=notifier, store=store, ledger=ledger, registry=registry,
+                      universe=universe, exposure=exposure, trading=trading, gate=gate,
+                      books=books, fair_values=fair_values, engine=engine, executor=executor,
+                      recorder=recorder, rest=rest, signer=signer_from_settings(settings))
+
+
+def _follow_event(exposure: Exposure, listing: Listing) -> None:
+    exposure.set_event(listing.info.slug, listing.event_id)
+
+
+def _restore_ledger(store: Store, settings: Settings) -> Ledger:
+    state = store.load_ledger()
+    if state is not None:
+        ledger = Ledger.restore(state)
+        log.info("ledger restored from %s: cash %s, %d position(s)", store.path, ledger.cash,
+                 len(ledger.positions))
+        return ledger
+    return Ledger(settings.initial_balance if settings.trading_mode == "paper" else Decimal(0))
+
+
+def _alert_notice(notifier: Notifier, notice: Notice) -> None:
+    kind = notice.kind
+    if kind is NoticeKind.HALT_ENTERED:
+        notifier.alert(Level.ERROR, "Trading halted", notice.message, key="halt")
+    elif kind is NoticeKind.HALT_LEFT:
+        notifier.alert(Level.INFO, "Trading resumed", notice.message, key="halt")
+    elif kind is NoticeKind.REJECTION_BURST:
+        notifier.alert(Level.WARNING, "Burst of risk rejections", notice.message, key="rejections")
+    elif kind is NoticeKind.REBASED:
+        notifier.alert(Level.WARNING, "Trading state re-based", notice.message, key="rebase")
+    else:
+        log.info("trading state: %s", notice.message)
+
+
+class FillCounting:
+    """The store as the executors' recorder, counting each booked fill into `polybot_fills`.
+
+    Every execution of both executors is recorded through here exactly once with its fill
+    (`orders.book_execution`, and the live executor's inferred fills), so this is the one place
+    a fill can be counted without a second path that could drift from the ledger.
+    """
+
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+        self.fills = 0  # for the demo's status line
+
+    def record_execution(self, execution: Any, fill: Any, order: Any) -> None:
+        self._store.record_execution(execution, fill, order)
+        if fill is not None:
+            self.fills += 1
+            self._metrics.fills.labels(market=fill.market_slug).inc()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _sinks(settings: Settings) -> list[Any]:
+    sinks: list[Any] = []
+    if settings.discord_webhook is not None:
+        sinks.append(DiscordWebhook(settings.discord_webhook))
+    if settings.telegram_bot_token is not None and settings.telegram_chat_id:
+        sinks.append(TelegramBot(settings.telegram_bot_token, settings.telegram_chat_id))
+    return sinks
+

@@ -1,0 +1,302 @@
+"""The trading engine: events in, commands out. Synchronous, no I/O, time passed in.
+
+Every caller that trades drives this one object: the composition root (`app`), the benchmarks, the
+tests and the backtest to come. Feeds hand it what they decoded (a book replaced, a continuity
+loss, a fair value that changed); the venue and the reconciliation hand it what happened to the
+account (reconciliation done, a transfer, an adopted account); the operator-control task hands it
+the kill switch; a clock tick rolls the trading day and checks the halts. It answers with
+commands for the caller to carry out: place an order, re-sync a market's resting orders, cancel
+everything, record a rejection, tell the venue a market changed state.
+
+It wires the pure core together and owns nothing itself:
+
+    books (BookStore) · fair values · universe ─► strategy.evaluate ─► gate.check ─► PlaceOrder
+    ledger (marks, cash, positions) ─► exposure (running USD at risk) ─┘      ▲
+    trading state (day, baselines, halts) ───────────────────────────────────┘
+
+Only the engine calls the signal evaluation and the gate's check (an import-linter contract says
+so). One decision per market per call: `decide` places at most one order, and says when the
+market should be decided again once that order is registered (a second signal must see the first
+order in the exposure, or two orders of one evaluation could cross each other).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+import attrs
+
+from polybot.book import BookStore
+from polybot.control import FileSignals
+from polybot.exposure import Exposure
+from polybot.fairvalues import FairValues
+from polybot.ledger import Ledger
+from polybot.model import (
+    BookSnapshot,
+    Intent,
+    MarketState,
+    MarketStatus,
+    OrderRequest,
+    Rejection,
+    Signal,
+    TimeInForce,
+    TradingState,
+)
+from polybot.risk import RiskGate
+from polybot.strategy import StrategyParams, evaluate
+from polybot.trading_state import Notice, NoticeKind, TradingStateMachine
+from polybot.universe import Universe
+
+log = logging.getLogger(__name__)
+
+FLATTEN_TICKS = 5  # an operator's flatten crosses at most this many ticks through the best price
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class PlaceOrder:
+    request: OrderRequest
+    received_at: float | None = None  # when the book that led to it arrived (monotonic)
+
+
+@attrs.frozen(slots=True)
+class SyncResting:
+    """Cancel the market's resting orders that no current signal supports."""
+
+    market_slug: str
+    signals: tuple[Signal, ...]
+
+
+@attrs.frozen(slots=True)
+class CancelAll:
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class RecordRejection:
+    rejection: Rejection
+
+
+@attrs.frozen(slots=True)
+class MarketStateChanged:
+    market_slug: str
+    state: MarketState
+
+
+Command = PlaceOrder | SyncResting | CancelAll | RecordRejection | MarketStateChanged
+
+
+@attrs.frozen(slots=True)
+class Decision:
+    commands: list[Command]
+    again: bool = False  # an order was placed and more signals wait: decide this market again
+
+
+class VenueView(Protocol):
+    """The two synchronous reads of the venue a decision needs."""
+
+    def can_submit(self, market_slug: str) -> bool: ...
+
+    def effective_book(self, book: BookSnapshot) -> BookSnapshot: ...
+
+
+@attrs.define
+class Counters:
+    signals: int = 0
+    orders: int = 0
+    rejections: int = 0
+
+
+# The exchange's market states that mean "no trading now" (a halt, a suspension, not open yet)
+# and "never again" (settled, closed); the market's status follows the book's state.
+_STATUS_OF_STATE = {
+    MarketState.OPEN: MarketStatus.OPEN,
+    MarketState.PREOPEN: MarketStatus.HALTED,
+    MarketState.SUSPENDED: MarketStatus.HALTED,
+    MarketState.HALTED: MarketStatus.HALTED,
+    MarketState.MATCH_AND_CLOSE_AUCTION: MarketStatus.HALTED,
+    MarketState.EXPIRED: MarketStatus.RESOLVING,
+    MarketState.TERMINATED: MarketStatus.CLOSED,
+    MarketState.CLOSED: MarketStatus.CLOSED,
+}
+
+
+class TradingEngine:
+    def __init__(
+        self,
+        *,
+        universe: Universe,
+        books: BookStore,
+        fair_values: FairValues,
+        ledger: Ledger,
+        exposure: Exposure,
+        trading: TradingStateMachine,
+        gate: RiskGate,
+        venue: VenueView,
+        params: StrategyParams,
+        tif: TimeInForce = TimeInForce.IOC,
+        alert: Callable[[Notice], None] | None = None,
+    ) -> None:
+        self.universe = universe
+        self.books = books
+        self.fair_values = fair_values
+        self.ledger = ledger
+        self.exposure = exposure
+        self.trading = trading
+        self.gate = gate
+        self.venue = venue
+        self.params = params
+        self.tif = tif
+        self.counters = Counters()
+        self._alert = alert
+        self._halt_cancel_pending = False
+
+    # --- what the feeds say -----------------------------------------------------------------------
+
+    def book_replaced(self, book: BookSnapshot) -> list[Command]:
+        """A full book from the markets stream: books, marks, the market's status."""
+        slug = book.market_slug
+        previous = self.books.get(slug)
+        self.books.update(book)
+        self.ledger.on_book(book, trusted=self.books.is_trusted(slug))
+        if previous is not None and previous.state is book.state:
+            return []
+        status = _STATUS_OF_STATE.get(book.state)
+        if status is not None:
+            self.universe.set_status(slug, status)
+        if book.state is not MarketState.OPEN:
+            # the venue checks soon and settles an expired market it holds once the value is
+            # published, even when the private stream's resolution frame was lost
+            return [MarketStateChanged(slug, book.state)]
+        return []
+
+    def continuity_lost(self, at: float) -> None:
+        """The markets stream reconnects: no book is trusted until a newer frame arrives."""
+        self.books.mark_untrusted(at=at)
+
+    # --- what the account says --------------------------------------------------------------------
+
+    def reconciled(self, now: datetime) -> None:
+        """The first reconciliation (live) or the ledger's restore (paper) is done."""
+        self.trading.begin(self.ledger.equity, now)
+
+    def transfer(self, amount: Decimal) -> None:
+        """A completed deposit or withdrawal (already in the ledger's cash): not P&L."""
+        self.trading.on_transfer(amount)
+
+    def adopted(self, now: datetime, why: str) -> None:
+        """A new account behind the ledger (mode switch): the trading state re-bases."""
+        self.trading.rebase(self.ledger.equity, now, why)
+
+    # --- the operator and the clock ---------------------------------------------------------------
+
+    def operator_files(self, signals: FileSignals, now: datetime) -> list[Command]:
+        """One poll of the kill switch and the resume request."""
+        if signals.resume:
+            self.trading.resume(self.ledger.equity, now)
+        self.trading.set_kill(signals.kill, signals.kill_reason, now)
+        return self._pending_cancels()
+
+    def request_flatten(self) -> None:
+        self.trading.request_flatten()
+
+    def tick(self, now: datetime) -> list[Command]:
+        """Roll the trading day and check the halts (the housekeeping second)."""
+        over_cap = self.exposure.portfolio > self.gate.limits.max_portfolio_exposure
+        self.trading.observe(self.ledger.equity, now, over_cap=over_cap)
+        return self._pending_cancels()
+
+    def on_notice(self, notice: Notice) -> None:
+        """The trading state's notices (wired as its notifier): a halt cancels our orders."""
+        if notice.kind is NoticeKind.HALT_ENTERED:
+            self._halt_cancel_pending = True
+        if self._alert is not None:
+            self._alert(notice)
+
+    def _pending_cancels(self) -> list[Command]:
+        if not self._halt_cancel_pending:
+            return []
+        self._halt_cancel_pending = False
+        return [CancelAll("trading halted")]
+
+    # --- decisions --------------------------------------------------------------------------------
+
+    def signals_for(self, slug: str, now: datetime, mono: float) -> list[Signal]:
+        market = self.universe.info(slug)
+        book = self.books.get(slug)
+        if market is None or book is None:
+            return []
+        # paper: liquidity the bot already took stays taken until the book shows it refreshed
+        book = self.venue.effective_book(book)
+        fair = self.fair_values.usable(slug)
+        fixture = self.fair_values.fixture(slug)
+        return evaluate(book, fair, market, self.ledger.position(slug), self.params, now,
+                        book_trusted=self.books.is_trusted(slug), fair_trusted=fair is not None,
+                        created_at=mono, fallback_start=fixture.start_time if fixture else None)
+
+    def decide(self, slug: str, now: datetime, mono: float,
+               received_at: float | None = None) -> Decision:
+        """Signals for one market through the gate: at most one order per call."""
+        signals = self.signals_for(slug, now, mono)
+        commands: list[Command] = [SyncResting(slug, tuple(signals))]
+        if self.trading.state is TradingState.HALTED and not signals:
+            return Decision(commands)
+        market = self.universe.info(slug)
+        for i, sig in enumerate(signals):
+            self.counters.signals += 1
+            if market is None or not self.venue.can_submit(slug):
+                continue
+            result = self.gate.check(sig, position=self.ledger.position(slug),
+                                     equity=self.ledger.equity, cash=self.ledger.cash,
+                                     market_info=market, now=now)
+            if isinstance(result, OrderRequest):
+                self.counters.orders += 1
+                commands.append(PlaceOrder(attrs.evolve(result, tif=self.tif), received_at))
+                return Decision(commands, again=i + 1 < len(signals))
+            self.counters.rejections += 1
+            commands.append(RecordRejection(result))
+        return Decision(commands)
+
+    def flatten_orders(self, now: datetime, mono: float) -> tuple[list[PlaceOrder], list[str]]:
+        """IOC closing orders for every open position, at most `FLATTEN_TICKS` ticks through the
+        best price; and the markets that cannot be closed now (no book, no bid/offer, refused)."""
+        orders: list[PlaceOrder] = []
+        stuck: list[str] = []
+        for slug, pos in self.ledger.positions.items():
+            market = self.universe.info(slug)
+            book = self.books.get(slug)
+            if market is None or book is None:
+                stuck.append(f"{slug} {pos.net_qty:+} (no book)")
+                continue
+            if pos.net_qty > 0 and book.best_bid is not None:
+                intent = Intent.SELL_LONG
+                limit = max(Decimal("0.01"), book.best_bid.price - FLATTEN_TICKS * market.tick)
+            elif pos.net_qty < 0 and book.best_offer is not None:
+                intent = Intent.SELL_SHORT
+                limit = min(Decimal("0.99"), book.best_offer.price + FLATTEN_TICKS * market.tick)
+            else:
+                stuck.append(f"{slug} {pos.net_qty:+} (nothing to close into)")
+                continue
+            sig = Signal(market_slug=slug, intent=intent, limit_price=limit,
+                         size_available=abs(pos.net_qty), fair_q=Decimal("0.5"),
+                         edge=Decimal(0), created_at=mono)
+            result = self.gate.check(sig, position=pos, equity=self.ledger.equity,
+                                     cash=self.ledger.cash, market_info=market, now=now,
+                                     flatten=True)
+            if isinstance(result, OrderRequest):
+                self.counters.orders += 1
+                orders.append(PlaceOrder(attrs.evolve(result, tif=TimeInForce.IOC)))
+            elif result.reason != "nothing_to_close":  # already being closed by an open order
+                stuck.append(f"{slug} {pos.net_qty:+} ({result.reason})")
+        return orders, stuck
+
+    # --- reads for status and metrics -------------------------------------------------------------
+
+    def daily_pnl(self) -> Decimal:
+        return self.trading.daily_pnl(self.ledger.equity)

@@ -1,0 +1,107 @@
+"""Reference data: the configured markets' metadata into the universe, and their OpticOdds fixtures.
+
+Market metadata (tick, minimum quantity, fee coefficient, status) comes from the exchange's
+market object; the market's event and the game's start time from its Event object (the market
+object of the real API carries neither an event id nor the game's start). A market whose event
+or start time cannot be established is kept in the universe with the reason, and is not opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import trio
+
+from polybot.supervisor import Progress
+from polybot.universe import Universe
+
+log = logging.getLogger("polybot.reference")
+
+
+async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str]) -> None:
+    """(Re)load every configured market's metadata into the universe."""
+    for slug in slugs:
+        info = await rest.market_by_slug(slug)
+        known = universe.get(slug)
+        reason = ""
+        if known is not None and known.info.event_id and known.info.start_time is not None:
+            # the event and start time were established before; a refresh keeps them
+            info = attrs.evolve(info, event_id=known.info.event_id,
+                                start_time=known.info.start_time)
+        elif info.event_id and info.start_time is None:
+            try:
+                event, _ = await rest.event_by_id(info.event_id)
+                if event.start_time is not None:
+                    info = attrs.evolve(info, start_time=event.start_time)
+            except Exception as exc:
+                log.warning("event of %s not loaded (%s): start time from OpticOdds", slug, exc)
+        if not info.event_id:
+            reason = "the market's event could not be established"
+        elif info.start_time is None:
+            reason = "the game's start time could not be established"
+        universe.put(info, unknown_reason=reason)
+    log.info("market metadata loaded for %d market(s)", len(universe))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A lookup error that may well not recur: 5xx, 429, timeout, connection trouble."""
+    from polybot.opticodds import client as oc
+    from polybot.polymarket import errors as pm
+
+    return isinstance(exc, (oc.ServerError, oc.RateLimitedError, oc.OpticOddsTransportError,
+                            pm.ServerError, pm.RateLimited, pm.TransportError, pm.Timeout))
+
+
+def _noting_transient(fn: Callable[..., Any], seen: list[str]) -> Callable[..., Any]:
+    async def lookup(*args: Any) -> Any:
+        try:
+            return await fn(*args)
+        except Exception as exc:
+            if is_transient(exc):
+                seen.append(f"{type(exc).__name__}: {exc}")
+            raise
+
+    return lookup
+
+
+async def match_all(rest: Any, client: Any, slugs: list[str],
+                    overrides: Iterable[tuple[str, str, str]],
+                    progress: Progress) -> Any:
+    """Every market matched to its OpticOdds fixture, or reported unmatched for good.
+
+    `match_markets` reports a market whose lookup raised as "not matched" and goes on; for a 5xx,
+    a 429, a timeout or a refused connection that would leave the market untraded for the life of
+    the process while /ready says 200. Such markets are matched again (backoff capped at 30 s,
+    reported as reconnecting, so /health says degraded and why) until the lookups answer.
+    Markets are matched one by one to know which lookup failed.
+    """
+    from polybot.matching import MatchResult, lookups, match_markets
+
+    look = lookups(rest, client)
+    targets: list[Any] = []
+    unmatched: list[Any] = []
+    pending = list(slugs)
+    attempt = 0
+    while True:
+        retry: list[tuple[str, str]] = []
+        for slug in pending:
+            transient: list[str] = []
+            noting: dict[str, Any] = {
+                name: _noting_transient(fn, transient) for name, fn in look.items()}
+            one = await match_markets([slug], overrides=overrides, **noting)
+            progress.beat()
+            targets += one.targets
+            if transient and one.unmatched:
+                retry.append((slug, transient[0]))
+            else:
+                unmatched += one.unmatched
+        if not retry:
+            return MatchResult(tuple(targets), tuple(unmatched))
+        attempt += 1
+        pending = [slug for slug, _ in retry]
+        progress.reconnecting(attempt, f"matching {len(pending)} market(s) to OpticOdds: "
+                                       f"{retry[0][1]}")
+        await trio.sleep(min(30.0, 2.0 ** min(attempt, 5)))

@@ -1,0 +1,573 @@
+"""The supervised process: tasks that feed the trading engine and carry out its commands.
+
+Data flows one way:
+
+    markets websocket ─► engine.book_replaced ─┐            ┌─► venue (paper | live) ─► ledger
+    OpticOdds stream  ─► FairValues ───────────┼─► trader: engine.decide ─► commands ─┤
+    private websocket / reconciliation ─► venue ┘            └─► store (rejections, intents)
+    operator files ─► control task ─► engine.operator_files;  housekeeping ─► engine.tick
+
+The money path is the engine's (`polybot.engine`); this module only moves events and commands.
+
+Process layout (one root nursery, `run_bot`):
+
+- outside the supervised group, because they must outlive a group restart: the store's writer
+  task, the notifier, the health server (a health endpoint that died with the group could never
+  answer "503 restarting"), the REST client (shutdown cancels need it after the group is gone), and
+  the components (`polybot.components`): ledger, registry, universe, exposure, trading state, gate,
+  books, fair values, the engine and the venue.
+- inside the group (`polybot.supervisor`), rebuilt on every restart: `reference` (market metadata
+  into the universe, refreshed every few minutes), `markets` (the markets websocket into the
+  engine), `odds` (the OpticOdds feed writing FairValues), `executor` (live mode: the private
+  websocket and the live executor's tasks), `trader` (decisions: the only caller of the venue's
+  submit), `control` (the kill switch and resume files, polled every 0.25 s) and `housekeeping`
+  (the clock tick of the trading state, operator requests, persistence, metrics).
+
+Shutdown (SIGINT/SIGTERM, or `--duration` in the demo): no new orders; creates in flight get
+their answer (at most 3 s: a create cancelled mid-POST could land unseen after the bot stopped
+looking); the group stops; then in a shielded scope ending 8 s after the signal the executor
+resolves what is still unknown and cancels the bot's open orders (`CANCEL_ON_SHUTDOWN`), the
+ledger is saved and the store flushed. Exit 0 when every cancel is confirmed, else 1 with an alert
+naming what is still open. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from polybot import control
+from polybot import operator as operator_requests
+from polybot.clock import Clock, LiveClock
+from polybot.components import Components, build
+from polybot.config import Settings
+from polybot.engine import (
+    CancelAll,
+    Command,
+    MarketStateChanged,
+    PlaceOrder,
+    RecordRejection,
+    SyncResting,
+)
+from polybot.errors import EXIT_OK, EXIT_UNCONFIRMED, FatalCredentialsError
+from polybot.execution.live import LiveExecutor
+from polybot.health import HealthApp, HealthSources, serve_health
+from polybot.model import OrderRequest, TradingState
+from polybot.notify import Level
+from polybot.sdnotify import SystemdNotifier, watchdog_interval
+from polybot.status import StatusViews
+from polybot.supervisor import ChildSpec, Progress, Supervisor
+
+log = logging.getLogger("polybot.app")
+
+SHUTDOWN_BOUND_SECONDS = 8.0  # signal to flushed store, inside the 10 s the operator is promised
+CREATE_WAIT_SECONDS = 3.0  # of those, at most this long for creates in flight to be answered
+FLATTEN_ROUNDS = 5
+METADATA_REFRESH_SECONDS = 300.0  # market status and metadata are re-read this often
+
+
+class Bot:
+    """The components of one process, and the supervised children that drive them."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 status_line: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.mode = settings.trading_mode
+        self.clock: Clock = clock or LiveClock()
+        self.status_line = status_line
+        c: Components = build(settings, self.clock)
+        self.c = c
+        self.metrics, self.notifier, self.store = c.metrics, c.notifier, c.store
+        self.secrets = c.secrets
+        self.ledger, self.registry, self.universe = c.ledger, c.registry, c.universe
+        self.exposure, self.trading, self.gate = c.exposure, c.trading, c.gate
+        self.books, self.fair_values, self.engine = c.books, c.fair_values, c.engine
+        self.executor, self.recorder, self.rest, self.signer = c.executor, c.recorder, c.rest, c.signer
+        self.live: LiveExecutor | None = c.executor if isinstance(c.executor, LiveExecutor) else None
+        if self.live is not None:
+            self.live.may_send = self._may_send
+        else:  # paper: the ledger restored is the account
+            self.engine.reconciled(self.clock.now())
+        self.counters = self.engine.counters
+        self.recent_errors: deque[str] = deque(maxlen=20)
+        self.stopping = False
+        self.fair_values.add_listener(self._mark_dirty)
+        self._dirty: set[str] = set()
+        self._wake = trio.Event()
+        self._last_halt_state: Any = None
+        self._received_at: dict[str, float] = {}
+        self._markets_stream: Any = None
+        self._private_stream: Any = None
+        self._odds_feed: Any = None
+        self._reference_loaded = False
+        self._flattening = False
+        self._submits_in_flight = 0
+        self._stop_deadline: float | None = None
+        self.views = StatusViews(self)
+        self.supervisor = self._build_supervisor()
+        self.health_port: int | None = None
+
+    def _build_supervisor(self) -> Supervisor:
+        s = self.settings
+        stale = s.stale_feed_seconds
+        children = [
+            ChildSpec("reference", self.reference_child, progress_deadline=max(120.0, 8 * stale)),
+            ChildSpec("markets", self.markets_child, progress_deadline=max(60.0, 4 * stale)),
+            ChildSpec("odds", self.odds_child, progress_deadline=max(60.0, 4 * stale)),
+        ]
+        if self.live is not None:
+            children.append(ChildSpec("executor", self.executor_child,
+                                      progress_deadline=max(60.0, 4 * stale)))
+        children += [
+            ChildSpec("trader", self.trader_child, progress_deadline=60.0),
+            ChildSpec("control", self.control_child, progress_deadline=30.0),
+            ChildSpec("housekeeping", self.housekeeping_child, progress_deadline=30.0),
+        ]
+        sd = SystemdNotifier.from_env()
+        return Supervisor(children, max_restarts=s.supervisor_max_restarts,
+                          window_seconds=s.supervisor_window_seconds,
+                          keepalive=sd.watchdog if sd.enabled else None,
+                          keepalive_interval=watchdog_interval(),
+                          alert=self.notifier.send_nowait,
+                          status=sd.status if sd.enabled else None, metrics=self.metrics)
+
+    def _alert(self, level: Level, title: str, text: str = "", key: str | None = None) -> None:
+        self.notifier.alert(level, title, text, key=key)
+
+    def _mark_dirty(self, slug: str) -> None:
+        self._dirty.add(slug)
+        self._wake.set()
+
+    def _may_send(self, request: OrderRequest) -> bool:
+        """Asked by the live venue right before a POST: a halt seen meanwhile stops the order
+        (an operator's flatten goes on unless the kill switch is on)."""
+        trading = self.trading
+        if trading.kill_active:
+            return False
+        return trading.state is not TradingState.HALTED or request.reason == "flatten"
+
+    # --- children ----------------------------------------------------------------------------------
+
+    async def reference_child(self, progress: Progress, *,
+                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Market metadata into the universe, then refreshed (status, tick, fees)."""
+        from polybot.reference import load_markets
+
+        task_status.started()
+        attempt = 0
+        refreshed = -1e18
+        while True:
+            if trio.current_time() - refreshed >= METADATA_REFRESH_SECONDS:
+                try:
+                    await load_markets(self.rest, self.universe, self.settings.market_slugs)
+                except FatalCredentialsError:
+                    raise
+                except Exception as exc:  # the exchange may be in maintenance: keep trying
+                    attempt += 1
+                    progress.reconnecting(attempt, exc)
+                    self.recent_errors.append(f"market metadata: {exc}")
+                    await trio.sleep(min(30.0, 2.0 ** min(attempt, 5)))
+                    continue
+                attempt = 0
+                refreshed = trio.current_time()
+                progress.recovered()
+                if not self._reference_loaded:
+                    self._reference_loaded = True
+                    for slug, why in self.universe.unknown().items():
+                        log.warning("%s will not be opened: %s", slug, why)
+                for slug in self.universe:
+                    self._mark_dirty(slug)
+            progress.beat()
+            await trio.sleep(5.0)
+
+    async def markets_child(self, progress: Progress, *,
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from polybot.polymarket import wire
+        from polybot.polymarket.stream import (
+            ContinuityLost,
+            MarketsStream,
+            StreamConnected,
+            stream_config_from_settings,
+        )
+
+        send, recv = trio.open_memory_channel[Any](10_000)
+        stream = MarketsStream(stream_config_from_settings(self.settings), self.signer, send,
+                               self.settings.market_slugs,
+                               subscription_types=("SUBSCRIPTION_TYPE_MARKET_DATA",
+                                                   "SUBSCRIPTION_TYPE_TRADE"),
+                               progress=progress.beat, auth_probe=self.rest.balances)
+        self._markets_stream = stream
+        self.engine.continuity_lost(at=trio.current_time())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stream.run)
+            task_status.started()
+            async for event in recv:
+                now = trio.current_time()
+                if isinstance(event, wire.BookReplaced):
+                    self.on_market_book(event.book, now)
+                elif isinstance(event, wire.TradePrinted):
+                    self.executor.on_trade(event.trade)
+                elif isinstance(event, ContinuityLost):
+                    self.engine.continuity_lost(at=now)
+                    progress.degraded(f"exchange market feed down: {event.reason}")
+                elif isinstance(event, StreamConnected):
+                    progress.recovered()
+
+    def on_market_book(self, book: Any, now: float) -> None:
+        """A full book from the markets stream: the engine, the venue, then the trader."""
+        slug = book.market_slug
+        commands = self.engine.book_replaced(book)
+        self.executor.on_book(book, trusted=self.books.is_trusted(slug))
+        for cmd in commands:
+            if isinstance(cmd, MarketStateChanged):
+                self.executor.on_market_state(cmd.market_slug, cmd.state)
+        self._received_at[slug] = now
+        self._mark_dirty(slug)
+
+    async def odds_child(self, progress: Progress, *,
+                         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        s = self.settings
+        task_status.started()
+        if s.opticodds_api_key is None:
+            progress.degraded("no OPTICODDS_API_KEY: the bot cannot price, so it never trades")
+            while True:
+                progress.beat()
+                await trio.sleep(5.0)
+        from polybot.opticodds.client import OpticOddsClient
+        from polybot.opticodds.feed import OddsFeed, OddsFeedConfig
+        from polybot.reference import match_all
+
+        while not self._reference_loaded:
+            progress.beat()
+            await trio.sleep(0.2)
+        async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
+            result = await match_all(self.rest, client, list(self.universe),
+                                     s.odds_market_map, progress)
+            progress.recovered()
+            for miss in result.unmatched:
+                self.recent_errors.append(f"{miss.slug} not matched: {miss.reason}")
+            config = OddsFeedConfig(sportsbooks=s.opticodds_sportsbooks,
+                                    weights=s.odds_book_weights, min_books=s.odds_min_books,
+                                    method=s.odds_devig_method, stale_seconds=s.stale_feed_seconds)
+            feed = OddsFeed(client, self.fair_values, result.targets, config,
+                            on_progress=progress.beat)
+            self._odds_feed = feed
+            await feed.run(task_status=trio.TASK_STATUS_IGNORED)
+
+    async def executor_child(self, progress: Progress, *,
+                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from polybot.polymarket.stream import PrivateStream, stream_config_from_settings
+
+        live = self.live
+        assert live is not None  # the child exists in live mode only
+        send, recv = trio.open_memory_channel[Any](10_000)
+        stream = PrivateStream(stream_config_from_settings(self.settings), self.signer, send,
+                               slugs=self.settings.market_slugs, progress=progress.beat,
+                               auth_probe=self.rest.balances)
+        self._private_stream = stream
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stream.run)
+            await nursery.start(live.run, recv)
+            task_status.started()
+            while True:
+                if live.reconciled and not self.trading.begun:
+                    # the day's baselines only now: the ledger holds what the exchange holds
+                    self.engine.reconciled(self.clock.now())
+                # An exchange the executor cannot reconcile with is a dependency down: /health
+                # says "degraded" and why (it stays 200), /ready says 503.
+                if live.trading_allowed:
+                    progress.recovered()
+                else:
+                    progress.degraded(f"live executor: {live.readiness_reason}")
+                await trio.sleep(0.1 if not self.trading.begun else 0.5)
+
+    async def trader_child(self, progress: Progress, *,
+                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Decisions: the only caller of the venue's submit."""
+        task_status.started()
+        while True:
+            with trio.move_on_after(1.0):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            progress.beat()
+            dirty, self._dirty = self._dirty, set()
+            for slug in dirty:
+                if self.stopping:
+                    break
+                await self.evaluate_market(slug)
+
+    async def evaluate_market(self, slug: str) -> None:
+        signals_before = self.counters.signals
+        decision = self.engine.decide(slug, self.clock.now(), trio.current_time(),
+                                      self._received_at.get(slug))
+        if self.counters.signals > signals_before:
+            self.metrics.signals.labels(market=slug).inc(self.counters.signals - signals_before)
+        await self.execute(decision.commands)
+        if decision.again:
+            self._mark_dirty(slug)
+
+    async def execute(self, commands: list[Command]) -> None:
+        """Carry out the engine's commands, in order."""
+        for cmd in commands:
+            if isinstance(cmd, PlaceOrder):
+                if self.stopping:
+                    return
+                await self._submit(cmd)
+            elif isinstance(cmd, SyncResting):
+                self.executor.sync_signals(cmd.market_slug, cmd.signals)
+            elif isinstance(cmd, RecordRejection):
+                self.metrics.rejections.labels(reason=cmd.rejection.reason).inc()
+                self.store.record_rejection(cmd.rejection)
+            elif isinstance(cmd, CancelAll):
+                cancelled = self.executor.cancel_all(reason=cmd.reason)
+                log.warning("%s: cancelling the bot's open orders (%d)", cmd.reason, len(cancelled))
+            elif isinstance(cmd, MarketStateChanged):
+                self.executor.on_market_state(cmd.market_slug, cmd.state)
+
+    async def _submit(self, cmd: PlaceOrder) -> Any:
+        request = cmd.request
+        if cmd.received_at is not None:
+            self.metrics.decision_latency.observe(max(0.0, trio.current_time() - cmd.received_at))
+        self._submits_in_flight += 1
+        try:
+            order = await self.executor.submit(request)
+        finally:
+            self._submits_in_flight -= 1
+        outcome = order.state.name.lower() if order is not None else "refused"
+        self.metrics.orders.labels(outcome=outcome).inc()
+        fair = request.signal.fair_q if request.signal is not None else None
+        if fair is not None:
+            self.store.record_fair_value(request.market_slug, fair)
+        return order
+
+    async def control_child(self, progress: Progress, *,
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The kill switch and resume request: seen within 0.5 s, acted on in the same poll."""
+        task_status.started()
+        while True:
+            progress.beat()
+            signals = control.poll_files(self.settings.data_dir)
+            await self.execute(self.engine.operator_files(signals, self.clock.now()))
+            await trio.sleep(control.POLL_SECONDS)
+
+    async def housekeeping_child(self, progress: Progress, *,
+                                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The trading state's clock tick, operator requests, persistence and metrics.
+
+        A flatten runs in a task of its own (it waits on the exchange for seconds), so halts,
+        persistence and metrics go on meanwhile; one flatten at a time.
+        """
+        self._flattening = False  # a flatten cancelled by a group restart is requested again
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            last_equity_snapshot = -1e9
+            last_status_line = -1e9
+            while True:
+                progress.beat()
+                now = trio.current_time()
+                await self.execute(self.engine.tick(self.clock.now()))
+                self.handle_operator_requests(nursery)
+                self.persist()
+                if now - last_equity_snapshot >= 60.0:
+                    last_equity_snapshot = now
+                    self.store.record_ledger_equity(self.ledger, usd_at_risk=self.exposure.portfolio,
+                                                    trading_state=self.trading.state.value)
+                    self.views.record_daily_stats()
+                    self.registry.forget_closed()
+                self.views.update_metrics()
+                if self.status_line is not None and now - last_status_line >= 5.0:
+                    last_status_line = now
+                    self.status_line(self.views.one_line_status())
+                await trio.sleep(1.0)
+
+    # --- operator requests and persistence ------------------------------------------------------
+
+    def handle_operator_requests(self, nursery: trio.Nursery) -> None:
+        data_dir = self.settings.data_dir
+        for req in operator_requests.read_requests(data_dir):
+            kind = req["kind"]
+            if kind == "cancel-all":
+                cancelled = self.executor.cancel_all(reason="operator cancel-all")
+                self.store.ack_request(req["id"], kind, "done",
+                                       f"{len(cancelled)} open order(s) cancelled")
+            elif kind == "flatten":
+                if not self._flattening:  # else it stays pending until the running one is done
+                    self._flattening = True
+                    self.engine.request_flatten()
+                    nursery.start_soon(self._flatten_request, req)
+                continue  # acknowledged and removed when done
+            else:
+                self.store.ack_request(req["id"], kind, "unknown request", "")
+            operator_requests.remove_request(data_dir, req["id"])
+
+    async def _flatten_request(self, req: dict[str, Any]) -> None:
+        sent, still_open = await self.flatten()
+        detail = f"{sent} closing order(s) sent; "
+        detail += ("still open: " + "; ".join(still_open)) if still_open else "every position closed"
+        self.store.ack_request(req["id"], req["kind"], "done",
+                               detail + "; trading is REDUCING until `polybot resume`")
+        operator_requests.remove_request(self.settings.data_dir, req["id"])
+        self._flattening = False
+
+    async def flatten(self) -> tuple[int, list[str]]:
+        """Close every position with IOC orders (rounds a second apart); what stays open."""
+        sent = 0
+        stuck: list[str] = []
+        for _ in range(FLATTEN_ROUNDS):
+            if not self.ledger.positions or self.stopping:
+                break
+            orders, stuck = self.engine.flatten_orders(self.clock.now(), trio.current_time())
+            for cmd in orders:
+                order = await self._submit(attrs.evolve(
+                    cmd, request=attrs.evolve(cmd.request, reason="flatten")))
+                if order is not None:  # None: the venue refused it (nothing was sent)
+                    sent += 1
+            await trio.sleep(1.0)
+        still_open = [f"{slug} {pos.net_qty:+}" for slug, pos in self.ledger.positions.items()]
+        return sent, still_open if still_open else stuck
+
+    def persist(self) -> None:
+        self.store.save_ledger(self.ledger.drain_changes())
+        halt = self.trading.halt_state()
+        if halt != self._last_halt_state:
+            self._last_halt_state = halt
+            self.store.save_halt_state(self.trading.state.value, self.trading.reason,
+                                       halt.to_dict())
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def request_stop(self) -> None:
+        """No new orders; let creates in flight get their answer; then stop the group.
+
+        Stopping the group cancels its tasks, and a create cancelled mid-POST may still land at
+        the exchange after the bot has stopped looking, so the group is only stopped once the
+        creates in flight are answered (bounded): the venue then knows their ids and the
+        shutdown cancels them.
+        """
+        if self._stop_deadline is None:
+            self._stop_deadline = trio.current_time() + SHUTDOWN_BOUND_SECONDS
+        self.stopping = True
+        with trio.move_on_after(CREATE_WAIT_SECONDS):
+            while self._submits_in_flight:
+                await trio.sleep(0.02)
+        self.supervisor.stop()
+
+    async def shutdown(self) -> int:
+        """Stop trading, resolve creates in flight, cancel our orders (shielded, bounded), flush."""
+        self.stopping = True
+        code = EXIT_OK
+        deadline = self._stop_deadline or trio.current_time() + SHUTDOWN_BOUND_SECONDS
+        with trio.CancelScope(shield=True), trio.move_on_at(deadline) as scope:
+            if self.live is not None:
+                report = await self.live.shutdown(cancel=self.settings.cancel_on_shutdown)
+                if not report.all_confirmed:
+                    code = EXIT_UNCONFIRMED
+                    self._alert(Level.ERROR, "Orders may still be open after shutdown",
+                                str(report), key="shutdown")
+            elif self.settings.cancel_on_shutdown:
+                self.executor.cancel_all(reason="shutdown")
+            self.persist()
+            self.store.record_ledger_equity(self.ledger, usd_at_risk=self.exposure.portfolio,
+                                            trading_state=self.trading.state.value)
+            await self.store.flush()
+        if scope.cancelled_caught:
+            code = EXIT_UNCONFIRMED
+            self._alert(Level.ERROR, "Shutdown overran its time limit",
+                        "open orders may remain at the exchange", key="shutdown")
+        return code
+
+    # --- what the health app, the status line and the tests read -------------------------------------
+
+    def status_report(self) -> Any:
+        return self.views.status_report()
+
+    def usd_at_risk(self) -> Any:
+        return self.exposure.portfolio
+
+    def not_ready_reason(self) -> str | None:
+        return self.views.not_ready_reason()
+
+    def update_metrics(self) -> None:
+        self.views.update_metrics()
+
+
+async def run_bot(settings: Settings, *, duration: float | None = None,
+                  clock: Clock | None = None,
+                  status_line: Callable[[str], None] | None = None,
+                  on_health_port: Callable[[int], None] | None = None,
+                  on_finish: Callable[[dict[str, Any]], object] | None = None) -> int:
+    """Run until a signal (or `duration` seconds); returns the process exit code.
+
+    `on_finish` receives {"status": the final StatusReport, "code": exit code} (the demo's summary).
+    """
+    bot = Bot(settings, clock=clock, status_line=status_line)
+    sd = SystemdNotifier.from_env()
+    health = HealthApp(HealthSources(supervisor=bot.supervisor.state,
+                                     not_ready_reason=bot.views.not_ready_reason,
+                                     status=bot.views.status_report, metrics=bot.metrics,
+                                     degraded=bot.views.degraded), secrets=bot.secrets)
+
+    def listening(port: int) -> None:
+        bot.health_port = port
+        if on_health_port is not None:
+            on_health_port(port)
+
+    code = EXIT_OK
+    try:
+        async with trio.open_nursery() as root:
+            await root.start(bot.store.run)
+            await root.start(bot.notifier.run)
+            await root.start(functools.partial(serve_health, health, settings.health_host,
+                                               settings.health_port, on_listening=listening))
+            root.start_soon(_signal_watcher, bot, root)
+            if duration is not None:
+                root.start_soon(_stop_after, bot, duration)
+            bot._alert(Level.INFO, "polybot started",
+                       f"{bot.mode} mode, {len(settings.market_slugs)} market(s)", key="lifecycle")
+            sd.ready()
+            code = await bot.supervisor.run()
+            if code == EXIT_OK:  # a requested stop, not a failure
+                sd.stopping()
+                code = await bot.shutdown()
+                bot._alert(Level.INFO, "polybot stopped", f"exit code {code}", key="lifecycle")
+            else:
+                bot.stopping = True
+                with trio.CancelScope(shield=True), trio.move_on_after(3.0):
+                    bot.persist()
+                    await bot.store.flush()
+            with trio.move_on_after(2.0):
+                await bot.notifier.flush(2.0)
+            if on_finish is not None:
+                on_finish({"status": bot.status_report(), "code": code})
+            root.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await bot.rest.aclose()
+        bot.store.close()
+    return code
+
+
+async def _signal_watcher(bot: Bot, nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if bot.stopping:
+                log.error("second signal: exiting at once")
+                os._exit(128 + signum)
+            log.warning("%s: stopping (no new orders; cancelling our open orders)",
+                        signal.Signals(signum).name)
+            bot.stopping = True
+            nursery.start_soon(bot.request_stop)  # this loop stays ready for a second signal
+
+
+async def _stop_after(bot: Bot, seconds: float) -> None:
+    await trio.sleep(seconds)
+    log.info("--duration %.0f s reached: stopping", seconds)
+    await bot.request_stop()

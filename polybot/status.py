@@ -1,0 +1,156 @@
+"""What the health app, the metrics and the status line read: views over the running bot.
+
+Read-only: nothing here changes a component. Daily P&L and the drawdown come from the trading
+state (the one owner of the day's start equity and the high-water mark), equity and positions from
+the ledger, USD at risk from the running exposure totals.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from polybot.health import MarketRow, StatusReport
+from polybot.model import FairValue, MarketState, TradingState
+from polybot.pricing import TAKER_THETA, fee_per_contract
+from polybot.strategy import taker_theta
+
+if TYPE_CHECKING:
+    from polybot.runtime import Bot
+
+
+class StatusViews:
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self._day_base: tuple[Any, int, Decimal, int] | None = None  # counts when the day began
+
+    def not_ready_reason(self) -> str | None:
+        bot = self.bot
+        sup = bot.supervisor.state()
+        if sup.phase.name != "RUNNING":
+            return f"supervisor {sup.phase.name.lower()}" + (f": {sup.reason}" if sup.reason else "")
+        if not bot._reference_loaded:
+            return "loading market metadata from the exchange"
+        stream = bot._markets_stream
+        if stream is None or not stream.status.connected:
+            return "exchange market feed not connected" + (
+                f" ({stream.status.describe()})" if stream is not None else "")
+        if bot.settings.opticodds_api_key is None:
+            return "no OPTICODDS_API_KEY: cannot price, so no trading"
+        feed = bot._odds_feed
+        if feed is None:
+            return "matching markets to OpticOdds fixtures"
+        if feed.status.state.value != "live":
+            return f"odds feed not live ({feed.status.state.value})"
+        if bot.live is not None and not bot.live.trading_allowed:
+            return f"live executor: {bot.live.readiness_reason}"
+        if not bot.trading.begun:
+            return f"trading state: {bot.trading.reason}"
+        if bot.trading.state is TradingState.HALTED:
+            return f"trading HALTED: {bot.trading.reason}"
+        return None
+
+    def degraded(self) -> list[str]:
+        bot = self.bot
+        out = []
+        if bot._markets_stream is not None and not bot._markets_stream.status.connected:
+            out.append(bot._markets_stream.status.describe())
+        if bot._odds_feed is not None and bot._odds_feed.status.state.value != "live":
+            out.append(f"odds feed {bot._odds_feed.status.state.value}")
+        return out
+
+    def status_report(self) -> StatusReport:
+        bot = self.bot
+        rows = []
+        positions = bot.ledger.positions
+        for slug in bot.universe:
+            book = bot.books.get(slug)
+            fv: FairValue | None = bot.fair_values.get(slug)
+            bid = book.best_bid.price if book and book.best_bid else None
+            ask = book.best_offer.price if book and book.best_offer else None
+            edge = None
+            if fv is not None and ask is not None:
+                info = bot.universe.info(slug)
+                theta = taker_theta(info) if info else TAKER_THETA
+                edge = (fv.q - ask - fee_per_contract(ask, theta)).quantize(Decimal("0.0001"))
+            pos = positions.get(slug)
+            state = ("closed" if book and book.state is not MarketState.OPEN else
+                     "trusted" if bot.books.is_trusted(slug) else "stale")
+            rows.append(MarketRow(slug=slug, bid=bid, ask=ask,
+                                  fair=fv.q.quantize(Decimal("0.0001")) if fv else None, edge=edge,
+                                  position=pos.net_qty if pos else Decimal(0), state=state))
+        led = bot.ledger
+        pnl = {"equity": led.equity, "cash": led.cash, "daily": bot.engine.daily_pnl(),
+               "realized": led.realized_pnl, "unrealized": led.unrealized_pnl(), "fees": led.fees_total}
+        extra: dict[str, Any] = {"counters": attrs.asdict(bot.counters),
+                                 "rejections": dict(bot.gate.rejections),
+                                 "trading": bot.trading.status(),
+                                 "not_opened": bot.universe.unknown()}
+        if bot.live is not None:
+            extra["executor"] = bot.live.status()
+        return StatusReport(mode=bot.mode, trading_state=bot.trading.state.value,
+                            trading_reason=bot.trading.reason or None, markets=rows, pnl=pnl,
+                            recent_errors=list(bot.recent_errors), extra=extra)
+
+    def update_metrics(self) -> None:
+        bot = self.bot
+        m, led = bot.metrics, bot.ledger
+        m.equity_usd.set(float(led.equity))
+        m.daily_pnl_usd.set(float(bot.engine.daily_pnl()))
+        m.realized_pnl_usd.set(float(led.realized_pnl))
+        m.usd_at_risk.set(float(bot.exposure.portfolio))
+        m.trading_halted.set(1.0 if bot.trading.state is TradingState.HALTED else 0.0)
+        now = trio.current_time()
+        for slug, t in bot._received_at.items():
+            m.book_age.labels(market=slug).set(now - t)
+        for slug in bot.fair_values.slugs:
+            age = bot.fair_values.age(slug, now)
+            if age is not None:
+                m.fair_value_age.labels(market=slug).set(age)
+        for name, stream in (("markets", bot._markets_stream), ("private", bot._private_stream)):
+            if stream is not None:
+                _sync_counter(m.frames.labels(stream=name), stream.frames)
+                _sync_counter(m.bytes_received.labels(stream=name), stream.bytes)
+                _sync_counter(m.reconnects.labels(stream=name), stream.reconnects)
+        feed = bot._odds_feed
+        if feed is not None:  # per-sport SSE streams; their bytes are not kept across connections
+            _sync_counter(m.frames.labels(stream="odds"),
+                          sum(st.events for st in feed.statuses.values()))
+            _sync_counter(m.reconnects.labels(stream="odds"),
+                          sum(st.reconnects for st in feed.statuses.values()))
+
+    def record_daily_stats(self) -> None:
+        """The trading day's row (its start equity; counts since the day began)."""
+        bot = self.bot
+        trading = bot.trading
+        day, start = trading.day, trading.day_start_equity
+        if not trading.begun or day is None or start is None:
+            return
+        totals = (bot.recorder.fills, bot.ledger.fees_total, sum(bot.gate.rejections.values()))
+        if self._day_base is None or self._day_base[0] != day:
+            self._day_base = (day, *totals)
+        _, fills, fees, rejections = self._day_base
+        bot.store.record_daily_stats(day.isoformat(), start_equity=start,
+                                     end_equity=bot.ledger.equity, fills=totals[0] - fills,
+                                     fees=totals[1] - fees, rejections=totals[2] - rejections)
+
+    def one_line_status(self) -> str:
+        bot = self.bot
+        slugs = list(bot.universe)
+        live = sum(1 for s in slugs if bot.books.is_trusted(s))
+        priced = sum(1 for s in slugs if bot.fair_values.usable(s) is not None)
+        c = bot.counters
+        return (f"[{bot.mode}] markets live {live}/{len(slugs)} priced {priced}"
+                f" | signals {c.signals} orders {c.orders} fills {bot.recorder.fills}"
+                f" | equity {bot.ledger.equity:.2f} P&L {bot.ledger.pnl:+.2f}"
+                f" | {bot.trading.state.value}")
+
+
+def _sync_counter(counter: Any, value: int) -> None:
+    """Advance a Prometheus counter to a component's own running total."""
+    current = counter._value.get()
+    if value > current:
+        counter.inc(value - current)
