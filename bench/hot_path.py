@@ -148,9 +148,9 @@ def bench_env(slugs: list[str], data_dir: Path) -> dict[str, str]:
 
 def build_bot(slugs: list[str], data_dir: Path) -> Any:
     """A paper-mode Bot whose reference data and fair values are filled in (no network)."""
-    from polybot.runtime import Bot
     from polybot.config import load_settings
     from polybot.model import FairValue, MarketInfo
+    from polybot.runtime import Bot
 
     bot = Bot(load_settings(bench_env(slugs, data_dir)))
     start = datetime.now(UTC) + timedelta(days=2)  # pre-game: opening allowed

@@ -30,7 +30,6 @@ import attrs
 from polybot.model import ONE, ZERO, Intent, Order, OrderState, Position, cost_per_contract
 from polybot.pricing import CENT, TAKER_THETA, fee_per_contract
 
-
 # Each contribution is rounded up to this step: sums of such values are exact in Decimal's 28
 # digits, so adding and taking back a contribution leaves the running total exactly where a full
 # recompute lands (an average price like 0.2866...67 would otherwise drift in the last digit).

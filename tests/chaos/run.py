@@ -323,8 +323,8 @@ class InProcessBot:
         self._done: trio.Event | None = None
 
     async def start(self, duration: float) -> None:
-        from polybot.runtime import run_bot
         from polybot.config import load_settings
+        from polybot.runtime import run_bot
 
         settings = load_settings(self.env)
         life = Life(started=trio.current_time())

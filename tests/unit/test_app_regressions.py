@@ -7,9 +7,9 @@ import types
 import uuid
 from datetime import UTC, datetime
 
-from polybot.runtime import Bot
 from polybot.config import load_settings
 from polybot.model import BookSnapshot, MarketState
+from polybot.runtime import Bot
 
 SLUG = "m-1"
 

@@ -1,8 +1,9 @@
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
 
+from polybot.exposure import exposure_of, full_totals, order_at_risk, position_at_risk
 from polybot.model import (
     FairValue,
     Intent,
@@ -14,9 +15,7 @@ from polybot.model import (
     Rejection,
     Signal,
     TimeInForce,
-    TradingState,
 )
-from polybot.exposure import exposure_of, full_totals, order_at_risk, position_at_risk
 from polybot.risk import (
     FLATTEN_ORDERS_PER_MINUTE,
     RiskGate,

@@ -13,6 +13,7 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from polybot.exposure import Exposure, full_totals
 from polybot.model import (
     BookSnapshot,
     FairValue,
@@ -24,7 +25,6 @@ from polybot.model import (
     Position,
     PriceLevel,
 )
-from polybot.exposure import Exposure, full_totals
 from polybot.pricing import TAKER_THETA, FeeAccumulator
 from polybot.risk import RiskGate, RiskLimits
 from polybot.strategy import StrategyParams, evaluate

@@ -9,7 +9,13 @@ import pytest
 from polybot import control
 from polybot.model import TradingState
 from polybot.risk import RiskLimits
-from polybot.trading_state import HaltLimits, HaltState, NoticeKind, TradingStateMachine, trading_day
+from polybot.trading_state import (
+    HaltLimits,
+    HaltState,
+    NoticeKind,
+    TradingStateMachine,
+    trading_day,
+)
 
 NOW = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)  # 10:00 in New York
 LIMITS = HaltLimits.of(RiskLimits())  # daily loss 25, drawdown 15 %, portfolio 250
