@@ -260,19 +260,24 @@ class Bot:
             await trio.sleep(5.0)
 
     async def _load_markets(self) -> None:
-        for slug in self.settings.market_slugs:
-            if slug in self.markets:
-                continue
-            info = await self.rest.market_by_slug(slug)
-            if info.event_id and info.start_time is None:
-                try:
-                    event, _ = await self.rest.event_by_id(info.event_id)
-                    if event.start_time is not None:
-                        info = attrs.evolve(info, start_time=event.start_time)
-                except Exception as exc:
-                    log.warning("event of %s not loaded (%s): start time from OpticOdds", slug, exc)
+        # Each market's event and game start come from the Event listing it (the real Market
+        # object has no eventId, and its startDate is the listing time).
+        from polybot.polymarket import wire
+
+        infos = {slug: await self.rest.market_by_slug(slug)
+                 for slug in self.settings.market_slugs if slug not in self.markets}
+        events = await self.rest.events_of_markets([i.market_id for i in infos.values()])
+        for slug, info in infos.items():
+            event = events.get(info.market_id)
+            if event is None:
+                reason = f"no exchange Event lists market {slug} (id {info.market_id})"
+                log.warning("event of %s not established: %s", slug, reason)
+                self.recent_errors.append(f"{slug}: event not established: {reason}")
+                self.event_of.pop(slug, None)
+            else:
+                info = wire.with_event(info, event)
+                self.event_of[slug] = event.event_id
             self.markets[slug] = info
-            self.event_of[slug] = info.event_id or slug
         log.info("market metadata loaded for %d market(s)", len(self.markets))
 
     async def markets_child(self, progress: Progress, *,

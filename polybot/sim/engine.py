@@ -239,6 +239,9 @@ class Market:
     start_time: datetime | None = None
     created_at: datetime | None = None
     stats: MarketStats = attrs.field(factory=MarketStats)
+    # The deprecated `gameStartTime` (still on the captured moneylines; the reference says it
+    # was removed): False serves the market the way the reference describes it, without it.
+    serves_game_start_time: bool = True
 
     @property
     def taker_theta(self) -> Decimal:

@@ -153,6 +153,17 @@ class GameSpec:
     tick: Decimal = Decimal("0.01")
     min_qty: Decimal = Decimal("1")
     fee_coefficient: Decimal | None = None
+    serves_game_start_time: bool = True  # False: the Market object lacks `gameStartTime`
+
+
+# Trading parameters of the default schedule's games, by index modulo 3: the real exchange
+# lists moneylines with ticks of 0.01, 0.005 (MLB capture) and 0.0025 (NFL), fractional minimum
+# quantities of 0.01 and a fee coefficient of 0.06 (reference §3.4, captures).
+_DEFAULT_TRADING = (
+    (Decimal("0.01"), Decimal("1"), None),
+    (Decimal("0.005"), Decimal("0.01"), Decimal("0.06")),
+    (Decimal("0.0025"), Decimal("0.01"), Decimal("0.06")),
+)
 
 
 @attrs.frozen(slots=True)
@@ -189,6 +200,7 @@ def _generated_game(
     else:
         start = timing.first_start_seconds + index * timing.start_spacing_seconds
         length = timing.first_length_seconds * (1.5 + rng.random())
+    tick, min_qty, fee = _DEFAULT_TRADING[index % 3 if index < 3 else 0]
     return GameSpec(
         league=league,
         sport=sport,
@@ -198,6 +210,9 @@ def _generated_game(
         length_seconds=round(length),
         true_prob=Decimal(str(round(rng.uniform(0.25, 0.75), 3))),
         long_is_home=rng.random() < 0.5,
+        tick=tick,
+        min_qty=min_qty,
+        fee_coefficient=fee,
     )
 
 
@@ -242,6 +257,7 @@ def scenario_from_dict(data: dict[str, Any]) -> ScenarioSpec:
                 fee_coefficient=None
                 if g.get("fee_coefficient") is None
                 else dec(g["fee_coefficient"]),
+                serves_game_start_time=bool(g.get("serves_game_start_time", True)),
             )
         )
     return ScenarioSpec(
@@ -448,7 +464,7 @@ class Scenario:
             ),
             sports_market_type=f"{g.sport}_team_full_game_winner",
             external_market_type="moneyline",
-        )
+        ).serves_game_start_time = g.serves_game_start_time
         self.world.games.append(game)
         self._truth[market_slug] = float(g.true_prob)
         self._outcomes[market_slug] = g.outcome
