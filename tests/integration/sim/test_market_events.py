@@ -23,7 +23,6 @@ from polybot.sim.testing import running_sim
 from polybot.strategy import opening_allowed
 
 
-
 @pytest.fixture
 def slow_autojump_clock():
     # virtual time that jumps only after 50 ms of real idleness: the sockets are real
