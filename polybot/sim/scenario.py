@@ -28,6 +28,7 @@ holds scripted levels; all start with ample cash.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -342,6 +343,8 @@ class Scenario:
         self._outcomes: dict[str, Decimal | None] = {}  # slug -> scripted settlement value
         self._makers: dict[tuple[str, str], _MakerState] = {}
         self._is_setup = False
+        self._scheduled: list[tuple[datetime, int, Callable[[], object]]] = []
+        self._scheduled_seq = itertools.count()
 
     @property
     def maker_accounts(self) -> list[str]:
@@ -503,6 +506,7 @@ class Scenario:
         ex = self.exchange
         with ex.batch():
             ex.expire_due(t)
+            self._run_scheduled(t)
             for game in list(self.world.games):
                 self._lifecycle(game, t)
             for game in self.world.games:
@@ -690,6 +694,50 @@ class Scenario:
             self.exchange.cancel_all(acct, [slug])
             self._makers[(acct, slug)].quotes.clear()
         return script_book(self.exchange, slug, bids, offers)
+
+    # --- the fault / scenario menu ----------------------------------------------------------
+    # Timed situations the real exchange produces; each runs on scenario time (`step`).
+
+    def at(self, when: datetime, action: Callable[[], object]) -> None:
+        """Run `action` at the first tick at or after `when` (scenario time)."""
+        self._scheduled.append((when, next(self._scheduled_seq), action))
+        self._scheduled.sort(key=lambda x: (x[0], x[1]))
+
+    def stub_quote_after_maintenance(
+        self,
+        slug: str,
+        bids: Sequence[tuple[Decimal | str, Decimal | str | int]],
+        offers: Sequence[tuple[Decimal | str, Decimal | str | int]],
+        *,
+        stub_side: Side = Side.BUY,
+        normal_after_seconds: float = 5.0,
+    ) -> None:
+        """What a reopening after maintenance can look like: one side shows a stub of 1 contract
+        at 0.01 (a bid; at 0.99 for an offer) and nothing else; `normal_after_seconds` later the
+        normal book (`bids`, `offers`) is back. Call it when maintenance ends."""
+        if stub_side is Side.BUY:
+            self.script_book(slug, bids=[("0.01", 1)])
+        else:
+            self.script_book(slug, offers=[("0.99", 1)])
+        self.at(
+            self.clock() + timedelta(seconds=normal_after_seconds),
+            lambda: self.script_book(slug, bids, offers),
+        )
+
+    def halted_at_start(self, slug: str, reopen_after_seconds: float) -> None:
+        """The market is HALTED now (e.g. while the bot starts) and reopens later."""
+        self.exchange.set_market_state(slug, MarketState.HALTED)
+
+        def reopen() -> None:
+            if self.exchange.markets[slug].settlement is None:
+                self.exchange.set_market_state(slug, MarketState.OPEN)
+
+        self.at(self.clock() + timedelta(seconds=reopen_after_seconds), reopen)
+
+    def _run_scheduled(self, t: datetime) -> None:
+        while self._scheduled and self._scheduled[0][0] <= t:
+            _, _, action = self._scheduled.pop(0)
+            action()
 
 
 def build_scenario(
