@@ -177,18 +177,20 @@ async def _auto(slug: str, market_lookup: MarketLookup, partner_lookup: PartnerL
 def lookups(exchange: Any, opticodds: Any) -> dict[str, Any]:
     """The four lookups of `match_markets` from the two clients (duck-typed, no adapter import).
 
-    `exchange`: the Polymarket US REST client (`market_by_slug`, `event_by_id`, `partner_event`);
+    `exchange`: the Polymarket US REST client (`market_with_event`, `partner_event`);
     `opticodds`: an `OpticOddsClient`. A 404 on the market slug means "unknown slug".
     """
 
     async def market_lookup(slug: str) -> tuple[MarketInfo, EventInfo] | None:
         try:
-            market = await exchange.market_by_slug(slug)
+            # the real Market object has no eventId: its Event is the one listing it
+            market, event = await exchange.market_with_event(slug)
         except Exception as e:
             if getattr(e, "status", None) == 404:
                 return None
             raise
-        event, _markets = await exchange.event_by_id(market.event_id)
+        if event is None:
+            raise LookupError(f"no exchange Event lists market {slug} (id {market.market_id})")
         return market, event
 
     async def partner_lookup(

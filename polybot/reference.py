@@ -22,26 +22,40 @@ log = logging.getLogger("polybot.reference")
 
 
 async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str]) -> None:
-    """(Re)load every configured market's metadata into the universe."""
-    for slug in slugs:
-        info = await rest.market_by_slug(slug)
+    """(Re)load every configured market's metadata into the universe.
+
+    Each market's event and game start come from the Event listing it (the real Market object has
+    no eventId, and its startDate is the listing time). Once established they are kept across
+    refreshes; a refresh updates the rest (status, tick, minimum quantity, fee coefficient).
+    """
+    from polybot.polymarket import wire
+
+    infos = {slug: await rest.market_by_slug(slug) for slug in slugs}
+    settled: dict[str, Any] = {}
+    for slug in infos:
         known = universe.get(slug)
+        if known is not None and known.event_id and known.start_time is not None:
+            settled[slug] = known.info
+    missing = [info.market_id for slug, info in infos.items() if slug not in settled]
+    events = await rest.events_of_markets(missing) if missing else {}
+    for slug, info in infos.items():
         reason = ""
-        if known is not None and known.info.event_id and known.info.start_time is not None:
-            # the event and start time were established before; a refresh keeps them
-            info = attrs.evolve(info, event_id=known.info.event_id,
-                                start_time=known.info.start_time)
-        elif info.event_id and info.start_time is None:
-            try:
-                event, _ = await rest.event_by_id(info.event_id)
-                if event.start_time is not None:
-                    info = attrs.evolve(info, start_time=event.start_time)
-            except Exception as exc:
-                log.warning("event of %s not loaded (%s): start time from OpticOdds", slug, exc)
-        if not info.event_id:
-            reason = "the market's event could not be established"
-        elif info.start_time is None:
-            reason = "the game's start time could not be established"
+        if slug in settled:
+            old = settled[slug]
+            info = attrs.evolve(info, event_id=old.event_id, event_slug=old.event_slug,
+                                start_time=old.start_time)
+        else:
+            event = events.get(info.market_id)
+            if event is None:
+                reason = f"no exchange Event lists market {slug} (id {info.market_id})"
+                info = attrs.evolve(info, event_id="", event_slug="")
+            else:
+                info = wire.with_event(info, event)
+                if info.start_time is None:
+                    reason = f"the Event of {slug} has no start time"
+        known = universe.get(slug)
+        if reason and (known is None or known.unknown_reason != reason):
+            log.warning("%s will not be opened: %s", slug, reason)
         universe.put(info, unknown_reason=reason)
     log.info("market metadata loaded for %d market(s)", len(universe))
 

@@ -182,7 +182,7 @@ class Bot:
                 if not self._reference_loaded:
                     self._reference_loaded = True
                     for slug, why in self.universe.unknown().items():
-                        log.warning("%s will not be opened: %s", slug, why)
+                        self.recent_errors.append(f"{slug} not opened: {why}")
                 for slug in self.universe:
                     self._mark_dirty(slug)
             progress.beat()

@@ -224,12 +224,21 @@ def parse_odd(obj: Any, *, fixture_id: str = "", book_ids: Mapping[str, str] | N
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise WireError("'timestamp' is not a number")
     points = o.get("points")
+    # The stream's odds (docs example) carry neither `market_id` nor `normalized_selection`, only
+    # `market` ("1st Half Moneyline") and `selection`; the REST odds carry both. Derive the
+    # missing ids as OpticOdds spells them (the odd id is game:book:market_id:selection).
+    market_id = _str(o, "market_id") if "market_id" in o else _slug(_str(o, "market"))
+    if not market_id:
+        raise WireError("missing 'market_id'")
+    selection = _str(o, "normalized_selection")
+    if not selection and "normalized_selection" not in o:
+        selection = _slug(_str(o, "selection"))
     return Odd(
         id=odd_id,
         fixture_id=_str(o, "fixture_id") or fixture_id,
         book=book.lower(),
-        market_id=_str(o, "market_id", required=True),
-        normalized_selection=_str(o, "normalized_selection"),
+        market_id=market_id,
+        normalized_selection=selection,
         price=_decimal(o["price"], "price"),
         timestamp=float(ts),
         grouping_key=_str(o, "grouping_key") or "default",

@@ -327,6 +327,64 @@ class PolymarketRestClient:
         sides = tuple(wire.parse_mapped_side(s) for s in data.get("mappedMarketSides") or ())
         return event, markets, sides
 
+    async def events_of_markets(
+        self, market_ids: Iterable[str], *, page_size: int = 100, max_pages: int = 100
+    ) -> dict[str, EventInfo]:
+        """Market id → the Event whose `markets[]` lists it, from `GET /v1/events` pages.
+
+        The real Market object carries no `eventId`/`eventSlug`, and slugs are not a contract,
+        so an events listing (or the partner lookup, `event_of_fixture`) is the only way to
+        learn a market's event. Pages active, unclosed events until every id is found or the
+        listing ends; an id missing from the result has no event that could be established.
+        """
+        want = {str(i) for i in market_ids if i}
+        found: dict[str, EventInfo] = {}
+        for page in range(max_pages):
+            if not want - set(found):
+                break
+            q = [
+                ("limit", str(page_size)),
+                ("offset", str(page * page_size)),
+                ("active", "true"),
+                ("closed", "false"),
+            ]
+            data = await self._request("GET", "/v1/events", authed=False, query=q)
+            events = data.get("events") or ()
+            for raw in events:
+                event, _markets = wire.parse_event(raw)
+                for mid in event.market_ids:
+                    if mid in want:
+                        found.setdefault(mid, event)
+            if len(events) < page_size:
+                break
+        return found
+
+    async def event_of_fixture(self, fixture_id: str, market_id: str) -> EventInfo | None:
+        """The Event the exchange links to OpticOdds fixture `fixture_id`, if it maps `market_id`.
+
+        None when the fixture is not linked (404) or its `mappedMarketSides` name no side of
+        this market: a fixture's event is the market's only if the exchange says so.
+        """
+        found = await self.partner_event(fixture_id)
+        if found is None:
+            return None
+        event, _markets, sides = found
+        if not any(s.market_id == str(market_id) for s in sides):
+            return None
+        return event
+
+    async def market_with_event(self, slug: str) -> tuple[MarketInfo, EventInfo | None]:
+        """The market of `slug` placed in its Event (event id/slug, start time), or with None.
+
+        The start time is the Event's `startTime` (the deprecated `gameStartTime` otherwise);
+        never `Market.startDate`, the listing time.
+        """
+        market = await self.market_by_slug(slug)
+        event = (await self.events_of_markets([market.market_id])).get(market.market_id)
+        if event is None:
+            return market, None
+        return wire.with_event(market, event), event
+
     # --- orders (signed) -------------------------------------------------------------------------
 
     async def create_order(

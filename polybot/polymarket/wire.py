@@ -452,7 +452,9 @@ def parse_market(d: Mapping[str, Any]) -> MarketInfo:
         min_qty=dec_or(d.get("minimumTradeQty"), Decimal(1)) or Decimal(1),
         fee_coefficient=dec_or(fee),
         status=enum_of(MarketStatus, d["status"]) if d.get("status") else MarketStatus.UNKNOWN,
-        start_time=parse_time(d.get("gameStartTime") or d.get("startDate")),
+        # the game's start only: `startDate` is the listing time (real captures); without the
+        # deprecated `gameStartTime` the market's Event supplies it (`with_event`)
+        start_time=parse_time(d.get("gameStartTime")),
         title=d.get("question") or d.get("title") or "",
         sides=tuple(sides),
         sports_market_type=d.get("sportsMarketType") or "",
@@ -480,6 +482,21 @@ def parse_event(d: Mapping[str, Any]) -> tuple[EventInfo, tuple[MarketInfo, ...]
         market_ids=tuple(m.market_id for m in markets),
     )
     return info, tuple(markets)
+
+
+def with_event(market: MarketInfo, event: EventInfo) -> MarketInfo:
+    """`market` as a market of `event`: its event id/slug and the game's start from the Event.
+
+    The real Market object carries neither `eventId` nor `eventSlug`, so the Event that lists
+    the market (an events listing, or the partner lookup of its fixture) is the only source.
+    The Event's `startTime` wins over the market's deprecated `gameStartTime`.
+    """
+    return attrs.evolve(
+        market,
+        event_id=event.event_id,
+        event_slug=event.slug,
+        start_time=event.start_time or market.start_time,
+    )
 
 
 def parse_mapped_side(d: Mapping[str, Any]) -> MappedMarketSide:

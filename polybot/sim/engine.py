@@ -239,6 +239,9 @@ class Market:
     start_time: datetime | None = None
     created_at: datetime | None = None
     stats: MarketStats = attrs.field(factory=MarketStats)
+    # The deprecated `gameStartTime` (still on the captured moneylines; the reference says it
+    # was removed): False serves the market the way the reference describes it, without it.
+    serves_game_start_time: bool = True
 
     @property
     def taker_theta(self) -> Decimal:
@@ -407,6 +410,27 @@ class PositionResolution:
     side: ResolutionSide
     trade_id: str = ""
     value: Decimal = ZERO  # settlement value per YES contract
+
+
+TRANSFER_PENDING = "ACCOUNT_BALANCE_CHANGE_STATUS_PENDING"
+TRANSFER_COMPLETED = "ACCOUNT_BALANCE_CHANGE_STATUS_COMPLETED"
+TRANSFER_PARTIALLY_REFUNDED = "ACCOUNT_BALANCE_CHANGE_STATUS_PARTIALLY_REFUNDED"
+TRANSFER_REJECTED = "ACCOUNT_BALANCE_CHANGE_STATUS_REJECTED"
+TRANSFER_STATUSES = (
+    TRANSFER_PENDING,
+    TRANSFER_COMPLETED,
+    TRANSFER_PARTIALLY_REFUNDED,
+    TRANSFER_REJECTED,
+)
+
+
+def _transfer_moves(amount: Decimal, status: str, refunded: Decimal) -> Decimal:
+    """The cash a transfer of `amount` (signed) moves in `status`."""
+    if status == TRANSFER_COMPLETED:
+        return amount
+    if status == TRANSFER_PARTIALLY_REFUNDED:
+        return amount - refunded if amount > 0 else amount + refunded
+    return ZERO
 
 
 @attrs.frozen(slots=True)
@@ -927,24 +951,85 @@ class Exchange:
         self._balance_entry(acct, -amount, LedgerEntry.WITHDRAWAL, ActivityType.ACCOUNT_WITHDRAWAL)
 
     def _balance_entry(
-        self, acct: _Account, amount: Decimal, entry: LedgerEntry, activity: ActivityType
-    ) -> None:
+        self,
+        acct: _Account,
+        amount: Decimal,
+        entry: LedgerEntry,
+        activity: ActivityType,
+        status: str = TRANSFER_COMPLETED,
+        moved: Decimal | None = None,
+    ) -> str:
+        """Record a transfer activity of `amount` with `status`; cash moves by `moved`."""
         now = self.now()
-        before = self._balance(acct)
-        acct.cash += amount
-        acct.last_updated = now
+        moved = amount if moved is None else moved
         change_id = self._new_id("bc")
         acct.activities.append(
             Activity(
                 type=activity,
                 time=now,
                 account_id=acct.account_id,
-                balance_change=AccountBalanceChange(change_id, amount, now, now),
+                balance_change=AccountBalanceChange(change_id, amount, now, now, status),
             )
         )
+        self._move_cash(acct, moved, entry, change_id)
+        return change_id
+
+    def _move_cash(self, acct: _Account, moved: Decimal, entry: LedgerEntry, change_id: str) -> None:
+        if not moved:
+            return
+        now = self.now()
+        before = self._balance(acct)
+        acct.cash += moved
+        acct.last_updated = now
         self._emit(
             BalanceChanged(acct.account_id, before, self._balance(acct), entry, now, change_id)
         )
+
+    def transfer(
+        self, account_id: str, amount: Decimal, status: str, *, refunded: Decimal = ZERO
+    ) -> str:
+        """A deposit (`amount` > 0) or withdrawal (< 0) activity with any status (reference §3.3).
+
+        What the balance does: COMPLETED moves `amount`; PENDING and REJECTED move nothing;
+        PARTIALLY_REFUNDED moves `amount` less the `refunded` part (a withdrawal of 300 with 100
+        refunded takes 200). A pending transfer is finished later with `finish_transfer`.
+        Returns the transaction id.
+        """
+        if status not in TRANSFER_STATUSES:
+            raise ValueError(f"unknown transfer status {status!r}")
+        if not amount or refunded < 0 or refunded > abs(amount):
+            raise ValueError("transfer needs a non-zero amount and 0 <= refunded <= |amount|")
+        acct = self._account(account_id)
+        entry, kind = (
+            (LedgerEntry.DEPOSIT, ActivityType.ACCOUNT_DEPOSIT)
+            if amount > 0
+            else (LedgerEntry.WITHDRAWAL, ActivityType.ACCOUNT_WITHDRAWAL)
+        )
+        return self._balance_entry(
+            acct, amount, entry, kind, status, _transfer_moves(amount, status, refunded)
+        )
+
+    def finish_transfer(
+        self, account_id: str, transaction_id: str, status: str, *, refunded: Decimal = ZERO
+    ) -> None:
+        """Move a PENDING transfer to a final status, moving cash as `transfer` would."""
+        acct = self._account(account_id)
+        for i, a in enumerate(acct.activities):
+            c = a.balance_change
+            if c is None or c.transaction_id != transaction_id:
+                continue
+            if c.status != TRANSFER_PENDING:
+                raise ValueError(f"transfer {transaction_id} is {c.status}, not pending")
+            if status not in TRANSFER_STATUSES or status == TRANSFER_PENDING:
+                raise ValueError(f"not a final transfer status: {status!r}")
+            now = self.now()
+            acct.activities[i] = attrs.evolve(
+                a, balance_change=attrs.evolve(c, status=status, update_time=now)
+            )
+            entry = LedgerEntry.DEPOSIT if c.amount > 0 else LedgerEntry.WITHDRAWAL
+            self._move_cash(acct, _transfer_moves(c.amount, status, refunded), entry, c.transaction_id)
+            return
+        raise KeyError(transaction_id)
 
     # --- order entry ---------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ holds scripted levels; all start with ample cash.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -153,6 +154,17 @@ class GameSpec:
     tick: Decimal = Decimal("0.01")
     min_qty: Decimal = Decimal("1")
     fee_coefficient: Decimal | None = None
+    serves_game_start_time: bool = True  # False: the Market object lacks `gameStartTime`
+
+
+# Trading parameters of the default schedule's games, by index modulo 3: the real exchange
+# lists moneylines with ticks of 0.01, 0.005 (MLB capture) and 0.0025 (NFL), fractional minimum
+# quantities of 0.01 and a fee coefficient of 0.06 (reference §3.4, captures).
+_DEFAULT_TRADING = (
+    (Decimal("0.01"), Decimal("1"), None),
+    (Decimal("0.005"), Decimal("0.01"), Decimal("0.06")),
+    (Decimal("0.0025"), Decimal("0.01"), Decimal("0.06")),
+)
 
 
 @attrs.frozen(slots=True)
@@ -189,6 +201,7 @@ def _generated_game(
     else:
         start = timing.first_start_seconds + index * timing.start_spacing_seconds
         length = timing.first_length_seconds * (1.5 + rng.random())
+    tick, min_qty, fee = _DEFAULT_TRADING[index % 3 if index < 3 else 0]
     return GameSpec(
         league=league,
         sport=sport,
@@ -198,6 +211,9 @@ def _generated_game(
         length_seconds=round(length),
         true_prob=Decimal(str(round(rng.uniform(0.25, 0.75), 3))),
         long_is_home=rng.random() < 0.5,
+        tick=tick,
+        min_qty=min_qty,
+        fee_coefficient=fee,
     )
 
 
@@ -242,6 +258,7 @@ def scenario_from_dict(data: dict[str, Any]) -> ScenarioSpec:
                 fee_coefficient=None
                 if g.get("fee_coefficient") is None
                 else dec(g["fee_coefficient"]),
+                serves_game_start_time=bool(g.get("serves_game_start_time", True)),
             )
         )
     return ScenarioSpec(
@@ -326,6 +343,8 @@ class Scenario:
         self._outcomes: dict[str, Decimal | None] = {}  # slug -> scripted settlement value
         self._makers: dict[tuple[str, str], _MakerState] = {}
         self._is_setup = False
+        self._scheduled: list[tuple[datetime, int, Callable[[], object]]] = []
+        self._scheduled_seq = itertools.count()
 
     @property
     def maker_accounts(self) -> list[str]:
@@ -448,7 +467,7 @@ class Scenario:
             ),
             sports_market_type=f"{g.sport}_team_full_game_winner",
             external_market_type="moneyline",
-        )
+        ).serves_game_start_time = g.serves_game_start_time
         self.world.games.append(game)
         self._truth[market_slug] = float(g.true_prob)
         self._outcomes[market_slug] = g.outcome
@@ -487,6 +506,7 @@ class Scenario:
         ex = self.exchange
         with ex.batch():
             ex.expire_due(t)
+            self._run_scheduled(t)
             for game in list(self.world.games):
                 self._lifecycle(game, t)
             for game in self.world.games:
@@ -674,6 +694,50 @@ class Scenario:
             self.exchange.cancel_all(acct, [slug])
             self._makers[(acct, slug)].quotes.clear()
         return script_book(self.exchange, slug, bids, offers)
+
+    # --- the fault / scenario menu ----------------------------------------------------------
+    # Timed situations the real exchange produces; each runs on scenario time (`step`).
+
+    def at(self, when: datetime, action: Callable[[], object]) -> None:
+        """Run `action` at the first tick at or after `when` (scenario time)."""
+        self._scheduled.append((when, next(self._scheduled_seq), action))
+        self._scheduled.sort(key=lambda x: (x[0], x[1]))
+
+    def stub_quote_after_maintenance(
+        self,
+        slug: str,
+        bids: Sequence[tuple[Decimal | str, Decimal | str | int]],
+        offers: Sequence[tuple[Decimal | str, Decimal | str | int]],
+        *,
+        stub_side: Side = Side.BUY,
+        normal_after_seconds: float = 5.0,
+    ) -> None:
+        """What a reopening after maintenance can look like: one side shows a stub of 1 contract
+        at 0.01 (a bid; at 0.99 for an offer) and nothing else; `normal_after_seconds` later the
+        normal book (`bids`, `offers`) is back. Call it when maintenance ends."""
+        if stub_side is Side.BUY:
+            self.script_book(slug, bids=[("0.01", 1)])
+        else:
+            self.script_book(slug, offers=[("0.99", 1)])
+        self.at(
+            self.clock() + timedelta(seconds=normal_after_seconds),
+            lambda: self.script_book(slug, bids, offers),
+        )
+
+    def halted_at_start(self, slug: str, reopen_after_seconds: float) -> None:
+        """The market is HALTED now (e.g. while the bot starts) and reopens later."""
+        self.exchange.set_market_state(slug, MarketState.HALTED)
+
+        def reopen() -> None:
+            if self.exchange.markets[slug].settlement is None:
+                self.exchange.set_market_state(slug, MarketState.OPEN)
+
+        self.at(self.clock() + timedelta(seconds=reopen_after_seconds), reopen)
+
+    def _run_scheduled(self, t: datetime) -> None:
+        while self._scheduled and self._scheduled[0][0] <= t:
+            _, _, action = self._scheduled.pop(0)
+            action()
 
 
 def build_scenario(

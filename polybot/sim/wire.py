@@ -23,7 +23,8 @@ market metadata); nothing reads a clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -47,6 +48,7 @@ from polybot.sim.engine import (
 )
 
 _Q4 = Decimal("0.0001")
+_END_AFTER_START = timedelta(days=14)  # captured moneyline: endDate two weeks after the game
 JSON = dict[str, Any]
 
 
@@ -122,7 +124,7 @@ def market_side(side: MarketSide, market: Market, teams: dict[int, Team], bbo: B
     return _compact(
         {
             "id": str(side.side_id),
-            "marketSideType": "MARKET_SIDE_TYPE_ERC1155",
+            "marketSideType": "MARKET_SIDE_TYPE_INSTRUMENT",  # as in the captures
             "identifier": side.identifier or None,
             "description": side.description,
             "price": dec4(quote) if quote is not None else None,
@@ -142,6 +144,9 @@ def market(m: Market, ex: Exchange, event: Event | None = None) -> JSON:
     event = event if event is not None else ex.event_by_id(m.event_id)
     teams = {t.team_id: t for t in event.teams} if event is not None else {}
     bbo = ex.bbo(m.slug)
+    sides = [market_side(s, m, teams, bbo) for s in m.sides]
+    # The real Market object has no eventId/eventSlug (captures): a client learns the event only
+    # from the Event that lists the market. `startDate` is the listing time, not the game's.
     return _compact(
         {
             "id": str(m.market_id),
@@ -150,11 +155,14 @@ def market(m: Market, ex: Exchange, event: Event | None = None) -> JSON:
             "title": m.title,
             "description": m.question or m.title,
             "category": m.category,
-            "eventSlug": event.slug if event is not None else None,
-            "eventId": str(m.event_id),
             "startDate": timestamp(m.created_at),
-            "endDate": timestamp(m.start_time),
-            "gameStartTime": timestamp(m.start_time),
+            "endDate": timestamp(m.start_time + _END_AFTER_START if m.start_time else None),
+            "createdAt": timestamp(m.created_at),
+            "updatedAt": timestamp(m.created_at),
+            "gameStartTime": timestamp(m.start_time) if m.serves_game_start_time else None,
+            "outcomes": json.dumps([s.description for s in m.sides]),
+            "outcomePrices": json.dumps([dec4(bbo.best_bid) if bbo.best_bid is not None else "0",
+                                         dec4(bbo.best_ask) if bbo.best_ask is not None else "0"]),
             "active": m.active,
             "closed": m.closed,
             "archived": False,
@@ -165,7 +173,7 @@ def market(m: Market, ex: Exchange, event: Event | None = None) -> JSON:
             "minimumTradeQty": number(m.min_qty),
             "feeCoefficient": number(m.fee_coefficient) if m.fee_coefficient is not None else None,
             "sportsMarketType": m.sports_market_type or None,
-            "marketSides": [market_side(s, m, teams, bbo) for s in m.sides],
+            "marketSides": sides,
             "bestBidQuote": amount(bbo.best_bid),
             "bestAskQuote": amount(bbo.best_ask),
             "volume": number(m.stats.notional_traded),
@@ -188,8 +196,13 @@ def event(e: Event, ex: Exchange) -> JSON:
             "category": "sports",
             "subcategory": e.league or None,
             "seriesSlug": e.series_slug or e.league or None,
-            "startDate": timestamp(e.created_at),
+            # the captured Event's startDate equals its startTime (unlike a Market's)
+            "startDate": timestamp(e.start_time),
             "startTime": timestamp(e.start_time),
+            "createdAt": timestamp(e.created_at),
+            "updatedAt": timestamp(e.created_at),
+            "gameId": e.event_id,
+            "participants": [],
             "eventDate": e.start_time.date().isoformat() if e.start_time else None,
             "endDate": timestamp(e.start_time),
             "active": not e.closed,
