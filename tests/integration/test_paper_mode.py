@@ -1,13 +1,16 @@
 """Paper mode end to end, no network: book -> signal -> gate -> paper fill -> ledger -> store."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import trio
 
 from polybot.book import BookStore
+from polybot.engine import PlaceOrder, RecordRejection, SyncResting, TradingEngine
 from polybot.execution.orders import OrderRegistry
 from polybot.execution.paper import PaperExecutor
+from polybot.exposure import Exposure, side_at_risk
+from polybot.fairvalues import FairValues
 from polybot.ledger import Ledger
 from polybot.model import (
     BookSnapshot,
@@ -21,13 +24,16 @@ from polybot.model import (
     floor_to_step,
 )
 from polybot.pricing import fee_per_contract
-from polybot.risk import RiskGate, RiskLimits, kelly_target, side_at_risk
+from polybot.risk import RiskGate, RiskLimits, kelly_target
 from polybot.store import Store
-from polybot.strategy import StrategyParams, evaluate
+from polybot.strategy import StrategyParams
+from polybot.trading_state import HaltLimits, TradingStateMachine
+from polybot.universe import Universe
 
 SLUG = "aec-nba-bos-lal-2026-11-27"
-MARKET = MarketInfo(slug=SLUG, event_id="ev-1", tick=D("0.01"), min_qty=D(1))
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+MARKET = MarketInfo(slug=SLUG, event_id="ev-1", tick=D("0.01"), min_qty=D(1),
+                    start_time=NOW + timedelta(days=1))
 LIMITS = RiskLimits(kelly_fraction=D("0.25"), max_position_per_market=D(50),
                     max_portfolio_exposure=D(250), min_edge=D("0.02"), order_rate_per_minute=60)
 FAIR = FairValue(SLUG, D("0.55"), "test", (), computed_at=0.0)
@@ -39,36 +45,51 @@ def frame(bids, offers):
 
 
 class Bot:
-    """The components wired the way the composition root wires them in paper mode."""
+    """The components wired as `polybot.components` wires them in paper mode, driven through the
+    one trading engine (what the runtime's trader task does, without its tasks)."""
 
     def __init__(self, store: Store, ledger: Ledger, tmp_path) -> None:
         self.store, self.ledger = store, ledger
         self.books = BookStore()
-        self.registry = OrderRegistry()
-        self.gate = RiskGate(LIMITS, data_dir=tmp_path)
+        universe = Universe()
+        exposure = Exposure()
+        universe.add_listener(lambda listing: exposure.set_event(listing.info.slug,
+                                                                 listing.event_id))
+        universe.put(MARKET)
+        ledger.on_position = exposure.on_position
+        self.registry = OrderRegistry(on_change=exposure.on_order)
+        trading = TradingStateMachine(HaltLimits.of(LIMITS))
+        trading.begin(ledger.equity, NOW)
         self.executor = PaperExecutor(self.registry, ledger, self.books, recorder=store,
-                                      markets={SLUG: MARKET})
+                                      markets=universe.info_map)
+        self.fair_values = FairValues()
+        self.fair_values.track(SLUG, "fx-1")
+        self.fair_values.set_trusted([SLUG], True, 0.0)
+        self.engine = TradingEngine(
+            universe=universe, books=self.books, fair_values=self.fair_values, ledger=ledger,
+            exposure=exposure, trading=trading,
+            gate=RiskGate(LIMITS, trading=trading, exposure=exposure), venue=self.executor,
+            params=StrategyParams(min_edge=LIMITS.min_edge))
         self.outcomes: list[OrderRequest | Rejection] = []
 
     async def on_frame(self, book: BookSnapshot, fair: FairValue) -> list:
-        self.books.update(book)
+        self.fair_values.set(fair)
+        self.engine.book_replaced(book)
         self.executor.on_book(book, trusted=self.books.is_trusted(SLUG))
-        signals = evaluate(self.books.get(SLUG), fair, MARKET, self.ledger.position(SLUG),
-                           StrategyParams(min_edge=LIMITS.min_edge), NOW,
-                           book_trusted=self.books.is_trusted(SLUG), fair_trusted=True)
-        self.executor.sync_signals(SLUG, signals)
         placed = []
-        for sig in signals:
-            res = self.gate.check(sig, positions=self.ledger.positions,
-                                  open_orders=self.registry.open_model_orders(),
-                                  equity=self.ledger.equity, cash=self.ledger.cash,
-                                  market_info=MARKET, event_of={SLUG: "ev-1"}, now=NOW)
-            self.outcomes.append(res)
-            if isinstance(res, OrderRequest):
-                placed.append(await self.executor.submit(res))
-            else:
-                self.store.record_rejection(res)
-        return placed
+        while True:
+            decision = self.engine.decide(SLUG, NOW, 0.0)
+            for cmd in decision.commands:
+                if isinstance(cmd, SyncResting):
+                    self.executor.sync_signals(SLUG, cmd.signals)
+                elif isinstance(cmd, RecordRejection):
+                    self.outcomes.append(cmd.rejection)
+                    self.store.record_rejection(cmd.rejection)
+                elif isinstance(cmd, PlaceOrder):
+                    self.outcomes.append(cmd.request)
+                    placed.append(await self.executor.submit(cmd.request))
+            if not decision.again:
+                return placed
 
     def yes_at_risk(self):
         return side_at_risk(Intent.BUY_LONG, self.ledger.positions.get(SLUG),
@@ -136,9 +157,9 @@ async def test_next_frame_showing_the_same_size_does_not_refill_it(tmp_path):
         await nursery.start(store.run)
         [first] = await bot.on_frame(thin, FAIR)
         assert first.cum_qty == D(30)  # Kelly wants more; the level has 30
-        # The real book still shows the 30 we took: the gate tops up, the paper fill finds nothing.
-        [second] = await bot.on_frame(thin, FAIR)
-        assert second.cum_qty == 0 and second.state is OrderState.CANCELED
+        # The real book still shows the 30 we took: the engine sees the book less what paper
+        # already took, so no order is sent for liquidity that is not there.
+        assert await bot.on_frame(thin, FAIR) == []
         assert bot.ledger.positions[SLUG].net_qty == D(30)
         # Someone refreshed the level: it may fill again.
         refreshed = frame(bids=[("0.44", "100")], offers=[("0.45", "35"), ("0.60", "50")])
