@@ -165,9 +165,11 @@ class Bot:
         attempt = 0
         refreshed = -1e18
         while True:
-            if trio.current_time() - refreshed >= METADATA_REFRESH_SECONDS:
+            wanted = self.wanted_markets()
+            if (trio.current_time() - refreshed >= METADATA_REFRESH_SECONDS
+                    or any(slug not in self.universe for slug in wanted)):
                 try:
-                    await load_markets(self.rest, self.universe, self.settings.market_slugs)
+                    await load_markets(self.rest, self.universe, wanted)
                 except FatalCredentialsError:
                     raise
                 except Exception as exc:  # the exchange may be in maintenance: keep trying
@@ -188,6 +190,12 @@ class Bot:
             progress.beat()
             await trio.sleep(5.0)
 
+    def wanted_markets(self) -> list[str]:
+        """The configured markets, and any market the account holds a position in: a held market
+        joins the universe so it is marked, counts against every cap and settles."""
+        held = [slug for slug in self.ledger.positions if slug not in self.settings.market_slugs]
+        return [*self.settings.market_slugs, *held]
+
     async def markets_child(self, progress: Progress, *,
                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from polybot.polymarket import wire
@@ -200,7 +208,7 @@ class Bot:
 
         send, recv = trio.open_memory_channel[Any](10_000)
         stream = MarketsStream(stream_config_from_settings(self.settings), self.signer, send,
-                               self.settings.market_slugs,
+                               list(self.universe) or self.settings.market_slugs,
                                subscription_types=("SUBSCRIPTION_TYPE_MARKET_DATA",
                                                    "SUBSCRIPTION_TYPE_TRADE"),
                                progress=progress.beat, auth_probe=self.rest.balances)
@@ -208,6 +216,7 @@ class Bot:
         self.engine.continuity_lost(at=trio.current_time())
         async with trio.open_nursery() as nursery:
             await nursery.start(stream.run)
+            nursery.start_soon(self._follow_universe, stream)
             task_status.started()
             async for event in recv:
                 now = trio.current_time()
@@ -220,6 +229,14 @@ class Bot:
                     progress.degraded(f"exchange market feed down: {event.reason}")
                 elif isinstance(event, StreamConnected):
                     progress.recovered()
+
+    async def _follow_universe(self, stream: Any) -> None:
+        """Re-subscribe the markets stream when the universe gains a market."""
+        while True:
+            slugs = list(self.universe)
+            if slugs and tuple(slugs) != stream.slugs:
+                await stream.set_markets(slugs)
+            await trio.sleep(1.0)
 
     def on_market_book(self, book: Any, now: float) -> None:
         """A full book from the markets stream: the engine, the venue, then the trader."""
