@@ -37,7 +37,6 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ import trio
 
 from polybot import operator as operator_requests
 from polybot.book import BookStore
+from polybot.clock import LIVE_CLOCK, Clock
 from polybot.config import Settings, load_settings
 from polybot.errors import (
     EXIT_CONFIG,
@@ -99,21 +99,22 @@ class Counters:
 class Bot:
     """Every component of one process, and the supervised children that drive them."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] | None = None,
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  status_line: Callable[[str], None] | None = None) -> None:
         from polybot.polymarket.rest import client_from_settings, signer_from_settings
 
         self.settings = settings
         self.mode = settings.trading_mode
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock: Clock = clock or LIVE_CLOCK  # the one clock: every component gets this one
         self.status_line = status_line
         self.metrics = Metrics.create()
         self.metrics.daily_loss_limit_usd.set(float(settings.risk_max_daily_loss))
         self.secrets = settings.secret_values()
-        self.notifier = Notifier(_sinks(settings), metrics=self.metrics, secrets=self.secrets)
-        self.store = Store.open(settings.data_dir)
+        self.notifier = Notifier(_sinks(settings, self.clock), metrics=self.metrics,
+                                 secrets=self.secrets)
+        self.store = Store.open(settings.data_dir, clock=self.clock)
         self.ledger = self._restore_ledger()
-        self.registry = OrderRegistry()
+        self.registry = OrderRegistry(clock=self.clock)
         self.gate = RiskGate(RiskLimits.from_settings(settings), data_dir=settings.data_dir,
                              reset_tz=settings.daily_reset_tz, reset_hour=settings.daily_reset_hour,
                              notify=self._on_risk_notice)
@@ -167,7 +168,7 @@ class Bot:
         if self.mode == "paper":
             executor = PaperExecutor(self.registry, self.ledger, self.books,
                                      recorder=self.recorder,
-                                     markets=self.markets)
+                                     markets=self.markets, clock=self.clock)
             # Paper orders left open by a previous run no longer exist anywhere: book them cancelled.
             executor.cancel_restored(self.store.load_orders())
             return executor
@@ -176,7 +177,8 @@ class Bot:
         return LiveExecutor(self.rest, self.registry, self.ledger, self.recorder,
                             slugs=list(self.settings.market_slugs),
                             config=LiveConfig(cancel_unknown_orders=self.settings.cancel_unknown_orders),
-                            notify=self._on_live_notice, markets=self.markets)
+                            notify=self._on_live_notice, markets=self.markets,
+                            clock=self.clock)
 
     def _build_supervisor(self) -> Supervisor:
         s = self.settings
@@ -290,7 +292,8 @@ class Bot:
                                self.settings.market_slugs,
                                subscription_types=("SUBSCRIPTION_TYPE_MARKET_DATA",
                                                    "SUBSCRIPTION_TYPE_TRADE"),
-                               progress=progress.beat, auth_probe=self.rest.balances)
+                               progress=progress.beat, auth_probe=self.rest.balances,
+                               clock=self.clock)
         self._markets_stream = stream
         self.books.mark_untrusted()
         async with trio.open_nursery() as nursery:
@@ -400,6 +403,7 @@ class Bot:
         send, recv = trio.open_memory_channel[Any](10_000)
         stream = PrivateStream(stream_config_from_settings(self.settings), self.signer, send,
                                slugs=self.settings.market_slugs, progress=progress.beat,
+                               clock=self.clock,
                                auth_probe=self.rest.balances)
         self._private_stream = stream
         async with trio.open_nursery() as nursery:
@@ -446,7 +450,7 @@ class Bot:
         fair = self.fair_values.usable(slug)
         fixture = self.fair_values.fixture(slug)
         return evaluate(book, fair, market, self.ledger.position(slug), self.strategy_params,
-                        self.clock(), book_trusted=self.books.is_trusted(slug),
+                        self.clock.now(), book_trusted=self.books.is_trusted(slug),
                         fair_trusted=fair is not None, created_at=trio.current_time(),
                         fallback_start=fixture.start_time if fixture else None)
 
@@ -465,7 +469,7 @@ class Bot:
             result = self.gate.check(sig, positions=self.ledger.positions,
                                      open_orders=self._open_orders(), equity=self.ledger.equity,
                                      cash=self.ledger.cash, market_info=self.markets[slug],
-                                     event_of=self.event_of, now=self.clock())
+                                     event_of=self.event_of, now=self.clock.now())
             if isinstance(result, OrderRequest):
                 await self._submit(attrs.evolve(result, tif=self.tif))
             else:
@@ -526,7 +530,7 @@ class Bot:
 
     async def observe_risk(self) -> None:
         self.gate.observe(equity=self.ledger.equity, positions=self.ledger.positions,
-                          open_orders=self._open_orders(), now=self.clock())
+                          open_orders=self._open_orders(), now=self.clock.now())
         if self._halt_cancel_pending:
             self._halt_cancel_pending = False
             cancelled = self.executor.cancel_all(reason="trading halted")
@@ -584,7 +588,7 @@ class Bot:
                 result = self.gate.check(sig, positions=self.ledger.positions,
                                          open_orders=self._open_orders(), equity=self.ledger.equity,
                                          cash=self.ledger.cash, market_info=market,
-                                         event_of=self.event_of, now=self.clock(), flatten=True)
+                                         event_of=self.event_of, now=self.clock.now(), flatten=True)
                 if isinstance(result, OrderRequest):
                     order = await self._submit(attrs.evolve(result, tif=TimeInForce.IOC))
                     if order is not None:  # None: the executor refused it (nothing was sent)
@@ -807,10 +811,10 @@ def _sync_counter(counter: Any, value: int) -> None:
         counter.inc(value - current)
 
 
-def _sinks(settings: Settings) -> list[Any]:
+def _sinks(settings: Settings, clock: Clock) -> list[Any]:
     sinks: list[Any] = []
     if settings.discord_webhook is not None:
-        sinks.append(DiscordWebhook(settings.discord_webhook))
+        sinks.append(DiscordWebhook(settings.discord_webhook, clock=clock))
     if settings.telegram_bot_token is not None and settings.telegram_chat_id:
         sinks.append(TelegramBot(settings.telegram_bot_token, settings.telegram_chat_id))
     return sinks

@@ -91,6 +91,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from polybot.clock import Clock
 from polybot.execution.orders import (
     OrderEvent,
     OrderRegistry,
@@ -241,7 +242,7 @@ class LiveExecutor:
         slugs: Iterable[str],
         config: LiveConfig | None = None,
         notify: Callable[[LiveNotice], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock | None = None,
         progress: Callable[[], None] | None = None,
         markets: Mapping[str, MarketInfo] | None = None,
     ) -> None:
@@ -252,7 +253,7 @@ class LiveExecutor:
         self.slugs: tuple[str, ...] = tuple(dict.fromkeys(slugs))
         self.config = config or LiveConfig()
         self._notify_fn = notify
-        self._clock = clock
+        self._clock = clock or registry.clock  # the registry's: one clock stamps an order
         self._progress = progress or (lambda: None)
         self._markets = markets if markets is not None else {}  # fee coefficients
         # readiness: every entry is a reason trading is not allowed
@@ -443,7 +444,7 @@ class LiveExecutor:
         if why:
             log.warning("live: order for %s not sent: %s", request.market_slug, why)
             return None
-        order = self.registry.new_order(request, now=self._clock())
+        order = self.registry.new_order(request, now=self._clock.now())
         self._inflight.add(order.local_id)
         self._inflight_idle = trio.Event()
         posted = False
@@ -753,7 +754,7 @@ class LiveExecutor:
         if fill is not None:
             self._bump(order.market_slug)
             fills = self._report_fills.setdefault(order.market_slug, deque(maxlen=1000))
-            fills.append((self._clock(), fill.qty))
+            fills.append((self._clock.now(), fill.qty))
             log.info("live: fill of %s recovered from an order report: %s @ %s",
                      order.local_id, fill.qty, fill.price)
         if not order.is_open:
@@ -910,7 +911,7 @@ class LiveExecutor:
                         logging.INFO)
         if stream_was_up and self._stream_up and gen == self._stream_gen:
             self._blocks.pop("stream", None)
-        self.store.set_meta(META_SYNCED_AT, self._clock().isoformat())
+        self.store.set_meta(META_SYNCED_AT, self._clock.now().isoformat())
         return True
 
     def _load_known_trades(self) -> None:

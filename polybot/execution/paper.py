@@ -34,13 +34,13 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Protocol
 
 import attrs
 
+from polybot.clock import Clock
 from polybot.execution.orders import (
     ExecutionRecorder,
     OrderRegistry,
@@ -113,14 +113,14 @@ class PaperExecutor:
         *,
         recorder: IntentRecorder | None = None,
         markets: Mapping[str, MarketInfo] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock | None = None,
     ) -> None:
         self.registry = registry
         self.ledger = ledger
         self._books = books
         self._recorder = recorder
         self._markets = markets if markets is not None else {}
-        self._clock = clock
+        self._clock = clock or registry.clock  # the registry's: one clock stamps an order
         self._taken: dict[str, dict[tuple[Side, Decimal], _Taken]] = {}
         self._resting: dict[str, _Sim] = {}
         self._exec_ids = itertools.count(1)
@@ -130,7 +130,7 @@ class PaperExecutor:
 
     async def submit(self, request: OrderRequest) -> TrackedOrder:
         """Store the intent, then match it against the current book. Returns the tracked order."""
-        order = self.registry.new_order(request, now=self._clock())
+        order = self.registry.new_order(request, now=self._clock.now())
         if self._recorder is not None:
             await self._recorder.record_intent(order)  # durable before "sending", as in live
         self.registry.submitted(order, order.local_id)  # the paper exchange's id is the local one
@@ -385,7 +385,7 @@ class PaperExecutor:
             last_shares=last_qty, last_px=last_px,
             trade_id=f"paper-{self._session}-t{n}" if exec_type.is_fill else "",
             aggressor=aggressor, commission=fee, reject_reason=reject, text=text,
-            transact_time=self._clock())
+            transact_time=self._clock.now())
         return book_execution(execution, self.registry, self.ledger, self._recorder)
 
     def _taker_theta(self, slug: str) -> Decimal:
