@@ -76,6 +76,10 @@ class ReplayClock:
     def now(self) -> datetime:
         return self.epoch + timedelta(seconds=trio.current_time() - self.origin)
 
+    def jump(self, delta: timedelta) -> None:
+        """Move the calendar by `delta` without Trio time passing (a restart the next day)."""
+        self.epoch += delta
+
     def __repr__(self) -> str:
         return f"ReplayClock(epoch={self.epoch.isoformat()}, origin={self.origin})"
 
