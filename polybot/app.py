@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -57,6 +57,7 @@ from polybot.errors import (
 )
 from polybot.execution.orders import OrderRegistry
 from polybot.execution.paper import PaperExecutor
+from polybot.execution.venue import Venue
 from polybot.fairvalues import FairValues
 from polybot.health import HealthApp, HealthSources, MarketRow, StatusReport, serve_health
 from polybot.ledger import Ledger
@@ -75,11 +76,14 @@ from polybot.model import (
 )
 from polybot.notify import DiscordWebhook, Level, Notifier, TelegramBot
 from polybot.pricing import fee_per_contract
-from polybot.risk import RiskGate, RiskLimits, at_risk_by_market, portfolio_at_risk
+from polybot.risk import Notice, RiskGate, RiskLimits, at_risk_by_market, portfolio_at_risk
 from polybot.sdnotify import SystemdNotifier, watchdog_interval
 from polybot.store import Store
 from polybot.strategy import StrategyParams, evaluate, taker_theta
 from polybot.supervisor import ChildSpec, Progress, Supervisor
+
+if TYPE_CHECKING:
+    from polybot.execution.live import LiveNotice
 
 log = logging.getLogger("polybot.app")
 
@@ -136,7 +140,7 @@ class Bot:
             stop_before_start_minutes=settings.stop_before_start_minutes)
         self.tif = TimeInForce.GTC if settings.order_tif == "gtc" else TimeInForce.IOC
         self.recorder = _FillCounting(self.store, self.metrics)
-        self.executor: Any = self._build_executor()
+        self.executor: Venue = self._build_executor()
         self.supervisor = self._build_supervisor()
         self._dirty: set[str] = set()
         self._wake = trio.Event()
@@ -164,7 +168,7 @@ class Bot:
             return ledger
         return Ledger(self.settings.initial_balance if self.mode == "paper" else Decimal(0))
 
-    def _build_executor(self) -> Any:
+    def _build_executor(self) -> Venue:
         if self.mode == "paper":
             executor = PaperExecutor(self.registry, self.ledger, self.books,
                                      recorder=self.recorder,
@@ -208,9 +212,8 @@ class Bot:
     def _alert(self, level: Level, title: str, text: str = "", key: str | None = None) -> None:
         self.notifier.alert(level, title, text, key=key)
 
-    def _on_risk_notice(self, notice: Any) -> None:
-        kind = getattr(notice, "kind", "")
-        message = getattr(notice, "message", str(notice))
+    def _on_risk_notice(self, notice: Notice) -> None:
+        kind, message = notice.kind, notice.message
         if kind == "halt_entered":
             self._halt_cancel_pending = True
             self._alert(Level.ERROR, "Trading halted", message, key="halt")
@@ -221,12 +224,10 @@ class Bot:
         else:
             log.info("risk: %s", message)
 
-    def _on_live_notice(self, notice: Any) -> None:
-        level = getattr(notice, "level", "warning")
-        text = getattr(notice, "message", str(notice))
-        title = getattr(notice, "title", "Live execution")
-        self._alert(Level.ERROR if str(level).lower() in ("error", "critical") else Level.WARNING,
-                    title, text, key=getattr(notice, "kind", None))
+    def _on_live_notice(self, notice: LiveNotice) -> None:
+        level = notice.level.lower()
+        self._alert(Level.ERROR if level in ("error", "critical") else Level.WARNING,
+                    notice.title, notice.message, key=notice.kind)
 
     def _fair_changed(self, slug: str) -> None:
         self._mark_dirty(slug)
@@ -323,9 +324,7 @@ class Bot:
                                                    or previous.state is not book.state):
             # the live executor checks soon and settles an expired market it holds once the
             # value is published, even when the private stream's resolution frame was lost
-            on_state = getattr(self.executor, "on_market_state", None)
-            if on_state is not None:
-                on_state(slug, book.state)
+            self.executor.on_market_state(slug, book.state)
         self._received_at[slug] = now
         self._mark_dirty(slug)
 
@@ -435,18 +434,15 @@ class Bot:
                 await self.evaluate_market(slug)
 
     def _open_orders(self) -> list[Any]:
-        if hasattr(self.executor, "risk_orders"):
-            return list(self.executor.risk_orders())
-        return self.registry.open_model_orders()
+        return self.executor.risk_orders()
 
     def signals_for(self, slug: str) -> list[Signal]:
         market = self.markets.get(slug)
         book = self.books.get(slug)
         if market is None or book is None:
             return []
-        if hasattr(self.executor, "effective_book"):
-            # paper: liquidity the bot already took stays taken until the book shows it refreshed
-            book = self.executor.effective_book(book)
+        # paper: liquidity the bot already took stays taken until the book shows it refreshed
+        book = self.executor.effective_book(book)
         fair = self.fair_values.usable(slug)
         fixture = self.fair_values.fixture(slug)
         return evaluate(book, fair, market, self.ledger.position(slug), self.strategy_params,
@@ -464,7 +460,7 @@ class Bot:
                 return
             self.counters.signals += 1
             self.metrics.signals.labels(market=slug).inc()
-            if hasattr(self.executor, "can_submit") and not self.executor.can_submit(slug):
+            if not self.executor.can_submit(slug):
                 continue
             result = self.gate.check(sig, positions=self.ledger.positions,
                                      open_orders=self._open_orders(), equity=self.ledger.equity,
@@ -488,7 +484,7 @@ class Bot:
         finally:
             self._submits_in_flight -= 1
         outcome = "submitted" if order is not None else "refused"
-        if order is not None and getattr(order, "state", None) is not None:
+        if order is not None:
             outcome = order.state.name.lower()
         self.metrics.orders.labels(outcome=outcome).inc()
         fair = request.signal.fair_q if request.signal is not None else None
@@ -741,14 +737,11 @@ class Bot:
         code = EXIT_OK
         deadline = self._stop_deadline or trio.current_time() + SHUTDOWN_BOUND_SECONDS
         with trio.CancelScope(shield=True), trio.move_on_at(deadline) as scope:
-            if self.mode == "live":
-                report = await self.executor.shutdown(cancel=self.settings.cancel_on_shutdown)
-                if not report.all_confirmed:
-                    code = EXIT_UNCONFIRMED
-                    self._alert(Level.ERROR, "Orders may still be open after shutdown",
-                                str(report), key="shutdown")
-            elif self.settings.cancel_on_shutdown:
-                self.executor.cancel_all(reason="shutdown")
+            report = await self.executor.shutdown(cancel=self.settings.cancel_on_shutdown)
+            if not report.all_confirmed:
+                code = EXIT_UNCONFIRMED
+                self._alert(Level.ERROR, "Orders may still be open after shutdown",
+                            str(report), key="shutdown")
             self.persist()
             self.store.record_ledger_equity(self.ledger, usd_at_risk=self.usd_at_risk(),
                                             trading_state=self.gate.state.value)

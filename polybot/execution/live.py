@@ -108,6 +108,7 @@ from polybot.execution.reconcile import (
     report_execution,
     vwap,
 )
+from polybot.execution.venue import ShutdownReport
 from polybot.ledger import Ledger, LedgerState
 from polybot.model import (
     ZERO,
@@ -222,13 +223,6 @@ class LiveNotice:
     @property
     def title(self) -> str:
         return "Live execution: " + self.kind.replace("_", " ")
-
-
-@attrs.frozen(slots=True)
-class ShutdownReport:
-    all_confirmed: bool
-    still_open: tuple[str, ...] = ()
-    detail: str = ""
 
 
 class LiveExecutor:
@@ -368,6 +362,10 @@ class LiveExecutor:
 
     def unknown_orders(self) -> list[Order]:
         return list(self._foreign.values())
+
+    def effective_book(self, book: BookSnapshot) -> BookSnapshot:
+        """The book as it is: the exchange's book already shows what our orders took."""
+        return book
 
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
         """Marks only: live fills come from the exchange."""

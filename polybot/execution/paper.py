@@ -36,9 +36,10 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
+import trio
 
 from polybot.clock import Clock
 from polybot.execution.orders import (
@@ -47,6 +48,7 @@ from polybot.execution.orders import (
     TrackedOrder,
     book_execution,
 )
+from polybot.execution.venue import ShutdownReport
 from polybot.ledger import Ledger
 from polybot.model import (
     ZERO,
@@ -355,6 +357,42 @@ class PaperExecutor:
     @property
     def resting(self) -> list[TrackedOrder]:
         return [s.order for s in self._resting.values()]
+
+    # --- the rest of the Venue surface (execution/venue.py) ----------------------------------------
+
+    def on_market_state(self, market_slug: str, state: MarketState) -> None:
+        """Nothing to do: `on_book` already sees the state (no fills unless OPEN)."""
+
+    def can_submit(self, market_slug: str) -> bool:
+        return True  # paper creates are answered at once: none is ever in flight
+
+    def risk_orders(self, market_slug: str | None = None) -> list[Order]:
+        return self.registry.open_model_orders(market_slug)
+
+    @property
+    def trading_allowed(self) -> bool:
+        return True  # no exchange to reconcile with
+
+    @property
+    def readiness_reason(self) -> str:
+        return ""
+
+    def status(self) -> dict[str, Any]:
+        return {"trading_allowed": True, "reason": "", "resting": len(self._resting)}
+
+    async def run(self, events: trio.MemoryReceiveChannel[Any], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Paper has no private stream nor tasks of its own: drains `events` until closed."""
+        task_status.started()
+        async for _ in events:
+            pass
+
+    async def shutdown(self, *, cancel: bool = True) -> ShutdownReport:
+        """Cancel the resting paper orders (booked at once, so always confirmed)."""
+        if not cancel:
+            return ShutdownReport(True, (), "cancel on shutdown disabled")
+        cancelled = self.cancel_all(reason="shutdown")
+        return ShutdownReport(True, (), f"{len(cancelled)} paper order(s) cancelled")
 
     # --- emitting executions ----------------------------------------------------------------------
 

@@ -43,15 +43,6 @@ def test_a_market_leaving_open_is_reported_to_the_executor_once_per_state(tmp_pa
     b.store.close()
 
 
-def test_an_executor_without_market_states_still_gets_its_books(tmp_path):
-    b = bot(tmp_path)
-    books: list[BookSnapshot] = []
-    b.executor = types.SimpleNamespace(on_book=lambda book, trusted: books.append(book))
-    b.on_market_book(BookSnapshot(SLUG, (), (), state=MarketState.SUSPENDED), now=1.0)
-    assert [x.state for x in books] == [MarketState.SUSPENDED]
-    b.store.close()
-
-
 def test_daily_stats_row_counts_only_what_happened_since_the_trading_day_began(tmp_path):
     # store.record_daily_stats had no caller: the daily_stats table issue 6 persists stayed empty
     import sqlite3
