@@ -153,7 +153,7 @@ def build_bot(slugs: list[str], data_dir: Path) -> Any:
     from polybot.runtime import Bot
 
     bot = Bot(load_settings(bench_env(slugs, data_dir)))
-    start = datetime.now(UTC) + timedelta(days=2)  # pre-game: opening allowed
+    start = bot.clock.now() + timedelta(days=2)  # pre-game on the bot's clock: opening allowed
     for i, slug in enumerate(slugs):
         bot.universe.put(MarketInfo(slug, market_id=str(i), event_id=f"ev{i // 2}",
                                     event_slug=f"ev{i // 2}", start_time=start))

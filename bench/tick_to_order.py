@@ -30,7 +30,7 @@ entry points of the local exchange at run time, which changes nothing it does:
 (written when the gate's request becomes a tracked order, before the intent is committed to
 SQLite): frame sent → intent (delivery, decode, book, signal, gate) and intent → POST arrival
 (durable intent commit, Ed25519 signing, the HTTP request). Those two use the wall clock
-(`time.time_ns` here, `datetime.now` in the bot; one kernel clock on one machine).
+(`time.time_ns` here, the bot's `LiveClock.now()`; one kernel clock on one machine).
 
 **Loopback floor.** After each event this process does one HTTP GET round trip to the local
 exchange's admin listener (same hypercorn stack, trivial handler) over a kept-alive httpx

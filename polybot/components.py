@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -41,6 +41,9 @@ from polybot.store import Store
 from polybot.strategy import StrategyParams, taker_theta
 from polybot.trading_state import HaltLimits, Notice, NoticeKind, TradingStateMachine
 from polybot.universe import Listing, Universe
+
+if TYPE_CHECKING:
+    from polybot.execution.live import LiveNotice
 
 log = logging.getLogger("polybot.components")
 
@@ -74,8 +77,8 @@ def build(settings: Settings, clock: Clock) -> Components:
     metrics = Metrics.create()
     metrics.daily_loss_limit_usd.set(float(settings.risk_max_daily_loss))
     secrets = settings.secret_values()
-    notifier = Notifier(_sinks(settings), metrics=metrics, secrets=secrets)
-    store = Store.open(settings.data_dir)
+    notifier = Notifier(_sinks(settings, clock), metrics=metrics, secrets=secrets)
+    store = Store.open(settings.data_dir, clock=clock)
     universe = Universe()
 
     def theta_of(slug: str) -> Decimal:
@@ -88,7 +91,7 @@ def build(settings: Settings, clock: Clock) -> Components:
     ledger.on_position = exposure.on_position
     for position in ledger.positions.values():
         exposure.on_position(position)
-    registry = OrderRegistry(on_change=exposure.on_order)
+    registry = OrderRegistry(clock=clock, on_change=exposure.on_order)
     limits = RiskLimits.from_settings(settings)
     trading = TradingStateMachine(HaltLimits.of(limits), reset_tz=settings.daily_reset_tz,
                                   reset_hour=settings.daily_reset_hour)
@@ -101,16 +104,15 @@ def build(settings: Settings, clock: Clock) -> Components:
     recorder = FillCounting(store, metrics)
     rest = client_from_settings(settings)
 
-    def live_notice(notice: Any) -> None:
-        level = str(getattr(notice, "level", "warning")).lower()
+    def live_notice(notice: LiveNotice) -> None:
+        level = notice.level.lower()
         notifier.alert(Level.ERROR if level in ("error", "critical") else Level.WARNING,
-                       getattr(notice, "title", "Live execution"),
-                       getattr(notice, "message", str(notice)), key=getattr(notice, "kind", None))
+                       notice.title, notice.message, key=notice.kind)
 
     executor: Venue
     if settings.trading_mode == "paper":
         paper = PaperExecutor(registry, ledger, books, recorder=recorder, markets=universe.info_map,
-                              clock=clock.now)
+                              clock=clock)
         # Paper orders left open by a previous run no longer exist anywhere: book them cancelled.
         paper.cancel_restored(store.load_orders())
         executor = paper
@@ -120,7 +122,7 @@ def build(settings: Settings, clock: Clock) -> Components:
         executor = LiveExecutor(
             rest, registry, ledger, recorder, slugs=list(settings.market_slugs),
             config=LiveConfig(cancel_unknown_orders=settings.cancel_unknown_orders),
-            notify=live_notice, markets=universe.info_map, clock=clock.now,
+            notify=live_notice, markets=universe.info_map, clock=clock,
             on_foreign_order=exposure.on_order)
     engine = TradingEngine(
         universe=universe, books=books, fair_values=fair_values, ledger=ledger,
@@ -190,10 +192,10 @@ class FillCounting:
         return getattr(self._store, name)
 
 
-def _sinks(settings: Settings) -> list[Any]:
+def _sinks(settings: Settings, clock: Clock) -> list[Any]:
     sinks: list[Any] = []
     if settings.discord_webhook is not None:
-        sinks.append(DiscordWebhook(settings.discord_webhook))
+        sinks.append(DiscordWebhook(settings.discord_webhook, clock=clock))
     if settings.telegram_bot_token is not None and settings.telegram_chat_id:
         sinks.append(TelegramBot(settings.telegram_bot_token, settings.telegram_chat_id))
     return sinks

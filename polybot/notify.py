@@ -30,13 +30,13 @@ import logging
 import math
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import attrs
 import httpx
 import trio
 
+from polybot.clock import LIVE_CLOCK, Clock
 from polybot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,9 @@ class DiscordWebhook:
 
     name = "discord"
 
-    def __init__(self, url: str | _Revealable) -> None:
+    def __init__(self, url: str | _Revealable, *, clock: Clock = LIVE_CLOCK) -> None:
         self._url = url
+        self._clock = clock
 
     def __repr__(self) -> str:
         return "DiscordWebhook(url=[redacted])"
@@ -121,7 +122,7 @@ class DiscordWebhook:
                     "title": title[:256],
                     "description": alert.text[:4000],
                     "color": DISCORD_COLOURS[alert.level],
-                    "timestamp": datetime.now(UTC).isoformat(),
+                    "timestamp": self._clock.now().isoformat(),
                 }
             ],
         }

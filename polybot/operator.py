@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from polybot import control, store
+from polybot.clock import LIVE_CLOCK
 from polybot.errors import EXIT_NOT_ACKNOWLEDGED, EXIT_OK
 
 REQUESTS_DIR = "requests"
@@ -44,7 +45,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write_request(data_dir: Path, kind: str, payload: dict[str, Any] | None = None) -> str:
     request_id = uuid.uuid4().hex
-    body = {"id": request_id, "kind": kind, "created": time.time(), **(payload or {})}
+    created = LIVE_CLOCK.now().timestamp()  # the CLI's own process: the host's calendar
+    body = {"id": request_id, "kind": kind, "created": created, **(payload or {})}
     _atomic_write(data_dir / REQUESTS_DIR / f"{request_id}.json", json.dumps(body))
     return request_id
 

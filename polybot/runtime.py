@@ -46,7 +46,7 @@ import trio
 
 from polybot import control
 from polybot import operator as operator_requests
-from polybot.clock import Clock, LiveClock
+from polybot.clock import LIVE_CLOCK, Clock
 from polybot.components import Components, build
 from polybot.config import Settings
 from polybot.engine import (
@@ -81,7 +81,7 @@ class Bot:
                  status_line: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.mode = settings.trading_mode
-        self.clock: Clock = clock or LiveClock()
+        self.clock: Clock = clock or LIVE_CLOCK  # the one clock: every component gets this one
         self.status_line = status_line
         c: Components = build(settings, self.clock)
         self.c = c
@@ -211,7 +211,8 @@ class Bot:
                                list(self.universe) or self.settings.market_slugs,
                                subscription_types=("SUBSCRIPTION_TYPE_MARKET_DATA",
                                                    "SUBSCRIPTION_TYPE_TRADE"),
-                               progress=progress.beat, auth_probe=self.rest.balances)
+                               progress=progress.beat, auth_probe=self.rest.balances,
+                               clock=self.clock)
         self._markets_stream = stream
         self.engine.continuity_lost(at=trio.current_time())
         async with trio.open_nursery() as nursery:
@@ -288,7 +289,7 @@ class Bot:
         send, recv = trio.open_memory_channel[Any](10_000)
         stream = PrivateStream(stream_config_from_settings(self.settings), self.signer, send,
                                slugs=self.settings.market_slugs, progress=progress.beat,
-                               auth_probe=self.rest.balances)
+                               auth_probe=self.rest.balances, clock=self.clock)
         self._private_stream = stream
         async with trio.open_nursery() as nursery:
             await nursery.start(stream.run)

@@ -37,7 +37,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from typing import Any
 import attrs
 import trio
 
+from polybot.clock import LIVE_CLOCK, Clock
 from polybot.execution.orders import TrackedOrder
 from polybot.ledger import Ledger, LedgerState, MarketBook, OrderBooking
 from polybot.model import (
@@ -204,14 +205,15 @@ def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
-def _ts(value: datetime | None = None) -> str:
-    return (value or datetime.now(UTC)).isoformat()
+def _ts(value: datetime) -> str:
+    return value.isoformat()
 
 
 class Store:
     def __init__(self, path: Path, *, queue_size: int = 10_000, in_thread: bool = True,
-                 synchronous: str = "FULL") -> None:
+                 synchronous: str = "FULL", clock: Clock = LIVE_CLOCK) -> None:
         self.path = Path(path)
+        self.clock = clock  # stamps rows written without a time of their own
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._in_thread = in_thread
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
@@ -227,6 +229,10 @@ class Store:
     @classmethod
     def open(cls, data_dir: Path, **kwargs: Any) -> Store:
         return cls(db_path(data_dir), **kwargs)
+
+    def _stamp(self, ts: datetime | None = None) -> str:
+        """`ts`, or the clock's now: the host's calendar only through the injected clock."""
+        return _ts(ts or self.clock.now())
 
     # --- the writer task --------------------------------------------------------------------------
 
@@ -353,7 +359,7 @@ class Store:
     def record_execution(self, execution: Execution, fill: Fill | None,
                          order: TrackedOrder | None) -> None:
         o = execution.order
-        now = _ts()
+        now = self._stamp()
         exec_row = (execution.exec_id, o.order_id, order.local_id if order else None,
                     o.market_slug, execution.exec_type.name, o.state.name, str(o.cum_quantity),
                     str(execution.last_shares), _d(execution.last_px), _d(execution.commission),
@@ -367,7 +373,7 @@ class Store:
             fill_row = (fill.order_id, order.local_id if order else None, fill.exec_id,
                         fill.trade_id, fill.market_slug, fill.intent.name, str(fill.qty),
                         str(fill.price), str(fill.fee), int(fill.is_taker),
-                        _d(order.fair_q) if order else None, _ts(fill.ts))
+                        _d(order.fair_q) if order else None, self._stamp(fill.ts))
 
         def op(conn: sqlite3.Connection) -> None:
             if execution.exec_id:
@@ -404,7 +410,7 @@ class Store:
 
     def save_ledger(self, changes: LedgerState) -> None:
         """Persist the ledger's scalars and the markets/bookings in `changes`."""
-        now = _ts()
+        now = self._stamp()
         scalars = (str(changes.cash), str(changes.initial_cash), str(changes.net_transfers),
                    changes.day_key, _d(changes.day_start_equity), _d(changes.high_water), now)
         markets = [(m.market_slug, str(m.net_qty), str(m.avg_price), str(m.realized_pnl),
@@ -435,7 +441,7 @@ class Store:
     def record_equity(self, *, equity: Decimal, cash: Decimal, realized_pnl: Decimal,
                       unrealized_pnl: Decimal, fees: Decimal, usd_at_risk: Decimal | None = None,
                       trading_state: str | None = None, ts: datetime | None = None) -> None:
-        row = (_ts(ts), str(equity), str(cash), str(realized_pnl), str(unrealized_pnl),
+        row = (self._stamp(ts), str(equity), str(cash), str(realized_pnl), str(unrealized_pnl),
                str(fees), _d(usd_at_risk), trading_state)
         self.submit(_exec("INSERT INTO equity_snapshots (ts, equity, cash, realized_pnl,"
                           " unrealized_pnl, fees,"
@@ -453,14 +459,14 @@ class Store:
     def record_daily_stats(self, day: str, *, start_equity: Decimal, end_equity: Decimal,
                            fills: int, fees: Decimal, rejections: int) -> None:
         row = (day, str(start_equity), str(end_equity), str(end_equity - start_equity), fills,
-               str(fees), rejections, _ts())
+               str(fees), rejections, self._stamp())
         self.submit(_exec("INSERT OR REPLACE INTO daily_stats VALUES (?,?,?,?,?,?,?,?)", row),
             f"daily {day}")
 
     # --- risk, operators, fair values -------------------------------------------------------------
 
     def record_rejection(self, rejection: Rejection, ts: datetime | None = None) -> None:
-        row = (_ts(ts), rejection.market_slug, rejection.intent.name, rejection.reason,
+        row = (self._stamp(ts), rejection.market_slug, rejection.intent.name, rejection.reason,
                rejection.detail)
         self.submit(_exec("INSERT INTO rejections (ts, market_slug, intent, reason, detail)"
                           " VALUES (?,?,?,?,?)",
@@ -468,12 +474,12 @@ class Store:
 
     def save_halt_state(self, state: str, reason: str,
                         data: Mapping[str, Any] | None = None) -> None:
-        row = (state, reason, json.dumps(dict(data or {}), default=str, sort_keys=True), _ts())
+        row = (state, reason, json.dumps(dict(data or {}), default=str, sort_keys=True), self._stamp())
         self.submit(_exec(_HALT_SQL, row), "halt state")
 
     async def save_halt_state_and_wait(self, state: str, reason: str,
                                        data: Mapping[str, Any] | None = None) -> None:
-        row = (state, reason, json.dumps(dict(data or {}), default=str, sort_keys=True), _ts())
+        row = (state, reason, json.dumps(dict(data or {}), default=str, sort_keys=True), self._stamp())
         await self.write_and_wait(_exec(_HALT_SQL, row), "halt state")
 
     def load_halt_state(self) -> HaltRecord | None:
@@ -485,7 +491,7 @@ class Store:
 
     def ack_request(self, request_id: str, command: str, outcome: str, detail: str = "") -> None:
         """Acknowledge an operator request file (the CLI polls `read_ack`)."""
-        row = (request_id, command, outcome, detail, _ts())
+        row = (request_id, command, outcome, detail, self._stamp())
         self.submit(_exec("INSERT OR REPLACE INTO operator_acks VALUES (?,?,?,?,?)", row),
             f"ack {request_id}")
 
@@ -499,13 +505,13 @@ class Store:
 
     def record_fair_value(self, market_slug: str, q: Decimal, ts: datetime | None = None) -> None:
         """The market's latest fair value (kept for closing-line value; frozen once closed)."""
-        row = (market_slug, str(q), _ts(ts))
+        row = (market_slug, str(q), self._stamp(ts))
         self.submit(_exec("INSERT INTO fair_values (market_slug, q, ts) VALUES (?,?,?)"
             " ON CONFLICT(market_slug) DO UPDATE SET q=excluded.q, ts=excluded.ts"
             " WHERE fair_values.closed_at IS NULL", row), "fair value")
 
     def record_market_closed(self, market_slug: str, ts: datetime | None = None) -> None:
-        row = (_ts(ts), market_slug)
+        row = (self._stamp(ts), market_slug)
         self.submit(_exec("UPDATE fair_values SET closed_at = ?"
                           " WHERE market_slug = ? AND closed_at IS NULL",
             row), "market closed")

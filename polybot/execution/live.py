@@ -91,6 +91,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from polybot.clock import Clock
 from polybot.execution.orders import (
     OrderEvent,
     OrderRegistry,
@@ -107,6 +108,7 @@ from polybot.execution.reconcile import (
     report_execution,
     vwap,
 )
+from polybot.execution.venue import ShutdownReport
 from polybot.ledger import Ledger, LedgerState
 from polybot.model import (
     ZERO,
@@ -223,13 +225,6 @@ class LiveNotice:
         return "Live execution: " + self.kind.replace("_", " ")
 
 
-@attrs.frozen(slots=True)
-class ShutdownReport:
-    all_confirmed: bool
-    still_open: tuple[str, ...] = ()
-    detail: str = ""
-
-
 class LiveExecutor:
     def __init__(
         self,
@@ -241,7 +236,7 @@ class LiveExecutor:
         slugs: Iterable[str],
         config: LiveConfig | None = None,
         notify: Callable[[LiveNotice], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock | None = None,
         progress: Callable[[], None] | None = None,
         markets: Mapping[str, MarketInfo] | None = None,
         on_foreign_order: Callable[[str, Order | None], None] | None = None,
@@ -257,7 +252,7 @@ class LiveExecutor:
         self.slugs: tuple[str, ...] = tuple(dict.fromkeys(slugs))
         self.config = config or LiveConfig()
         self._notify_fn = notify
-        self._clock = clock
+        self._clock = clock or registry.clock  # the registry's: one clock stamps an order
         self._progress = progress or (lambda: None)
         self._markets = markets if markets is not None else {}  # fee coefficients
         # readiness: every entry is a reason trading is not allowed
@@ -375,6 +370,10 @@ class LiveExecutor:
     def unknown_orders(self) -> list[Order]:
         return list(self._foreign.values())
 
+    def effective_book(self, book: BookSnapshot) -> BookSnapshot:
+        """The book as it is: the exchange's book already shows what our orders took."""
+        return book
+
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
         """Marks only: live fills come from the exchange."""
         self.ledger.on_book(book, trusted=trusted)
@@ -387,10 +386,6 @@ class LiveExecutor:
     def reconciled(self) -> bool:
         """The startup reconciliation is done: the ledger holds what the exchange holds."""
         return self._started
-
-    def effective_book(self, book: BookSnapshot) -> BookSnapshot:
-        """The book as the exchange shows it (only paper remembers liquidity it took)."""
-        return book
 
     def on_market_state(self, market_slug: str, state: MarketState) -> None:
         """The markets stream saw a market leave OPEN (halt, suspension, expiry).
@@ -459,7 +454,7 @@ class LiveExecutor:
         if why:
             log.warning("live: order for %s not sent: %s", request.market_slug, why)
             return None
-        order = self.registry.new_order(request, now=self._clock())
+        order = self.registry.new_order(request, now=self._clock.now())
         self._inflight.add(order.local_id)
         self._inflight_idle = trio.Event()
         posted = False
@@ -774,7 +769,7 @@ class LiveExecutor:
         if fill is not None:
             self._bump(order.market_slug)
             fills = self._report_fills.setdefault(order.market_slug, deque(maxlen=1000))
-            fills.append((self._clock(), fill.qty))
+            fills.append((self._clock.now(), fill.qty))
             log.info("live: fill of %s recovered from an order report: %s @ %s",
                      order.local_id, fill.qty, fill.price)
         if not order.is_open:
@@ -936,7 +931,7 @@ class LiveExecutor:
                         logging.INFO)
         if stream_was_up and self._stream_up and gen == self._stream_gen:
             self._blocks.pop("stream", None)
-        self.store.set_meta(META_SYNCED_AT, self._clock().isoformat())
+        self.store.set_meta(META_SYNCED_AT, self._clock.now().isoformat())
         return True
 
     def _load_known_trades(self) -> None:

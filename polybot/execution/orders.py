@@ -30,12 +30,13 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 import attrs
 
+from polybot.clock import LIVE_CLOCK, Clock
 from polybot.ledger import Ledger, LedgerState
 from polybot.model import (
     ZERO,
@@ -177,7 +178,7 @@ class TrackedOrder:
     exchange_id: str | None = None
     cum_qty: Decimal = ZERO
     avg_px: Decimal | None = None
-    created_at: datetime = attrs.field(factory=lambda: datetime.now(UTC))
+    created_at: datetime = attrs.field(kw_only=True)  # the injected clock's, never the host's
     updated_at: datetime | None = None
     fair_q: Decimal | None = None
     edge: Decimal | None = None
@@ -210,8 +211,9 @@ class TrackedOrder:
 class OrderRegistry:
     """The bot's orders by local id and exchange id; the executor is its only writer."""
 
-    def __init__(self, id_prefix: str | None = None,
+    def __init__(self, id_prefix: str | None = None, *, clock: Clock = LIVE_CLOCK,
                  on_change: Callable[[str, Order | None], None] | None = None) -> None:
+        self.clock = clock  # stamps orders and the trades log
         # `on_change(local_id, order)` hears every change that can move USD at risk (the running
         # exposure totals follow the registry through it; closed orders arrive as closed).
         self.on_change = on_change
@@ -230,11 +232,11 @@ class OrderRegistry:
             local_id=f"{self._prefix}-{next(self._seq)}", market_slug=request.market_slug,
             intent=request.intent, price=request.price, quantity=request.quantity,
             tif=request.tif, order_type=request.order_type,
-            created_at=now or datetime.now(UTC),
+            created_at=now or self.clock.now(),
             fair_q=sig.fair_q if sig else None, edge=sig.edge if sig else None,
             reason=request.reason)
         self.add(order)
-        log_trade("order_intent", **_order_fields(order))
+        log_trade("order_intent", order.created_at, **_order_fields(order))
         return order
 
     def add(self, order: TrackedOrder) -> None:
@@ -294,11 +296,11 @@ class OrderRegistry:
             return False
         old = order.state
         order.state = new
-        order.updated_at = now or datetime.now(UTC)
+        order.updated_at = at = now or self.clock.now()
         if new is OrderState.REJECTED and reason:
             order.reject_reason = reason
         if new is not old:
-            log_trade("order_state", **_order_fields(order), previous=old.name,
+            log_trade("order_state", at, **_order_fields(order), previous=old.name,
                       trigger=event.value, detail=reason)
         self.changed(order)
         return True
@@ -374,7 +376,7 @@ def book_execution(execution: Execution, registry: OrderRegistry, ledger: Ledger
                     execution.exec_id, execution.order.order_id, execution.order.market_slug)
     fill = ledger.apply(execution)
     if fill is not None:
-        log_trade("fill", order_id=fill.order_id,
+        log_trade("fill", registry.clock.now(), order_id=fill.order_id,
                   local_id=order.local_id if order else None, market=fill.market_slug,
                   intent=fill.intent.name, qty=fill.qty, price=fill.price, fee=fill.fee,
                   taker=fill.is_taker, exec_id=fill.exec_id, trade_id=fill.trade_id,
@@ -400,9 +402,12 @@ TRADES_LOGGER = "polybot.trades"
 _trades = logging.getLogger(TRADES_LOGGER)
 
 
-def log_trade(kind: str, **fields: object) -> None:
-    """One JSON line on the trades log (`TRADES_LOG_FILE`, configured by polybot.logs)."""
-    body = {"ts": datetime.now(UTC).isoformat(), "event": kind, **fields}
+def log_trade(kind: str, ts: datetime, **fields: object) -> None:
+    """One JSON line on the trades log (`TRADES_LOG_FILE`, configured by polybot.logs).
+
+    `ts` is the injected clock's wall time, so a replay's trades log carries the replayed times.
+    """
+    body = {"ts": ts.isoformat(), "event": kind, **fields}
     _trades.info(json.dumps(body, default=_json_default, separators=(",", ":")))
 
 

@@ -34,19 +34,21 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
+import trio
 
+from polybot.clock import Clock
 from polybot.execution.orders import (
     ExecutionRecorder,
     OrderRegistry,
     TrackedOrder,
     book_execution,
 )
+from polybot.execution.venue import ShutdownReport
 from polybot.ledger import Ledger
 from polybot.model import (
     ZERO,
@@ -113,14 +115,14 @@ class PaperExecutor:
         *,
         recorder: IntentRecorder | None = None,
         markets: Mapping[str, MarketInfo] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock | None = None,
     ) -> None:
         self.registry = registry
         self.ledger = ledger
         self._books = books
         self._recorder = recorder
         self._markets = markets if markets is not None else {}
-        self._clock = clock
+        self._clock = clock or registry.clock  # the registry's: one clock stamps an order
         self._taken: dict[str, dict[tuple[Side, Decimal], _Taken]] = {}
         self._resting: dict[str, _Sim] = {}
         self._exec_ids = itertools.count(1)
@@ -130,7 +132,7 @@ class PaperExecutor:
 
     async def submit(self, request: OrderRequest) -> TrackedOrder:
         """Store the intent, then match it against the current book. Returns the tracked order."""
-        order = self.registry.new_order(request, now=self._clock())
+        order = self.registry.new_order(request, now=self._clock.now())
         if self._recorder is not None:
             await self._recorder.record_intent(order)  # durable before "sending", as in live
         self.registry.submitted(order, order.local_id)  # the paper exchange's id is the local one
@@ -230,13 +232,6 @@ class PaperExecutor:
         for key, mem in list(per_market.items()):
             if sizes.get(key) != mem.level_qty:
                 del per_market[key]
-
-    def can_submit(self, market_slug: str) -> bool:
-        """Paper orders are answered at once: nothing is ever in flight."""
-        return True
-
-    def on_market_state(self, market_slug: str, state: MarketState) -> None:
-        """Nothing to do yet for paper orders when a market leaves OPEN."""
 
     def effective_book(self, book: BookSnapshot) -> BookSnapshot:
         """`book` minus the liquidity paper orders already took from it (empty levels dropped)."""
@@ -363,6 +358,42 @@ class PaperExecutor:
     def resting(self) -> list[TrackedOrder]:
         return [s.order for s in self._resting.values()]
 
+    # --- the rest of the Venue surface (execution/venue.py) ----------------------------------------
+
+    def on_market_state(self, market_slug: str, state: MarketState) -> None:
+        """Nothing to do: `on_book` already sees the state (no fills unless OPEN)."""
+
+    def can_submit(self, market_slug: str) -> bool:
+        return True  # paper creates are answered at once: none is ever in flight
+
+    def risk_orders(self, market_slug: str | None = None) -> list[Order]:
+        return self.registry.open_model_orders(market_slug)
+
+    @property
+    def trading_allowed(self) -> bool:
+        return True  # no exchange to reconcile with
+
+    @property
+    def readiness_reason(self) -> str:
+        return ""
+
+    def status(self) -> dict[str, Any]:
+        return {"trading_allowed": True, "reason": "", "resting": len(self._resting)}
+
+    async def run(self, events: trio.MemoryReceiveChannel[Any], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Paper has no private stream nor tasks of its own: drains `events` until closed."""
+        task_status.started()
+        async for _ in events:
+            pass
+
+    async def shutdown(self, *, cancel: bool = True) -> ShutdownReport:
+        """Cancel the resting paper orders (booked at once, so always confirmed)."""
+        if not cancel:
+            return ShutdownReport(True, (), "cancel on shutdown disabled")
+        cancelled = self.cancel_all(reason="shutdown")
+        return ShutdownReport(True, (), f"{len(cancelled)} paper order(s) cancelled")
+
     # --- emitting executions ----------------------------------------------------------------------
 
     def _fill(self, sim: _Sim, qty: Decimal, price: Decimal, fee: Decimal, *,
@@ -392,7 +423,7 @@ class PaperExecutor:
             last_shares=last_qty, last_px=last_px,
             trade_id=f"paper-{self._session}-t{n}" if exec_type.is_fill else "",
             aggressor=aggressor, commission=fee, reject_reason=reject, text=text,
-            transact_time=self._clock())
+            transact_time=self._clock.now())
         return book_execution(execution, self.registry, self.ledger, self._recorder)
 
     def _taker_theta(self, slug: str) -> Decimal:

@@ -1,45 +1,90 @@
-"""The venue: what the runtime and the engine may ask of an executor, paper or live.
+"""The Venue: the one surface the composition root drives an executor through.
 
-Both `PaperExecutor` and `LiveExecutor` implement it (mypy checks the assignment in
-`polybot.components`); nothing reaches an executor through `hasattr`/`getattr`. What only the live
-venue has (its private-stream task, its shutdown report) is reached through its own type.
+`PaperExecutor` (fills against the books) and `LiveExecutor` (the exchange) both implement it,
+and mypy checks that they do (the root's `executor` is annotated `Venue`). Where a call does not
+apply to a venue it is a no-op there, never a missing method: the root never asks which
+executor it holds (no `hasattr`/`getattr` on an executor; a test greps for them).
+
+Calls, in the order a tick meets them:
+
+- market data: `on_book`, `on_trade` (paper fills resting orders from them; live keeps marks),
+  `on_market_state` (a market left OPEN: live checks soon and settles an expired holding);
+- deciding: `effective_book` (the book minus liquidity paper orders already took; live: the
+  book), `sync_signals` (cancel resting orders whose signal went or moved), `can_submit`
+  (live: not while a create in `slug` is in flight or its outcome unknown);
+- acting: `submit`, `cancel`, `cancel_all` (synchronous: cancels are queued or booked at once);
+- risk and readiness: `risk_orders` (open orders counted at risk, unknown ones included),
+  `trading_allowed` and `readiness_reason`, `status` (for /status);
+- lifecycle: `run` (the venue's own tasks; paper has none), `shutdown`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
+
+import attrs
+import trio
 
 from polybot.execution.orders import TrackedOrder
-from polybot.model import BookSnapshot, Fill, MarketState, OrderRequest, Signal, TradePrint
+from polybot.model import (
+    BookSnapshot,
+    Fill,
+    MarketState,
+    Order,
+    OrderRequest,
+    Signal,
+    TradePrint,
+)
+
+__all__ = ["ShutdownReport", "Venue"]
+
+
+@attrs.frozen(slots=True)
+class ShutdownReport:
+    all_confirmed: bool
+    still_open: tuple[str, ...] = ()
+    detail: str = ""
 
 
 class Venue(Protocol):
+    # --- market data ---
+    def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]: ...
+
+    def on_trade(self, trade: TradePrint) -> list[Fill]: ...
+
+    def on_market_state(self, market_slug: str, state: MarketState) -> None: ...
+
+    # --- deciding ---
+    def effective_book(self, book: BookSnapshot) -> BookSnapshot: ...
+
+    def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]: ...
+
+    def can_submit(self, market_slug: str) -> bool: ...
+
+    # --- acting ---
     async def submit(self, request: OrderRequest) -> TrackedOrder | None:
-        """Send an approved order; None when refused before anything was sent."""
+        """The tracked order, or None when the venue refused it before sending anything."""
         ...
 
-    def can_submit(self, market_slug: str) -> bool:
-        """False while an earlier create in the market is unanswered or unresolved."""
-        ...
-
-    def effective_book(self, book: BookSnapshot) -> BookSnapshot:
-        """The book as this venue can trade it (paper: less the liquidity it already took)."""
-        ...
-
-    def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]:
-        """Cancel resting orders in `slug` that no current signal supports."""
-        ...
+    def cancel(self, order_id: str, reason: str = "cancel requested") -> bool: ...
 
     def cancel_all(self, slug: str | None = None,
                    reason: str = "cancel all") -> list[TrackedOrder]: ...
 
-    def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
-        """A new book (paper fills resting orders against it)."""
-        ...
+    # --- risk and readiness ---
+    def risk_orders(self, market_slug: str | None = None) -> list[Order]: ...
 
-    def on_trade(self, trade: TradePrint) -> list[Fill]: ...
+    @property
+    def trading_allowed(self) -> bool: ...
 
-    def on_market_state(self, market_slug: str, state: MarketState) -> None:
-        """The market left OPEN (halt, suspension, expiry)."""
-        ...
+    @property
+    def readiness_reason(self) -> str: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    # --- lifecycle ---
+    async def run(self, events: trio.MemoryReceiveChannel[Any], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None: ...
+
+    async def shutdown(self, *, cancel: bool = True) -> ShutdownReport: ...

@@ -22,7 +22,6 @@ Design and traps:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -32,6 +31,7 @@ import attrs
 import httpx
 import trio
 
+from polybot.clock import epoch_ms
 from polybot.opticodds.sse import SSEEvent, SSEParser
 from polybot.opticodds.wire import (
     Fixture,
@@ -174,10 +174,13 @@ class _Window:
 
 
 def _seconds_until_reset(reset: str | None, retry_after: str | None = None) -> float:
-    """Seconds to wait: `x-ratelimit-reset` is Unix seconds at the window's end."""
+    """Seconds to wait: `x-ratelimit-reset` is Unix seconds at the window's end.
+
+    Measured against the host's clock (the server's header is real time, never a replayed one).
+    """
     if reset:
         try:
-            return min(max(float(reset) - time.time(), 0.0) + 0.05, WINDOW_SECONDS + 1)
+            return min(max(float(reset) - epoch_ms() / 1000, 0.0) + 0.05, WINDOW_SECONDS + 1)
         except ValueError:
             pass
     if retry_after:

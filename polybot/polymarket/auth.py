@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Callable, Generator
 from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from polybot.clock import epoch_ms
 
 ACCESS_KEY_HEADER = "X-PM-Access-Key"
 TIMESTAMP_HEADER = "X-PM-Timestamp"
@@ -24,10 +25,6 @@ SIGNATURE_HEADER = "X-PM-Signature"
 
 class InvalidSecretKey(ValueError):
     """The secret key is not base64 of a 32-byte seed or a 64-byte seed+public key."""
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Signer:
@@ -40,7 +37,7 @@ class Signer:
     __slots__ = ("_clock_ms", "_key", "key_id")
 
     def __init__(
-        self, key_id: str, secret_key: str, *, clock_ms: Callable[[], int] = _wall_ms
+        self, key_id: str, secret_key: str, *, clock_ms: Callable[[], int] = epoch_ms
     ) -> None:
         try:
             raw = base64.b64decode(secret_key, validate=True)

@@ -24,7 +24,6 @@ exchange refuses signatures 30 s off).
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -36,6 +35,7 @@ import attrs
 import httpx
 import trio
 
+from polybot.clock import epoch_ms
 from polybot.model import (
     Balance,
     BookSnapshot,
@@ -157,7 +157,8 @@ class PolymarketRestClient:
             server = parsedate_to_datetime(date).timestamp()
         except (TypeError, ValueError):
             return
-        self.clock_skew_seconds = skew = server - time.time()
+        # against the host clock the signer stamps requests with (not a replayed calendar)
+        self.clock_skew_seconds = skew = server - epoch_ms() / 1000
         if abs(skew) > self.config.skew_warn_seconds and not self._skew_warned:
             self._skew_warned = True
             log.warning(

@@ -33,7 +33,7 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -47,6 +47,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from polybot.clock import LIVE_CLOCK, Clock
 from polybot.polymarket import wire
 from polybot.polymarket.auth import Signer
 from polybot.polymarket.errors import AuthError, CredentialsRejected
@@ -147,9 +148,11 @@ class _Stream:
         progress: Callable[[], None] | None = None,
         auth_probe: Callable[[], Awaitable[object]] | None = None,
         rng: random.Random | None = None,
+        clock: Clock = LIVE_CLOCK,
     ) -> None:
         self.config = config
         self.signer = signer
+        self._clock = clock  # wall time of a reconnect, for /status
         self._events = events
         self._progress = progress or (lambda: None)
         self._auth_probe = auth_probe
@@ -215,7 +218,7 @@ class _Stream:
         st = self.status
         if st.reconnecting_since is None:
             st.reconnecting_since = trio.current_time()
-            st.reconnecting_since_wall = datetime.now(UTC)
+            st.reconnecting_since_wall = self._clock.now()
             st.attempts = 0
         st.attempts += 1
         self._progress()
@@ -271,7 +274,7 @@ class _Stream:
             self._ws = None
             st.connected = False
             st.reconnecting_since = trio.current_time()
-            st.reconnecting_since_wall = datetime.now(UTC)
+            st.reconnecting_since_wall = self._clock.now()
             st.attempts = 0
             if trio.current_time() - now >= self.config.stable_after:
                 self._backoff.reset()

@@ -65,7 +65,8 @@ def intent(local_id: str, exchange_id: str | None, price: str, qty: str,
            state: OrderState = OrderState.FILLED) -> TrackedOrder:
     return TrackedOrder(local_id=local_id, market_slug=SLUG, intent=Intent.BUY_LONG,
                         price=D(price), quantity=D(qty), state=state, exchange_id=exchange_id,
-                        cum_qty=D(qty) if state is OrderState.FILLED else D(0))
+                        cum_qty=D(qty) if state is OrderState.FILLED else D(0),
+                        created_at=datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def booked_ledger(ex: Exchange, *fills: tuple[str, str, str]) -> Ledger:

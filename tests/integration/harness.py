@@ -2,7 +2,7 @@
 websockets) against `polybot.sim` over loopback, for tests that cross the boundaries of time.
 
 Run it under `trio.testing.MockClock(autojump_threshold=…)` (the sockets are real, time is not);
-pass an `OffsetClock` to move the bot's wall clock across a trading day.
+pass a `ReplayClock` to move the bot's wall clock across a trading day.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from polybot.clock import Clock, OffsetClock
+from polybot.clock import Clock, ReplayClock
 from polybot.config import load_settings
 from polybot.runtime import Bot
 
@@ -42,9 +42,9 @@ def bot_env(sim: Any, data_dir: Path, *, live: bool, **extra: str) -> dict[str, 
     return env
 
 
-def offset_clock() -> OffsetClock:
-    """Wall time = now + Trio time since this call (+ `offset`, which a test moves)."""
-    return OffsetClock(datetime.now(UTC), start=trio.current_time())
+def replay_clock() -> ReplayClock:
+    """Wall time = now + Trio time since this call (`jump` moves the calendar)."""
+    return ReplayClock(datetime.now(UTC), origin=trio.current_time())
 
 
 @asynccontextmanager
@@ -52,7 +52,7 @@ async def running_bot(sim: Any, data_dir: Path, *, live: bool = True, clock: Clo
                       **extra: str) -> AsyncIterator[Bot]:
     """A running bot (supervised group, store writer, notifier); stopped cleanly on exit."""
     bot = Bot(load_settings(bot_env(sim, data_dir, live=live, **extra)),
-              clock=clock or offset_clock())
+              clock=clock or replay_clock())
     async with trio.open_nursery() as n:
         await n.start(bot.store.run)
         await n.start(bot.notifier.run)

@@ -19,7 +19,7 @@ from polybot import control
 from polybot import operator as operator_requests
 from polybot.sim.scenario import script_book
 from polybot.sim.testing import running_sim
-from tests.integration.harness import offset_clock, running_bot, wait_for
+from tests.integration.harness import replay_clock, running_bot, wait_for
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ async def test_a_restart_on_a_new_day_starts_the_day_after_the_reconciliation(
         tmp_path, mock_clock):
     # audit r9: a settlement while the bot was down counted as the new day's profit, so the
     # daily-loss halt fired only after a $480 loss
-    clock = offset_clock()
+    clock = replay_clock()
     async with running_sim(run_scenario=False, opticodds=True, cash=D("1000")) as sim:
         slug = sim.markets[0]
         script_book(sim.exchange, slug, bids=[("0.09", 500)], offers=[("0.10", 500)])
@@ -61,7 +61,7 @@ async def test_a_restart_on_a_new_day_starts_the_day_after_the_reconciliation(
             await trio.sleep(2)
         script_book(sim.exchange, slug)
         sim.exchange.settle(slug, D("1"))  # resolves YES while the bot is down
-        clock.offset = timedelta(days=1)
+        clock.jump(timedelta(days=1))
         async with running_bot(sim, tmp_path, live=True, clock=clock, MARKET_SLUGS=slug) as bot:
             assert await wait_for(lambda: bot.ledger.position(slug).net_qty == 0, 60)
             await trio.sleep(3)

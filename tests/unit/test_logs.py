@@ -1,6 +1,7 @@
 import io
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
@@ -63,10 +64,12 @@ def test_trades_log_is_its_own_file_of_json_lines(tmp_path):
     main = io.StringIO()
     trades = tmp_path / "trades.log"
     configure_logging(level="INFO", stream=main, trades_log_file=trades)
-    log_trade("fill", market="aec-x", qty="5", price="0.42")
+    log_trade("fill", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), market="aec-x", qty="5",
+              price="0.42")
     line = trades.read_text().strip()
     obj = json.loads(line)
-    assert obj["event"] == "fill" and obj["price"] == "0.42" and "ts" in obj
+    assert obj["event"] == "fill" and obj["price"] == "0.42"
+    assert obj["ts"] == "2026-01-02T03:04:05+00:00"  # the caller's clock, not the host's
     assert "fill" not in main.getvalue()  # not duplicated into the main log
     assert logging.getLogger(TRADES_LOGGER).propagate is False
 
