@@ -293,6 +293,7 @@ class Bot:
                                progress=progress.beat, auth_probe=self.rest.balances)
         self._markets_stream = stream
         self.books.mark_untrusted()
+        self.ledger.on_continuity_lost(None, trio.current_time())
         async with trio.open_nursery() as nursery:
             await nursery.start(stream.run)
             task_status.started()
@@ -304,6 +305,7 @@ class Bot:
                     self.executor.on_trade(event.trade)
                 elif isinstance(event, ContinuityLost):
                     self.books.mark_untrusted()
+                    self.ledger.on_continuity_lost(None, now)
                     progress.degraded(f"exchange market feed down: {event.reason}")
                 elif isinstance(event, StreamConnected):
                     progress.recovered()
@@ -314,8 +316,7 @@ class Bot:
         previous = self.books.get(slug)
         self.books.update(book)
         trusted = self.books.is_trusted(slug)
-        self.ledger.on_book(book, trusted=trusted)
-        self.executor.on_book(book, trusted=trusted)
+        self.executor.on_book(book, trusted=trusted)  # both executors mark the ledger with it
         if book.state is not MarketState.OPEN and (previous is None
                                                    or previous.state is not book.state):
             # the live executor checks soon and settles an expired market it holds once the
@@ -525,7 +526,7 @@ class Bot:
     # --- risk, operator requests, persistence ---------------------------------------------------
 
     async def observe_risk(self) -> None:
-        self.gate.observe(equity=self.ledger.equity, positions=self.ledger.positions,
+        self.gate.observe(equity=self.ledger.halt_equity(trio.current_time()), positions=self.ledger.positions,
                           open_orders=self._open_orders(), now=self.clock())
         if self._halt_cancel_pending:
             self._halt_cancel_pending = False
