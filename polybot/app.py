@@ -167,7 +167,7 @@ class Bot:
         if self.mode == "paper":
             executor = PaperExecutor(self.registry, self.ledger, self.books,
                                      recorder=self.recorder,
-                                     markets=self.markets)
+                                     markets=self.markets, settlement=self.rest.settlement)
             # Paper orders left open by a previous run no longer exist anywhere: book them cancelled.
             executor.cancel_restored(self.store.load_orders())
             return executor
@@ -189,6 +189,8 @@ class Bot:
         if self.mode == "live":
             children.append(ChildSpec("executor", self.executor_child,
                                       progress_deadline=max(60.0, 4 * stale)))
+        else:  # paper: settles resolved markets' positions
+            children.append(ChildSpec("executor", self.executor.run, progress_deadline=60.0))
         children += [
             ChildSpec("trader", self.trader_child, progress_deadline=60.0),
             ChildSpec("housekeeping", self.housekeeping_child, progress_deadline=30.0),
@@ -306,6 +308,8 @@ class Bot:
                 elif isinstance(event, ContinuityLost):
                     self.books.mark_untrusted()
                     self.ledger.on_continuity_lost(None, now)
+                    if self.mode == "paper":
+                        self.executor.on_continuity_lost()
                     progress.degraded(f"exchange market feed down: {event.reason}")
                 elif isinstance(event, StreamConnected):
                     progress.recovered()
