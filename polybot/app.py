@@ -96,6 +96,9 @@ class Counters:
     rejections: int = 0
 
 
+METADATA_REFRESH_SECONDS = 60.0  # market metadata (status, tick, fees) re-read this often
+
+
 class Bot:
     """Every component of one process, and the supervised children that drive them."""
 
@@ -257,13 +260,22 @@ class Bot:
         self._reference_loaded = True
         for slug in self.markets:
             self._mark_dirty(slug)
-        while True:  # keep the watchdog fed; metadata changes (status) arrive with the books
+        last_refresh = trio.current_time()
+        while True:  # live state changes arrive with the books; the rest with a refresh
             progress.beat()
             await trio.sleep(5.0)
+            if trio.current_time() - last_refresh >= METADATA_REFRESH_SECONDS:
+                last_refresh = trio.current_time()
+                try:
+                    await self._load_markets(refresh=True)
+                except FatalCredentialsError:
+                    raise
+                except Exception as exc:  # keep the metadata we have; try again next time
+                    log.warning("market metadata refresh failed: %s", exc)
 
-    async def _load_markets(self) -> None:
+    async def _load_markets(self, *, refresh: bool = False) -> None:
         for slug in self.settings.market_slugs:
-            if slug in self.markets:
+            if slug in self.markets and not refresh:
                 continue
             info = await self.rest.market_by_slug(slug)
             if info.event_id and info.start_time is None:
@@ -275,7 +287,8 @@ class Bot:
                     log.warning("event of %s not loaded (%s): start time from OpticOdds", slug, exc)
             self.markets[slug] = info
             self.event_of[slug] = info.event_id or slug
-        log.info("market metadata loaded for %d market(s)", len(self.markets))
+        if not refresh:
+            log.info("market metadata loaded for %d market(s)", len(self.markets))
 
     async def markets_child(self, progress: Progress, *,
                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -22,7 +22,7 @@ import trio.testing
 
 from polybot.app import Bot
 from polybot.config import load_settings
-from polybot.model import MarketState
+from polybot.model import MarketState, MarketStatus
 from polybot.sim.scenario import script_book
 from polybot.sim.testing import running_sim
 
@@ -115,7 +115,9 @@ async def test_paper_settles_a_resolved_market_at_its_settlement_value(tmp_path)
             await trio.sleep(2)
             cash_before = bot.ledger.cash
             sim.exchange.settle(slug, D("0"))
-            assert await wait_for(lambda: bot.ledger.position(slug).net_qty == 0, 30)
+            assert await wait_for(lambda: bot.ledger.position(slug).net_qty == 0, 30), (
+                f"paper position {bot.ledger.position(slug).net_qty} 30 s after settlement, "
+                f"equity {bot.ledger.equity}")
             assert bot.ledger.markets[slug].settled_value == D("0")
             assert bot.ledger.cash == cash_before  # a losing long pays nothing
             assert bot.ledger.equity == bot.ledger.cash
@@ -136,4 +138,8 @@ async def test_a_market_halted_at_start_is_traded_once_it_reopens(tmp_path):
             assert bot.ledger.position(slug).net_qty == 0
             ex.set_market_state(slug, MarketState.OPEN)
             script_book(ex, slug, bids=[("0.05", 500)], offers=[("0.10", 500)])
-            assert await wait_for(lambda: bot.ledger.position(slug).net_qty > 0, 15)
+            assert await wait_for(lambda: bot.ledger.position(slug).net_qty > 0, 15), (
+                f"no trade 15 s after reopening: cached status {bot.markets[slug].status}, "
+                f"signals {bot.counters.signals}")
+            # the cached metadata follows too, with the periodic refresh
+            assert await wait_for(lambda: bot.markets[slug].status is MarketStatus.OPEN, 70)
