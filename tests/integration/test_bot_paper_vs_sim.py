@@ -22,7 +22,14 @@ import trio.testing
 
 from polybot.app import Bot
 from polybot.config import load_settings
-from polybot.model import MarketState, MarketStatus
+from polybot.model import (
+    Intent,
+    MarketState,
+    MarketStatus,
+    OrderRequest,
+    OrderState,
+    TimeInForce,
+)
 from polybot.sim.scenario import script_book
 from polybot.sim.testing import running_sim
 
@@ -143,3 +150,36 @@ async def test_a_market_halted_at_start_is_traded_once_it_reopens(tmp_path):
                 f"signals {bot.counters.signals}")
             # the cached metadata follows too, with the periodic refresh
             assert await wait_for(lambda: bot.markets[slug].status is MarketStatus.OPEN, 70)
+
+
+async def test_a_resting_paper_order_does_not_survive_maintenance(tmp_path):
+    # money-audit "paper realism": the exchange cancels every order at maintenance; a paper order
+    # kept through it would fill as maker against the first book after reopening. The Bot's own
+    # market feed child (real stream vs the sim) runs alone here: without the trader, no signal
+    # sync can cancel the order for another reason.
+    from polybot.supervisor import Progress
+
+    async with running_sim(run_scenario=False, cash=D("1000")) as sim:
+        slug = sim.markets[0]
+        script_book(sim.exchange, slug, bids=[("0.05", 500)], offers=[("0.10", 500)])
+        bot = Bot(load_settings(env_for(sim, tmp_path, slug)))
+        async with trio.open_nursery() as n:
+            await n.start(bot.store.run)
+            await n.start(bot.markets_child, Progress("markets", None))
+            assert await wait_for(lambda: bot.books.is_trusted(slug), 20)
+            order = await bot.executor.submit(
+                OrderRequest(slug, Intent.BUY_LONG, D("0.04"), D(10), tif=TimeInForce.GTC))
+            assert order.state is OrderState.NEW and bot.executor.resting == [order]
+            sim.faults.maintenance = True
+            await trio.sleep(3)
+            sim.faults.maintenance = False
+            # the first quote after reopening crosses the old bid
+            script_book(sim.exchange, slug, bids=[], offers=[("0.03", 10)])
+            assert await wait_for(lambda: bot.books.is_trusted(slug) and bot.books.best_offer(
+                slug) is not None and bot.books.best_offer(slug).price == D("0.03"), 30)
+            await trio.sleep(1)
+            assert (order.state, order.cum_qty) == (OrderState.CANCELED, 0)
+            assert bot.ledger.position(slug).net_qty == 0
+            n.cancel_scope.cancel()
+        await bot.rest.aclose()
+        bot.store.close()
