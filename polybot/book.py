@@ -11,10 +11,8 @@ Two traps this module exists to defuse:
   continuity is lost; the book stays untrusted (no signals may come from it) until a fresh full
   book arrives. A frame that was received before the loss (still queued in a channel) does not
   restore trust.
-- **Marks.** Equity marks a long position at the best bid and a short one at the best offer. After
-  maintenance the exchange may send an empty book; marking at "nothing" would value positions at
-  zero and trip the drawdown halt. So the store remembers the last *trusted* best bid and best
-  offer per market and keeps them through empty or untrusted books.
+
+Marks are not kept here: the ledger owns them (`Ledger.on_book` reads each book).
 
 A quiet market is not stale: freshness is a property of the stream (the feed's watchdog), not of
 how long ago a book changed, so there is no per-book age check here.
@@ -92,8 +90,6 @@ class _Entry:
     book: BookSnapshot
     trusted: bool
     lost_at: float | None = None  # clock time of the last continuity loss
-    mark_bid: Decimal | None = None  # last trusted best bid
-    mark_offer: Decimal | None = None  # last trusted best offer
 
 
 def _normalise(book: BookSnapshot) -> BookSnapshot:
@@ -106,7 +102,7 @@ def _normalise(book: BookSnapshot) -> BookSnapshot:
 
 
 class BookStore:
-    """Latest full book per market, with trust and last-trusted marks. Single writer: the market feed."""
+    """Latest full book per market, with its trust. Single writer: the market feed."""
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
@@ -119,7 +115,7 @@ class BookStore:
         """Replace the market's book with a fresh full book.
 
         The book is trusted unless it was received (``received_at``) before the market's last
-        continuity loss. Marks move only with a trusted, non-empty side.
+        continuity loss.
         """
         book = _normalise(book)
         entry = self._entries.get(book.market_slug)
@@ -135,10 +131,6 @@ class BookStore:
             entry.trusted = trusted
         if trusted:
             entry.lost_at = None
-            if book.bids:
-                entry.mark_bid = book.bids[0].price
-            if book.offers:
-                entry.mark_offer = book.offers[0].price
         self.updates += 1
 
     def mark_untrusted(self, slug: str | None = None, *, at: float | None = None) -> None:
@@ -202,40 +194,6 @@ class BookStore:
         if book is None:
             return EMPTY_WALK
         return depth_walk(book, side, limit, max_qty)
-
-    def mark(self, slug: str, net_qty: Decimal) -> Decimal | None:
-        """The price a signed YES position is marked at: long at the bid, short at the offer.
-
-        It is the last trusted best price of that side, kept through empty and untrusted books;
-        None if no trusted book ever showed that side (the ledger then keeps its own fallback,
-        e.g. the average cost).
-        """
-        entry = self._entries.get(slug)
-        if entry is None or net_qty == 0:
-            return None
-        return entry.mark_bid if net_qty > 0 else entry.mark_offer
-
-    def marks(self) -> dict[str, tuple[Decimal | None, Decimal | None]]:
-        """(last trusted best bid, last trusted best offer) per market."""
-        return {slug: (e.mark_bid, e.mark_offer) for slug, e in self._entries.items()}
-
-    def restore_marks(self, marks: dict[str, tuple[Decimal | None, Decimal | None]]) -> None:
-        """Seed last-trusted marks (e.g. from the store at start) for markets without a book yet.
-
-        The books themselves stay absent (so untrusted) until the feed delivers them.
-        """
-        for slug, (bid, offer) in marks.items():
-            entry = self._entries.get(slug)
-            if entry is None:
-                entry = _Entry(
-                    book=BookSnapshot(market_slug=slug, bids=(), offers=(), state=MarketState.UNKNOWN),
-                    trusted=False,
-                )
-                self._entries[slug] = entry
-            if entry.mark_bid is None:
-                entry.mark_bid = bid
-            if entry.mark_offer is None:
-                entry.mark_offer = offer
 
     def slugs(self) -> Iterator[str]:
         return iter(self._entries)

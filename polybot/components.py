@@ -112,7 +112,7 @@ def build(settings: Settings, clock: Clock) -> Components:
     executor: Venue
     if settings.trading_mode == "paper":
         paper = PaperExecutor(registry, ledger, books, recorder=recorder, markets=universe.info_map,
-                              clock=clock)
+                              clock=clock, settlement=rest.settlement)
         # Paper orders left open by a previous run no longer exist anywhere: book them cancelled.
         paper.cancel_restored(store.load_orders())
         executor = paper

@@ -39,7 +39,6 @@ from polybot.model import (
     BookSnapshot,
     Intent,
     MarketState,
-    MarketStatus,
     OrderRequest,
     Rejection,
     Signal,
@@ -113,20 +112,6 @@ class Counters:
     rejections: int = 0
 
 
-# The exchange's market states that mean "no trading now" (a halt, a suspension, not open yet)
-# and "never again" (settled, closed); the market's status follows the book's state.
-_STATUS_OF_STATE = {
-    MarketState.OPEN: MarketStatus.OPEN,
-    MarketState.PREOPEN: MarketStatus.HALTED,
-    MarketState.SUSPENDED: MarketStatus.HALTED,
-    MarketState.HALTED: MarketStatus.HALTED,
-    MarketState.MATCH_AND_CLOSE_AUCTION: MarketStatus.HALTED,
-    MarketState.EXPIRED: MarketStatus.RESOLVING,
-    MarketState.TERMINATED: MarketStatus.CLOSED,
-    MarketState.CLOSED: MarketStatus.CLOSED,
-}
-
-
 class TradingEngine:
     def __init__(
         self,
@@ -160,16 +145,14 @@ class TradingEngine:
     # --- what the feeds say -----------------------------------------------------------------------
 
     def book_replaced(self, book: BookSnapshot) -> list[Command]:
-        """A full book from the markets stream: books, marks, the market's status."""
+        """A full book from the markets stream: books and the ledger's marks (its one writer).
+        The book's state is the market's live state (the strategy reads it from the book)."""
         slug = book.market_slug
         previous = self.books.get(slug)
         self.books.update(book)
         self.ledger.on_book(book, trusted=self.books.is_trusted(slug))
         if previous is not None and previous.state is book.state:
             return []
-        status = _STATUS_OF_STATE.get(book.state)
-        if status is not None:
-            self.universe.set_status(slug, status)
         if book.state is not MarketState.OPEN:
             # the venue checks soon and settles an expired market it holds once the value is
             # published, even when the private stream's resolution frame was lost
@@ -177,39 +160,41 @@ class TradingEngine:
         return []
 
     def continuity_lost(self, at: float) -> None:
-        """The markets stream reconnects: no book is trusted until a newer frame arrives."""
+        """The markets stream reconnects: no book is trusted until a newer frame arrives, and a
+        changed mark counts for the halts only once it has held (the ledger's halt-mark rule)."""
         self.books.mark_untrusted(at=at)
+        self.ledger.on_continuity_lost(None, at)
 
     # --- what the account says --------------------------------------------------------------------
 
-    def reconciled(self, now: datetime) -> None:
+    def reconciled(self, now: datetime, mono: float) -> None:
         """The first reconciliation (live) or the ledger's restore (paper) is done."""
-        self.trading.begin(self.ledger.equity, now)
+        self.trading.begin(self.ledger.halt_equity(mono), now)
 
     def transfer(self, amount: Decimal) -> None:
         """A completed deposit or withdrawal (already in the ledger's cash): not P&L."""
         self.trading.on_transfer(amount)
 
-    def adopted(self, now: datetime, why: str) -> None:
+    def adopted(self, now: datetime, mono: float, why: str) -> None:
         """A new account behind the ledger (mode switch): the trading state re-bases."""
-        self.trading.rebase(self.ledger.equity, now, why)
+        self.trading.rebase(self.ledger.halt_equity(mono), now, why)
 
     # --- the operator and the clock ---------------------------------------------------------------
 
-    def operator_files(self, signals: FileSignals, now: datetime) -> list[Command]:
+    def operator_files(self, signals: FileSignals, now: datetime, mono: float) -> list[Command]:
         """One poll of the kill switch and the resume request."""
         if signals.resume:
-            self.trading.resume(self.ledger.equity, now)
+            self.trading.resume(self.ledger.halt_equity(mono), now)
         self.trading.set_kill(signals.kill, signals.kill_reason, now)
         return self._pending_cancels()
 
     def request_flatten(self) -> None:
         self.trading.request_flatten()
 
-    def tick(self, now: datetime) -> list[Command]:
-        """Roll the trading day and check the halts (the housekeeping second)."""
+    def tick(self, now: datetime, mono: float) -> list[Command]:
+        """Roll the trading day and check the halts on the halt equity (the housekeeping second)."""
         over_cap = self.exposure.portfolio > self.gate.limits.max_portfolio_exposure
-        self.trading.observe(self.ledger.equity, now, over_cap=over_cap)
+        self.trading.observe(self.ledger.halt_equity(mono), now, over_cap=over_cap)
         return self._pending_cancels()
 
     def on_notice(self, notice: Notice) -> None:

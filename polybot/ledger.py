@@ -25,6 +25,13 @@ Traps this module defuses:
 - **Marks to zero.** Equity marks a long at the best bid and a short at the best offer; an empty or
   untrusted book keeps the last trusted mark, and a position never marked yet is valued at its
   average cost. A settled market is valued at its settlement value.
+- **A stub quote halting the day.** The best price of any size is a fine display mark but a bad
+  one to halt on: after maintenance the first bid may be 1 contract at 0.01. Halts read
+  `halt_equity`, where each position is valued at its *halt mark*: the VWAP of walking the side
+  it would close into for its whole size, any size beyond the book at the last trusted halt mark;
+  after a continuity loss (`on_continuity_lost`) a changed halt mark counts only once it has held
+  for `HALT_HOLD_SECONDS` (see `_HaltMark`). Its sum is kept as a running total, updated when one
+  position's halt value changes, so no book frame sums every position.
 
 Realized P&L is gross of fees; fees (positive = charged, negative = rebate) are kept separately and
 already taken out of cash. Deposits and withdrawals are transfers: they move cash, the day's start
@@ -34,6 +41,7 @@ equity and the high-water mark together, so they are never P&L.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -43,6 +51,9 @@ import attrs
 from polybot.model import ONE, ZERO, BookSnapshot, Execution, Fill, Intent, Position
 
 log = logging.getLogger(__name__)
+
+# After a continuity loss a changed halt mark counts only once it has held this long (seconds).
+HALT_HOLD_SECONDS = 3.0
 
 
 class LedgerError(ValueError):
@@ -90,6 +101,47 @@ class LedgerState:
     bookings: tuple[OrderBooking, ...] = ()
 
 
+@attrs.define(slots=True)
+class _HaltMark:
+    """The halt mark of one market's position (in memory; rebuilt from the marks at restore).
+
+    `px` is the last trusted halt mark (a YES price per contract) and `value` the position's
+    value at it, the amount counted in the ledger's running total. While `lost_at` is set the
+    market is on probation after a continuity loss: each trusted frame's candidate mark goes to
+    `seen` (clock time, price) and `px` moves only to a price the candidates have held for
+    `HALT_HOLD_SECONDS`: the whole window at one price ends the probation; a window wholly below
+    (above) `px` moves `px` to its highest (lowest) price, the level the mark has been at or past
+    for the whole window, and the probation goes on; a window on both sides of `px` changes nothing.
+    """
+
+    px: Decimal
+    value: Decimal = ZERO
+    lost_at: float | None = None
+    seen: deque[tuple[float, Decimal]] = attrs.field(factory=deque)
+
+
+def _halt_value(net_qty: Decimal, px: Decimal) -> Decimal:
+    return net_qty * px if net_qty > 0 else -net_qty * (ONE - px)
+
+
+def _walk_px(net_qty: Decimal, book: BookSnapshot, last: Decimal) -> Decimal:
+    """VWAP (YES price) of closing `net_qty` into `book`; size beyond the book at `last`."""
+    want = abs(net_qty)
+    notional = ZERO
+    left = want
+    for level in (book.bids if net_qty > 0 else book.offers):
+        if left <= 0:
+            break
+        take = level.qty if level.qty < left else left
+        if take <= 0:
+            continue
+        notional += take * level.price
+        left -= take
+    if left == want:
+        return last  # nothing on that side: the last trusted mark, exactly
+    return (notional + left * last) / want
+
+
 class Ledger:
     def __init__(self, cash: Decimal = ZERO, *, initial_cash: Decimal | None = None) -> None:
         self.cash = Decimal(cash)
@@ -108,6 +160,9 @@ class Ledger:
         self._dirty_bookings: set[str] = set()
         # hears every change of a position's quantity or cost (the running exposure follows it)
         self.on_position: Callable[[Position], None] | None = None
+        self._halt: dict[str, _HaltMark] = {}
+        self._halt_total = ZERO  # Σ _halt[s].value, kept running
+        self._probation: set[str] = set()  # markets whose _HaltMark.lost_at is set
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -172,6 +227,24 @@ class Ledger:
     def equity(self) -> Decimal:
         """Cash + positions marked: long at the bid, short at the offer, through empty books."""
         return self.cash + sum((self.market_value(s) for s in self._markets), ZERO)
+
+    def halt_mark(self, market_slug: str) -> Decimal | None:
+        """The YES price a position is valued at for halts (None when flat); see `_HaltMark`."""
+        m = self._markets.get(market_slug)
+        h = self._halt.get(market_slug)
+        if m is None or m.net_qty == 0 or h is None:
+            return None
+        return h.px
+
+    def halt_equity(self, now: float) -> Decimal:
+        """Cash + every position at its halt mark: what the daily-loss and drawdown halts read.
+
+        `now` is the monotonic clock time (the clock of `BookSnapshot.received_at`): marks on
+        probation after a continuity loss that have held long enough count from here on.
+        """
+        for slug in list(self._probation):
+            self._settle_probation(slug, now)
+        return self.cash + self._halt_total
 
     @property
     def pnl(self) -> Decimal:
@@ -368,10 +441,94 @@ class Ledger:
         if not self._high_water_current or self.market_value(market_slug) > before:
             self._touch_high_water()
 
-    def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> None:
+    def on_book(self, book: BookSnapshot, *, trusted: bool = True, now: float | None = None) -> None:
+        """A full book: the display marks (best prices) and the halt mark (a walk of the book).
+
+        `now` defaults to the book's `received_at` (both on the monotonic clock).
+        """
         bid, offer = book.best_bid, book.best_offer
         self.update_marks(book.market_slug, bid.price if bid else None,
                           offer.price if offer else None, trusted=trusted)
+        if not trusted:
+            return
+        h = self._halt.get(book.market_slug)
+        m = self._markets.get(book.market_slug)
+        if h is None or m is None or m.net_qty == 0 or m.settled_value is not None:
+            return
+        at = book.received_at if now is None else now
+        candidate = _walk_px(m.net_qty, book, h.px)
+        if h.lost_at is None:
+            if candidate != h.px:
+                h.px = candidate
+                self._revalue(h, m.net_qty)
+            return
+        if at < h.lost_at:
+            return  # received before the loss: not evidence of anything after it
+        if not h.seen or h.seen[-1][1] != candidate:
+            h.seen.append((at, candidate))
+        self._settle_probation(book.market_slug, at)
+
+    def on_continuity_lost(self, market_slug: str | None, at: float) -> None:
+        """The market feed lost continuity (reconnect, maintenance) for one market or all, at `at`.
+
+        Until a changed halt mark has held for `HALT_HOLD_SECONDS` after this, halts keep the
+        last trusted one (a stub quote in the first frames must not halt the day).
+        """
+        slugs = list(self._halt) if market_slug is None else [market_slug]
+        for slug in slugs:
+            h = self._halt.get(slug)
+            if h is None:
+                continue
+            h.lost_at = at
+            h.seen.clear()
+            self._probation.add(slug)
+
+    def _settle_probation(self, slug: str, now: float) -> None:
+        h = self._halt.get(slug)
+        if h is None or h.lost_at is None:
+            self._probation.discard(slug)
+            return
+        since = now - HALT_HOLD_SECONDS
+        seen = h.seen
+        while len(seen) > 1 and seen[1][0] <= since:
+            seen.popleft()  # superseded before the window began
+        if not seen or seen[0][0] > since:
+            return  # no candidate has held for the whole window yet
+        prices = [px for _, px in seen]
+        lo, hi = min(prices), max(prices)
+        if lo == hi:
+            new = lo
+            h.lost_at = None
+            seen.clear()
+            self._probation.discard(slug)
+        elif hi < h.px:
+            new = hi
+        elif lo > h.px:
+            new = lo
+        else:
+            return
+        if new != h.px:
+            h.px = new
+            m = self._markets.get(slug)
+            self._revalue(h, m.net_qty if m is not None else ZERO)
+
+    def _revalue(self, h: _HaltMark, net_qty: Decimal) -> None:
+        value = _halt_value(net_qty, h.px) if net_qty != 0 else ZERO
+        self._halt_total += value - h.value
+        h.value = value
+
+    def _rehalt(self, m: MarketBook, before: Decimal) -> None:
+        """Keep the halt value of `m`'s position current after its size changed (was `before`)."""
+        h = self._halt.get(m.market_slug)
+        if m.net_qty == 0 or m.settled_value is not None:
+            if h is not None:
+                self._revalue(h, ZERO)
+            return
+        if h is None:
+            h = self._halt[m.market_slug] = _HaltMark(px=m.avg_price)
+        elif before == 0 or (before > 0) != (m.net_qty > 0):
+            h.px = m.avg_price  # a new position (or a flip): its own price until a book walks it
+        self._revalue(h, m.net_qty)
 
     def settle(self, market_slug: str, value: Decimal) -> Decimal:
         """Resolve a market at `value` in [0, 1]; returns the P&L realized by it (gross of fees)."""
@@ -436,7 +593,9 @@ class Ledger:
     # --- persistence -----------------------------------------------------------------------------
 
     def _set_market(self, m: MarketBook) -> None:
+        old = self._markets.get(m.market_slug)
         self._store_market(m)
+        self._rehalt(m, old.net_qty if old is not None else ZERO)
         self._touch_high_water()
 
     def _store_market(self, m: MarketBook) -> None:
@@ -485,4 +644,10 @@ class Ledger:
         led._high_water = state.high_water
         led._markets = {m.market_slug: m for m in state.markets}
         led._bookings = {b.order_id: b for b in state.bookings}
+        for m in state.markets:
+            if m.net_qty != 0 and m.settled_value is None:
+                # the last trusted display mark is the best halt mark known before a book walks
+                mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
+                h = led._halt[m.market_slug] = _HaltMark(px=m.avg_price if mark is None else mark)
+                led._revalue(h, m.net_qty)
         return led

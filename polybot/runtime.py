@@ -59,6 +59,7 @@ from polybot.engine import (
 )
 from polybot.errors import EXIT_OK, EXIT_UNCONFIRMED, FatalCredentialsError
 from polybot.execution.live import LiveExecutor
+from polybot.execution.paper import PaperExecutor
 from polybot.health import HealthApp, HealthSources, serve_health
 from polybot.model import OrderRequest, TradingState
 from polybot.notify import Level
@@ -71,7 +72,7 @@ log = logging.getLogger("polybot.app")
 SHUTDOWN_BOUND_SECONDS = 8.0  # signal to flushed store, inside the 10 s the operator is promised
 CREATE_WAIT_SECONDS = 3.0  # of those, at most this long for creates in flight to be answered
 FLATTEN_ROUNDS = 5
-METADATA_REFRESH_SECONDS = 300.0  # market status and metadata are re-read this often
+METADATA_REFRESH_SECONDS = 60.0  # market metadata (status, tick, fees) re-read this often
 
 
 class Bot:
@@ -92,10 +93,12 @@ class Bot:
         self.books, self.fair_values, self.engine = c.books, c.fair_values, c.engine
         self.executor, self.recorder, self.rest, self.signer = c.executor, c.recorder, c.rest, c.signer
         self.live: LiveExecutor | None = c.executor if isinstance(c.executor, LiveExecutor) else None
+        self.paper: PaperExecutor | None = (c.executor if isinstance(c.executor, PaperExecutor)
+                                            else None)
         if self.live is not None:
             self.live.may_send = self._may_send
         else:  # paper: the ledger restored is the account
-            self.engine.reconciled(self.clock.now())
+            self.engine.reconciled(self.clock.now(), self.clock.monotonic())
         self.counters = self.engine.counters
         self.recent_errors: deque[str] = deque(maxlen=20)
         self.stopping = False
@@ -126,6 +129,9 @@ class Bot:
         if self.live is not None:
             children.append(ChildSpec("executor", self.executor_child,
                                       progress_deadline=max(60.0, 4 * stale)))
+        elif self.paper is not None:  # settles resolved markets' positions at the published value
+            children.append(ChildSpec("settlements", self.paper.settle_resolved,
+                                      progress_deadline=60.0))
         children += [
             ChildSpec("trader", self.trader_child, progress_deadline=60.0),
             ChildSpec("control", self.control_child, progress_deadline=30.0),
@@ -227,6 +233,7 @@ class Bot:
                     self.executor.on_trade(event.trade)
                 elif isinstance(event, ContinuityLost):
                     self.engine.continuity_lost(at=now)
+                    self.executor.on_continuity_lost()
                     progress.degraded(f"exchange market feed down: {event.reason}")
                 elif isinstance(event, StreamConnected):
                     progress.recovered()
@@ -298,7 +305,7 @@ class Bot:
             while True:
                 if live.reconciled and not self.trading.begun:
                     # the day's baselines only now: the ledger holds what the exchange holds
-                    self.engine.reconciled(self.clock.now())
+                    self.engine.reconciled(self.clock.now(), self.clock.monotonic())
                 # An exchange the executor cannot reconcile with is a dependency down: /health
                 # says "degraded" and why (it stays 200), /ready says 503.
                 if live.trading_allowed:
@@ -373,7 +380,8 @@ class Bot:
         while True:
             progress.beat()
             signals = control.poll_files(self.settings.data_dir)
-            await self.execute(self.engine.operator_files(signals, self.clock.now()))
+            await self.execute(self.engine.operator_files(signals, self.clock.now(),
+                                                          self.clock.monotonic()))
             await trio.sleep(control.POLL_SECONDS)
 
     async def housekeeping_child(self, progress: Progress, *,
@@ -391,7 +399,7 @@ class Bot:
             while True:
                 progress.beat()
                 now = trio.current_time()
-                await self.execute(self.engine.tick(self.clock.now()))
+                await self.execute(self.engine.tick(self.clock.now(), now))
                 self.handle_operator_requests(nursery)
                 self.persist()
                 if now - last_equity_snapshot >= 60.0:

@@ -143,6 +143,9 @@ def _signal(
     )
 
 
+FINAL_STATUSES = frozenset({MarketStatus.CLOSED, MarketStatus.RESOLVING, MarketStatus.RESOLVED})
+
+
 def evaluate(
     book: BookSnapshot | None,
     fair: FairValue | None,
@@ -164,7 +167,9 @@ def evaluate(
     """
     if book is None or fair is None or not book_trusted or not fair_trusted:
         return []
-    if book.state is not MarketState.OPEN or market.status is not MarketStatus.OPEN:
+    # The book's state is the market's live state (the markets stream carries every change);
+    # the metadata status, refreshed periodically, only vetoes for good once the market is over.
+    if book.state is not MarketState.OPEN or market.status in FINAL_STATUSES:
         return []
     bid, offer = book.best_bid, book.best_offer
     if bid is not None and offer is not None and bid.price >= offer.price:

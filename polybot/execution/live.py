@@ -375,8 +375,11 @@ class LiveExecutor:
         return book
 
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
-        """Marks only: live fills come from the exchange."""
-        self.ledger.on_book(book, trusted=trusted)
+        """Nothing: live fills come from the exchange, and the engine marks the ledger."""
+        return []
+
+    def on_continuity_lost(self) -> list[TrackedOrder]:
+        """Nothing: the exchange reports what it cancelled at maintenance on the order stream."""
         return []
 
     def on_trade(self, trade: TradePrint) -> list[Fill]:

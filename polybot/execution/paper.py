@@ -15,11 +15,19 @@ Matching rules:
 - A resting order fills as maker (rebate, Θ −0.0125) at its own price only when a later book
   crosses it (an offer at or below a resting bid; a bid at or above a resting offer) or a trade
   prints strictly through it. It is cancelled when its signal disappears or its limit moves
-  (`sync_signals`), on `cancel`, and at restart (paper orders do not survive a restart:
+  (`sync_signals`), on `cancel`, when the market feed loses continuity (`on_continuity_lost`:
+  the exchange cancels every order at maintenance), when its market resolves, and at restart
+  (paper orders do not survive a restart:
   `cancel_restored` cancels them through the normal path so the store agrees).
 - An order is rejected, like the exchange would, when the part of it that opens exposure (beyond
   closing the current position) costs more at its limit, taker fee included, than cash minus what
   resting opening orders reserve; so cash never goes negative.
+
+**Settlement.** A market leaving OPEN for EXPIRED or TERMINATED (`on_market_state`, from the
+market's book) has been resolved: the exchange cancels its orders and pays each position its
+settlement value. The paper executor cancels its resting orders there at once and, in `run` (a
+supervised child), asks the exchange's public settlement endpoint (`settlement`, the one the live
+executor uses) until the value is published, then settles the paper position in the ledger.
 
 **Liquidity memory.** The real book does not know about paper fills, so the next frame still shows
 the size we just "took". Per market, side and price the executor remembers the level size it saw
@@ -34,7 +42,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -81,6 +89,14 @@ class IntentRecorder(ExecutionRecorder, Protocol):
     async def record_intent(self, order: TrackedOrder) -> None: ...
 
 
+class Beat(Protocol):
+    def beat(self) -> None: ...
+
+
+SettlementLookup = Callable[[str], Awaitable[Decimal | None]]
+RESOLVED_STATES = (MarketState.EXPIRED, MarketState.TERMINATED)
+
+
 @attrs.define
 class _Taken:
     level_qty: Decimal  # the level's size when we took from it
@@ -116,6 +132,8 @@ class PaperExecutor:
         recorder: IntentRecorder | None = None,
         markets: Mapping[str, MarketInfo] | None = None,
         clock: Clock | None = None,
+        settlement: SettlementLookup | None = None,
+        settle_poll_seconds: float = 2.0,
     ) -> None:
         self.registry = registry
         self.ledger = ledger
@@ -127,6 +145,9 @@ class PaperExecutor:
         self._resting: dict[str, _Sim] = {}
         self._exec_ids = itertools.count(1)
         self._session = uuid.uuid4().hex[:8]
+        self._settlement = settlement
+        self._settle_poll = settle_poll_seconds
+        self._unsettled: set[str] = set()  # resolved markets whose paper position awaits its value
 
     # --- submitting -------------------------------------------------------------------------------
 
@@ -248,9 +269,9 @@ class PaperExecutor:
     # --- market data driving resting orders -------------------------------------------------------
 
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
-        """A new full book: refresh memory and marks, fill resting orders it crosses (as maker)."""
+        """A new full book: refresh memory, fill resting orders it crosses (as maker). The engine
+        has already marked the ledger with it (the ledger's marks have one writer)."""
         self._refresh(book)
-        self.ledger.on_book(book, trusted=trusted)
         if not trusted or book.state is not MarketState.OPEN:
             return []
         fills: list[Fill] = []
@@ -264,6 +285,49 @@ class PaperExecutor:
                     self._consume(book.market_slug, side, level, take)
                     fills += self._maker_fill(sim, take)
         return fills
+
+    def on_continuity_lost(self) -> list[TrackedOrder]:
+        """The market feed dropped: cancel every resting paper order.
+
+        The exchange cancels every order at maintenance, and from here a maintenance cannot be
+        told from a plain reconnect; a paper order kept through it would fill against the first
+        book after reopening, which the real one cannot (never kinder than the exchange).
+        """
+        return self.cancel_all(reason="market feed continuity lost (maintenance cancels all)")
+
+    def on_market_state(self, market_slug: str, state: MarketState) -> None:
+        """The market's book left OPEN; a resolved market cancels our orders and is settled."""
+        if state not in RESOLVED_STATES:
+            return
+        self.cancel_all(market_slug, reason="market resolved")
+        if self.ledger.position(market_slug).net_qty != 0:
+            self._unsettled.add(market_slug)
+
+    async def settle_resolved(self, progress: Beat, *,
+                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Settle resolved markets' paper positions once the exchange publishes their value
+        (a supervised child in paper mode)."""
+        task_status.started()
+        while True:
+            progress.beat()
+            for slug in sorted(self._unsettled):
+                await self._settle_if_published(slug)
+            await trio.sleep(self._settle_poll)
+
+    async def _settle_if_published(self, slug: str) -> None:
+        if self._settlement is None:
+            return
+        try:
+            value = await self._settlement(slug)
+        except Exception as exc:  # the exchange may be busy or in maintenance: ask again later
+            log.warning("paper: settlement of %s not readable: %s", slug, exc)
+            return
+        if value is None:
+            return
+        self._unsettled.discard(slug)
+        if self.ledger.position(slug).net_qty != 0:
+            realized = self.ledger.settle(slug, value)
+            log.info("paper: %s settled at %s, realized %s", slug, value, realized)
 
     def on_trade(self, trade: TradePrint) -> list[Fill]:
         """A trade printed strictly through a resting order's price fills it (as maker)."""
@@ -359,9 +423,6 @@ class PaperExecutor:
         return [s.order for s in self._resting.values()]
 
     # --- the rest of the Venue surface (execution/venue.py) ----------------------------------------
-
-    def on_market_state(self, market_slug: str, state: MarketState) -> None:
-        """Nothing to do: `on_book` already sees the state (no fills unless OPEN)."""
 
     def can_submit(self, market_slug: str) -> bool:
         return True  # paper creates are answered at once: none is ever in flight

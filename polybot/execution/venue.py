@@ -53,6 +53,10 @@ class Venue(Protocol):
 
     def on_trade(self, trade: TradePrint) -> list[Fill]: ...
 
+    def on_continuity_lost(self) -> list[TrackedOrder]:
+        """The markets feed dropped (paper cancels its resting orders, as maintenance would)."""
+        ...
+
     def on_market_state(self, market_slug: str, state: MarketState) -> None: ...
 
     # --- deciding ---

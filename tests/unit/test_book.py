@@ -70,10 +70,9 @@ def test_store_sorts_levels_best_first_and_drops_empty_ones():
     assert [x.price for x in b.offers] == [D("0.55"), D("0.60")]
 
 
-def test_unknown_market_is_untrusted_and_has_no_mark():
+def test_unknown_market_is_untrusted_and_has_no_depth():
     s = BookStore()
     assert not s.is_trusted("nope") and not s.is_tradable("nope")
-    assert s.mark("nope", D("5")) is None
     assert s.walk("nope", Side.BUY, D("0.99")).qty == 0
 
 
@@ -112,10 +111,8 @@ def test_book_received_before_the_loss_does_not_restore_trust():
     s.mark_untrusted("m1", at=5.0)
     s.update(book(bids=[("0.10", "1")], received_at=4.0))  # queued before the loss
     assert not s.is_trusted("m1")
-    assert s.mark("m1", D("1")) == D("0.40")
     s.update(book(bids=[("0.41", "1")], received_at=6.0))
     assert s.is_trusted("m1")
-    assert s.mark("m1", D("1")) == D("0.41")
 
 
 def test_loss_of_all_at_a_time_also_covers_markets_seen_later():
@@ -125,46 +122,6 @@ def test_loss_of_all_at_a_time_also_covers_markets_seen_later():
     assert not s.is_trusted("new")
     s.update(book(slug="new", bids=[("0.40", "1")], received_at=5.5))
     assert s.is_trusted("new")
-
-
-def test_marks_long_at_bid_short_at_offer():
-    s = BookStore()
-    s.update(BOOK)
-    assert s.mark("m1", D("3")) == D("0.48")
-    assert s.mark("m1", D("-3")) == D("0.50")
-    assert s.mark("m1", D("0")) is None
-
-
-def test_empty_book_keeps_last_trusted_marks():
-    s = BookStore()
-    s.update(BOOK)
-    s.update(book(state=MarketState.SUSPENDED))  # maintenance: empty book
-    assert s.mark("m1", D("3")) == D("0.48")
-    assert s.mark("m1", D("-3")) == D("0.50")
-    s.update(book(bids=[("0.44", "1")]))  # one side back: only that mark moves
-    assert s.mark("m1", D("3")) == D("0.44")
-    assert s.mark("m1", D("-3")) == D("0.50")
-
-
-def test_untrusted_book_does_not_move_marks():
-    s = BookStore()
-    s.update(BOOK)
-    s.mark_untrusted("m1", at=10.0)
-    s.update(book(bids=[("0.01", "1")], offers=[("0.99", "1")], received_at=9.0))
-    assert s.mark("m1", D("3")) == D("0.48")
-    assert s.mark("m1", D("-3")) == D("0.50")
-
-
-def test_restored_marks_serve_until_a_book_arrives_without_trusting_it():
-    s = BookStore()
-    s.restore_marks({"m1": (D("0.40"), D("0.45"))})
-    assert s.mark("m1", D("1")) == D("0.40")
-    assert s.mark("m1", D("-1")) == D("0.45")
-    assert not s.is_trusted("m1")
-    s.update(book(state=MarketState.OPEN))
-    assert s.is_trusted("m1")
-    assert s.mark("m1", D("1")) == D("0.40")  # empty fresh book keeps the restored mark
-    assert s.marks() == {"m1": (D("0.40"), D("0.45"))}
 
 
 def test_walk_rejects_unknown_side():

@@ -85,13 +85,13 @@ async def test_the_trading_day_rolls_when_the_injected_clock_passes_the_reset_ho
     clock = ReplayClock(reset - timedelta(minutes=1), origin=trio.current_time())
     b = Bot(s, clock=clock)
     try:
-        await b.execute(b.engine.tick(b.clock.now()))  # the housekeeping second
+        await b.execute(b.engine.tick(b.clock.now(), b.clock.monotonic()))  # the housekeeping second
         first = b.trading.day
         await trio.sleep(59)
-        await b.execute(b.engine.tick(b.clock.now()))
+        await b.execute(b.engine.tick(b.clock.now(), b.clock.monotonic()))
         assert b.trading.day == first  # 04:00 not reached yet
         await trio.sleep(2)
-        await b.execute(b.engine.tick(b.clock.now()))
+        await b.execute(b.engine.tick(b.clock.now(), b.clock.monotonic()))
         assert first is not None
         assert b.trading.day == first + timedelta(days=1)
     finally:

@@ -221,3 +221,48 @@ def test_cash_never_goes_negative_whatever_is_sent(cash, steps):
                 assert led.cash >= 0
             assert led.cash >= 0
     trio.run(run)
+
+
+# --- resolution, settlement and maintenance (issue 13: defect 11, paper realism) -----------------
+
+
+async def test_a_resolved_market_cancels_resting_orders_and_settles_at_the_published_value(
+        autojump_clock):
+    published: dict[str, D] = {}
+
+    async def settlement(slug):
+        return published.get(slug)
+
+    books = BookStore()
+    led = Ledger(D(1000))
+    ex = PaperExecutor(OrderRegistry(), led, books, settlement=settlement, settle_poll_seconds=1.0)
+    books.update(book(bids=[("0.30", "5")], offers=[("0.40", "10")]))
+    await ex.submit(req(Intent.BUY_LONG, "0.40", "10"))
+    resting = await ex.submit(req(Intent.BUY_LONG, "0.35", "5", TimeInForce.GTC))
+    cash = led.cash
+    ex.on_market_state("m", MarketState.EXPIRED)
+    assert resting.state is OrderState.CANCELED and ex.resting == []
+
+    class Beat:
+        def beat(self):
+            pass
+
+    async with trio.open_nursery() as n:
+        await n.start(ex.settle_resolved, Beat())
+        await trio.sleep(3)
+        assert led.positions["m"].net_qty == D(10)  # not published yet: nothing to settle with
+        published["m"] = D(1)
+        await trio.sleep(1.5)
+        n.cancel_scope.cancel()
+    assert led.positions == {} and led.markets["m"].settled_value == D(1)
+    assert led.cash == cash + D(10)
+
+
+async def test_continuity_loss_cancels_resting_paper_orders_like_maintenance_on_the_exchange():
+    ex, books, led = make()
+    books.update(book(offers=[("0.45", "5")]))
+    resting = await ex.submit(req(Intent.BUY_LONG, "0.40", "5", TimeInForce.GTC))
+    ex.on_continuity_lost()
+    # the first book after reopening crosses the old bid: the exchange's order is gone, so no fill
+    assert ex.on_book(book(offers=[("0.38", "5")])) == []
+    assert resting.state is OrderState.CANCELED and led.positions == {}

@@ -46,6 +46,7 @@ async def trade_some(tmp_path):
         store.record_fair_value("lost", D("0.62"))
         ledger.settle("won", D(1))
         ledger.settle("lost", D(1))
+        ledger.on_book(snapshot("open", "0.52", "0.53"))  # the engine marks the ledger
         ex.on_book(snapshot("open", "0.52", "0.53"))
         store.save_ledger(ledger.drain_changes())
         store.record_rejection(Rejection("open", Intent.BUY_LONG, "kelly_target_reached"))

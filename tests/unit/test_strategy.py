@@ -104,6 +104,19 @@ def test_no_signal_from_untrusted_book_or_fair_value_or_closed_market():
     assert run(YES_BOOK, fair("0.60"), market=closed) == []
 
 
+def test_the_books_state_decides_a_market_halted_in_its_metadata_status():
+    # money-audit r11: metadata read while the market was halted must not block it for good
+    # once its book is OPEN again (closes included); a final status still blocks.
+    halted_at_start = MarketInfo(slug="m1", status=MarketStatus.HALTED, start_time=MARKET.start_time)
+    assert [s.intent for s in run(YES_BOOK, fair("0.60"), market=halted_at_start)] == [
+        s.intent for s in run(YES_BOOK, fair("0.60"))] != []
+    held = Position(market_slug="m1", net_qty=D("8"), avg_price=D("0.30"))
+    assert [s.intent for s in run(NO_BOOK, fair("0.40"), position=held,
+                                  market=halted_at_start)] == [Intent.SELL_LONG]
+    for final in (MarketStatus.RESOLVING, MarketStatus.RESOLVED):
+        assert run(YES_BOOK, fair("0.60"), market=MarketInfo(slug="m1", status=final)) == []
+
+
 def test_crossed_book_gives_no_signal():
     crossed = book(bids=[("0.70", "5")], offers=[("0.50", "5")])
     assert run(crossed, fair("0.60")) == []
