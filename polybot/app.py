@@ -45,11 +45,11 @@ from typing import Any
 import attrs
 import trio
 
+from polybot import console
 from polybot import operator as operator_requests
 from polybot.book import BookStore
-from polybot.config import Settings, load_settings
+from polybot.config import Settings, environment
 from polybot.errors import (
-    EXIT_CONFIG,
     EXIT_CREDENTIALS,
     EXIT_OK,
     EXIT_UNCONFIRMED,
@@ -896,27 +896,11 @@ async def _stop_after(bot: Bot, seconds: float) -> None:
 
 
 def main(args: Any) -> int:
-    """`python -m polybot run` (called by polybot.cli)."""
-    from polybot import cli
-
-    if args.sim:
-        from polybot.demo import run_demo
-
-        return run_demo(duration=args.duration, seed=args.seed, live=args.live,
-                        data_dir=Path(args.data_dir) if args.data_dir else None)
-    env = cli._env(args)
+    """`python -m polybot run` (called by polybot.cli, which runs `--sim` itself)."""
+    env = environment(args.env_file)
     if args.sim_credentials is not None:
         env.update(credentials_env(args.sim_credentials, env))
-    try:
-        settings = load_settings(env, warn=lambda w: cli._err(f"polybot: warning: {w}"))
-    except Exception as exc:
-        from polybot.config import ConfigError
-
-        if isinstance(exc, ConfigError):
-            for problem in exc.problems:
-                cli._err(f"polybot: bad setting: {problem}")
-            return EXIT_CONFIG
-        raise
+    settings = console.settings_or_exit(env)
     configure_from_settings(settings)
     try:
         return trio.run(run_bot, settings)

@@ -450,7 +450,7 @@ class SeedResult:
 async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                    workdir: Path | None = None, subprocess_bot: bool | None = None,
                    say: Callable[[str], None] = lambda s: None) -> SeedResult:
-    from polybot.sim.testing import running_sim
+    from polybot.sim.harness import running_sim
 
     if subprocess_bot is None:
         subprocess_bot = is_subprocess_seed(seed)
