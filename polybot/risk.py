@@ -78,8 +78,7 @@ from polybot.model import (
     floor_to_step,
     is_on_step,
 )
-from polybot.pricing import CENT, TAKER_THETA, fee_per_contract
-from polybot.strategy import taker_theta
+from polybot.pricing import CENT, TAKER_THETA, fee_per_contract, taker_theta
 
 log = logging.getLogger(__name__)
 
