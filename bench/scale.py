@@ -228,7 +228,7 @@ async def one_size(sim: Any, source: ReplaySource, ws_url: str, slugs: list[str]
 
 
 async def _main(sizes: list[int], rate: float, idle: float, load: float) -> list[dict[str, Any]]:
-    from polybot.sim.testing import running_sim
+    from polybot.sim.harness import running_sim
 
     rows = []
     for size in sizes:

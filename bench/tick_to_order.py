@@ -199,8 +199,8 @@ def edge_book(fair: Decimal, buy: bool) -> tuple[list[tuple[Decimal, int]], list
 
 
 async def _main(events: int, n_markets: int, timeout: float) -> dict[str, Any]:
+    from polybot.sim.harness import running_sim
     from polybot.sim.scenario import script_book
-    from polybot.sim.testing import running_sim
 
     stamps = Stamps()
     stamps.install()

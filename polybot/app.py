@@ -14,8 +14,9 @@ from typing import Any
 
 import trio
 
-from polybot.config import load_settings
-from polybot.errors import EXIT_CONFIG, EXIT_CREDENTIALS, FatalCredentialsError
+from polybot import console
+from polybot.config import environment
+from polybot.errors import EXIT_CREDENTIALS, FatalCredentialsError
 from polybot.logs import configure_from_settings
 from polybot.runtime import run_bot
 
@@ -26,27 +27,11 @@ log = logging.getLogger("polybot.app")
 
 
 def main(args: Any) -> int:
-    """`python -m polybot run` (called by polybot.cli)."""
-    from polybot import cli
-
-    if args.sim:
-        from polybot.demo import run_demo
-
-        return run_demo(duration=args.duration, seed=args.seed, live=args.live,
-                        data_dir=Path(args.data_dir) if args.data_dir else None)
-    env = cli._env(args)
+    """`python -m polybot run` (called by polybot.cli, which runs `--sim` itself)."""
+    env = environment(args.env_file)
     if args.sim_credentials is not None:
         env.update(credentials_env(args.sim_credentials, env))
-    try:
-        settings = load_settings(env, warn=lambda w: cli._err(f"polybot: warning: {w}"))
-    except Exception as exc:
-        from polybot.config import ConfigError
-
-        if isinstance(exc, ConfigError):
-            for problem in exc.problems:
-                cli._err(f"polybot: bad setting: {problem}")
-            return EXIT_CONFIG
-        raise
+    settings = console.settings_or_exit(env)
     configure_from_settings(settings)
     try:
         return trio.run(run_bot, settings)

@@ -15,37 +15,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from polybot import config
+from polybot import config, console
 from polybot.errors import EXIT_CONFIG, EXIT_OK
-
-
-def _err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _env(args: argparse.Namespace) -> dict[str, str]:
-    return config.environment(args.env_file)
 
 
 def load_settings_or_exit(args: argparse.Namespace) -> config.Settings:
     """Full validation; on any problem print one line per problem and exit 2."""
-    try:
-        return config.load_settings(_env(args), warn=lambda w: _err(f"polybot: warning: {w}"))
-    except config.ConfigError as exc:
-        for problem in exc.problems:
-            _err(f"polybot: bad setting: {problem}")
-        raise SystemExit(EXIT_CONFIG) from None
+    return console.settings_or_exit(config.environment(args.env_file))
 
 
 def data_dir_or_exit(args: argparse.Namespace) -> Path:
-    if getattr(args, "data_dir", None):
-        return Path(args.data_dir)
-    try:
-        return config.load_data_dir(_env(args))
-    except config.ConfigError as exc:
-        for problem in exc.problems:
-            _err(f"polybot: bad setting: {problem}")
-        raise SystemExit(EXIT_CONFIG) from None
+    return console.data_dir_or_exit(args.env_file, getattr(args, "data_dir", None))
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -68,15 +48,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.sim:  # the demo: its own settings, no .env
+        from polybot import demo
+
+        return demo.run_demo(duration=args.duration, seed=args.seed, live=args.live,
+                             data_dir=Path(args.data_dir) if args.data_dir else None)
     from polybot import app
 
     return app.main(args)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from polybot.sim import server
+    from polybot.sim import harness
 
-    return server.main(list(args.sim_args))
+    return harness.main(list(args.sim_args))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -100,13 +85,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_cancel_all(args: argparse.Namespace) -> int:
     from polybot import operator
 
-    return operator.cancel_all(args)
+    if args.direct:
+        return operator.cancel_all_direct(load_settings_or_exit(args))
+    return operator.cancel_all(data_dir_or_exit(args))
 
 
 def cmd_flatten(args: argparse.Namespace) -> int:
     from polybot import operator
 
-    return operator.flatten(args)
+    return operator.flatten(data_dir_or_exit(args))
 
 
 # --- parser ----------------------------------------------------------------------------------------
@@ -190,8 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except config.ConfigError as exc:
-        for problem in exc.problems:
-            _err(f"polybot: bad setting: {problem}")
+        console.config_problems(exc)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

@@ -35,10 +35,10 @@ from polybot.ledger import Ledger
 from polybot.metrics import Metrics
 from polybot.model import TimeInForce
 from polybot.notify import DiscordWebhook, Level, Notifier, TelegramBot
-from polybot.pricing import TAKER_THETA
+from polybot.pricing import TAKER_THETA, taker_theta
 from polybot.risk import RiskGate, RiskLimits
 from polybot.store import Store
-from polybot.strategy import StrategyParams, taker_theta
+from polybot.strategy import StrategyParams
 from polybot.trading_state import HaltLimits, Notice, NoticeKind, TradingStateMachine
 from polybot.universe import Listing, Universe
 

@@ -21,23 +21,23 @@ import trio
 from polybot.config import load_settings
 from polybot.logs import configure_from_settings, configure_logging
 from polybot.runtime import run_bot
+from polybot.sim.harness import SimHandle, running_sim
 
 log = logging.getLogger("polybot.demo")
 
 
-def demo_env(sim: object, *, data_dir: Path, live: bool) -> dict[str, str]:
+def demo_env(s: SimHandle, *, data_dir: Path, live: bool) -> dict[str, str]:
     """The settings an operator would write by hand for this local exchange."""
-    s = sim  # a polybot.sim.testing.SimHandle
     return {
         "TRADING_MODE": "live" if live else "paper",
-        "PM_API_KEY_ID": s.key_id,  # type: ignore[attr-defined]
-        "PM_PRIVATE_KEY": s.secret_key,  # type: ignore[attr-defined]
-        "PM_BASE_URL": s.api_url,  # type: ignore[attr-defined]
-        "PM_GATEWAY_URL": s.gateway_url,  # type: ignore[attr-defined]
-        "PM_WS_URL": s.ws_url,  # type: ignore[attr-defined]
-        "MARKET_SLUGS": ",".join(s.markets),  # type: ignore[attr-defined]
-        "OPTICODDS_BASE_URL": s.opticodds_url,  # type: ignore[attr-defined]
-        "OPTICODDS_API_KEY": s.opticodds_key,  # type: ignore[attr-defined]
+        "PM_API_KEY_ID": s.key_id,
+        "PM_PRIVATE_KEY": s.secret_key,
+        "PM_BASE_URL": s.api_url,
+        "PM_GATEWAY_URL": s.gateway_url,
+        "PM_WS_URL": s.ws_url,
+        "MARKET_SLUGS": ",".join(s.markets),
+        "OPTICODDS_BASE_URL": s.opticodds_url,
+        "OPTICODDS_API_KEY": s.opticodds_key,
         "DATA_DIR": str(data_dir),
         "LOG_FILE": str(data_dir / "bot.log"),
         "TRADES_LOG_FILE": str(data_dir / "trades.log"),
@@ -54,8 +54,6 @@ def run_demo(*, duration: float | None, seed: int, live: bool, data_dir: Path | 
 
 
 async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path) -> int:
-    from polybot.sim.testing import running_sim
-
     async with running_sim(seed=seed, opticodds=True) as sim:
         settings = load_settings(demo_env(sim, data_dir=data_dir, live=live))
         # as a real run configures it (the sim's generated keys redacted), with a quieter stderr

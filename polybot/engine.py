@@ -31,7 +31,6 @@ from typing import Protocol
 import attrs
 
 from polybot.book import BookStore
-from polybot.control import FileSignals
 from polybot.exposure import Exposure
 from polybot.fairvalues import FairValues
 from polybot.ledger import Ledger
@@ -181,11 +180,12 @@ class TradingEngine:
 
     # --- the operator and the clock ---------------------------------------------------------------
 
-    def operator_files(self, signals: FileSignals, now: datetime, mono: float) -> list[Command]:
-        """One poll of the kill switch and the resume request."""
-        if signals.resume:
+    def operator_files(self, *, kill: bool, kill_reason: str, resume: bool, now: datetime,
+                       mono: float) -> list[Command]:
+        """One poll of the operator's kill switch and resume request (`polybot.control`)."""
+        if resume:
             self.trading.resume(self.ledger.halt_equity(mono), now)
-        self.trading.set_kill(signals.kill, signals.kill_reason, now)
+        self.trading.set_kill(kill, kill_reason, now)
         return self._pending_cancels()
 
     def request_flatten(self) -> None:

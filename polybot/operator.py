@@ -29,6 +29,7 @@ from typing import Any
 
 from polybot import control, store
 from polybot.clock import LIVE_CLOCK
+from polybot.config import Settings
 from polybot.errors import EXIT_NOT_ACKNOWLEDGED, EXIT_OK
 
 REQUESTS_DIR = "requests"
@@ -126,21 +127,16 @@ def resume(data_dir: Path) -> int:
     return EXIT_OK
 
 
-def cancel_all(args: Any) -> int:
-    from polybot import cli
-
-    if getattr(args, "direct", False):
-        return _cancel_all_direct(cli.load_settings_or_exit(args))
-    return request_and_wait(cli.data_dir_or_exit(args), "cancel-all", "cancel-all")
+def cancel_all(data_dir: Path) -> int:
+    return request_and_wait(data_dir, "cancel-all", "cancel-all")
 
 
-def flatten(args: Any) -> int:
-    from polybot import cli
-
-    return request_and_wait(cli.data_dir_or_exit(args), "flatten", "flatten")
+def flatten(data_dir: Path) -> int:
+    return request_and_wait(data_dir, "flatten", "flatten")
 
 
-def _cancel_all_direct(settings: Any) -> int:
+def cancel_all_direct(settings: Settings) -> int:
+    # the REST client and Trio load only here, so `halt` and `resume` never depend on them
     import trio
 
     from polybot.polymarket.rest import client_from_settings

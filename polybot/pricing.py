@@ -15,11 +15,16 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import attrs
 
-from polybot.model import ONE, BookQuote
+from polybot.model import ONE, BookQuote, MarketInfo
 
 TAKER_THETA = Decimal("0.0695")
 MAKER_THETA = Decimal("-0.0125")
 CENT = Decimal("0.01")
+
+
+def taker_theta(market: MarketInfo) -> Decimal:
+    """The market's taker fee coefficient, or the exchange default."""
+    return market.fee_coefficient if market.fee_coefficient is not None else TAKER_THETA
 
 
 def fee_per_contract(price: Decimal, theta: Decimal = TAKER_THETA) -> Decimal:

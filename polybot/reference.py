@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
 
-from polybot.supervisor import Progress
 from polybot.universe import Universe
 
 log = logging.getLogger("polybot.reference")
+
+
+class Progress(Protocol):
+    """What matching reports to its supervisor (`polybot.supervisor.Progress`)."""
+
+    def beat(self) -> None: ...
+
+    def reconnecting(self, attempt: int, error: BaseException | str | None = None) -> None: ...
 
 
 async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str]) -> None:

@@ -56,8 +56,7 @@ from polybot.model import (
     floor_to_step,
     is_on_step,
 )
-from polybot.pricing import CENT, fee_per_contract
-from polybot.strategy import taker_theta
+from polybot.pricing import CENT, fee_per_contract, taker_theta
 from polybot.trading_state import Notice, NoticeKind, Notifier, TradingStateMachine
 
 log = logging.getLogger(__name__)

@@ -379,9 +379,10 @@ class Bot:
         task_status.started()
         while True:
             progress.beat()
-            signals = control.poll_files(self.settings.data_dir)
-            await self.execute(self.engine.operator_files(signals, self.clock.now(),
-                                                          self.clock.monotonic()))
+            seen = control.poll_files(self.settings.data_dir)
+            await self.execute(self.engine.operator_files(
+                kill=seen.kill, kill_reason=seen.kill_reason, resume=seen.resume,
+                now=self.clock.now(), mono=self.clock.monotonic()))
             await trio.sleep(control.POLL_SECONDS)
 
     async def housekeeping_child(self, progress: Progress, *,

@@ -15,8 +15,7 @@ import trio
 
 from polybot.health import MarketRow, StatusReport
 from polybot.model import FairValue, MarketState, TradingState
-from polybot.pricing import TAKER_THETA, fee_per_contract
-from polybot.strategy import taker_theta
+from polybot.pricing import TAKER_THETA, fee_per_contract, taker_theta
 
 if TYPE_CHECKING:
     from polybot.runtime import Bot

@@ -503,6 +503,14 @@ class Store:
             r = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if r is None else r[0]
 
+    def known_trade_ids(self, limit: int) -> list[str]:
+        """The trade ids of the last `limit` booked fills, oldest first."""
+        with closing(self._reader()) as conn:
+            rows = conn.execute(
+                "SELECT trade_id FROM fills WHERE trade_id IS NOT NULL AND trade_id != ''"
+                " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [r[0] for r in reversed(rows)]
+
     def record_fair_value(self, market_slug: str, q: Decimal, ts: datetime | None = None) -> None:
         """The market's latest fair value (kept for closing-line value; frozen once closed)."""
         row = (market_slug, str(q), self._stamp(ts))

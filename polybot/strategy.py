@@ -48,7 +48,7 @@ from polybot.model import (
     ceil_to_step,
     floor_to_step,
 )
-from polybot.pricing import TAKER_THETA, fee_per_contract
+from polybot.pricing import fee_per_contract, taker_theta
 
 
 @attrs.frozen(slots=True)
@@ -56,11 +56,6 @@ class StrategyParams:
     min_edge: Decimal = Decimal("0.02")
     trade_in_play: bool = False
     stop_before_start_minutes: Decimal | int = 0
-
-
-def taker_theta(market: MarketInfo) -> Decimal:
-    """The market's taker fee coefficient, or the exchange default."""
-    return market.fee_coefficient if market.fee_coefficient is not None else TAKER_THETA
 
 
 def edge_buy_yes(q: Decimal, price: Decimal, theta: Decimal) -> Decimal:

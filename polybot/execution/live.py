@@ -80,10 +80,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -132,7 +130,6 @@ from polybot.polymarket import wire
 from polybot.polymarket.ratelimit import Backoff
 from polybot.polymarket.stream import ContinuityLost, StreamConnected
 from polybot.pricing import MAKER_THETA, TAKER_THETA, FeeAccumulator
-from polybot.store import connect_readonly
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +174,7 @@ class LiveStore(Protocol):
                          order: TrackedOrder | None) -> None: ...
     def save_ledger(self, changes: LedgerState) -> None: ...
     def load_orders(self, *, open_only: bool = True) -> list[TrackedOrder]: ...
+    def known_trade_ids(self, limit: int) -> list[str]: ...
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
@@ -940,18 +938,7 @@ class LiveExecutor:
     def _load_known_trades(self) -> None:
         """Trade ids an earlier run booked (the store's fills), so they are not taken for new
         evidence when resolving an unknown outcome after a restart."""
-        path = getattr(self.store, "path", None)
-        if path is None:
-            return
-        try:
-            with closing(connect_readonly(path)) as conn:
-                rows = conn.execute(
-                    "SELECT trade_id FROM fills WHERE trade_id IS NOT NULL AND trade_id != ''"
-                    " ORDER BY id DESC LIMIT ?", (MAX_REMEMBERED_TRADES,)).fetchall()
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("live: booked trades not readable from the store: %s", exc)
-            return
-        for (trade_id,) in reversed(rows):
+        for trade_id in self.store.known_trade_ids(MAX_REMEMBERED_TRADES):
             self._known_trades[trade_id] = None
 
     def _load_stored_orders(self) -> None:

@@ -76,7 +76,7 @@ from polybot.model import (
     TradePrint,
     cost_per_contract,
 )
-from polybot.pricing import MAKER_THETA, TAKER_THETA, FeeAccumulator, fee_per_contract
+from polybot.pricing import MAKER_THETA, TAKER_THETA, FeeAccumulator, fee_per_contract, taker_theta
 
 log = logging.getLogger(__name__)
 
@@ -489,6 +489,4 @@ class PaperExecutor:
 
     def _taker_theta(self, slug: str) -> Decimal:
         info = self._markets.get(slug)
-        if info is not None and info.fee_coefficient is not None:
-            return info.fee_coefficient
-        return TAKER_THETA
+        return taker_theta(info) if info is not None else TAKER_THETA

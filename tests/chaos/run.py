@@ -7,8 +7,9 @@ are real signals); a randomized schedule (`plan(seed)`) of the exchange's fault 
 dropped and silent sockets, 5xx and 429 bursts, accepted-but-unanswered creates, delayed
 responses, malformed and unknown frames, maintenance windows, settlements — and bot restarts
 (crash: SIGKILL, or an in-process cancellation that skips every shutdown step; SIGTERM: a clean
-stop). Then every fault is switched off for a quiet period, the bot is stopped cleanly, and the
-invariants are checked from the exchange's own records and the bot's database:
+stop). Then every fault is switched off for a quiet period (at least `quiet` seconds, and then
+until the bot has converged: see `converge`), the bot is stopped cleanly (SIGTERM, in process too),
+and the invariants are checked from the exchange's own records and the bot's database:
 
 1. intended: every order the exchange accepted for the bot's account matches one intent row in
    the bot's database (by exchange id, or — for a create whose answer never came — by market,
@@ -20,7 +21,8 @@ invariants are checked from the exchange's own records and the bot's database:
    limit; fees excluded), computed from the exchange's state after every engine call that touched
    the bot's account, never exceeds the per-market, per-event or portfolio cap.
 4. uptime: the bot never exited on its own; after every (re)start `/health` answered within
-   `RESTART_BUDGET` seconds and `/ready` turned 200 again during the quiet period; after each
+   `RESTART_BUDGET` seconds and `/ready` turned 200 again during the quiet period, with no
+   create of unknown outcome left, within `CONVERGE_BUDGET` seconds of the faults' end; after each
    clean stop none of the bot's orders is open at the exchange, or the exit code is 1 and an
    alert names every order left open.
 5. secrets: no secret value (the API private key, the OpticOdds key, the alert webhook URL and
@@ -69,6 +71,10 @@ CAP_MARKET = Decimal("5")
 CAP_EVENT = Decimal("5")
 CAP_PORTFOLIO = Decimal("12")
 RESTART_BUDGET = 20.0  # seconds from a (re)start until /health answers
+# seconds from the faults' end until the bot is ready with every unknown outcome resolved: a
+# restart just before the end (RESTART_BUDGET) plus the proof that a create never landed
+# (LiveConfig: 4 clean reads 2 s apart), with room to spare on a loaded CI machine
+CONVERGE_BUDGET = 40.0
 STOP_BUDGET = 10.0  # seconds from SIGTERM to exit (the operator's promise, issue 8)
 SUBPROCESS_EVERY = 3  # seeds with seed % 3 == 2 run the bot as a subprocess
 HTTP_TIMEOUT = 2.0
@@ -312,7 +318,8 @@ class Life:
 
 
 class InProcessBot:
-    """`run_bot` in this Trio run; a crash is a cancellation (no shutdown step runs)."""
+    """`run_bot` in this Trio run; a crash is a cancellation (no shutdown step runs), a stop is a
+    real SIGTERM to this process, which run_bot's signal receiver turns into its clean stop."""
 
     def __init__(self, env: dict[str, str], nursery: trio.Nursery) -> None:
         self.env = env
@@ -322,7 +329,7 @@ class InProcessBot:
         self._scope: trio.CancelScope | None = None
         self._done: trio.Event | None = None
 
-    async def start(self, duration: float) -> None:
+    async def start(self) -> None:
         from polybot.config import load_settings
         from polybot.runtime import run_bot
 
@@ -337,17 +344,12 @@ class InProcessBot:
         def on_port(port: int) -> None:
             self.port = port
 
-        deadline = trio.current_time() + duration
-
         async def body() -> None:
             try:
                 with scope:
-                    life.code = await run_bot(settings, duration=duration, on_health_port=on_port)
+                    life.code = await run_bot(settings, on_health_port=on_port)
             finally:
                 life.ended = trio.current_time()
-                if not life.how and life.ended >= deadline - 0.5:
-                    life.how = "final"  # its --duration ran out: the planned clean stop
-                    life.signalled = deadline  # the stop request: the exit is timed from it
                 done.set()
 
         self.nursery.start_soon(body)
@@ -361,6 +363,23 @@ class InProcessBot:
         self.lives[-1].how = "crash"
         self._scope.cancel()
         await self._done.wait()
+
+    async def terminate(self) -> None:
+        assert self._scope is not None and self._done is not None
+        life = self.lives[-1]
+        life.how = "sigterm"
+        # Only while run_bot's receiver holds SIGTERM (it opens before the supervisor runs and
+        # closes when run_bot returns); nothing awaits between this check and the signal, so
+        # the default action (ending the test process) cannot be what receives it.
+        if self.running and signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+            life.signalled = trio.current_time()
+            signal.raise_signal(signal.SIGTERM)
+        with trio.move_on_after(15):
+            await self._done.wait()
+        if self.running:  # overran (or never listened): a failure the checks report
+            self._scope.cancel()
+            await self._done.wait()
+            life.how = "sigterm+overran"
 
     async def wait(self) -> None:
         if self._done is not None:
@@ -378,8 +397,7 @@ class SubprocessBot:
         self.proc: trio.Process | None = None
         self._n = 0
 
-    async def start(self, duration: float) -> None:
-        del duration  # stopped by a signal
+    async def start(self) -> None:
         self._n += 1
         port = free_port()
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.data_dir),
@@ -450,7 +468,7 @@ class SeedResult:
 async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                    workdir: Path | None = None, subprocess_bot: bool | None = None,
                    say: Callable[[str], None] = lambda s: None) -> SeedResult:
-    from polybot.sim.testing import running_sim
+    from polybot.sim.harness import running_sim
 
     if subprocess_bot is None:
         subprocess_bot = is_subprocess_seed(seed)
@@ -483,7 +501,6 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
         monitor = RiskMonitor(sim.exchange, sim.account_id)
         nursery.start_soon(monitor.poll)
         t0 = trio.current_time()
-        end_at = t0 + session + quiet
         bot: Any = (SubprocessBot(env, data_dir) if subprocess_bot else InProcessBot(env, nursery))
 
         async def poll_health() -> None:
@@ -506,7 +523,7 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                             ready_after.append(trio.current_time() - t0)
 
         nursery.start_soon(poll_health)
-        await bot.start(end_at - trio.current_time())
+        await bot.start()
         settled: list[str] = []
         try:
             for action in actions:
@@ -514,17 +531,15 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                 if not bot.running:
                     break
                 say(f"  seed {seed}: {action.describe()}")
-                await apply(action, sim, bot, end_at, settled, nursery)
+                await apply(action, sim, bot, settled, nursery)
             await trio.sleep_until(t0 + session)
             sim.faults.reset()
-            if not subprocess_bot:
-                await bot.wait()  # run_bot's own duration ends it cleanly
-            else:
-                await trio.sleep_until(end_at)
-                if bot.running:
-                    await bot.terminate()
-                    bot.lives[-1].how = "final"
-                await bot.wait()
+            faults_end = trio.current_time() - t0  # later than `session` if a restart waited
+            failures += await converge(bot, data_dir, ready_after, t0, faults_end, quiet)
+            if bot.running:
+                await bot.terminate()
+                bot.lives[-1].how = bot.lives[-1].how.replace("sigterm", "final")
+            await bot.wait()
             after = [o.order_id for o in sim.exchange.open_orders(sim.account_id)]
             bot.lives[-1].open_after = after
             await trio.sleep(0.3)  # the alert sink's last payloads
@@ -537,10 +552,9 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                      orders=sum(1 for a in sim.exchange.orders_accepted if a.account_id == BOT),
                      fills=_count_filled(sim), settled=settled, lives=len(bot.lives),
                      alerts=len(alerts.payloads),
-                     unresolved=len(_db_rows(data_dir, "SELECT local_id FROM orders WHERE state IN"
-                                             " ('SUBMITTING', 'OUTCOME_UNKNOWN')")))
+                     unresolved=len(_unresolved(data_dir)))
         failures += check_at_risk(monitor)
-        failures += check_lives(bot.lives, ready_after, session, alerts.texts())
+        failures += check_lives(bot.lives, ready_after, faults_end, alerts.texts())
         failures += check_orders_and_ledger(sim, data_dir)
         failures += check_secrets(secret_values, data_dir, health_bodies, alerts.texts())
     _restore_logging(saved)  # pytest's handlers and every logger's level back
@@ -577,7 +591,7 @@ def _count_filled(sim: Any) -> int:
     return n
 
 
-async def apply(action: Action, sim: Any, bot: Any, end_at: float, settled: list[str],
+async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
                 nursery: trio.Nursery) -> None:
     f = sim.faults
     a = action.args
@@ -634,9 +648,44 @@ async def apply(action: Action, sim: Any, bot: Any, end_at: float, settled: list
             await bot.terminate()
             bot.lives[-1].open_after = [o.order_id for o in sim.exchange.open_orders(BOT)]
         await trio.sleep(a["down"])
-        await bot.start(end_at - trio.current_time())
+        await bot.start()
     else:  # pragma: no cover - plan() only makes the kinds above
         raise ValueError(k)
+
+
+async def converge(bot: Any, data_dir: Path, ready_after: list[float], t0: float,
+                   faults_end: float, quiet: float) -> list[str]:
+    """The quiet period: `quiet` seconds without faults, then on until the bot has converged:
+    /ready answered 200 since the faults ended, and no create of unknown outcome is left in its
+    database. The money checks compare the bot's ledger with the exchange, which is only
+    meaningful once the bot has resolved what it did not know: a fixed 7 s window (e7900f6)
+    stopped bots that were still starting, or still proving an unanswered create absent as
+    designed (4 reads 2 s apart), whenever a restart or a hung create fell near the faults' end
+    on a loaded machine, and failed a run without a bug. Not converging within CONVERGE_BUDGET
+    is a failure (the not-ready case is reported by `check_lives`)."""
+    await trio.sleep_until(t0 + faults_end + quiet)
+    while bot.running:
+        ready = any(t > faults_end for t in ready_after)
+        unresolved = _unresolved(data_dir)
+        if ready and not unresolved:
+            return []
+        if trio.current_time() >= t0 + faults_end + CONVERGE_BUDGET:
+            if not unresolved:
+                return []
+            return [f"resolution: {len(unresolved)} create(s) of unknown outcome still unresolved "
+                    f"{CONVERGE_BUDGET:.0f} s after the faults ended: {unresolved}"]
+        await trio.sleep(0.25)
+    return []
+
+
+def _unresolved(data_dir: Path) -> list[str]:
+    """Local ids of the bot's creates whose outcome its database does not know yet."""
+    try:
+        rows = _db_rows(data_dir, "SELECT local_id FROM orders WHERE state IN"
+                                  " ('SUBMITTING', 'OUTCOME_UNKNOWN')")
+    except (OSError, sqlite3.Error):  # no database yet (the bot never started)
+        return []
+    return [r["local_id"] for r in rows]
 
 
 # --- invariants -----------------------------------------------------------------------------------
@@ -649,7 +698,7 @@ def check_at_risk(monitor: RiskMonitor) -> list[str]:
     return [f"at-risk: cap exceeded {len(monitor.violations)} time(s), first: {first}"]
 
 
-def check_lives(lives: list[Life], ready_after: list[float], session: float,
+def check_lives(lives: list[Life], ready_after: list[float], faults_end: float,
                 alert_texts: list[str]) -> list[str]:
     out = []
     for i, life in enumerate(lives):
@@ -671,7 +720,7 @@ def check_lives(lives: list[Life], ready_after: list[float], session: float,
             if life.code != 1 or not named:
                 out.append(f"shutdown: run {i + 1} ({life.how}) left {life.open_after} open with "
                            f"exit code {life.code}" + ("" if named else " and no alert naming them"))
-    if not any(t > session for t in ready_after):
+    if not any(t > faults_end for t in ready_after):
         out.append("uptime: /ready never answered 200 in the quiet period after the faults")
     return out
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import trio
 
 from polybot.execution.orders import TrackedOrder
 from polybot.ledger import Ledger
@@ -20,12 +21,14 @@ from polybot.sim.engine import Exchange, OrderSpec
 from polybot.store import Store
 from tests.chaos.run import (
     BOT,
+    CONVERGE_BUDGET,
     Life,
     RiskMonitor,
     check_at_risk,
     check_lives,
     check_orders_and_ledger,
     check_secrets,
+    converge,
 )
 
 D = Decimal
@@ -155,7 +158,7 @@ def test_a_secret_in_a_health_response_or_alert_payload_is_reported(tmp_path):
 
 def test_lives_report_an_exit_of_its_own_and_open_orders_after_a_clean_stop():
     ok = Life(started=0.0, health_at=1.0, ended=30.0, code=0, how="final")
-    assert check_lives([ok], [25.0], session=20.0, alert_texts=[]) == []
+    assert check_lives([ok], [25.0], faults_end=20.0, alert_texts=[]) == []
     gone = Life(started=0.0, health_at=1.0, ended=5.0, code=3, how="")
     assert "uptime: run 1 exited on its own (code 3)" in check_lives(
         [gone], [25.0], 20.0, [])
@@ -176,3 +179,62 @@ def test_lives_report_a_sigterm_exit_slower_than_the_promised_ten_seconds():
         "shutdown: run 1 exited 11.5 s after SIGTERM (promised within 10 s)"]
     quick = Life(started=0.0, health_at=1.0, ended=9.0, code=0, how="sigterm", signalled=1.0)
     assert check_lives([quick, ok], [25.0], 20.0, []) == []
+
+
+class _Running:
+    running = True
+
+
+def unresolved_db(data_dir: Path) -> Store:
+    store = Store.open(data_dir, in_thread=False)
+    store.record_order(intent("pb-9", None, "0.50", "2", state=OrderState.OUTCOME_UNKNOWN))
+    store.drain_sync()
+    return store
+
+
+async def test_the_quiet_period_waits_for_an_unknown_outcome_to_be_resolved(tmp_path, autojump_clock):
+    # a create left unanswered at the faults' end takes the bot ~8 s to prove absent: the
+    # session must not stop (and read the ledger) before the bot has done so
+    store = unresolved_db(tmp_path)
+    t0 = trio.current_time()
+
+    async def resolve_at_12s() -> None:
+        await trio.sleep(12)
+        store.record_order(intent("pb-9", None, "0.50", "2", state=OrderState.REJECTED))
+        store.drain_sync()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(resolve_at_12s)
+        failures = await converge(_Running(), tmp_path, [1.0], t0, faults_end=0.0, quiet=2.0)
+    assert failures == []
+    assert 12 <= trio.current_time() - t0 < 13
+    store.close()
+
+
+async def test_the_quiet_period_waits_for_ready_and_ends_at_once_when_converged(tmp_path, autojump_clock):
+    Store.open(tmp_path, in_thread=False).close()
+    t0 = trio.current_time()
+    ready_after: list[float] = [3.0]  # before the faults ended: does not count
+
+    async def ready_at_9s() -> None:
+        await trio.sleep(9)
+        ready_after.append(9.0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ready_at_9s)
+        assert await converge(_Running(), tmp_path, ready_after, t0, faults_end=5.0,
+                              quiet=2.0) == []
+    assert 9 <= trio.current_time() - t0 < 9.5
+    t1 = trio.current_time()
+    assert await converge(_Running(), tmp_path, [1.0], t1, faults_end=0.0, quiet=2.0) == []
+    assert trio.current_time() - t1 == 2.0  # converged already: just the minimum quiet
+
+
+async def test_an_unknown_outcome_never_resolved_fails_the_seed_after_the_budget(tmp_path, autojump_clock):
+    store = unresolved_db(tmp_path)
+    t0 = trio.current_time()
+    failures = await converge(_Running(), tmp_path, [1.0], t0, faults_end=0.0, quiet=2.0)
+    assert failures == [f"resolution: 1 create(s) of unknown outcome still unresolved "
+                        f"{CONVERGE_BUDGET:.0f} s after the faults ended: ['pb-9']"]
+    assert trio.current_time() - t0 >= CONVERGE_BUDGET
+    store.close()

@@ -15,7 +15,7 @@ import trio
 
 from polybot.model import Intent, OrderState
 from polybot.sim.engine import OrderSpec
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 
 from . import sdk_tour
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 
 ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "real_payloads" / "polymarket-us"
 

@@ -30,8 +30,8 @@ from polybot.model import (
     TimeInForce,
 )
 from polybot.runtime import Bot
+from polybot.sim.harness import running_sim
 from polybot.sim.scenario import script_book
-from polybot.sim.testing import running_sim
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import trio.testing
 
 from polybot import control
 from polybot import operator as operator_requests
+from polybot.sim.harness import running_sim
 from polybot.sim.scenario import script_book
-from polybot.sim.testing import running_sim
 from tests.integration.harness import replay_clock, running_bot, wait_for
 
 

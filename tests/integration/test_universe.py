@@ -8,8 +8,8 @@ import pytest
 import trio
 import trio.testing
 
+from polybot.sim.harness import running_sim
 from polybot.sim.scenario import script_book
-from polybot.sim.testing import running_sim
 from tests.integration.harness import running_bot, wait_for
 
 

@@ -64,3 +64,15 @@ def test_every_command_has_useful_help(tmp_path):
 def test_unknown_command_is_a_usage_error(tmp_path):
     r = polybot(["frobnicate"], tmp_path)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_run_and_cancel_all_direct_with_bad_settings_exit_2_with_one_line_per_problem(tmp_path):
+    # `run` validates in app.main and `cancel-all --direct` in the CLI: both through
+    # polybot.console, so an operator sees the same lines as from `check`, before anything starts
+    bad = dict(GOOD, RISK_KELLY_FRACTION="1.5", HEALTH_PORT="http")
+    for args in (["run"], ["cancel-all", "--direct"]):
+        r = polybot(args, tmp_path, env_file=bad)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 2 and all(ln.startswith("polybot: bad setting: ") for ln in lines), \
+            (args, r.stderr)

@@ -2,6 +2,7 @@ import sqlite3
 import threading
 from decimal import Decimal as D
 
+import attrs
 import pytest
 import trio
 
@@ -230,4 +231,23 @@ async def test_a_batch_in_flight_when_the_writer_is_cancelled_still_commits_and_
             release.set()
     assert told == [True]
     assert store.get_meta("k") == "v"
+    store.close()
+
+
+async def test_known_trade_ids_are_the_latest_booked_fills_oldest_first(tmp_path):
+    # the live executor reads these after a restart so an old fill is not taken for new evidence
+    store = Store.open(tmp_path)
+    reg, led = OrderRegistry(), Ledger(D(1000))
+
+    async def body():
+        for n in (1, 2, 3):
+            order = reg.new_order(request("1"))
+            await store.record_intent(order)
+            reg.submitted(order, f"x{n}")
+            ex = filled(order, qty="1", exec_id=f"e{n}")
+            book_execution(attrs.evolve(ex, trade_id=f"t{n}"), reg, led, store)
+
+    await with_writer(store, body)
+    assert store.known_trade_ids(2) == ["t2", "t3"]
+    assert store.known_trade_ids(10) == ["t1", "t2", "t3"]
     store.close()

@@ -30,7 +30,7 @@ from polybot.polymarket import (
     Signer,
     StreamConfig,
 )
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 from polybot.store import Store
 
 D = Decimal

@@ -5,7 +5,7 @@ from __future__ import annotations
 from polybot.matching import lookups, match_markets
 from polybot.opticodds.client import OpticOddsClient
 from polybot.polymarket.rest import PolymarketRestClient, RestConfig
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 
 
 async def test_every_sim_market_matches_its_fixture_and_long_team_and_an_unknown_slug_is_skipped():

@@ -19,7 +19,7 @@ from polybot.polymarket import (
     ServerError,
     Signer,
 )
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 
 from .conftest import order
 

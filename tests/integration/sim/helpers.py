@@ -12,7 +12,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from polybot.sim.auth import signed_headers
-from polybot.sim.testing import SimHandle
+from polybot.sim.harness import SimHandle
 
 
 def now_ms() -> int:

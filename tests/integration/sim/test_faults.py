@@ -12,7 +12,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 
 from .helpers import Api, frames_for, next_frame, now_ms, subscribe, ws_connect
 

@@ -19,7 +19,7 @@ from polybot.model import Intent, Rejection, Signal
 from polybot.reference import load_markets
 from polybot.runtime import Bot
 from polybot.sim.engine import MarketSide as SimSide
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 from polybot.strategy import opening_allowed
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from polybot.model import MarketState
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 
 from .helpers import Api, now_ms
 

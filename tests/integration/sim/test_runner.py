@@ -1,4 +1,4 @@
-"""`python -m polybot.sim.server` runs the sim standalone and writes the credentials file."""
+"""`python -m polybot.sim.harness` runs the sim standalone and writes the credentials file."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def test_standalone_runner_writes_0600_credentials_once_listening(tmp_path
     cmd = [
         sys.executable,
         "-m",
-        "polybot.sim.server",
+        "polybot.sim.harness",
         "--seed",
         "4",
         "--credentials-file",

@@ -10,7 +10,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from polybot.sim.testing import running_sim
+from polybot.sim.harness import running_sim
 
 from .helpers import Api, frames_for, next_frame, subscribe, ws_connect
 

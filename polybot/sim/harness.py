@@ -1,4 +1,5 @@
-"""`running_sim`: the whole local exchange on loopback, for tests and the standalone runner.
+"""The whole local exchange on loopback: `running_sim` for tests and the demo, and `main`,
+the standalone runner (``python -m polybot sim``).
 
 Usage (inside Trio)::
 
@@ -24,10 +25,17 @@ heartbeats every 10 s, ``"error": ""`` on 10 % of private frames, two hosts (api
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -36,6 +44,7 @@ import trio
 from polybot.sim.auth import ApiKey
 from polybot.sim.engine import Exchange
 from polybot.sim.faults import Faults
+from polybot.sim.opticodds import OddsControl, serve_opticodds
 from polybot.sim.scenario import Scenario, build_sim
 from polybot.sim.server import SimServer, SimUrls
 from polybot.sim.world import World
@@ -144,8 +153,6 @@ async def running_sim(
         )
         oo_url, oo_control = "", None
         if opticodds:
-            from polybot.sim.opticodds import OddsControl, serve_opticodds
-
             oo_control = OddsControl()
             oo_url = await nursery.start(
                 lambda task_status: serve_opticodds(
@@ -187,3 +194,94 @@ async def running_sim(
 def _build(seed: int, scenario: Any, now: datetime) -> tuple[World, Exchange, Scenario]:
     """World, exchange and the (set up, not started) scenario driver."""
     return build_sim(seed=seed, scenario=scenario, now=now)
+
+
+# --- standalone runner --------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m polybot sim",
+        description="Run the local Polymarket US exchange (and the local OpticOdds) on loopback.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="api port (0 = free ports everywhere)")
+    p.add_argument("--gateway-port", type=int, default=None)
+    p.add_argument("--admin-port", type=int, default=None)
+    p.add_argument("--opticodds-port", type=int, default=0)
+    p.add_argument("--single-host", action="store_true", help="serve api and gateway on one port")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenario", type=Path, default=None, help="scenario JSON file")
+    p.add_argument("--credentials-file", type=Path, default=None)
+    p.add_argument("--heartbeat-seconds", type=float, default=10.0)
+    p.add_argument("--cash", default="10000", help="the bot account's starting USD")
+    p.add_argument("--no-opticodds", action="store_true")
+    return p
+
+
+def write_credentials(path: Path, data: dict[str, Any]) -> None:
+    """Write the credentials JSON with mode 0600 from the start (never world-readable)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+async def _run(args: argparse.Namespace) -> None:
+    two_hosts = not args.single_host
+    port = args.port
+    gateway_port = args.gateway_port
+    admin_port = args.admin_port
+    if port:
+        if gateway_port is None and two_hosts:
+            gateway_port = port + 1
+        if admin_port is None:
+            admin_port = port + (2 if two_hosts else 1)
+    async with running_sim(
+        seed=args.seed,
+        scenario=args.scenario,
+        heartbeat_seconds=args.heartbeat_seconds,
+        two_hosts=two_hosts,
+        host=args.host,
+        api_port=port,
+        gateway_port=gateway_port or 0,
+        admin_port=admin_port or 0,
+        cash=Decimal(args.cash),
+        opticodds=not args.no_opticodds,
+        opticodds_port=args.opticodds_port,
+        realtime=True,
+    ) as sim:
+        print(f"api_url      {sim.api_url}")
+        print(f"gateway_url  {sim.gateway_url}")
+        print(f"ws_url       {sim.ws_url}")
+        print(f"admin_url    {sim.admin_url}")
+        if sim.opticodds_url:
+            print(f"opticodds    {sim.opticodds_url}")
+        print(f"key_id       {sim.key_id}")
+        print(f"markets      {len(sim.markets)}")
+        if args.credentials_file is not None:
+            write_credentials(args.credentials_file, sim.credentials())
+            print(f"credentials  {args.credentials_file}")
+        sys.stdout.flush()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        trio.run(_run, args)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
