@@ -112,6 +112,10 @@ class Bot:
         self.secrets = settings.secret_values()
         self.notifier = Notifier(_sinks(settings), metrics=self.metrics, secrets=self.secrets)
         self.store = Store.open(settings.data_dir)
+        switch = self.store.switch_mode(self.mode)  # before anything reads the ledger
+        if switch is not None:
+            log.warning("%s", switch.describe())
+            self._alert(Level.WARNING, "Trading mode switched", switch.describe(), key="mode")
         self.ledger = self._restore_ledger()
         self.registry = OrderRegistry()
         self.gate = RiskGate(RiskLimits.from_settings(settings), data_dir=settings.data_dir,
@@ -176,7 +180,14 @@ class Bot:
         return LiveExecutor(self.rest, self.registry, self.ledger, self.recorder,
                             slugs=list(self.settings.market_slugs),
                             config=LiveConfig(cancel_unknown_orders=self.settings.cancel_unknown_orders),
-                            notify=self._on_live_notice, markets=self.markets)
+                            notify=self._on_live_notice, markets=self.markets,
+                            on_transfer=self.gate.on_transfer, on_adopted=self._rebase_gate)
+
+    def _rebase_gate(self, equity: Decimal) -> None:
+        """The account was adopted: the day's start and the high-water mark start at its equity."""
+        self.gate.restore(attrs.evolve(self.gate.halt_state(), day_start_equity=equity,
+                                       high_water_mark=equity))
+        log.info("risk: day start and high-water mark re-based at the adopted equity %s", equity)
 
     def _build_supervisor(self) -> Supervisor:
         s = self.settings

@@ -371,6 +371,7 @@ class Position:
     net_qty: Decimal = ZERO
     avg_price: Decimal = ZERO
     realized_pnl: Decimal = ZERO
+    cost_known: bool = True  # False: adopted without a cost; avg_price is a placeholder
 
 
 # --- the decision path: fair value -> signal -> order request -------------------------------------

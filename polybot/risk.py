@@ -167,9 +167,11 @@ def order_at_risk(order: Order) -> Decimal:
 
 
 def position_at_risk(position: Position | None) -> Decimal:
-    """YES: qty × average price; NO: qty × (1 − average YES price)."""
+    """YES: qty × average price; NO: qty × (1 − average YES price); cost unknown: qty × $1."""
     if position is None or position.net_qty == 0:
         return ZERO
+    if not position.cost_known:  # the most it can have cost
+        return abs(position.net_qty)
     if position.net_qty > 0:
         return position.net_qty * position.avg_price
     return -position.net_qty * (ONE - position.avg_price)

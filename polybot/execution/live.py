@@ -141,9 +141,21 @@ MAX_CANCEL_BATCH = 20
 MAX_REMEMBERED_TRADES = 100_000
 SHUTDOWN_UNLISTED_READS = 2
 META_SYNCED_AT = "live_synced_at"
-META_TRANSFERS = "live_transfer_ids"  # JSON list: deposits/withdrawals already booked
+# JSON object: transaction id -> amount booked for it (a list of ids before: amount unknown)
+META_TRANSFERS = "live_transfer_ids"
+# Cash moved by the account holder or the platform, not by trading: transfers, not P&L
+# (docs/design-notes.md, "Cash activities"). A referral bonus is a promotion credit.
 TRANSFER_TYPES = ("ACTIVITY_TYPE_ACCOUNT_DEPOSIT", "ACTIVITY_TYPE_ACCOUNT_ADVANCED_DEPOSIT",
-                  "ACTIVITY_TYPE_ACCOUNT_WITHDRAWAL")
+                  "ACTIVITY_TYPE_ACCOUNT_WITHDRAWAL", "ACTIVITY_TYPE_TRANSFER",
+                  "ACTIVITY_TYPE_REFERRAL_BONUS")
+# Paid for the bot's trading (weekly/monthly): income in the ledger's P&L, but shifted out of
+# the gate's baselines like a transfer, so a payout for past weeks cannot widen today's limit.
+INCOME_TYPES = ("ACTIVITY_TYPE_TAKER_FEE_REBATE", "ACTIVITY_TYPE_LIQUIDITY_PROGRAM")
+CASH_ACTIVITY_TYPES = TRANSFER_TYPES + INCOME_TYPES
+CHANGE_PENDING = "ACCOUNT_BALANCE_CHANGE_STATUS_PENDING"
+CHANGE_COMPLETED = "ACCOUNT_BALANCE_CHANGE_STATUS_COMPLETED"
+CHANGE_PARTIALLY_REFUNDED = "ACCOUNT_BALANCE_CHANGE_STATUS_PARTIALLY_REFUNDED"
+CHANGE_REJECTED = "ACCOUNT_BALANCE_CHANGE_STATUS_REJECTED"
 KEEP_TRANSFER_IDS = 1000
 TRADE = "ACTIVITY_TYPE_TRADE"
 BUSTED = "TRADE_STATE_BUSTED"
@@ -244,6 +256,8 @@ class LiveExecutor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[], None] | None = None,
         markets: Mapping[str, MarketInfo] | None = None,
+        on_transfer: Callable[[Decimal], None] | None = None,
+        on_adopted: Callable[[Decimal], None] | None = None,
     ) -> None:
         self.rest = rest
         self.registry = registry
@@ -255,6 +269,9 @@ class LiveExecutor:
         self._clock = clock
         self._progress = progress or (lambda: None)
         self._markets = markets if markets is not None else {}  # fee coefficients
+        # trading state's hooks: a transfer shifts its baselines; an adoption re-bases them
+        self._on_transfer = on_transfer or (lambda amount: None)
+        self._on_adopted = on_adopted or (lambda equity: None)
         # readiness: every entry is a reason trading is not allowed
         self._blocks: dict[str, str] = {
             "startup": "startup reconciliation not done yet",
@@ -290,7 +307,7 @@ class LiveExecutor:
         self._nursery: trio.Nursery | None = None
         self._check_soon = False
         self._differs = False  # the last check saw a difference it did not correct yet
-        self._transfer_ids: list[str] | None = None
+        self._transfers: dict[str, Decimal | None] | None = None
         self._last_still: list[str] = []
         self._last_detail = ""
         # counters for metrics / status
@@ -937,6 +954,10 @@ class LiveExecutor:
                 booked = self.ledger.booked(order.order_id)
                 order.cum_qty = max(order.cum_qty, booked.cum_qty)
                 self.registry.add(order)
+                if order.cancel_requested and order.exchange_id is not None:
+                    # asked before a crash: send it again, wherever the market is configured
+                    self._queue(order.exchange_id, order.market_slug, "cancel requested before "
+                                "the restart")
 
     async def _startup(self) -> None:
         """The first reconciliation: adopt, book what happened while down, correct the rest."""
@@ -957,43 +978,66 @@ class LiveExecutor:
         log.info("live: startup reconciliation done (%d open orders, %d unknown, frozen: %s)",
                  len(self.registry.open_orders()), len(self._foreign), self.frozen_markets())
 
-    def _booked_transfer_ids(self) -> list[str]:
-        """Ids of transfers already booked: read from the store once, then kept here (the
-        store's writes are queued, so reading them back could miss the latest)."""
-        if self._transfer_ids is None:
+    def _booked_transfers(self) -> dict[str, Decimal | None]:
+        """Transaction id -> amount booked for it (None: booked by an older version, amount not
+        kept): read from the store once, then kept here (the store's writes are queued, so
+        reading them back could miss the latest)."""
+        if self._transfers is None:
             raw = self.store.get_meta(META_TRANSFERS)
             try:
-                ids = json.loads(raw) if raw else []
+                data = json.loads(raw) if raw else {}
             except ValueError:
-                ids = []
-            self._transfer_ids = [str(i) for i in ids] if isinstance(ids, list) else []
-        return self._transfer_ids
+                data = {}
+            if isinstance(data, list):
+                self._transfers = {str(i): None for i in data}
+            elif isinstance(data, dict):
+                self._transfers = {str(k): None if v is None else Decimal(str(v))
+                                   for k, v in data.items()}
+            else:
+                self._transfers = {}
+        return self._transfers
 
     def _book_transfers(self, activities: list[wire.Activity], *, baseline: bool) -> None:
-        """Book deposits/withdrawals not booked before (by transaction id): transfers, not P&L.
+        """Book the cash activities' money as it becomes final (by transaction id), not as P&L.
 
-        `baseline`: the account is being adopted as it is, so existing ones are only remembered.
+        Only money that moved counts: a COMPLETED change its amount, a PARTIALLY_REFUNDED one its
+        amount less the refund, a REJECTED one nothing; a PENDING one is not remembered, so every
+        check reads it again until it is final. A change whose status moves after it was booked
+        books the difference. `baseline`: the account is being adopted as it is, so the final
+        ones are only remembered (their money is in the adopted cash).
         """
-        booked = self._booked_transfer_ids()
-        known = set(booked)
-        new = []
+        booked = self._booked_transfers()
+        changed = False
         for a in reversed(activities):  # oldest first
-            if a.type not in TRANSFER_TYPES:
+            if a.type not in CASH_ACTIVITY_TYPES:
                 continue
-            tid, amount = _transfer_of(a)
-            if not tid or tid in known or amount is None:
+            tid, moved = _transfer_of(a)
+            if not tid or moved is None:
                 continue
-            known.add(tid)
-            new.append(tid)
-            if baseline:
+            if tid in booked:
+                before = booked[tid]
+                if before is None or before == moved:
+                    continue
+            else:
+                before = ZERO
+            booked[tid] = moved
+            changed = True
+            delta = moved - before
+            if baseline or delta == 0:
                 continue
-            amount = -abs(amount) if a.type.endswith("WITHDRAWAL") else abs(amount)
-            self.ledger.transfer(amount)
-            log.info("live: %s %s of %s booked as a transfer", a.type, tid, amount)
-        if new:
-            self._transfer_ids = (booked + new)[-KEEP_TRANSFER_IDS:]
+            if a.type in INCOME_TYPES:
+                self.ledger.set_cash(self.ledger.cash + delta)
+                log.info("live: %s %s of %s booked as income", a.type, tid, delta)
+            else:
+                self.ledger.transfer(delta)
+                log.info("live: %s %s of %s booked as a transfer", a.type, tid, delta)
+            self._on_transfer(delta)
+        if changed:
+            keep = list(booked.items())[-KEEP_TRANSFER_IDS:]
+            self._transfers = dict(keep)
             self.store.save_ledger(self.ledger.drain_changes())
-            self.store.set_meta(META_TRANSFERS, json.dumps(self._transfer_ids))
+            self.store.set_meta(META_TRANSFERS, json.dumps(
+                {k: None if v is None else str(v) for k, v in keep}))
 
     async def _check(self, *, startup: bool, fresh: bool = False) -> None:
         """One reconciliation pass (raises PolymarketError when the exchange cannot be read)."""
@@ -1036,7 +1080,7 @@ class LiveExecutor:
             self._apply_report(order, reported)  # monotonic: a stale report changes nothing
         positions = await self.rest.positions()
         balances = await self.rest.balances()
-        transfers = await self.rest.activities(types=TRANSFER_TYPES, max_pages=1)
+        transfers = await self.rest.activities(types=CASH_ACTIVITY_TYPES, max_pages=1)
         await self._settle_resolved(positions)
         # no I/O below this line: a pass that failed above booked nothing twice on its retry
         self._book_transfers(transfers, baseline=fresh)
@@ -1093,6 +1137,7 @@ class LiveExecutor:
         self.store.save_ledger(self.ledger.drain_changes())
         self._alert("adopted", f"empty ledger: adopted the account's cash {cash} and "
                     f"{sum(1 for p in positions.values() if p.net_qty)} positions", logging.INFO)
+        self._on_adopted(self.ledger.equity)  # the day's start and high-water mark re-base here
 
     def _correct(self, diffs: list[Diff], positions: dict[str, wire.ExchangePosition],
                  open_orders: list[Order]) -> None:
@@ -1159,7 +1204,9 @@ class LiveExecutor:
         return cancelled
 
     def _queue_cancel(self, order: TrackedOrder, reason: str) -> None:
-        order.cancel_requested = True
+        if not order.cancel_requested:
+            order.cancel_requested = True
+            self._record_order(order)  # a restart must still cancel it (a crash forgets nothing)
         if order.exchange_id is None:
             return  # sent as soon as its id is known (see _link / _acknowledged)
         self._queue(order.exchange_id, order.market_slug, reason)
@@ -1321,14 +1368,37 @@ def _created(order: Order) -> datetime:
 
 
 def _transfer_of(a: wire.Activity) -> tuple[str, Decimal | None]:
-    """(transaction id, amount) of a deposit/withdrawal activity."""
+    """(transaction id, money moved so far, signed) of a cash activity; None while pending.
+
+    No status (older payloads) counts as COMPLETED. The refund of a PARTIALLY_REFUNDED change is
+    read from its `transactions[]` (one entry per movement, the refund signed against the
+    amount): what moved is their sum; without them, its amount.
+    """
     raw = a.raw if isinstance(a.raw, dict) else {}
     change = raw.get("accountBalanceChange")
     if not isinstance(change, dict):
         return "", None
     tid = str(change.get("transactionId") or "")
+    status = change.get("status") or CHANGE_COMPLETED
+    if status == CHANGE_REJECTED:
+        return tid, ZERO
+    if status not in (CHANGE_COMPLETED, CHANGE_PARTIALLY_REFUNDED):
+        return tid, None  # pending (or a status not known yet): read again until final
+    amount = _money(change.get("amount"))
+    if amount is None:
+        return tid, None
+    out = a.type.endswith("WITHDRAWAL") or amount < 0  # a withdrawal's sign is not documented
+    size = abs(amount)
+    if status == CHANGE_PARTIALLY_REFUNDED:
+        parts = [_money(t.get("amount")) for t in change.get("transactions") or ()
+                 if isinstance(t, dict) and str(t.get("transactionId") or "") != tid]
+        if parts and all(p is not None for p in parts):
+            size = max(ZERO, size - abs(sum((p for p in parts if p is not None), ZERO)))
+    return tid, -size if out else size
+
+
+def _money(v: Any) -> Decimal | None:
     try:
-        amount = wire.dec(change["amount"]) if change.get("amount") is not None else None
+        return wire.dec(v) if v is not None else None
     except Exception:  # a float or junk: not worth a guess
-        amount = None
-    return tid, amount
+        return None
