@@ -1370,35 +1370,17 @@ def _created(order: Order) -> datetime:
 def _transfer_of(a: wire.Activity) -> tuple[str, Decimal | None]:
     """(transaction id, money moved so far, signed) of a cash activity; None while pending.
 
-    No status (older payloads) counts as COMPLETED. The refund of a PARTIALLY_REFUNDED change is
-    read from its `transactions[]` (one entry per movement, the refund signed against the
-    amount): what moved is their sum; without them, its amount.
+    No status (older payloads) counts as COMPLETED; a PARTIALLY_REFUNDED change moved its amount
+    less its refunds (or its amount when it lists none).
     """
-    raw = a.raw if isinstance(a.raw, dict) else {}
-    change = raw.get("accountBalanceChange")
-    if not isinstance(change, dict):
-        return "", None
-    tid = str(change.get("transactionId") or "")
-    status = change.get("status") or CHANGE_COMPLETED
+    status = a.change_status or CHANGE_COMPLETED
     if status == CHANGE_REJECTED:
-        return tid, ZERO
-    if status not in (CHANGE_COMPLETED, CHANGE_PARTIALLY_REFUNDED):
-        return tid, None  # pending (or a status not known yet): read again until final
-    amount = _money(change.get("amount"))
-    if amount is None:
-        return tid, None
-    out = a.type.endswith("WITHDRAWAL") or amount < 0  # a withdrawal's sign is not documented
-    size = abs(amount)
-    if status == CHANGE_PARTIALLY_REFUNDED:
-        parts = [_money(t.get("amount")) for t in change.get("transactions") or ()
-                 if isinstance(t, dict) and str(t.get("transactionId") or "") != tid]
-        if parts and all(p is not None for p in parts):
-            size = max(ZERO, size - abs(sum((p for p in parts if p is not None), ZERO)))
-    return tid, -size if out else size
-
-
-def _money(v: Any) -> Decimal | None:
-    try:
-        return wire.dec(v) if v is not None else None
-    except Exception:  # a float or junk: not worth a guess
-        return None
+        return a.change_id, ZERO
+    if status not in (CHANGE_COMPLETED, CHANGE_PARTIALLY_REFUNDED) or a.change_amount is None:
+        return a.change_id, None  # pending (or a status not known yet): read again until final
+    size = abs(a.change_amount)
+    if status == CHANGE_PARTIALLY_REFUNDED and a.change_refund is not None:
+        size = max(ZERO, size - a.change_refund)
+    # the sign of a withdrawal's amount is not documented
+    out = a.type.endswith("WITHDRAWAL") or a.change_amount < 0
+    return a.change_id, -size if out else size

@@ -188,9 +188,9 @@ class FakeExchange:
 
     def deposit(self, tid: str, amount: str) -> None:
         self.cash += D(amount)
-        raw = {"accountBalanceChange": {"transactionId": tid, "amount": {"value": amount}}}
-        self.acts.insert(0, wire.Activity(type="ACTIVITY_TYPE_ACCOUNT_DEPOSIT", raw=raw,
-                                          time=datetime.now(UTC)))
+        self.acts.insert(0, wire.parse_activity({
+            "type": "ACTIVITY_TYPE_ACCOUNT_DEPOSIT",
+            "accountBalanceChange": {"transactionId": tid, "amount": {"value": amount}}}))
 
     def change(self, kind: str, tid: str, amount: str, status: str, *,
                refunds: tuple[str, ...] = (), moves: bool = True) -> None:
@@ -200,11 +200,9 @@ class FakeExchange:
         body = {**tx, "transactions": [tx] + [
             {"transactionId": f"{tid}-r{i}", "amount": {"value": r, "currency": "USD"}}
             for i, r in enumerate(refunds)]}
-        self.acts = [a for a in self.acts
-                     if ((a.raw or {}).get("accountBalanceChange") or {}).get("transactionId") != tid]
-        self.acts.insert(0, wire.Activity(type=f"ACTIVITY_TYPE_{kind}", time=datetime.now(UTC),
-                                          raw={"type": f"ACTIVITY_TYPE_{kind}",
-                                               "accountBalanceChange": body}))
+        self.acts = [a for a in self.acts if a.change_id != tid]
+        self.acts.insert(0, wire.parse_activity({"type": f"ACTIVITY_TYPE_{kind}",
+                                                 "accountBalanceChange": body}))
         if moves:
             self.cash += D(amount) + sum((D(r) for r in refunds), D(0))
 
