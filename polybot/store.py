@@ -621,7 +621,10 @@ def _archive_other_mode(conn: sqlite3.Connection, mode: str, now: str) -> ModeSw
 
 
 def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
-    """The committed ledger (for `Ledger.restore`), or None if none was ever saved."""
+    """The committed ledger (for `Ledger.restore`), or None if none was ever saved.
+
+    Also reads a v1 database not migrated yet (a read-only report before the upgraded bot ran).
+    """
     conn.row_factory = sqlite3.Row
     row = conn.execute("SELECT * FROM ledger WHERE id = 1").fetchone()
     if row is None:
@@ -630,7 +633,7 @@ def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
         MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
                    Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
                    _dec(r["mark_offer"]), _dec(r["settled_value"]),
-                   cost_known=bool(r["cost_known"]))
+                   cost_known=bool(r["cost_known"]) if "cost_known" in r.keys() else True)
         for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
     bookings = tuple(
         OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),

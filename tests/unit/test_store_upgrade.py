@@ -147,3 +147,13 @@ def test_a_trade_that_flattens_an_unknown_cost_position_makes_the_next_cost_know
     ledger.apply_execution("o1", SLUG, Intent.SELL_LONG, D(10), last_px=D("0.5"))
     ledger.apply_execution("o2", SLUG, Intent.BUY_LONG, D(4), last_px=D("0.3"))
     assert position_at_risk(ledger.position(SLUG)) == D("1.2")
+
+
+def test_a_read_only_report_reads_an_e7900f6_database_before_the_bot_migrated_it(tmp_path):
+    from polybot.store import connect_readonly, read_ledger_state
+
+    data = old_data_dir(tmp_path)
+    with closing(connect_readonly(data / DB_NAME)) as conn:
+        state = read_ledger_state(conn)
+    assert state is not None and [(m.net_qty, m.cost_known) for m in state.markets] == [
+        (D(40), True)]
