@@ -215,6 +215,8 @@ class LiveConfig:
     shutdown_poll: float = 0.25
     cancel_unknown_orders: bool = False
     cash_tolerance: Decimal = ZERO
+    # an adoption waits this long for its positions' marks before it is reported valued at cost
+    adoption_mark_wait: float = 30.0
 
 
 @attrs.frozen(slots=True)
@@ -272,6 +274,8 @@ class LiveExecutor:
         # trading state's hooks: a transfer shifts its baselines; an adoption re-bases them
         self._on_transfer = on_transfer or (lambda amount: None)
         self._on_adopted = on_adopted or (lambda equity: None)
+        self._adoption_unmarked = False  # adopted, but not every position marked yet
+        self._adopted_at = 0.0
         # readiness: every entry is a reason trading is not allowed
         self._blocks: dict[str, str] = {
             "startup": "startup reconciliation not done yet",
@@ -388,6 +392,8 @@ class LiveExecutor:
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
         """Marks only: live fills come from the exchange."""
         self.ledger.on_book(book, trusted=trusted)
+        if self._adoption_unmarked:
+            self._report_adoption()
         return []
 
     def on_trade(self, trade: TradePrint) -> list[Fill]:
@@ -1092,6 +1098,9 @@ class LiveExecutor:
         if fresh:
             self._bootstrap(positions, cash)
             return
+        if self._adoption_unmarked:
+            self._report_adoption(force=trio.current_time() - self._adopted_at
+                                  >= self.config.adoption_mark_wait)
         quiet = seq_before == self._exec_seq and (startup or self._last_check_seq == seq_before)
         self._last_check_seq = self._exec_seq
         if startup and quiet:  # nothing sent yet and nothing arrived meanwhile: fix at once
@@ -1137,7 +1146,22 @@ class LiveExecutor:
         self.store.save_ledger(self.ledger.drain_changes())
         self._alert("adopted", f"empty ledger: adopted the account's cash {cash} and "
                     f"{sum(1 for p in positions.values() if p.net_qty)} positions", logging.INFO)
-        self._on_adopted(self.ledger.equity)  # the day's start and high-water mark re-base here
+        self._adoption_unmarked = True
+        self._adopted_at = trio.current_time()
+        self._report_adoption()
+
+    def _report_adoption(self, *, force: bool = False) -> None:
+        """Hand the adopted equity to `on_adopted` (the day's start and high-water mark re-base
+        there) once every adopted position in a configured market has the mark it is valued at:
+        a baseline valued at cost would count the cost-to-bid gap as today's loss when the first
+        book arrives. `force` (a reconciliation `adoption_mark_wait` after the adoption): value
+        what is still unmarked at cost."""
+        for slug, m in self.ledger.markets.items():
+            mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
+            if not force and m.net_qty != 0 and slug in self.slugs and mark is None:
+                return
+        self._adoption_unmarked = False
+        self._on_adopted(self.ledger.equity)
 
     def _correct(self, diffs: list[Diff], positions: dict[str, wire.ExchangePosition],
                  open_orders: list[Order]) -> None:

@@ -30,6 +30,7 @@ from polybot.execution.reconcile import (
 from polybot.ledger import Ledger
 from polybot.model import (
     Balance,
+    BookSnapshot,
     Execution,
     ExecutionType,
     Intent,
@@ -37,6 +38,7 @@ from polybot.model import (
     Order,
     OrderRequest,
     OrderState,
+    PriceLevel,
     Signal,
     TimeInForce,
 )
@@ -515,6 +517,28 @@ async def test_only_money_that_moved_is_booked_and_each_booking_reaches_the_gate
     await trio.sleep(12)
     assert h.ledger.net_transfers == D(10) and h.transfers[-1] == D(-80)
     assert h.ex.corrections == 0 and h.ledger.pnl == 0
+
+
+async def test_the_adopted_equity_is_reported_once_adopted_positions_are_marked(h, autojump_clock):
+    # the gate re-bases at this equity: valued at cost, the first book's bid below the cost
+    # would count as today's loss (a false daily-loss halt right after the adoption)
+    h.fake.set_position(SLUG, "100", "40")
+    await h.start()
+    assert h.ledger.position(SLUG).net_qty == 100 and h.adopted == []
+    h.ex.on_book(BookSnapshot(SLUG, (PriceLevel(D("0.35"), D(50)),), ()))
+    assert h.adopted == [D(1035)]
+    h.ex.on_book(BookSnapshot(SLUG, (PriceLevel(D("0.30"), D(50)),), ()))
+    assert h.adopted == [D(1035)]  # once
+
+
+async def test_an_adopted_position_never_marked_is_reported_at_cost_by_the_next_check(
+        h, autojump_clock):
+    h.fake.set_position(SLUG, "100", "40")
+    await h.start()
+    await trio.sleep(25)
+    assert h.adopted == []
+    await trio.sleep(10)  # the first reconciliation after adoption_mark_wait (30 s)
+    assert h.adopted == [D(1040)]
 
 
 async def test_fee_rebates_are_income_and_other_cash_activities_are_transfers(h, autojump_clock):
