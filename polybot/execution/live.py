@@ -29,9 +29,12 @@ reconnect of the private stream and soon after a stream update disagrees with th
 orders, `GET /v1/order/{id}` for our orders no longer listed, positions (all pages), balances and
 the deposit/withdrawal activities. Order reports book missed fills (exactly, fees included: they
 carry the cumulative quantity, average price and total commission), which is also how fills made
-while the bot was down are booked. Deposits and withdrawals are booked from the activities by
-transaction id (remembered in the store), so neither a repeated check nor a restart books one
-twice. A market the exchange shows flat or expired is settled at its published settlement value.
+while the bot was down are booked. Deposits, withdrawals and the other cash activities are
+booked from the activities by transaction id (the amount booked is remembered in the store), only
+as their money moves (COMPLETED; PARTIALLY_REFUNDED less the refund; a PENDING one is re-read until
+final), so neither a repeated check nor a restart books one twice; each booking also reaches the
+trading state (`on_transfer`), and an adoption of the account is reported (`on_adopted`) once its
+positions are marked, for the day's start and high-water mark to re-base. A market the exchange shows flat or expired is settled at its published settlement value.
 A position or cash difference that persists across `mismatch_checks` consecutive checks with
 nothing in flight (no unresolved create, no execution booked in between) is logged with both
 sides, alerted, and resolved in the exchange's favour; the correction also advances the booked
