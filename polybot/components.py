@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -26,6 +26,7 @@ from polybot.book import BookStore
 from polybot.clock import Clock
 from polybot.config import Settings
 from polybot.engine import TradingEngine
+from polybot.execution.live import LiveConfig, LiveExecutor, LiveNotice
 from polybot.execution.orders import OrderRegistry
 from polybot.execution.paper import PaperExecutor
 from polybot.execution.venue import Venue
@@ -41,9 +42,6 @@ from polybot.store import Store
 from polybot.strategy import StrategyParams
 from polybot.trading_state import HaltLimits, Notice, NoticeKind, TradingStateMachine
 from polybot.universe import Listing, Universe
-
-if TYPE_CHECKING:
-    from polybot.execution.live import LiveNotice
 
 log = logging.getLogger("polybot.components")
 
@@ -79,6 +77,12 @@ def build(settings: Settings, clock: Clock) -> Components:
     secrets = settings.secret_values()
     notifier = Notifier(_sinks(settings, clock), metrics=metrics, secrets=secrets)
     store = Store.open(settings.data_dir, clock=clock)
+    # A mode switch (paper <-> live on one DATA_DIR) archives the old ledger and halt state before
+    # anything reads them: the new mode starts afresh (adopted from the account, or INITIAL_BALANCE).
+    switch = store.switch_mode(settings.trading_mode)
+    if switch is not None:
+        log.warning("%s", switch.describe())
+        notifier.alert(Level.WARNING, "Trading mode switched", switch.describe(), key="mode")
     universe = Universe()
 
     def theta_of(slug: str) -> Decimal:
@@ -117,8 +121,6 @@ def build(settings: Settings, clock: Clock) -> Components:
         paper.cancel_restored(store.load_orders())
         executor = paper
     else:
-        from polybot.execution.live import LiveConfig, LiveExecutor
-
         executor = LiveExecutor(
             rest, registry, ledger, recorder, slugs=list(settings.market_slugs),
             config=LiveConfig(cancel_unknown_orders=settings.cancel_unknown_orders),
@@ -134,6 +136,11 @@ def build(settings: Settings, clock: Clock) -> Components:
         alert=lambda notice: _alert_notice(notifier, notice))
     trading.set_notifier(engine.on_notice)
     gate.set_notifier(engine.on_notice)
+    if isinstance(executor, LiveExecutor):
+        # a transfer shifts the trading state's baselines; an adopted account is the baseline
+        executor.on_transfer = engine.transfer
+        executor.on_adopted = lambda _equity: engine.adopted(
+            clock.now(), clock.monotonic(), "the account was adopted")
     return Components(settings=settings, clock=clock, metrics=metrics, secrets=secrets,
                       notifier=notifier, store=store, ledger=ledger, registry=registry,
                       universe=universe, exposure=exposure, trading=trading, gate=gate,

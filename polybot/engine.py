@@ -175,8 +175,14 @@ class TradingEngine:
         self.trading.on_transfer(amount)
 
     def adopted(self, now: datetime, mono: float, why: str) -> None:
-        """A new account behind the ledger (mode switch): the trading state re-bases."""
-        self.trading.rebase(self.ledger.halt_equity(mono), now, why)
+        """The account behind the ledger was adopted (a fresh live start, a mode switch) and its
+        positions are marked: its equity is the baseline. The day begins there, or, had it begun,
+        re-bases."""
+        equity = self.ledger.halt_equity(mono)
+        if not self.trading.begun:
+            self.trading.begin(equity, now)
+        else:
+            self.trading.rebase(equity, now, why)
 
     # --- the operator and the clock ---------------------------------------------------------------
 

@@ -72,9 +72,13 @@ class MarketBook:
     mark_bid: Decimal | None = None  # last trusted best bid
     mark_offer: Decimal | None = None  # last trusted best offer
     settled_value: Decimal | None = None
+    # False for a position adopted from the exchange without its cost: avg_price is then a
+    # placeholder (0) and the risk caps count the position at qty x $1 until a trade prices it
+    cost_known: bool = True
 
     def to_position(self) -> Position:
-        return Position(self.market_slug, self.net_qty, self.avg_price, self.realized_pnl)
+        return Position(self.market_slug, self.net_qty, self.avg_price, self.realized_pnl,
+                        cost_known=self.cost_known)
 
 
 @attrs.frozen(slots=True)
@@ -390,8 +394,9 @@ class Ledger:
             self.cash += closing * (ONE - price)
             realized += closing * (avg - price)
             net += closing
+        known = m.cost_known
         if net == 0:
-            avg = ZERO
+            avg, known = ZERO, True
         if opening > 0:
             if signed_qty > 0:
                 self.cash -= opening * price
@@ -402,7 +407,7 @@ class Ledger:
                 avg = (avg * -net + price * opening) / (-net + opening)
                 net -= opening
         self._set_market(attrs.evolve(m, net_qty=net, avg_price=avg, realized_pnl=realized,
-                                      settled_value=None))
+                                      settled_value=None, cost_known=known))
 
     def _book_fee(self, slug: str, fee: Decimal) -> None:
         if fee == 0:
@@ -542,7 +547,7 @@ class Ledger:
         realized = (value - m.avg_price) * m.net_qty
         self._set_market(attrs.evolve(m, net_qty=ZERO, avg_price=ZERO,
                                       realized_pnl=m.realized_pnl + realized,
-                                      settled_value=value))
+                                      settled_value=value, cost_known=True))
         return realized
 
     def transfer(self, amount: Decimal) -> None:
@@ -580,10 +585,19 @@ class Ledger:
 
     def set_position(self, market_slug: str, net_qty: Decimal,
                      avg_price: Decimal | None = None) -> None:
-        """Overwrite a position (reconciliation in the exchange's favour); cash is left alone."""
+        """Overwrite a position (reconciliation in the exchange's favour); cash is left alone.
+
+        `avg_price` None keeps the average of a position already held; a position taken up from
+        flat without one has an unknown cost (`cost_known` False) until one is given.
+        """
         m = self._markets.get(market_slug) or MarketBook(market_slug)
-        avg = m.avg_price if avg_price is None else avg_price
-        self._set_market(attrs.evolve(m, net_qty=net_qty, avg_price=avg if net_qty else ZERO))
+        if not net_qty:
+            avg, known = ZERO, True
+        elif avg_price is not None:
+            avg, known = avg_price, True
+        else:
+            avg, known = m.avg_price, m.cost_known and m.net_qty != 0
+        self._set_market(attrs.evolve(m, net_qty=net_qty, avg_price=avg, cost_known=known))
 
     def set_cash(self, cash: Decimal) -> None:
         """Overwrite cash (reconciliation with the exchange's balance)."""

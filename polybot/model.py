@@ -371,8 +371,8 @@ class Position:
     net_qty: Decimal = ZERO
     avg_price: Decimal = ZERO
     realized_pnl: Decimal = ZERO
-    # False for a position adopted from an account that did not report its cost: it then counts
-    # at qty × $1 at risk (the most it can lose) until the cost is known.
+    # False for a position adopted from an account that did not report its cost: avg_price is a
+    # placeholder, and it counts at qty × $1 at risk (the most it can lose) until the cost is known.
     cost_known: bool = True
 
 

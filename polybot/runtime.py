@@ -303,7 +303,7 @@ class Bot:
             await nursery.start(live.run, recv)
             task_status.started()
             while True:
-                if live.reconciled and not self.trading.begun:
+                if live.reconciled and not live.adoption_pending and not self.trading.begun:
                     # the day's baselines only now: the ledger holds what the exchange holds
                     self.engine.reconciled(self.clock.now(), self.clock.monotonic())
                 # An exchange the executor cannot reconcile with is a dependency down: /health

@@ -115,12 +115,31 @@ CREATE TABLE fair_values (
     market_slug TEXT PRIMARY KEY, q TEXT NOT NULL, ts TEXT NOT NULL, closed_at TEXT);
 """
 
+# v2: what e7900f6 did not keep. `cancel_requested` (a crash must not forget a cancel the bot
+# asked for), `cost_known` (an adopted position whose cost the exchange did not say), the ledgers
+# archived at a mode switch, and the mode itself: a database from before v2 that has a ledger is
+# live if the live executor ever reconciled it (it alone writes `live_synced_at`), else paper.
+_V2 = """
+ALTER TABLE orders ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE positions ADD COLUMN cost_known INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE archived_ledgers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, mode TEXT NOT NULL, archived_at TEXT NOT NULL,
+    ledger TEXT, positions TEXT NOT NULL, bookings TEXT NOT NULL, halt_state TEXT,
+    meta TEXT NOT NULL, open_orders TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value)
+    SELECT 'mode', CASE WHEN EXISTS (SELECT 1 FROM meta WHERE key = 'live_synced_at')
+                        THEN 'live' ELSE 'paper' END
+    WHERE EXISTS (SELECT 1 FROM ledger)
+"""
+
 # Index i holds the script that takes the schema from version i to i + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 _HALT_SQL = "INSERT OR REPLACE INTO halt_state VALUES (1,?,?,?,?)"
+META_MODE = "mode"  # "paper" or "live": whose ledger, halt state and meta this database holds
+_OPEN_STATES = tuple(s.name for s in OrderState if s.is_open)
 
 
 class StoreError(Exception):
@@ -334,7 +353,8 @@ class Store:
         return (o.local_id, o.exchange_id, o.market_slug, o.intent.name, str(o.price),
                 str(o.quantity), o.tif.name, o.order_type.name, o.state.name, str(o.cum_qty),
                 _d(o.avg_px), _d(o.fair_q), _d(o.edge), o.reason, o.reject_reason,
-                _ts(o.created_at), _ts(o.updated_at) if o.updated_at else None)
+                _ts(o.created_at), _ts(o.updated_at) if o.updated_at else None,
+                int(o.cancel_requested))
 
     def _order_op(self, order: TrackedOrder) -> Op:
         row = self._order_row(order)  # captured now: the order object keeps changing
@@ -343,10 +363,12 @@ class Store:
             conn.execute(
                 "INSERT INTO orders (local_id, exchange_id, market_slug, intent, price, quantity,"
                 " tif, order_type, state, cum_qty, avg_px, fair_q, edge, reason, reject_reason,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " created_at, updated_at, cancel_requested)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(local_id) DO UPDATE SET exchange_id=excluded.exchange_id,"
                 " state=excluded.state, cum_qty=excluded.cum_qty, avg_px=excluded.avg_px,"
-                " reject_reason=excluded.reject_reason, updated_at=excluded.updated_at", row)
+                " reject_reason=excluded.reject_reason, updated_at=excluded.updated_at,"
+                " cancel_requested=max(cancel_requested, excluded.cancel_requested)", row)
         return op
 
     async def record_intent(self, order: TrackedOrder) -> None:
@@ -403,7 +425,7 @@ class Store:
                 avg_px=_dec(r["avg_px"]), created_at=datetime.fromisoformat(r["created_at"]),
                 updated_at=datetime.fromisoformat(r["updated_at"]) if r["updated_at"] else None,
                 fair_q=_dec(r["fair_q"]), edge=_dec(r["edge"]), reason=r["reason"],
-                reject_reason=r["reject_reason"]))
+                reject_reason=r["reject_reason"], cancel_requested=bool(r["cancel_requested"])))
         return out
 
     # --- ledger -----------------------------------------------------------------------------------
@@ -414,15 +436,17 @@ class Store:
         scalars = (str(changes.cash), str(changes.initial_cash), str(changes.net_transfers),
                    changes.day_key, _d(changes.day_start_equity), _d(changes.high_water), now)
         markets = [(m.market_slug, str(m.net_qty), str(m.avg_price), str(m.realized_pnl),
-                    str(m.fees), _d(m.mark_bid), _d(m.mark_offer), _d(m.settled_value), now)
+                    str(m.fees), _d(m.mark_bid), _d(m.mark_offer), _d(m.settled_value), now,
+                    int(m.cost_known))
                    for m in changes.markets]
         bookings = [(b.order_id, str(b.cum_qty), str(b.notional), str(b.fees))
                     for b in changes.bookings]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO ledger VALUES (1,?,?,?,?,?,?,?)", scalars)
-            conn.executemany("INSERT OR REPLACE INTO positions VALUES (?,?,?,?,?,?,?,?,?)",
-                             markets)
+            conn.executemany("INSERT OR REPLACE INTO positions (market_slug, net_qty, avg_price,"
+                             " realized_pnl, fees, mark_bid, mark_offer, settled_value,"
+                             " updated_at, cost_known) VALUES (?,?,?,?,?,?,?,?,?,?)", markets)
             conn.executemany("INSERT OR REPLACE INTO order_bookings VALUES (?,?,?,?)", bookings)
         self.submit(op, "ledger")
 
@@ -498,6 +522,28 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.submit(_exec("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value)), f"meta {key}")
 
+    def switch_mode(self, mode: str, *, now: datetime | None = None) -> ModeSwitch | None:
+        """Make this database `mode`'s; on a switch, archive the other mode's state first.
+
+        Call once at startup, before the writer task runs (it writes inline, in one transaction).
+        A switch (paper -> live or back) moves the ledger, its positions and bookings, the halt
+        state and the meta (the live executor's synced-at mark and booked transfer ids) into
+        `archived_ledgers` under the old mode and clears them, so the new mode starts from
+        nothing: live adopts the account, paper starts from INITIAL_BALANCE. The old mode's open
+        orders are booked CANCELED here (paper ones never existed at the exchange; live ones
+        may still rest there: the caller names them). Returns None when there was no switch.
+        """
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            switch = _archive_other_mode(conn, mode, _ts(now or self.clock.now()))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (META_MODE, mode))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return switch
+
     def get_meta(self, key: str) -> str | None:
         with closing(self._reader()) as conn:
             r = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -530,8 +576,69 @@ class Store:
         return conn
 
 
+@attrs.frozen(slots=True)
+class ModeSwitch:
+    """A switch of the database's mode: what was archived."""
+
+    old_mode: str
+    new_mode: str
+    archive_id: int
+    positions: int
+    open_orders: tuple[str, ...]  # local ids of the old mode's orders booked CANCELED
+
+    def describe(self) -> str:
+        text = (f"TRADING_MODE switched {self.old_mode} -> {self.new_mode}: the {self.old_mode} "
+                f"ledger ({self.positions} position(s)), halt state and booked transfers are "
+                f"archived (archived_ledgers id {self.archive_id}); the {self.new_mode} ledger "
+                + ("is adopted from the account" if self.new_mode == "live"
+                   else "starts from INITIAL_BALANCE"))
+        if self.open_orders:
+            text += (f"; the {self.old_mode} orders still open were booked cancelled: "
+                     + ", ".join(self.open_orders))
+            if self.old_mode == "live":
+                text += " (they may still rest at the exchange: cancel them there)"
+        return text
+
+
+def _archive_other_mode(conn: sqlite3.Connection, mode: str, now: str) -> ModeSwitch | None:
+    conn.row_factory = sqlite3.Row
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_MODE,)).fetchone()
+    old = row[0] if row else None
+    if old is None or old == mode:
+        return None
+
+    def rows(sql: str, *params: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in conn.execute(sql, params)]
+
+    ledger = rows("SELECT * FROM ledger")
+    positions = rows("SELECT * FROM positions")
+    halt = rows("SELECT * FROM halt_state")
+    marks = ",".join("?" * len(_OPEN_STATES))
+    orders = rows(f"SELECT local_id, exchange_id, market_slug, state FROM orders"
+                  f" WHERE state IN ({marks}) ORDER BY created_at, local_id", *_OPEN_STATES)
+    cur = conn.execute(
+        "INSERT INTO archived_ledgers (mode, archived_at, ledger, positions, bookings,"
+        " halt_state, meta, open_orders) VALUES (?,?,?,?,?,?,?,?)",
+        (old, now, json.dumps(ledger[0]) if ledger else None, json.dumps(positions),
+         json.dumps(rows("SELECT * FROM order_bookings")),
+         json.dumps(halt[0]) if halt else None,
+         json.dumps(rows("SELECT * FROM meta WHERE key != ?", META_MODE)), json.dumps(orders)))
+    for table in ("ledger", "positions", "order_bookings", "halt_state"):
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("DELETE FROM meta WHERE key != ?", (META_MODE,))
+    conn.execute(f"UPDATE orders SET state = 'CANCELED', updated_at = ?,"
+                 f" reject_reason = 'archived at a switch from {old} mode'"
+                 f" WHERE state IN ({marks})", (now, *_OPEN_STATES))
+    return ModeSwitch(old, mode, int(cur.lastrowid or 0),
+                      sum(1 for p in positions if Decimal(p["net_qty"]) != 0),
+                      tuple(o["local_id"] for o in orders))
+
+
 def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
-    """The committed ledger (for `Ledger.restore`), or None if none was ever saved."""
+    """The committed ledger (for `Ledger.restore`), or None if none was ever saved.
+
+    Also reads a v1 database not migrated yet (a read-only report before the upgraded bot ran).
+    """
     conn.row_factory = sqlite3.Row
     row = conn.execute("SELECT * FROM ledger WHERE id = 1").fetchone()
     if row is None:
@@ -539,7 +646,8 @@ def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
     markets = tuple(
         MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
                    Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
-                   _dec(r["mark_offer"]), _dec(r["settled_value"]))
+                   _dec(r["mark_offer"]), _dec(r["settled_value"]),
+                   cost_known=bool(r["cost_known"]) if "cost_known" in r.keys() else True)
         for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
     bookings = tuple(
         OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),

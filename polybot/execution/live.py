@@ -29,9 +29,12 @@ reconnect of the private stream and soon after a stream update disagrees with th
 orders, `GET /v1/order/{id}` for our orders no longer listed, positions (all pages), balances and
 the deposit/withdrawal activities. Order reports book missed fills (exactly, fees included: they
 carry the cumulative quantity, average price and total commission), which is also how fills made
-while the bot was down are booked. Deposits and withdrawals are booked from the activities by
-transaction id (remembered in the store), so neither a repeated check nor a restart books one
-twice. A market the exchange shows flat or expired is settled at its published settlement value.
+while the bot was down are booked. Deposits, withdrawals and the other cash activities are
+booked from the activities by transaction id (the amount booked is remembered in the store), only
+as their money moves (COMPLETED; PARTIALLY_REFUNDED less the refund; a PENDING one is re-read until
+final), so neither a repeated check nor a restart books one twice; each booking also reaches the
+trading state (`on_transfer`), and an adoption of the account is reported (`on_adopted`) once its
+positions are marked, for the day's start and high-water mark to re-base. A market the exchange shows flat or expired is settled at its published settlement value.
 A position or cash difference that persists across `mismatch_checks` consecutive checks with
 nothing in flight (no unresolved create, no execution booked in between) is logged with both
 sides, alerted, and resolved in the exchange's favour; the correction also advances the booked
@@ -140,9 +143,21 @@ MAX_CANCEL_BATCH = 20
 MAX_REMEMBERED_TRADES = 100_000
 SHUTDOWN_UNLISTED_READS = 2
 META_SYNCED_AT = "live_synced_at"
-META_TRANSFERS = "live_transfer_ids"  # JSON list: deposits/withdrawals already booked
+# JSON object: transaction id -> amount booked for it (a list of ids before: amount unknown)
+META_TRANSFERS = "live_transfer_ids"
+# Cash moved by the account holder or the platform, not by trading: transfers, not P&L
+# (docs/design-notes.md, "Cash activities"). A referral bonus is a promotion credit.
 TRANSFER_TYPES = ("ACTIVITY_TYPE_ACCOUNT_DEPOSIT", "ACTIVITY_TYPE_ACCOUNT_ADVANCED_DEPOSIT",
-                  "ACTIVITY_TYPE_ACCOUNT_WITHDRAWAL")
+                  "ACTIVITY_TYPE_ACCOUNT_WITHDRAWAL", "ACTIVITY_TYPE_TRANSFER",
+                  "ACTIVITY_TYPE_REFERRAL_BONUS")
+# Paid for the bot's trading (weekly/monthly): income in the ledger's P&L, but shifted out of
+# the gate's baselines like a transfer, so a payout for past weeks cannot widen today's limit.
+INCOME_TYPES = ("ACTIVITY_TYPE_TAKER_FEE_REBATE", "ACTIVITY_TYPE_LIQUIDITY_PROGRAM")
+CASH_ACTIVITY_TYPES = TRANSFER_TYPES + INCOME_TYPES
+CHANGE_PENDING = "ACCOUNT_BALANCE_CHANGE_STATUS_PENDING"
+CHANGE_COMPLETED = "ACCOUNT_BALANCE_CHANGE_STATUS_COMPLETED"
+CHANGE_PARTIALLY_REFUNDED = "ACCOUNT_BALANCE_CHANGE_STATUS_PARTIALLY_REFUNDED"
+CHANGE_REJECTED = "ACCOUNT_BALANCE_CHANGE_STATUS_REJECTED"
 KEEP_TRANSFER_IDS = 1000
 TRADE = "ACTIVITY_TYPE_TRADE"
 BUSTED = "TRADE_STATE_BUSTED"
@@ -203,6 +218,8 @@ class LiveConfig:
     shutdown_poll: float = 0.25
     cancel_unknown_orders: bool = False
     cash_tolerance: Decimal = ZERO
+    # an adoption waits this long for its positions' marks before it is reported valued at cost
+    adoption_mark_wait: float = 30.0
 
 
 @attrs.frozen(slots=True)
@@ -239,6 +256,8 @@ class LiveExecutor:
         markets: Mapping[str, MarketInfo] | None = None,
         on_foreign_order: Callable[[str, Order | None], None] | None = None,
         may_send: Callable[[OrderRequest], bool] | None = None,
+        on_transfer: Callable[[Decimal], None] | None = None,
+        on_adopted: Callable[[Decimal], None] | None = None,
     ) -> None:
         self.rest = rest
         # asked once more right before the POST (after the intent is durable): a kill switch or
@@ -253,6 +272,11 @@ class LiveExecutor:
         self._clock = clock or registry.clock  # the registry's: one clock stamps an order
         self._progress = progress or (lambda: None)
         self._markets = markets if markets is not None else {}  # fee coefficients
+        # trading state's hooks: a transfer shifts its baselines; an adoption re-bases them
+        self.on_transfer = on_transfer or (lambda amount: None)
+        self.on_adopted = on_adopted or (lambda equity: None)
+        self._adoption_unmarked = False  # adopted, but not every position marked yet
+        self._adopted_at = 0.0
         # readiness: every entry is a reason trading is not allowed
         self._blocks: dict[str, str] = {
             "startup": "startup reconciliation not done yet",
@@ -290,7 +314,7 @@ class LiveExecutor:
         self._nursery: trio.Nursery | None = None
         self._check_soon = False
         self._differs = False  # the last check saw a difference it did not correct yet
-        self._transfer_ids: list[str] | None = None
+        self._transfers: dict[str, Decimal | None] | None = None
         self._last_still: list[str] = []
         self._last_detail = ""
         # counters for metrics / status
@@ -373,7 +397,10 @@ class LiveExecutor:
         return book
 
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
-        """Nothing: live fills come from the exchange, and the engine marks the ledger."""
+        """Nothing to fill (live fills come from the exchange; the engine has marked the ledger
+        with this book), but an adoption waiting for its positions' marks may now be reported."""
+        if self._adoption_unmarked:
+            self._report_adoption()
         return []
 
     def on_continuity_lost(self) -> list[TrackedOrder]:
@@ -382,6 +409,11 @@ class LiveExecutor:
 
     def on_trade(self, trade: TradePrint) -> list[Fill]:
         return []
+
+    @property
+    def adoption_pending(self) -> bool:
+        """An adopted account waits for its positions' marks before its equity is the baseline."""
+        return self._adoption_unmarked
 
     @property
     def reconciled(self) -> bool:
@@ -948,6 +980,10 @@ class LiveExecutor:
                 booked = self.ledger.booked(order.order_id)
                 order.cum_qty = max(order.cum_qty, booked.cum_qty)
                 self.registry.add(order)
+                if order.cancel_requested and order.exchange_id is not None:
+                    # asked before a crash: send it again, wherever the market is configured
+                    self._queue(order.exchange_id, order.market_slug, "cancel requested before "
+                                "the restart")
 
     async def _startup(self) -> None:
         """The first reconciliation: adopt, book what happened while down, correct the rest."""
@@ -968,43 +1004,66 @@ class LiveExecutor:
         log.info("live: startup reconciliation done (%d open orders, %d unknown, frozen: %s)",
                  len(self.registry.open_orders()), len(self._foreign), self.frozen_markets())
 
-    def _booked_transfer_ids(self) -> list[str]:
-        """Ids of transfers already booked: read from the store once, then kept here (the
-        store's writes are queued, so reading them back could miss the latest)."""
-        if self._transfer_ids is None:
+    def _booked_transfers(self) -> dict[str, Decimal | None]:
+        """Transaction id -> amount booked for it (None: booked by an older version, amount not
+        kept): read from the store once, then kept here (the store's writes are queued, so
+        reading them back could miss the latest)."""
+        if self._transfers is None:
             raw = self.store.get_meta(META_TRANSFERS)
             try:
-                ids = json.loads(raw) if raw else []
+                data = json.loads(raw) if raw else {}
             except ValueError:
-                ids = []
-            self._transfer_ids = [str(i) for i in ids] if isinstance(ids, list) else []
-        return self._transfer_ids
+                data = {}
+            if isinstance(data, list):
+                self._transfers = {str(i): None for i in data}
+            elif isinstance(data, dict):
+                self._transfers = {str(k): None if v is None else Decimal(str(v))
+                                   for k, v in data.items()}
+            else:
+                self._transfers = {}
+        return self._transfers
 
     def _book_transfers(self, activities: list[wire.Activity], *, baseline: bool) -> None:
-        """Book deposits/withdrawals not booked before (by transaction id): transfers, not P&L.
+        """Book the cash activities' money as it becomes final (by transaction id), not as P&L.
 
-        `baseline`: the account is being adopted as it is, so existing ones are only remembered.
+        Only money that moved counts: a COMPLETED change its amount, a PARTIALLY_REFUNDED one its
+        amount less the refund, a REJECTED one nothing; a PENDING one is not remembered, so every
+        check reads it again until it is final. A change whose status moves after it was booked
+        books the difference. `baseline`: the account is being adopted as it is, so the final
+        ones are only remembered (their money is in the adopted cash).
         """
-        booked = self._booked_transfer_ids()
-        known = set(booked)
-        new = []
+        booked = self._booked_transfers()
+        changed = False
         for a in reversed(activities):  # oldest first
-            if a.type not in TRANSFER_TYPES:
+            if a.type not in CASH_ACTIVITY_TYPES:
                 continue
-            tid, amount = _transfer_of(a)
-            if not tid or tid in known or amount is None:
+            tid, moved = _transfer_of(a)
+            if not tid or moved is None:
                 continue
-            known.add(tid)
-            new.append(tid)
-            if baseline:
+            if tid in booked:
+                before = booked[tid]
+                if before is None or before == moved:
+                    continue
+            else:
+                before = ZERO
+            booked[tid] = moved
+            changed = True
+            delta = moved - before
+            if baseline or delta == 0:
                 continue
-            amount = -abs(amount) if a.type.endswith("WITHDRAWAL") else abs(amount)
-            self.ledger.transfer(amount)
-            log.info("live: %s %s of %s booked as a transfer", a.type, tid, amount)
-        if new:
-            self._transfer_ids = (booked + new)[-KEEP_TRANSFER_IDS:]
+            if a.type in INCOME_TYPES:
+                self.ledger.set_cash(self.ledger.cash + delta)
+                log.info("live: %s %s of %s booked as income", a.type, tid, delta)
+            else:
+                self.ledger.transfer(delta)
+                log.info("live: %s %s of %s booked as a transfer", a.type, tid, delta)
+            self.on_transfer(delta)
+        if changed:
+            keep = list(booked.items())[-KEEP_TRANSFER_IDS:]
+            self._transfers = dict(keep)
             self.store.save_ledger(self.ledger.drain_changes())
-            self.store.set_meta(META_TRANSFERS, json.dumps(self._transfer_ids))
+            self.store.set_meta(META_TRANSFERS, json.dumps(
+                {k: None if v is None else str(v) for k, v in keep}))
 
     async def _check(self, *, startup: bool, fresh: bool = False) -> None:
         """One reconciliation pass (raises PolymarketError when the exchange cannot be read)."""
@@ -1047,7 +1106,7 @@ class LiveExecutor:
             self._apply_report(order, reported)  # monotonic: a stale report changes nothing
         positions = await self.rest.positions()
         balances = await self.rest.balances()
-        transfers = await self.rest.activities(types=TRANSFER_TYPES, max_pages=1)
+        transfers = await self.rest.activities(types=CASH_ACTIVITY_TYPES, max_pages=1)
         await self._settle_resolved(positions)
         # no I/O below this line: a pass that failed above booked nothing twice on its retry
         self._book_transfers(transfers, baseline=fresh)
@@ -1059,6 +1118,9 @@ class LiveExecutor:
         if fresh:
             self._bootstrap(positions, cash)
             return
+        if self._adoption_unmarked:
+            self._report_adoption(force=trio.current_time() - self._adopted_at
+                                  >= self.config.adoption_mark_wait)
         quiet = seq_before == self._exec_seq and (startup or self._last_check_seq == seq_before)
         self._last_check_seq = self._exec_seq
         if startup and quiet:  # nothing sent yet and nothing arrived meanwhile: fix at once
@@ -1104,6 +1166,22 @@ class LiveExecutor:
         self.store.save_ledger(self.ledger.drain_changes())
         self._alert("adopted", f"empty ledger: adopted the account's cash {cash} and "
                     f"{sum(1 for p in positions.values() if p.net_qty)} positions", logging.INFO)
+        self._adoption_unmarked = True
+        self._adopted_at = trio.current_time()
+        self._report_adoption()
+
+    def _report_adoption(self, *, force: bool = False) -> None:
+        """Hand the adopted equity to `on_adopted` (the day's start and high-water mark re-base
+        there) once every adopted position in a configured market has the mark it is valued at:
+        a baseline valued at cost would count the cost-to-bid gap as today's loss when the first
+        book arrives. `force` (a reconciliation `adoption_mark_wait` after the adoption): value
+        what is still unmarked at cost."""
+        for slug, m in self.ledger.markets.items():
+            mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
+            if not force and m.net_qty != 0 and slug in self.slugs and mark is None:
+                return
+        self._adoption_unmarked = False
+        self.on_adopted(self.ledger.equity)
 
     def _correct(self, diffs: list[Diff], positions: dict[str, wire.ExchangePosition],
                  open_orders: list[Order]) -> None:
@@ -1170,7 +1248,9 @@ class LiveExecutor:
         return cancelled
 
     def _queue_cancel(self, order: TrackedOrder, reason: str) -> None:
-        order.cancel_requested = True
+        if not order.cancel_requested:
+            order.cancel_requested = True
+            self._record_order(order)  # a restart must still cancel it (a crash forgets nothing)
         if order.exchange_id is None:
             return  # sent as soon as its id is known (see _link / _acknowledged)
         self._queue(order.exchange_id, order.market_slug, reason)
@@ -1332,14 +1412,19 @@ def _created(order: Order) -> datetime:
 
 
 def _transfer_of(a: wire.Activity) -> tuple[str, Decimal | None]:
-    """(transaction id, amount) of a deposit/withdrawal activity."""
-    raw = a.raw if isinstance(a.raw, dict) else {}
-    change = raw.get("accountBalanceChange")
-    if not isinstance(change, dict):
-        return "", None
-    tid = str(change.get("transactionId") or "")
-    try:
-        amount = wire.dec(change["amount"]) if change.get("amount") is not None else None
-    except Exception:  # a float or junk: not worth a guess
-        amount = None
-    return tid, amount
+    """(transaction id, money moved so far, signed) of a cash activity; None while pending.
+
+    No status (older payloads) counts as COMPLETED; a PARTIALLY_REFUNDED change moved its amount
+    less its refunds (or its amount when it lists none).
+    """
+    status = a.change_status or CHANGE_COMPLETED
+    if status == CHANGE_REJECTED:
+        return a.change_id, ZERO
+    if status not in (CHANGE_COMPLETED, CHANGE_PARTIALLY_REFUNDED) or a.change_amount is None:
+        return a.change_id, None  # pending (or a status not known yet): read again until final
+    size = abs(a.change_amount)
+    if status == CHANGE_PARTIALLY_REFUNDED and a.change_refund is not None:
+        size = max(ZERO, size - a.change_refund)
+    # the sign of a withdrawal's amount is not documented
+    out = a.type.endswith("WITHDRAWAL") or a.change_amount < 0
+    return a.change_id, -size if out else size

@@ -370,7 +370,11 @@ def parse_balance(d: Mapping[str, Any]) -> Balance:
 
 @attrs.frozen(slots=True)
 class Activity:
-    """One portfolio activity; `trade_*` fields are set for ACTIVITY_TYPE_TRADE."""
+    """One portfolio activity; `trade_*` fields are set for ACTIVITY_TYPE_TRADE, `change_*` for
+    the cash activities (`accountBalanceChange`: deposits, withdrawals, transfers, bonuses,
+    rebates). `change_refund` is the size of the refunds among its `transactions[]` (the entries
+    other than the change itself; their sign is undocumented), None when it lists none; an
+    amount that is not a decimal (a float, junk) is None rather than a guess."""
 
     type: str
     market_slug: str = ""
@@ -381,6 +385,10 @@ class Activity:
     is_aggressor: bool | None = None
     realized_pnl: Decimal | None = None
     time: datetime | None = None
+    change_id: str = ""
+    change_status: str = ""
+    change_amount: Decimal | None = None
+    change_refund: Decimal | None = None
     raw: Any = attrs.field(default=None, eq=False, repr=False)  # the untouched payload, for audit
 
 
@@ -401,7 +409,24 @@ def parse_activity(d: Mapping[str, Any]) -> Activity:
             time=parse_time(trade.get("updateTime") or trade.get("createTime")),
             raw=d,
         )
-    res = d.get("positionResolution") or d.get("accountBalanceChange")
+    change = d.get("accountBalanceChange")
+    if isinstance(change, dict):
+        tid = _id(change.get("transactionId"))
+        refunds = [_money_or_none(t.get("amount")) for t in change.get("transactions") or ()
+                   if isinstance(t, dict) and _id(t.get("transactionId")) != tid]
+        refund = None
+        if refunds and all(r is not None for r in refunds):
+            refund = abs(sum((r for r in refunds if r is not None), Decimal(0)))
+        return Activity(
+            type=kind,
+            time=parse_time(change.get("updateTime") or change.get("createTime")),
+            change_id=tid,
+            change_status=change.get("status") or "",
+            change_amount=_money_or_none(change.get("amount")),
+            change_refund=refund,
+            raw=d,
+        )
+    res = d.get("positionResolution")
     res = res if isinstance(res, dict) else {}
     return Activity(
         type=kind,
@@ -409,6 +434,13 @@ def parse_activity(d: Mapping[str, Any]) -> Activity:
         time=parse_time(res.get("updateTime") or res.get("createTime")),
         raw=d,
     )
+
+
+def _money_or_none(v: Any) -> Decimal | None:
+    try:
+        return dec_or(v)
+    except (WireError, _FloatMoney):
+        return None
 
 
 # --- reference data ------------------------------------------------------------------------------

@@ -58,6 +58,12 @@ def db_count(data_dir: Path, table: str) -> int:
         conn.close()
 
 
+# Limits out of the way of tests about orders reaching the exchange. The daily loss too: the day
+# starts at the adopted equity (no longer 0), and a Kelly-sized taker order in the session's
+# shared account shows an immediate mark-to-market loss above the default $25.
+UNCAPPED = dict(RISK_MAX_POSITION_PER_MARKET="100000", RISK_MAX_PORTFOLIO_EXPOSURE="100000",
+                RISK_MAX_CORRELATED_EXPOSURE="100000", RISK_MAX_DAILY_LOSS="100000")
+
 def test_paper_run_gets_ready_trades_and_reports_markets_and_metrics(sim, start_bot) -> None:
     bot = start_bot(sim, "paper")
     bot.wait_ready()
@@ -101,8 +107,7 @@ def test_paper_run_gets_ready_trades_and_reports_markets_and_metrics(sim, start_
 
 def test_live_run_places_orders_that_the_exchange_records(sim, start_bot) -> None:
     before = {o["orderId"] for o in sim.accepted_orders()}
-    bot = start_bot(sim, "live", RISK_MAX_POSITION_PER_MARKET="100000",
-                    RISK_MAX_PORTFOLIO_EXPOSURE="100000", RISK_MAX_CORRELATED_EXPOSURE="100000")
+    bot = start_bot(sim, "live", **UNCAPPED)
     bot.wait_ready()
 
     def new_orders() -> list[dict[str, Any]]:
@@ -192,8 +197,7 @@ def test_a_start_during_maintenance_tells_systemd_ready_and_keeps_the_watchdog_f
 
 
 def test_exchange_errors_in_live_mode_are_degraded_not_unhealthy(sim, start_bot) -> None:
-    bot = start_bot(sim, "live", RISK_MAX_POSITION_PER_MARKET="100000",
-                    RISK_MAX_PORTFOLIO_EXPOSURE="100000", RISK_MAX_CORRELATED_EXPOSURE="100000")
+    bot = start_bot(sim, "live", **UNCAPPED)
     bot.wait_ready()
 
     sim.faults(error_burst=60)  # every REST call fails until 60 have
@@ -232,8 +236,7 @@ def test_a_5xx_burst_while_matching_markets_is_waited_out_and_every_market_price
 
 def test_halt_stops_new_orders_at_once_and_resume_lets_trading_go_on(sim, start_bot) -> None:
     before = {o["orderId"] for o in sim.accepted_orders()}
-    bot = start_bot(sim, "live", RISK_MAX_POSITION_PER_MARKET="100000",
-                    RISK_MAX_PORTFOLIO_EXPOSURE="100000", RISK_MAX_CORRELATED_EXPOSURE="100000")
+    bot = start_bot(sim, "live", **UNCAPPED)
     bot.wait_ready()
     wait_until(lambda: bot.status()["extra"]["counters"]["orders"] > 0, 40, "a live order")
 

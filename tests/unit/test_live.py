@@ -30,6 +30,7 @@ from polybot.execution.reconcile import (
 from polybot.ledger import Ledger
 from polybot.model import (
     Balance,
+    BookSnapshot,
     Execution,
     ExecutionType,
     Intent,
@@ -37,6 +38,7 @@ from polybot.model import (
     Order,
     OrderRequest,
     OrderState,
+    PriceLevel,
     Signal,
     TimeInForce,
 )
@@ -188,9 +190,23 @@ class FakeExchange:
 
     def deposit(self, tid: str, amount: str) -> None:
         self.cash += D(amount)
-        raw = {"accountBalanceChange": {"transactionId": tid, "amount": {"value": amount}}}
-        self.acts.insert(0, wire.Activity(type="ACTIVITY_TYPE_ACCOUNT_DEPOSIT", raw=raw,
-                                          time=datetime.now(UTC)))
+        self.acts.insert(0, wire.parse_activity({
+            "type": "ACTIVITY_TYPE_ACCOUNT_DEPOSIT",
+            "accountBalanceChange": {"transactionId": tid, "amount": {"value": amount}}}))
+
+    def change(self, kind: str, tid: str, amount: str, status: str, *,
+               refunds: tuple[str, ...] = (), moves: bool = True) -> None:
+        """A cash activity (newest first); `moves`: its money is in the balance now."""
+        tx = {"transactionId": tid, "status": f"ACCOUNT_BALANCE_CHANGE_STATUS_{status}",
+              "amount": {"value": amount, "currency": "USD"}}
+        body = {**tx, "transactions": [tx] + [
+            {"transactionId": f"{tid}-r{i}", "amount": {"value": r, "currency": "USD"}}
+            for i, r in enumerate(refunds)]}
+        self.acts = [a for a in self.acts if a.change_id != tid]
+        self.acts.insert(0, wire.parse_activity({"type": f"ACTIVITY_TYPE_{kind}",
+                                                 "accountBalanceChange": body}))
+        if moves:
+            self.cash += D(amount) + sum((D(r) for r in refunds), D(0))
 
     async def balances(self) -> list[Balance]:
         self._read("balances")
@@ -220,9 +236,12 @@ class Harness:
         self.registry = OrderRegistry(id_prefix="t")
         self.ledger = Ledger()
         self.notices: list[LiveNotice] = []
+        self.transfers: list[Decimal] = []  # what reached the trading state's baselines
+        self.adopted: list[Decimal] = []
         self.ex = LiveExecutor(self.fake, self.registry, self.ledger, self.store,
                                slugs=[SLUG, SLUG2], config=config(**cfg),
-                               notify=self.notices.append)
+                               notify=self.notices.append, on_transfer=self.transfers.append,
+                               on_adopted=self.adopted.append)
         self.nursery = nursery
         self.send, self.recv = trio.open_memory_channel[Any](1000)
 
@@ -474,6 +493,102 @@ async def test_deposits_are_transfers_booked_once_by_transaction_id(h, autojump_
     await send.send(StreamConnected("private", 1, trio.current_time()))
     await ex2.wait_ready()
     assert ledger.net_transfers == 250 and ledger.cash == 1290  # a restart books it once too
+
+
+async def test_only_money_that_moved_is_booked_and_each_booking_reaches_the_gate(h, autojump_clock):
+    h.fake.change("ACCOUNT_DEPOSIT", "bc-0", "1000", "COMPLETED", moves=False)  # adopted cash
+    h.fake.change("ACCOUNT_WITHDRAWAL", "bc-p0", "-50", "PENDING", moves=False)
+    await h.start()
+    assert (h.ledger.cash, h.ledger.net_transfers, h.transfers) == (D(1000), D(0), [])
+    assert h.adopted == [D(1000)]  # the gate re-bases at the adopted equity
+    h.fake.change("ACCOUNT_WITHDRAWAL", "bc-1", "-300", "REJECTED", moves=False)
+    h.fake.change("ACCOUNT_DEPOSIT", "bc-2", "200", "PENDING", moves=False)
+    await trio.sleep(25)  # two periodic checks
+    assert (h.ledger.cash, h.ledger.net_transfers, h.transfers) == (D(1000), D(0), [])
+    h.fake.change("ACCOUNT_DEPOSIT", "bc-2", "200", "COMPLETED")  # now the money moved
+    h.fake.change("ACCOUNT_WITHDRAWAL", "bc-p0", "-50", "COMPLETED")  # pending at adoption
+    h.fake.change("ACCOUNT_WITHDRAWAL", "bc-3", "-100", "PARTIALLY_REFUNDED", refunds=("40",))
+    await trio.sleep(12)
+    assert h.ledger.net_transfers == D(200 - 50 - 60) and h.ledger.cash == D(1090)
+    assert sorted(h.transfers) == [D(-60), D(-50), D(200)]
+    h.fake.change("ACCOUNT_DEPOSIT", "bc-2", "200", "PARTIALLY_REFUNDED", refunds=("-80",),
+                  moves=False)  # a deposit refunded in part after it completed
+    h.fake.cash -= 80
+    await trio.sleep(12)
+    assert h.ledger.net_transfers == D(10) and h.transfers[-1] == D(-80)
+    assert h.ex.corrections == 0 and h.ledger.pnl == 0
+
+
+async def test_the_adopted_equity_is_reported_once_adopted_positions_are_marked(h, autojump_clock):
+    # the gate re-bases at this equity: valued at cost, the first book's bid below the cost
+    # would count as today's loss (a false daily-loss halt right after the adoption)
+    h.fake.set_position(SLUG, "100", "40")
+    await h.start()
+    assert h.ledger.position(SLUG).net_qty == 100 and h.adopted == []
+    book = BookSnapshot(SLUG, (PriceLevel(D("0.35"), D(50)),), ())
+    h.ledger.on_book(book)  # the engine marks the ledger, then hands the venue the book
+    h.ex.on_book(book)
+    assert h.adopted == [D(1035)]
+    book = BookSnapshot(SLUG, (PriceLevel(D("0.30"), D(50)),), ())
+    h.ledger.on_book(book)
+    h.ex.on_book(book)
+    assert h.adopted == [D(1035)]  # once
+
+
+async def test_an_adopted_position_never_marked_is_reported_at_cost_by_the_next_check(
+        h, autojump_clock):
+    h.fake.set_position(SLUG, "100", "40")
+    await h.start()
+    await trio.sleep(25)
+    assert h.adopted == []
+    await trio.sleep(10)  # the first reconciliation after adoption_mark_wait (30 s)
+    assert h.adopted == [D(1040)]
+
+
+async def test_fee_rebates_are_income_and_other_cash_activities_are_transfers(h, autojump_clock):
+    await h.start()
+    h.fake.change("TAKER_FEE_REBATE", "bc-r", "12.5", "COMPLETED")
+    h.fake.change("LIQUIDITY_PROGRAM", "bc-l", "7.5", "COMPLETED")
+    h.fake.change("REFERRAL_BONUS", "bc-b", "25", "COMPLETED")
+    h.fake.change("TRANSFER", "bc-t", "-40", "COMPLETED")
+    await trio.sleep(12)
+    assert h.ledger.cash == D(1005) and h.ex.corrections == 0
+    assert h.ledger.net_transfers == D(-15)  # bonus and transfer: not P&L
+    assert h.ledger.pnl == D(20)  # the rebates are income ...
+    assert sum(h.transfers) == D(5)  # ... yet every one moves the gate's baselines
+
+
+async def test_transfers_booked_by_an_older_version_are_not_booked_again(h, autojump_clock):
+    h.store.set_meta("live_synced_at", "2026-11-20T18:00:00+00:00")
+    h.store.set_meta("live_transfer_ids", '["bc-old"]')  # e7900f6's format: ids only
+    h.ledger.set_cash(D(1000))
+    h.fake.change("ACCOUNT_DEPOSIT", "bc-old", "500", "COMPLETED", moves=False)
+    await h.start()
+    await trio.sleep(12)
+    assert (h.ledger.cash, h.ledger.net_transfers, h.transfers) == (D(1000), D(0), [])
+
+
+async def test_a_cancel_requested_before_a_restart_is_sent_in_a_market_no_longer_configured(
+        h, autojump_clock):
+    await h.start()
+    placed = await h.ex.submit(req(slug=SLUG2))
+    assert placed is not None and placed.exchange_id is not None
+    h.fake.cancels_remove = False
+    h.fake.fail_cancels = 100  # the cancel never gets through before the crash
+    h.ex.cancel(placed.local_id)
+    await trio.sleep(1)
+    h.run_scope.cancel()
+    await h.store.flush()
+    h.fake.fail_cancels = 0
+    ledger = Ledger.restore(h.store.load_ledger())
+    ex2 = LiveExecutor(h.fake, OrderRegistry(id_prefix="u"), ledger, h.store, slugs=[SLUG],
+                       config=config())  # SLUG2 dropped from MARKET_SLUGS
+    send, recv = trio.open_memory_channel[Any](10)
+    await h.nursery.start(ex2.run, recv)
+    await send.send(StreamConnected("private", 1, trio.current_time()))
+    await ex2.wait_ready()
+    await trio.sleep(2)
+    assert [placed.exchange_id] in h.fake.cancel_batches
 
 
 async def test_a_resolution_settles_the_market_at_the_exchanges_value(h, autojump_clock):

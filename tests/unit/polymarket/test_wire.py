@@ -359,3 +359,19 @@ def test_exact_mode_decodes_the_same_events_without_orjson():
         wire.decode_frame("{oops", exact=True)
     with pytest.raises(wire.UnknownFrame):
         wire.decode_frame('{"x":{}}', exact=True)
+
+
+def test_a_cash_activity_carries_its_id_status_amount_and_refunds():
+    from polybot.polymarket.wire import parse_activity
+
+    tx = {"transactionId": "bc-9", "status": "ACCOUNT_BALANCE_CHANGE_STATUS_PARTIALLY_REFUNDED",
+          "amount": {"value": "-100.0000", "currency": "USD"},
+          "updateTime": "2026-11-20T18:00:00.000Z"}
+    a = parse_activity({"type": "ACTIVITY_TYPE_ACCOUNT_WITHDRAWAL", "accountBalanceChange": {
+        **tx, "transactions": [tx, {"transactionId": "bc-9r", "amount": {"value": "40"}}]}})
+    assert (a.change_id, a.change_status) == ("bc-9", tx["status"])
+    assert (a.change_amount, a.change_refund) == (Decimal("-100"), Decimal("40"))
+    assert a.time is not None and a.market_slug == ""
+    plain = parse_activity({"type": "ACTIVITY_TYPE_ACCOUNT_DEPOSIT", "accountBalanceChange": {
+        "transactionId": "bc-1", "amount": 12.5}})  # a float: no guess
+    assert (plain.change_id, plain.change_amount, plain.change_refund) == ("bc-1", None, None)
