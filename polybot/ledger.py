@@ -34,8 +34,10 @@ Traps this module defuses:
   position's halt value changes, so no book frame sums every position.
 
 Realized P&L is gross of fees; fees (positive = charged, negative = rebate) are kept separately and
-already taken out of cash. Deposits and withdrawals are transfers: they move cash, the day's start
-equity and the high-water mark together, so they are never P&L.
+already taken out of cash. Deposits and withdrawals are transfers: they move cash but are never
+P&L (`pnl` is net of them). The trading day, its start equity and the high-water mark are not the
+ledger's: the trading state (`polybot.trading_state`) owns them, and the trading state shifts its
+baselines by each transfer.
 """
 
 from __future__ import annotations
@@ -98,9 +100,6 @@ class LedgerState:
     cash: Decimal
     initial_cash: Decimal
     net_transfers: Decimal = ZERO
-    day_key: str = ""
-    day_start_equity: Decimal | None = None
-    high_water: Decimal | None = None
     markets: tuple[MarketBook, ...] = ()
     bookings: tuple[OrderBooking, ...] = ()
 
@@ -151,13 +150,6 @@ class Ledger:
         self.cash = Decimal(cash)
         self.initial_cash = Decimal(cash if initial_cash is None else initial_cash)
         self.net_transfers = ZERO
-        self.day_key = ""
-        self._day_start_equity: Decimal | None = None
-        self._high_water: Decimal | None = None
-        # True once the high-water mark is known to be >= equity: set by every touch, never by
-        # `restore`. Every other change of cash or positions touches, so while it holds a change
-        # that cannot raise equity (a mark or fee against us) may skip summing every position.
-        self._high_water_current = False
         self._markets: dict[str, MarketBook] = {}
         self._bookings: dict[str, OrderBooking] = {}
         self._dirty_markets: set[str] = set()
@@ -255,35 +247,12 @@ class Ledger:
         """Total P&L since the start: equity change net of deposits and withdrawals."""
         return self.equity - self.initial_cash - self.net_transfers
 
-    @property
-    def day_start_equity(self) -> Decimal:
-        return self.equity if self._day_start_equity is None else self._day_start_equity
-
-    @property
-    def daily_pnl(self) -> Decimal:
-        return self.equity - self.day_start_equity
-
-    @property
-    def high_water(self) -> Decimal:
-        eq = self.equity
-        return eq if self._high_water is None else max(self._high_water, eq)
-
-    @property
-    def drawdown(self) -> Decimal:
-        """Fraction below the high-water mark (0 at or above it)."""
-        hw = self.high_water
-        if hw <= 0:
-            return ZERO
-        return max(ZERO, (hw - self.equity) / hw)
-
     def summary(self) -> dict[str, object]:
         """Plain data for /status, alerts and the status line (Decimals kept)."""
         return {
             "cash": self.cash, "equity": self.equity, "pnl": self.pnl,
             "realized_pnl": self.realized_pnl, "unrealized_pnl": self.unrealized_pnl(),
-            "fees": self.fees_total, "daily_pnl": self.daily_pnl,
-            "day_start_equity": self.day_start_equity, "high_water": self.high_water,
-            "drawdown": self.drawdown,
+            "fees": self.fees_total,
             "positions": {s: {"net_qty": p.net_qty, "avg_price": p.avg_price,
                               "mark": self.mark_price(s), "unrealized_pnl": self.unrealized_pnl(s)}
                           for s, p in self.positions.items()},
@@ -415,8 +384,6 @@ class Ledger:
         self.cash -= fee
         m = self._markets.get(slug) or MarketBook(slug)
         self._store_market(attrs.evolve(m, fees=m.fees + fee))
-        if fee < 0 or not self._high_water_current:  # a charged fee cannot raise equity
-            self._touch_high_water()
 
     def book_fill(self, fill: Fill) -> None:
         """Book a fill not tied to an order's cumulative quantity (e.g. an adopted trade)."""
@@ -439,12 +406,7 @@ class Ledger:
         if m.net_qty == 0:
             self._markets[market_slug] = new  # only held positions' marks move equity or persist
             return
-        before = self.market_value(market_slug)
         self._store_market(new)
-        # A held market's mark moves on most book frames: equity (a sum over every position) only
-        # needs recomputing for the high-water mark when this position's value rose.
-        if not self._high_water_current or self.market_value(market_slug) > before:
-            self._touch_high_water()
 
     def on_book(self, book: BookSnapshot, *, trusted: bool = True, now: float | None = None) -> None:
         """A full book: the display marks (best prices) and the halt mark (a walk of the book).
@@ -551,28 +513,10 @@ class Ledger:
         return realized
 
     def transfer(self, amount: Decimal) -> None:
-        """A deposit (positive) or withdrawal (negative): not P&L, so the baselines move too."""
+        """A deposit (positive) or withdrawal (negative): cash, but not P&L (the trading state
+        shifts its baselines by the same amount)."""
         self.cash += amount
         self.net_transfers += amount
-        if self._day_start_equity is not None:
-            self._day_start_equity += amount
-        if self._high_water is not None:
-            self._high_water += amount
-        self._touch_high_water()
-
-    def roll_day(self, day_key: str) -> bool:
-        """Start a new trading day (e.g. "2026-11-26") at the current equity; False if same day."""
-        if day_key == self.day_key and self._day_start_equity is not None:
-            return False
-        self.day_key = day_key
-        self._day_start_equity = self.equity
-        self._touch_high_water()
-        return True
-
-    def reset_high_water(self) -> None:
-        """Set the high-water mark to the current equity (an operator's resume after a drawdown)."""
-        self._high_water = self.equity
-        self._high_water_current = True
 
     def mark_booked(self, order_id: str, cum_qty: Decimal, avg_px: Decimal | None = None) -> None:
         """Advance an order's booked quantity without booking cash (a correction already did)."""
@@ -602,7 +546,6 @@ class Ledger:
     def set_cash(self, cash: Decimal) -> None:
         """Overwrite cash (reconciliation with the exchange's balance)."""
         self.cash = cash
-        self._touch_high_water()
 
     # --- persistence -----------------------------------------------------------------------------
 
@@ -610,7 +553,6 @@ class Ledger:
         old = self._markets.get(m.market_slug)
         self._store_market(m)
         self._rehalt(m, old.net_qty if old is not None else ZERO)
-        self._touch_high_water()
 
     def _store_market(self, m: MarketBook) -> None:
         old = self._markets.get(m.market_slug)
@@ -624,25 +566,16 @@ class Ledger:
         self._bookings[b.order_id] = b
         self._dirty_bookings.add(b.order_id)
 
-    def _touch_high_water(self) -> None:
-        eq = self.equity
-        if self._high_water is None or eq > self._high_water:
-            self._high_water = eq
-        self._high_water_current = True
-
     def snapshot(self) -> LedgerState:
         return LedgerState(
             cash=self.cash, initial_cash=self.initial_cash, net_transfers=self.net_transfers,
-            day_key=self.day_key, day_start_equity=self._day_start_equity,
-            high_water=self._high_water, markets=tuple(self._markets.values()),
+            markets=tuple(self._markets.values()),
             bookings=tuple(self._bookings.values()))
 
     def drain_changes(self) -> LedgerState:
         """The scalars plus the markets and bookings changed since the last drain (to persist)."""
         state = LedgerState(
             cash=self.cash, initial_cash=self.initial_cash, net_transfers=self.net_transfers,
-            day_key=self.day_key, day_start_equity=self._day_start_equity,
-            high_water=self._high_water,
             markets=tuple(self._markets[s] for s in sorted(self._dirty_markets)),
             bookings=tuple(self._bookings[o] for o in sorted(self._dirty_bookings)))
         self._dirty_markets.clear()
@@ -653,9 +586,6 @@ class Ledger:
     def restore(cls, state: LedgerState) -> Ledger:
         led = cls(state.cash, initial_cash=state.initial_cash)
         led.net_transfers = state.net_transfers
-        led.day_key = state.day_key
-        led._day_start_equity = state.day_start_equity
-        led._high_water = state.high_water
         led._markets = {m.market_slug: m for m in state.markets}
         led._bookings = {b.order_id: b for b in state.bookings}
         for m in state.markets:

@@ -92,7 +92,7 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
             "cash": ledger.cash, "equity": ledger.equity, "initial_cash": ledger.initial_cash,
             "net_transfers": ledger.net_transfers, "pnl": ledger.pnl,
             "realized": ledger.realized_pnl, "unrealized": ledger.unrealized_pnl(),
-            "fees": ledger.fees_total, "high_water": ledger.high_water,
+            "fees": ledger.fees_total, "high_water": _high_water(conn),
             "wins": totals["wins"], "losses": totals["losses"], "pushes": totals["pushes"],
             "clv": totals["clv_sum"] / totals["clv_qty"] if totals["clv_qty"] else None,
             "last_equity_snapshot": last["ts"] if last else None,
@@ -101,6 +101,15 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
         "rejections": rejections,
         "orders": orders,
     }
+
+
+def _high_water(conn: Any) -> Decimal | None:
+    """The trading state's high-water mark (its persisted halt state), if it has one."""
+    row = conn.execute("SELECT data FROM halt_state LIMIT 1").fetchone()
+    if row is None or not row["data"]:
+        return None
+    value = json.loads(row["data"]).get("high_water_mark")
+    return Decimal(value) if value is not None else None
 
 
 def _fmt(value: Any, places: int = 2) -> str:

@@ -434,7 +434,9 @@ class Store:
         """Persist the ledger's scalars and the markets/bookings in `changes`."""
         now = self._stamp()
         scalars = (str(changes.cash), str(changes.initial_cash), str(changes.net_transfers),
-                   changes.day_key, _d(changes.day_start_equity), _d(changes.high_water), now)
+                   # the day and the high-water mark are the trading state's (halt_state);
+                   # the columns stay for databases written before it owned them
+                   "", None, None, now)
         markets = [(m.market_slug, str(m.net_qty), str(m.avg_price), str(m.realized_pnl),
                     str(m.fees), _d(m.mark_bid), _d(m.mark_offer), _d(m.settled_value), now,
                     int(m.cost_known))
@@ -655,8 +657,7 @@ def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
         for r in conn.execute("SELECT * FROM order_bookings ORDER BY order_id"))
     return LedgerState(
         cash=Decimal(row["cash"]), initial_cash=Decimal(row["initial_cash"]),
-        net_transfers=Decimal(row["net_transfers"]), day_key=row["day_key"],
-        day_start_equity=_dec(row["day_start_equity"]), high_water=_dec(row["high_water"]),
+        net_transfers=Decimal(row["net_transfers"]),
         markets=markets, bookings=bookings)
 
 

@@ -77,7 +77,6 @@ async def test_restart_restores_the_same_ledger_and_open_orders(tmp_path):
         reg.submitted(resting, "x2")
         book_execution(filled(filled_order), reg, led, store)
         led.update_marks("m", D("0.45"), D("0.47"))
-        led.roll_day("2026-11-26")
         store.save_ledger(led.drain_changes())
         store.record_order(resting)
 
