@@ -429,6 +429,9 @@ class Bot:
                 if not self._flattening:  # else it stays pending until the running one is done
                     self._flattening = True
                     self.engine.request_flatten()
+                    # resting orders go first: a GTC opening order would keep adding to what is
+                    # being closed, and a resting own bid would make the closing sell a self-match
+                    self.executor.cancel_all(reason="operator flatten")
                     nursery.start_soon(self._flatten_request, req)
                 continue  # acknowledged and removed when done
             else:
@@ -566,10 +569,11 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
                 code = await bot.shutdown()
                 bot._alert(Level.INFO, "polybot stopped", f"exit code {code}", key="lifecycle")
             else:
+                # The restart budget is spent (systemd restarts the process after RestartSec):
+                # the same bounded shutdown, so no GTC order rests unattended meanwhile.
                 bot.stopping = True
-                with trio.CancelScope(shield=True), trio.move_on_after(3.0):
-                    bot.persist()
-                    await bot.store.flush()
+                sd.stopping()
+                await bot.shutdown()
             with trio.move_on_after(2.0):
                 await bot.notifier.flush(2.0)
             if on_finish is not None:

@@ -1159,10 +1159,12 @@ class LiveExecutor:
         """First live start on an empty ledger: the account as it is becomes the baseline."""
         if cash is not None:
             self.ledger.set_cash(cash)
-            self.ledger.initial_cash = cash
         for slug, p in positions.items():
             if p.net_qty != 0:
                 self.ledger.set_position(slug, p.net_qty, exchange_avg_yes(p.net_qty, p.cost))
+        # P&L counts from what was adopted: the cash and the positions at their cost (with cash
+        # alone as the start, `pnl` opened at the adopted positions' whole value)
+        self.ledger.initial_cash = self.ledger.equity
         self.store.save_ledger(self.ledger.drain_changes())
         self._alert("adopted", f"empty ledger: adopted the account's cash {cash} and "
                     f"{sum(1 for p in positions.values() if p.net_qty)} positions", logging.INFO)

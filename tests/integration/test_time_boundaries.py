@@ -133,3 +133,4 @@ async def test_the_kill_switch_is_seen_within_half_a_second_and_nothing_is_sent_
             script_book(sim.exchange, slug, bids=[("0.01", 500)], offers=[("0.02", 500)])
             await trio.sleep(5)
             assert len(sim.exchange._account(sim.account_id).orders) == sent_before
+

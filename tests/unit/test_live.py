@@ -831,3 +831,13 @@ async def test_shutdown_names_an_unresolved_create_as_possibly_open(h, autojump_
     h.fake.fail_reads = 10_000  # the exchange cannot be read any more
     report = await h.ex.shutdown(cancel=True)
     assert not report.all_confirmed and order.local_id in report.still_open
+
+
+async def test_a_fresh_adoption_starts_the_pnl_at_zero_with_positions_at_their_cost(
+        h, autojump_clock):
+    # money audit suspicion: a fresh live bootstrap set the start to the cash alone, so `pnl`
+    # opened at the adopted positions' whole value (+$40 here) although nothing was earned
+    h.fake.set_position(SLUG, "100", "40")
+    await h.start()
+    assert h.ledger.position(SLUG).net_qty == 100
+    assert h.ledger.pnl == 0 and h.ledger.initial_cash == h.ledger.equity
