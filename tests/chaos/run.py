@@ -253,7 +253,7 @@ def plan(seed: int, *, session: float, subprocess_bot: bool) -> list[Action]:
         if rng.random() < 0.5:
             actions.append(Action(round(cross - rng.uniform(0.3, 1.5), 1),
                                   rng.choice(kinds), {"down": 2.5}))
-    if rng.random() < 0.3:
+    if rng.random() < 0.4:
         actions.append(Action(0.0, "halted_at_start", {"pick": rng.random(),
                                                        "reopen": round(rng.uniform(3, 10), 1)}))
     actions.sort(key=lambda a: a.at)
