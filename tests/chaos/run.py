@@ -56,6 +56,7 @@ import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import closing
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,10 @@ def plan(seed: int, *, session: float, subprocess_bot: bool) -> list[Action]:
         if rng.random() < 0.5:
             actions.append(Action(round(cross - rng.uniform(0.3, 1.5), 1),
                                   rng.choice(kinds), {"down": 2.5}))
+    if rng.random() < 0.2:
+        # the bot starts in paper mode on the session's DATA_DIR and its first restart switches
+        # it to live on the same DATA_DIR, the path docs/operations.md prescribes (defect 3)
+        actions.append(Action(0.0, "paper_first"))
     if rng.random() < 0.4:
         actions.append(Action(0.0, "halted_at_start", {"pick": rng.random(),
                                                        "reopen": round(rng.uniform(3, 10), 1)}))
@@ -493,8 +498,10 @@ def check_halts(equity: list[tuple[float, Decimal]], transfers: list[tuple[float
         "drawdown": lambda v, t: drawdown(t) if t >= first else None,
     }
     for reason, metric in metrics.items():
-        # early
-        for prev, v in itertools.pairwise(views):
+        # early (the first sample has a halt-free one before it: the bot starts unhalted, or
+        # its halt was entered at its first reconciliation, measured from the exchange's books)
+        before = BotView(views[0].t - SAMPLE_SLACK, views[0].life, False, views[0].day, ())
+        for prev, v in itertools.pairwise([before, *views]):
             if reason not in v.halts or reason in prev.halts or not v.begun:
                 continue
             if reason == "daily_loss" and prev.day != v.day and prev.life == v.life:
@@ -618,6 +625,7 @@ class InProcessBot:
     def __init__(self, env: dict[str, str], nursery: trio.Nursery) -> None:
         self.env = env
         self.nursery = nursery
+        self.live_since: datetime | None = None  # a paper-first session: when live began
         self.port: int | None = None
         self.lives: list[Life] = []
         self._scope: trio.CancelScope | None = None
@@ -686,6 +694,7 @@ class SubprocessBot:
     def __init__(self, env: dict[str, str], data_dir: Path) -> None:
         self.env = env
         self.data_dir = data_dir
+        self.live_since: datetime | None = None  # a paper-first session: when live began
         self.port: int | None = None
         self.lives: list[Life] = []
         self.proc: trio.Process | None = None
@@ -829,7 +838,8 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                             life.health_at = trio.current_time()
                         if path == "/ready" and r.status_code == 200:
                             ready_after.append(trio.current_time() - t0)
-                        if path == "/status" and r.status_code == 200:
+                        if path == "/status" and r.status_code == 200 and \
+                                bot.env.get("TRADING_MODE") == "live":
                             view = bot_view(trio.current_time() - t0, len(bot.lives), r.text)
                             if view is not None:
                                 views.append(view)
@@ -839,6 +849,8 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                                     ready_after.append(view.t)
 
         nursery.start_soon(poll_health)
+        if any(x.kind == "paper_first" for x in actions):
+            env["TRADING_MODE"] = "paper"
         await bot.start()
         settled: list[str] = []
         try:
@@ -878,7 +890,7 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                                 daily_loss=limits.daily_loss, drawdown_pct=limits.drawdown_pct)
         stats["halts"] = sorted({h for v in views for h in v.halts})
         failures += check_lives(bot.lives, ready_after, faults_end, alerts.texts())
-        failures += check_orders_and_ledger(sim, data_dir)
+        failures += check_orders_and_ledger(sim, data_dir, since=bot.live_since)
         failures += check_secrets(secret_values, data_dir, health_bodies, alerts.texts())
     _restore_logging(saved)  # pytest's handlers and every logger's level back
     return SeedResult(seed, "subprocess" if subprocess_bot else "in-process", failures, stats,
@@ -1000,6 +1012,8 @@ async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
         slug = _pick_market(sim, a["pick"])
         if slug is not None:
             sim.scenario.halted_at_start(slug, a["reopen"])
+    elif k == "paper_first":
+        pass  # the session starts the bot in paper mode (`run_seed`); the first restart is live
     elif k == "day_boundary":
         pass  # the session's zone puts local midnight here (`write_zone`); nothing to switch
     elif k == "settle":
@@ -1022,6 +1036,9 @@ async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
             await bot.terminate()
             bot.lives[-1].open_after = [o.order_id for o in sim.exchange.open_orders(BOT)]
         await trio.sleep(a["down"])
+        if bot.env.get("TRADING_MODE") == "paper":
+            bot.env["TRADING_MODE"] = "live"
+            bot.live_since = datetime.now(UTC)
         await bot.start()
         lost()  # a starting bot's feed begins with a continuity loss
     else:  # pragma: no cover - plan() only makes the kinds above
@@ -1128,13 +1145,17 @@ def _db_rows(data_dir: Path, sql: str) -> list[sqlite3.Row]:
         return conn.execute(sql).fetchall()
 
 
-def check_orders_and_ledger(sim: Any, data_dir: Path) -> list[str]:
+def check_orders_and_ledger(sim: Any, data_dir: Path, since: datetime | None = None) -> list[str]:
+    """`since`: a paper-first session's switch to live; paper intents (created before it) never
+    reached the exchange and are not compared with it."""
     from polybot.store import connect_readonly, db_path, read_ledger_state
 
     out: list[str] = []
     ex = sim.exchange
     accepted = [a for a in ex.orders_accepted if a.account_id == BOT]
     rows = _db_rows(data_dir, "SELECT * FROM orders ORDER BY created_at")
+    if since is not None:
+        rows = [r for r in rows if _stamp(r["created_at"]) >= since]
     by_id: dict[str, sqlite3.Row] = {}
     for r in rows:
         if r["exchange_id"]:
@@ -1191,6 +1212,13 @@ def check_orders_and_ledger(sim: Any, data_dir: Path) -> list[str]:
     if state.cash != cash:
         out.append(f"cash: ledger {state.cash} exchange {cash}")
     return out
+
+
+def _stamp(value: Any) -> datetime:
+    if isinstance(value, int | float):  # epoch seconds or ms
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    d = datetime.fromisoformat(str(value))
+    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
 
 
 def check_secrets(values: list[str], data_dir: Path, health: list[str],

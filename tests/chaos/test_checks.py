@@ -372,3 +372,14 @@ def test_the_session_zone_puts_the_trading_day_boundary_at_the_chosen_instant(tm
         zoneinfo.reset_tzpath(to=saved)
     before = trading_day(at - timedelta(seconds=1), tz, 0)
     assert trading_day(at, tz, 0) == before + timedelta(days=1)
+
+
+def test_a_halt_already_on_the_first_sample_is_checked_as_entered_at_the_start():
+    # defect 3: after a paper->live switch the bot kept the paper high-water mark and came up
+    # halted for drawdown, though the live account had not moved
+    equity = [(0.0, D("9850"))]
+    first_halted = every_half_second(10, halted_from=0.0, reason="drawdown")
+    [early] = check_halts(equity, [], first_halted, [], daily_loss=D("2.5"),
+                          drawdown_pct=D("0.0003"))
+    assert early.startswith("halt: drawdown halt entered by t=0.0 while the exchange's equity "
+                            "was 0.00 against a limit of 2.96")
