@@ -353,8 +353,14 @@ class EquityReferee:
         self.ex = exchange
         self.account = account
         self.t0 = t0
-        self.ledger = Ledger(exchange.balance(account).current_balance)
+        cash = exchange.balance(account).current_balance
+        # `ledger` sees the continuity losses the bot certainly sees (a dropped socket,
+        # maintenance, its own start); `maybe` also those it sees only if its stale-feed timer
+        # fires (a silent socket). The halt check accepts either reading.
+        self.ledger = Ledger(cash)
+        self.maybe = Ledger(cash)
         self.samples: list[tuple[float, Decimal]] = []
+        self.samples_maybe: list[tuple[float, Decimal]] = []
         self.transfers: list[tuple[float, Decimal]] = []
         self.pending = True
         self.unsubscribe = exchange.subscribe(self._on_event)
@@ -372,27 +378,33 @@ class EquityReferee:
         if self.ex._batch_depth == 0:
             self.sample()
 
-    def continuity_lost(self) -> None:
-        self.ledger.on_continuity_lost(None, trio.current_time())
+    def continuity_lost(self, certain: bool = True) -> None:
+        for led in (self.ledger, self.maybe) if certain else (self.maybe,):
+            led.on_continuity_lost(None, trio.current_time())
 
     def sample(self) -> None:
         from polybot.model import BookSnapshot
 
         self.pending = False
         now = trio.current_time()
-        led = self.ledger
-        for slug, p in self.ex.positions(self.account).items():
-            net = ZERO if p.expired else p.net
-            if led.position(slug).net_qty != net:
-                per = p.cost / abs(net) if net else ZERO
-                led.set_position(slug, net, per if net > 0 else 1 - per)
-            if net:
-                view = self.ex.book(slug)
-                led.on_book(BookSnapshot(slug, view.bids, view.offers, received_at=now), now=now)
-        led.set_cash(self.ex.balance(self.account).current_balance)
-        equity = led.halt_equity(now)
-        if not self.samples or self.samples[-1][1] != equity:
-            self.samples.append((now - self.t0, equity))
+        positions = self.ex.positions(self.account)
+        cash = self.ex.balance(self.account).current_balance
+        books = {slug: self.ex.book(slug) for slug, p in positions.items()
+                 if p.net and not p.expired}
+        for led, samples in ((self.ledger, self.samples), (self.maybe, self.samples_maybe)):
+            for slug, p in positions.items():
+                net = ZERO if p.expired else p.net
+                if led.position(slug).net_qty != net:
+                    per = p.cost / abs(net) if net else ZERO
+                    led.set_position(slug, net, per if net > 0 else 1 - per)
+                if slug in books:
+                    view = books[slug]
+                    led.on_book(BookSnapshot(slug, view.bids, view.offers, received_at=now),
+                                now=now)
+            led.set_cash(cash)
+            equity = led.halt_equity(now)
+            if not samples or samples[-1][1] != equity:
+                samples.append((now - self.t0, equity))
 
     async def poll(self) -> None:
         while True:
@@ -429,74 +441,88 @@ HALT_LATE = 5.0  # ... and the halt is entered within this long (s)
 SAMPLE_SLACK = 1.0  # the bot sees the exchange a little later than the referee; /status polls
 
 
-def check_halts(equity: list[tuple[float, Decimal]], transfers: list[tuple[float, Decimal]],
-                views: list[BotView], blind: list[tuple[float, float]], *,
+def check_halts(equity: list[tuple[float, Decimal]] | list[list[tuple[float, Decimal]]],
+                transfers: list[tuple[float, Decimal]], views: list[BotView],
+                blind: list[tuple[float, float]], *,
                 daily_loss: Decimal, drawdown_pct: Decimal) -> list[str]:
     """The daily-loss and drawdown halts against the exchange's equity (`EquityReferee`).
 
-    Transfer-free equity A(t) = E(t) − the transfers moved by t. The day's loss is A at the day's
-    start (the first `/status` sample of that trading day: the bot's day starts at its first
-    reconciliation, or at the first equity it sees after the boundary) minus A(t); the drawdown
-    is the high of A since the first reconciliation minus A(t), its limit `drawdown_pct` × that
-    high in real money. For each:
-    - early: a halt entered (a sample shows it, the one before did not) while the referee's
-      value stayed at least HALT_MARGIN inside the limit over the sampling interval (and
-      SAMPLE_SLACK before it); a transfer within that window names itself ("no transfer halts");
-    - late: the value past the limit for HALT_DUE s without a break, while the bot was up with its
-      day begun and no fault blinded it (`blind`: windows its feed or books were not the
+    `equity` is one series of (session seconds, equity) or several: the referee's readings of
+    the same books under each continuity-loss history the bot may have seen (its halt marks go
+    on probation when it notices a loss, which for a silent socket depends on timing). Transfer-
+    free equity A(t) = E(t) − the transfers moved by t. The day's loss is A at the day's start
+    minus A(t); the day starts at a life's first `/status` sample in that trading day (the bot's
+    day starts at its first reconciliation, or at the first equity it sees after the boundary;
+    a life killed before it persisted the day's start legitimately leaves the next life to take
+    it again, so each life's start in the day is a candidate). The drawdown is the high of A
+    since the first reconciliation minus A(t); its limit is `drawdown_pct` × that high in real
+    money. For each, over every reading the bot may hold:
+    - early: a halt entered (a sample shows it, the one before did not) while every reading
+      stayed at least HALT_MARGIN inside the limit over the sampling interval (and SAMPLE_SLACK
+      before it); a transfer within that window names itself ("no transfer halts");
+    - late: every reading past the limit for HALT_DUE s without a break, while the bot was up
+      with its day begun and no fault blinded it (`blind`: windows its feed or books were not the
       exchange's, plus the hold time after), and no halt HALT_LATE s later.
     """
-    if not equity or not views:
+    import bisect
+
+    series = [equity] if equity and isinstance(equity[0], tuple) else equity
+    series = [x for x in series if x]
+    if not series or not views:
         return []
     out: list[str] = []
-    times = [t for t, _ in equity]
+    first = next((v.t for v in views if v.begun), None)
+    if first is None:
+        return []
 
     def moved_by(t: float) -> Decimal:
         return sum((x for at, x in transfers if at <= t), ZERO)
 
-    def adj(t: float) -> Decimal:  # A(t): the last equity sample at or before t
-        import bisect
+    class Reading:
+        def __init__(self, samples: Any) -> None:
+            self.samples = samples
+            self.times = [t for t, _ in samples]
+            self.high: list[tuple[float, Decimal]] = []  # running high of A since `first`
+            h: Decimal | None = None
+            for t in [first] + [t for t in self.times if t > first]:
+                a = self.adj(t)
+                h = a if h is None or a > h else h
+                self.high.append((t, h))
 
-        i = bisect.bisect_right(times, t) - 1
-        return equity[max(i, 0)][1] - moved_by(t)
+        def adj(self, t: float) -> Decimal:  # A(t): the last sample at or before t
+            i = bisect.bisect_right(self.times, t) - 1
+            return Decimal(self.samples[max(i, 0)][1]) - moved_by(t)
 
-    first = next((v.t for v in views if v.begun), None)
-    if first is None:
-        return []
-    day_start: dict[str, float] = {}
+        def high_at(self, t: float) -> Decimal:
+            i = bisect.bisect_right([at for at, _ in self.high], t) - 1
+            return self.high[max(i, 0)][1]
+
+    readings = [Reading(x) for x in series]
+    all_times = sorted({t for r in readings for t in r.times})
+    day_starts: dict[str, list[float]] = {}
+    seen: set[tuple[str, int]] = set()
     for v in views:
-        if v.begun and v.day is not None and v.day not in day_start:
-            day_start[v.day] = v.t
+        if v.begun and v.day is not None and (v.day, v.life) not in seen:
+            seen.add((v.day, v.life))
+            day_starts.setdefault(v.day, []).append(v.t)
 
     def points(lo: float, hi: float) -> list[float]:
-        return [lo] + [t for t in times if lo < t <= hi] + [hi]
+        return [lo] + [t for t in all_times if lo < t <= hi] + [hi]
 
-    high: list[tuple[float, Decimal]] = []  # running high of A since `first`, at each equity time
-    h: Decimal | None = None
-    for t in [first] + [t for t in times if t > first]:
-        a = adj(t)
-        h = a if h is None or a > h else h
-        high.append((t, h))
+    Options = list[tuple[Decimal, Decimal]]  # (value, limit) for each reading the bot may hold
 
-    def high_at(t: float) -> Decimal:
-        best = high[0][1]
-        for at, v in high:
-            if at > t:
-                break
-            best = v
-        return best
+    def loss(v: BotView, t: float) -> Options:
+        starts = [s for s in day_starts.get(v.day or "", []) if s <= max(t, v.t)]
+        return [(r.adj(s) - r.adj(t), daily_loss) for r in readings for s in starts]
 
-    def loss(day: str, t: float) -> Decimal:
-        return adj(day_start[day]) - adj(t)
+    def drawdown(v: BotView, t: float) -> Options:
+        if t < first:
+            return []
+        return [(r.high_at(t) - r.adj(t), drawdown_pct * (r.high_at(t) + moved_by(t)))
+                for r in readings]
 
-    def drawdown(t: float) -> tuple[Decimal, Decimal]:  # (drawdown, its limit in money)
-        hi = high_at(t)
-        return hi - adj(t), drawdown_pct * (hi + moved_by(t))
-
-    metrics = {
-        "daily_loss": lambda v, t: (loss(v.day, t), daily_loss) if v.day in day_start else None,
-        "drawdown": lambda v, t: drawdown(t) if t >= first else None,
-    }
+    metrics: dict[str, Callable[[BotView, float], Options]] = {
+        "daily_loss": loss, "drawdown": drawdown}
     for reason, metric in metrics.items():
         # early (the first sample has a halt-free one before it: the bot starts unhalted, or
         # its halt was entered at its first reconciliation, measured from the exchange's books)
@@ -504,15 +530,12 @@ def check_halts(equity: list[tuple[float, Decimal]], transfers: list[tuple[float
         for prev, v in itertools.pairwise([before, *views]):
             if reason not in v.halts or reason in prev.halts or not v.begun:
                 continue
-            if reason == "daily_loss" and prev.day != v.day and prev.life == v.life:
-                continue  # not possible (a day never starts halted), but never an early halt
             lo, hi = prev.t - SAMPLE_SLACK, v.t
-            worst = None
-            for t in points(lo, hi):
-                m = metric(v, t)
-                if m is not None and (worst is None or m[0] - m[1] > worst[0] - worst[1]):
-                    worst = m
-            if worst is not None and worst[0] <= worst[1] - HALT_MARGIN:
+            options = [m for t in points(lo, hi) for m in metric(v, t)]
+            if not options:
+                continue
+            worst = max(options, key=lambda m: m[0] - m[1])
+            if worst[0] <= worst[1] - HALT_MARGIN:
                 why = [f"{x} at t={at:.1f}" for at, x in transfers if lo - 2 <= at <= hi]
                 out.append(
                     f"halt: {reason} halt entered by t={v.t:.1f} while the exchange's equity was "
@@ -523,25 +546,22 @@ def check_halts(equity: list[tuple[float, Decimal]], transfers: list[tuple[float
         for prev, v in itertools.pairwise(views):
             gap = v.t - prev.t > 1.5 or not (prev.begun and v.begun) or prev.day != v.day \
                 or any(b0 < v.t and prev.t < b1 for b0, b1 in blind)
-            if gap:
-                clear_from = None
-                continue
-            if reason in v.halts:
+            if gap or reason in v.halts:
                 clear_from = None
                 continue
             past_since = clear_from
             for t in points(prev.t, v.t):
-                m = metric(v, t)
-                if m is None or m[0] < m[1]:
+                opts = metric(v, t)
+                if not opts or any(m[0] < m[1] for m in opts):
                     past_since = None
                 elif past_since is None:
                     past_since = t
             clear_from = past_since
             if past_since is not None and v.t - past_since > HALT_DUE + HALT_LATE + SAMPLE_SLACK:
-                m = metric(v, v.t)
+                least = min(metric(v, v.t), key=lambda m: m[0] - m[1])
                 out.append(f"halt: no {reason} halt by t={v.t:.1f} though the exchange's equity "
-                           f"was past the limit since t={past_since:.1f} (now {m[0]:.2f} against "
-                           f"{m[1]:.2f})" if m else f"halt: no {reason} halt by t={v.t:.1f}")
+                           f"was past the limit since t={past_since:.1f} (now {least[0]:.2f} "
+                           f"against {least[1]:.2f})")
                 break
     return out
 
@@ -885,7 +905,7 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                      alerts=len(alerts.payloads),
                      unresolved=len(_unresolved(data_dir)))
         failures += check_at_risk(monitor)
-        failures += check_halts(referee.samples, referee.transfers, views,
+        failures += check_halts([referee.samples, referee.samples_maybe], referee.transfers, views,
                                 blind_windows(actions, views),
                                 daily_loss=limits.daily_loss, drawdown_pct=limits.drawdown_pct)
         stats["halts"] = sorted({h for v in views for h in v.halts})
@@ -936,7 +956,7 @@ def _pick_market(sim: Any, pick: float) -> str | None:
 
 
 async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
-                nursery: trio.Nursery, lost: Callable[[], None] = lambda: None) -> None:
+                nursery: trio.Nursery, lost: Callable[..., None] = lambda certain=True: None) -> None:
     """Run one action; `lost` is told when the market feed loses continuity (the referee's
     halt marks go on probation as the bot's do)."""
     f = sim.faults
@@ -952,7 +972,13 @@ async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
         lost()
     elif k == "silent":
         f.ws_silent = True
-        nursery.start_soon(later, a["seconds"], lambda: setattr(f, "ws_silent", False))
+
+        def end_silence() -> None:
+            f.ws_silent = False
+            lost(certain=False)  # the bot reconnects if its stale-feed timer fired
+
+        nursery.start_soon(later, min(3.0, a["seconds"]), lambda: lost(certain=False))
+        nursery.start_soon(later, a["seconds"], end_silence)
     elif k == "errors":
         f.error_status = a["status"]
         f.error_burst += a["n"]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -383,3 +384,33 @@ def test_a_halt_already_on_the_first_sample_is_checked_as_entered_at_the_start()
                           drawdown_pct=D("0.0003"))
     assert early.startswith("halt: drawdown halt entered by t=0.0 while the exchange's equity "
                             "was 0.00 against a limit of 2.96")
+
+
+def test_a_life_that_retakes_the_day_start_is_measured_from_its_own_start_too():
+    # a life killed before it persisted the new day's start leaves the next life to take it
+    # again, after a gain made while down: 10008 - 10005 = 3.00 lost from that start is past
+    equity = [(0.0, D("10000")), (3.0, D("10008")), (6.0, D("10005"))]
+    life1 = [BotView(t / 2, 1, True, "2026-11-26", ()) for t in range(0, 4)]
+    life2 = [BotView(3.5 + t / 2, 2, True, "2026-11-26", ("daily_loss",) if t >= 6 else ())
+             for t in range(0, 14)]
+    assert check_halts(equity, [], life1 + life2, [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5")) == []
+    # without the second start (one life throughout) the same halt is 5.00 inside: early
+    one_life = [attrs.evolve(v, life=1) for v in life1 + life2]
+    [early] = check_halts(equity, [], one_life, [], daily_loss=D("2.5"), drawdown_pct=D("0.5"))
+    assert "while the exchange's equity was -5.00 against a limit of 2.50" in early
+
+
+def test_a_halt_is_early_only_if_every_reading_the_bot_may_hold_was_inside():
+    # after a silent socket the bot may or may not have put its marks on probation: one reading
+    # held the old (lower) mark, the other moved on
+    held = [(0.0, D("10000")), (3.0, D("9997.40"))]
+    moved = [(0.0, D("10000")), (3.0, D("9999.90"))]
+    halted = every_half_second(10, halted_from=4.0)
+    assert check_halts([held, moved], [], halted, [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5")) == []
+    assert check_halts([moved, moved], [], halted, [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5")) != []
+    # and late only if every reading was past the limit
+    assert check_halts([held, moved], [], every_half_second(20), [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5")) == []
