@@ -5,9 +5,13 @@ sockets) with a compressed, edge-rich scenario; a live-mode bot against it (in t
 most seeds; as a `python -m polybot run` subprocess for every third seed, so SIGTERM and SIGKILL
 are real signals); a randomized schedule (`plan(seed)`) of the exchange's fault switches —
 dropped and silent sockets, 5xx and 429 bursts, accepted-but-unanswered creates, delayed
-responses, malformed and unknown frames, maintenance windows, settlements — and bot restarts
+responses, malformed and unknown frames, maintenance windows, settlements; issue 13's transfers
+(completed, rejected, pending then finished or not, partially refunded), stub quotes after
+maintenance, a market halted at start, a trading-day boundary inside the session (the bot's day
+crosses DAILY_RESET_HOUR; see `write_zone`), sometimes with the bot down across it, and a
+paper-mode start whose first restart is live on the same DATA_DIR — and bot restarts
 (crash: SIGKILL, or an in-process cancellation that skips every shutdown step; SIGTERM: a clean
-stop). Then every fault is switched off for a quiet period (at least `quiet` seconds, and then
+stop). A third of the seeds set a daily-loss or drawdown limit one capped position can cross. Then every fault is switched off for a quiet period (at least `quiet` seconds, and then
 until the bot has converged: see `converge`), the bot is stopped cleanly (SIGTERM, in process too),
 and the invariants are checked from the exchange's own records and the bot's database:
 
@@ -25,7 +29,13 @@ and the invariants are checked from the exchange's own records and the bot's dat
    create of unknown outcome left, within `CONVERGE_BUDGET` seconds of the faults' end; after each
    clean stop none of the bot's orders is open at the exchange, or the exit code is 1 and an
    alert names every order left open.
-5. secrets: no secret value (the API private key, the OpticOdds key, the alert webhook URL and
+5. halts (`check_halts`): the daily-loss halt is entered within 5 s once the equity change since
+   the day's start — the exchange's cash and positions, each position at the halt mark of
+   `polybot.ledger` on the exchange's books (`EquityReferee`) — has been past the limit for 5 s,
+   and never while it is at least 0.50 inside it; the drawdown halt likewise; a transfer the
+   exchange moved is not P&L, so no transfer ever halts. The bot's side is sampled from
+   `/status` (`extra.trading`).
+6. secrets: no secret value (the API private key, the OpticOdds key, the alert webhook URL and
    its token) appears in any log file, subprocess output, health response or alert payload
    (alerts go to a local Discord-webhook stand-in that records every payload).
 
@@ -909,6 +919,7 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                                 blind_windows(actions, views),
                                 daily_loss=limits.daily_loss, drawdown_pct=limits.drawdown_pct)
         stats["halts"] = sorted({h for v in views for h in v.halts})
+        stats["days"] = len({v.day for v in views if v.day})
         failures += check_lives(bot.lives, ready_after, faults_end, alerts.texts())
         failures += check_orders_and_ledger(sim, data_dir, since=bot.live_since)
         failures += check_secrets(secret_values, data_dir, health_bodies, alerts.texts())
@@ -1278,7 +1289,8 @@ async def run_seeds(seeds: list[int], *, session: float, quiet: float, workdir: 
         st = r.stats
         say(f"seed {seed:3d} {r.mode:10s} {'PASS' if r.passed else 'FAIL'} {r.seconds:5.1f} s  "
             f"orders {st['orders']} filled {st['fills']} max at-risk {st['max_portfolio']} "
-            f"lives {st['lives']} alerts {st['alerts']} tif {st['tif']}"
+            f"lives {st['lives']} alerts {st['alerts']} tif {st['tif']} days {st.get('days')} "
+            f"halts {','.join(st.get('halts', [])) or '-'}"
             + (f" unresolved at exit {st['unresolved']}" if st["unresolved"] else ""))
         for f in r.failures:
             say(f"    {f}")
