@@ -5,9 +5,13 @@ sockets) with a compressed, edge-rich scenario; a live-mode bot against it (in t
 most seeds; as a `python -m polybot run` subprocess for every third seed, so SIGTERM and SIGKILL
 are real signals); a randomized schedule (`plan(seed)`) of the exchange's fault switches —
 dropped and silent sockets, 5xx and 429 bursts, accepted-but-unanswered creates, delayed
-responses, malformed and unknown frames, maintenance windows, settlements — and bot restarts
+responses, malformed and unknown frames, maintenance windows, settlements; issue 13's transfers
+(completed, rejected, pending then finished or not, partially refunded), stub quotes after
+maintenance, a market halted at start, a trading-day boundary inside the session (the bot's day
+crosses DAILY_RESET_HOUR; see `write_zone`), sometimes with the bot down across it, and a
+paper-mode start whose first restart is live on the same DATA_DIR — and bot restarts
 (crash: SIGKILL, or an in-process cancellation that skips every shutdown step; SIGTERM: a clean
-stop). Then every fault is switched off for a quiet period (at least `quiet` seconds, and then
+stop). A third of the seeds set a daily-loss or drawdown limit one capped position can cross. Then every fault is switched off for a quiet period (at least `quiet` seconds, and then
 until the bot has converged: see `converge`), the bot is stopped cleanly (SIGTERM, in process too),
 and the invariants are checked from the exchange's own records and the bot's database:
 
@@ -25,7 +29,13 @@ and the invariants are checked from the exchange's own records and the bot's dat
    create of unknown outcome left, within `CONVERGE_BUDGET` seconds of the faults' end; after each
    clean stop none of the bot's orders is open at the exchange, or the exit code is 1 and an
    alert names every order left open.
-5. secrets: no secret value (the API private key, the OpticOdds key, the alert webhook URL and
+5. halts (`check_halts`): the daily-loss halt is entered within 5 s once the equity change since
+   the day's start — the exchange's cash and positions, each position at the halt mark of
+   `polybot.ledger` on the exchange's books (`EquityReferee`) — has been past the limit for 5 s,
+   and never while it is at least 0.50 inside it; the drawdown halt likewise; a transfer the
+   exchange moved is not P&L, so no transfer ever halts. The bot's side is sampled from
+   `/status` (`extra.trading`).
+6. secrets: no secret value (the API private key, the OpticOdds key, the alert webhook URL and
    its token) appears in any log file, subprocess output, health response or alert payload
    (alerts go to a local Discord-webhook stand-in that records every payload).
 
@@ -41,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import logging
 import os
 import random
@@ -51,9 +62,11 @@ import sqlite3
 import sys
 import tempfile
 import time
+import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import closing
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -95,7 +108,8 @@ def scenario_spec(seed: int) -> Any:
     return default_spec(seed, n_games=6, timing=timing)
 
 
-def bot_env(sim: Any, data_dir: Path, *, webhook: str, tif: str, health_port: int = 0) -> dict[str, str]:
+def bot_env(sim: Any, data_dir: Path, *, webhook: str, tif: str, health_port: int = 0,
+            limits: Limits | None = None) -> dict[str, str]:
     from polybot.demo import demo_env
 
     env = demo_env(sim, data_dir=data_dir, live=True)
@@ -108,8 +122,8 @@ def bot_env(sim: Any, data_dir: Path, *, webhook: str, tif: str, health_port: in
         "RISK_KELLY_FRACTION": "1",
         "RISK_MIN_EDGE": "0.005",
         "RISK_MIN_TRADE_SIZE": "0.20",
-        "RISK_MAX_DAILY_LOSS": "1000",
-        "RISK_MAX_DRAWDOWN_PCT": "0.5",
+        "RISK_MAX_DAILY_LOSS": str((limits or Limits()).daily_loss),
+        "RISK_MAX_DRAWDOWN_PCT": str((limits or Limits()).drawdown_pct),
         "ORDER_RATE_PER_MINUTE": "60",
         "ORDER_TIF": tif,
         "TRADE_IN_PLAY": "true",
@@ -117,9 +131,65 @@ def bot_env(sim: Any, data_dir: Path, *, webhook: str, tif: str, health_port: in
         "HTTP_TIMEOUT_SECONDS": str(HTTP_TIMEOUT),
         "DISCORD_WEBHOOK": webhook,
         "LOG_LEVEL": "DEBUG",
-        "DAILY_RESET_TZ": "UTC",
+        "DAILY_RESET_TZ": (limits or Limits()).reset_tz,
+        "DAILY_RESET_HOUR": "0",
     })
     return env
+
+
+@attrs.frozen
+class Limits:
+    """The seed's halt limits and trading-day zone.
+
+    Most seeds keep the halts far away (the caps are what binds); a third of them set a daily
+    loss or a drawdown a settlement of one capped position can cross, so the halt invariant
+    (`check_halts`) is exercised both ways.
+    """
+
+    daily_loss: Decimal = Decimal("1000")
+    drawdown_pct: Decimal = Decimal("0.5")
+    reset_tz: str = "UTC"
+
+
+def seed_limits(seed: int) -> Limits:
+    rng = random.Random(f"chaos-limits:{seed}")
+    return rng.choice((Limits(), Limits(), Limits(daily_loss=Decimal("2.5")),
+                       Limits(drawdown_pct=Decimal("0.0003"))))
+
+
+# --- the trading-day boundary -----------------------------------------------------------------------
+# The bot's clock crosses DAILY_RESET_HOUR inside the session without touching any clock: the
+# session writes a time zone (a TZif file under a directory put first on the zone search path,
+# PYTHONTZPATH for a subprocess bot, zoneinfo.reset_tzpath in process) whose UTC offset puts
+# local midnight at the chosen instant, and sets DAILY_RESET_TZ to it with DAILY_RESET_HOUR=0.
+# Shifting the bot's clock instead (a ReplayClock in process, a patched clock in a subprocess)
+# would put its calendar out of step with the exchange's (game start times, order and fill
+# stamps, request signatures), which the real exchange never is; a zone moves only the day.
+
+
+def write_zone(root: Path, name: str, utc_offset: int) -> None:
+    """A TZif (v2) zone `name` under `root` with one fixed UTC offset of `utc_offset` seconds."""
+    import struct
+
+    if not -86400 < utc_offset < 86400:
+        raise ValueError(utc_offset)
+
+    def block() -> bytes:
+        # isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt; one ttinfo; its abbreviation
+        return struct.pack(">6l", 0, 0, 0, 0, 1, 4) + struct.pack(">lbB", utc_offset, 0, 0) + b"CHS\0"
+
+    head = b"TZif2" + b"\0" * 15
+    a = abs(utc_offset)
+    posix = f"<CHS>{'-' if utc_offset >= 0 else '+'}{a // 3600}:{a % 3600 // 60:02d}:{a % 60:02d}"
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(head + block() + head + block() + b"\n" + posix.encode() + b"\n")
+
+
+def midnight_offset(at: float) -> int:
+    """The UTC offset (seconds, within ±12 h) that makes Unix time `at` local midnight."""
+    off = -round(at) % 86400
+    return off - 86400 if off > 43200 else off
 
 
 # --- the schedule ---------------------------------------------------------------------------------
@@ -137,7 +207,11 @@ class Action:
 
 
 FAULTS = ("drop_ws", "silent", "errors", "rate_limit", "hang", "delay", "malformed", "unknown",
-          "maintenance", "settle")
+          "maintenance", "settle", "transfer", "stub_quote")
+TRANSFER_STATUS = {"completed": "ACCOUNT_BALANCE_CHANGE_STATUS_COMPLETED",
+                   "rejected": "ACCOUNT_BALANCE_CHANGE_STATUS_REJECTED",
+                   "pending": "ACCOUNT_BALANCE_CHANGE_STATUS_PENDING",
+                   "partial": "ACCOUNT_BALANCE_CHANGE_STATUS_PARTIALLY_REFUNDED"}
 
 
 def plan(seed: int, *, session: float, subprocess_bot: bool) -> list[Action]:
@@ -166,11 +240,37 @@ def plan(seed: int, *, session: float, subprocess_bot: bool) -> list[Action]:
             args = {"seconds": round(rng.uniform(2.0, 5.0), 1)}
         elif kind == "settle":
             args = {"value": rng.choice(("0", "1", "1", "0", "0.5")), "pick": rng.random()}
+        elif kind == "transfer":
+            # a withdrawal far beyond any daily-loss limit, or a deposit: never a halt
+            status = rng.choice(("completed", "completed", "rejected", "pending", "partial"))
+            args = {"amount": rng.choice(("-400", "-150", "250")), "status": status}
+            if status == "pending":
+                args["finish"] = rng.choice(("completed", "rejected", None))
+                args["after"] = round(rng.uniform(1.0, 4.0), 1)
+        elif kind == "stub_quote":
+            args = {"seconds": round(rng.uniform(1.0, 3.0), 1), "pick": rng.random(),
+                    "side": rng.choice(("bid", "offer")),
+                    "normal_after": round(rng.uniform(2.0, 6.0), 1)}
         actions.append(Action(at, kind, args))
     kinds = ("sigkill", "sigterm") if subprocess_bot else ("crash",)
     for _ in range(rng.randint(1, 2)):
         actions.append(Action(round(rng.uniform(lo + 2, hi), 1), rng.choice(kinds),
                               {"down": round(rng.uniform(0.3, 2.0), 1)}))
+    # the trading day ends inside the session in half the seeds; in half of those the bot is
+    # down (crashed or killed) across the boundary, so it restarts into the new day
+    if rng.random() < 0.5:
+        cross = round(rng.uniform(lo + 2, hi - 2), 1)
+        actions.append(Action(cross, "day_boundary"))
+        if rng.random() < 0.5:
+            actions.append(Action(round(cross - rng.uniform(0.3, 1.5), 1),
+                                  rng.choice(kinds), {"down": 2.5}))
+    if rng.random() < 0.2:
+        # the bot starts in paper mode on the session's DATA_DIR and its first restart switches
+        # it to live on the same DATA_DIR, the path docs/operations.md prescribes (defect 3)
+        actions.append(Action(0.0, "paper_first"))
+    if rng.random() < 0.4:
+        actions.append(Action(0.0, "halted_at_start", {"pick": rng.random(),
+                                                       "reopen": round(rng.uniform(3, 10), 1)}))
     actions.sort(key=lambda a: a.at)
     return actions
 
@@ -243,6 +343,237 @@ class RiskMonitor:
             await trio.sleep(0.02)
             if self.pending and self.ex._batch_depth == 0:
                 self.evaluate()
+
+
+class EquityReferee:
+    """The bot's account equity as the daily-loss and drawdown halts must see it, from the
+    exchange's own records: its cash, its positions, and each position at its *halt mark* on the
+    exchange's books (money-audit defect 8's rule, applied by `polybot.ledger.Ledger` itself: a
+    walk of the side the position closes into, held on probation for HALT_HOLD_SECONDS after a
+    continuity loss). Not re-implemented here: a referee `Ledger` is fed the exchange's state.
+
+    Sampled after every engine call that changed the account or a book (as `RiskMonitor`), and
+    every 100 ms for probations that end with time. `transfers` records each deposit or
+    withdrawal the exchange actually moved (COMPLETED, or the unrefunded part), when it moved.
+    """
+
+    def __init__(self, exchange: Any, account: str, t0: float) -> None:
+        from polybot.ledger import Ledger
+
+        self.ex = exchange
+        self.account = account
+        self.t0 = t0
+        cash = exchange.balance(account).current_balance
+        # `ledger` sees the continuity losses the bot certainly sees (a dropped socket,
+        # maintenance, its own start); `maybe` also those it sees only if its stale-feed timer
+        # fires (a silent socket). The halt check accepts either reading.
+        self.ledger = Ledger(cash)
+        self.maybe = Ledger(cash)
+        self.samples: list[tuple[float, Decimal]] = []
+        self.samples_maybe: list[tuple[float, Decimal]] = []
+        self.transfers: list[tuple[float, Decimal]] = []
+        self.pending = True
+        self.unsubscribe = exchange.subscribe(self._on_event)
+        self.sample()
+
+    def _on_event(self, event: Any) -> None:
+        from polybot.sim.engine import BalanceChanged, LedgerEntry
+
+        if isinstance(event, BalanceChanged) and event.account_id == self.account and \
+                event.entry_type in (LedgerEntry.DEPOSIT, LedgerEntry.WITHDRAWAL):
+            moved = event.after.current_balance - event.before.current_balance
+            if moved:
+                self.transfers.append((trio.current_time() - self.t0, moved))
+        self.pending = True
+        if self.ex._batch_depth == 0:
+            self.sample()
+
+    def continuity_lost(self, certain: bool = True) -> None:
+        for led in (self.ledger, self.maybe) if certain else (self.maybe,):
+            led.on_continuity_lost(None, trio.current_time())
+
+    def sample(self) -> None:
+        from polybot.model import BookSnapshot
+
+        self.pending = False
+        now = trio.current_time()
+        positions = self.ex.positions(self.account)
+        cash = self.ex.balance(self.account).current_balance
+        books = {slug: self.ex.book(slug) for slug, p in positions.items()
+                 if p.net and not p.expired}
+        for led, samples in ((self.ledger, self.samples), (self.maybe, self.samples_maybe)):
+            for slug, p in positions.items():
+                net = ZERO if p.expired else p.net
+                if led.position(slug).net_qty != net:
+                    per = p.cost / abs(net) if net else ZERO
+                    led.set_position(slug, net, per if net > 0 else 1 - per)
+                if slug in books:
+                    view = books[slug]
+                    led.on_book(BookSnapshot(slug, view.bids, view.offers, received_at=now),
+                                now=now)
+            led.set_cash(cash)
+            equity = led.halt_equity(now)
+            if not samples or samples[-1][1] != equity:
+                samples.append((now - self.t0, equity))
+
+    async def poll(self) -> None:
+        while True:
+            await trio.sleep(0.1)
+            if self.ex._batch_depth == 0:
+                self.sample()
+
+
+@attrs.frozen
+class BotView:
+    """One `/status` sample of the bot's trading state (`extra.trading`)."""
+
+    t: float  # seconds from the session's start
+    life: int
+    begun: bool
+    day: str | None
+    halts: tuple[str, ...]
+
+
+def bot_view(t: float, life: int, body: str) -> BotView | None:
+    import json
+
+    try:
+        trading = json.loads(body)["extra"]["trading"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return BotView(t, life, bool(trading.get("begun")), trading.get("trading_day"),
+                   tuple(trading.get("halt_reasons") or ()))
+
+
+HALT_MARGIN = Decimal("0.50")  # never halted while the loss is at least this far inside
+HALT_DUE = 5.0  # past the limit this long (s) ...
+HALT_LATE = 5.0  # ... and the halt is entered within this long (s)
+SAMPLE_SLACK = 1.0  # the bot sees the exchange a little later than the referee; /status polls
+
+
+def check_halts(equity: list[tuple[float, Decimal]] | list[list[tuple[float, Decimal]]],
+                transfers: list[tuple[float, Decimal]], views: list[BotView],
+                blind: list[tuple[float, float]], *,
+                daily_loss: Decimal, drawdown_pct: Decimal) -> list[str]:
+    """The daily-loss and drawdown halts against the exchange's equity (`EquityReferee`).
+
+    `equity` is one series of (session seconds, equity) or several: the referee's readings of
+    the same books under each continuity-loss history the bot may have seen (its halt marks go
+    on probation when it notices a loss, which for a silent socket depends on timing). Transfer-
+    free equity A(t) = E(t) − the transfers moved by t. The day's loss is A at the day's start
+    minus A(t); the day starts at a life's first `/status` sample in that trading day (the bot's
+    day starts at its first reconciliation, or at the first equity it sees after the boundary;
+    a life killed before it persisted the day's start legitimately leaves the next life to take
+    it again, so each life's start in the day is a candidate). The drawdown is the high of A
+    since the first reconciliation minus A(t); its limit is `drawdown_pct` × that high in real
+    money. For each, over every reading the bot may hold:
+    - early: a halt entered (a sample shows it, the one before did not) while every reading
+      stayed at least HALT_MARGIN inside the limit over the sampling interval (and SAMPLE_SLACK
+      before it); a transfer within that window names itself ("no transfer halts");
+    - late: every reading past the limit for HALT_DUE s without a break, while the bot was up
+      with its day begun and no fault blinded it (`blind`: windows its feed or books were not the
+      exchange's, plus the hold time after), and no halt HALT_LATE s later.
+    """
+    import bisect
+
+    series = [equity] if equity and isinstance(equity[0], tuple) else equity
+    series = [x for x in series if x]
+    if not series or not views:
+        return []
+    out: list[str] = []
+    first = next((v.t for v in views if v.begun), None)
+    if first is None:
+        return []
+
+    def moved_by(t: float) -> Decimal:
+        return sum((x for at, x in transfers if at <= t), ZERO)
+
+    class Reading:
+        def __init__(self, samples: Any) -> None:
+            self.samples = samples
+            self.times = [t for t, _ in samples]
+            self.high: list[tuple[float, Decimal]] = []  # running high of A since `first`
+            h: Decimal | None = None
+            for t in [first] + [t for t in self.times if t > first]:
+                a = self.adj(t)
+                h = a if h is None or a > h else h
+                self.high.append((t, h))
+
+        def adj(self, t: float) -> Decimal:  # A(t): the last sample at or before t
+            i = bisect.bisect_right(self.times, t) - 1
+            return Decimal(self.samples[max(i, 0)][1]) - moved_by(t)
+
+        def high_at(self, t: float) -> Decimal:
+            i = bisect.bisect_right([at for at, _ in self.high], t) - 1
+            return self.high[max(i, 0)][1]
+
+    readings = [Reading(x) for x in series]
+    all_times = sorted({t for r in readings for t in r.times})
+    day_starts: dict[str, list[float]] = {}
+    seen: set[tuple[str, int]] = set()
+    for v in views:
+        if v.begun and v.day is not None and (v.day, v.life) not in seen:
+            seen.add((v.day, v.life))
+            day_starts.setdefault(v.day, []).append(v.t)
+
+    def points(lo: float, hi: float) -> list[float]:
+        return [lo] + [t for t in all_times if lo < t <= hi] + [hi]
+
+    Options = list[tuple[Decimal, Decimal]]  # (value, limit) for each reading the bot may hold
+
+    def loss(v: BotView, t: float) -> Options:
+        starts = [s for s in day_starts.get(v.day or "", []) if s <= max(t, v.t)]
+        return [(r.adj(s) - r.adj(t), daily_loss) for r in readings for s in starts]
+
+    def drawdown(v: BotView, t: float) -> Options:
+        if t < first:
+            return []
+        return [(r.high_at(t) - r.adj(t), drawdown_pct * (r.high_at(t) + moved_by(t)))
+                for r in readings]
+
+    metrics: dict[str, Callable[[BotView, float], Options]] = {
+        "daily_loss": loss, "drawdown": drawdown}
+    for reason, metric in metrics.items():
+        # early (the first sample has a halt-free one before it: the bot starts unhalted, or
+        # its halt was entered at its first reconciliation, measured from the exchange's books)
+        before = BotView(views[0].t - SAMPLE_SLACK, views[0].life, False, views[0].day, ())
+        for prev, v in itertools.pairwise([before, *views]):
+            if reason not in v.halts or reason in prev.halts or not v.begun:
+                continue
+            lo, hi = prev.t - SAMPLE_SLACK, v.t
+            options = [m for t in points(lo, hi) for m in metric(v, t)]
+            if not options:
+                continue
+            worst = max(options, key=lambda m: m[0] - m[1])
+            if worst[0] <= worst[1] - HALT_MARGIN:
+                why = [f"{x} at t={at:.1f}" for at, x in transfers if lo - 2 <= at <= hi]
+                out.append(
+                    f"halt: {reason} halt entered by t={v.t:.1f} while the exchange's equity was "
+                    f"{worst[0]:.2f} against a limit of {worst[1]:.2f} (at least {HALT_MARGIN} "
+                    "inside)" + (f"; a transfer halted ({', '.join(why)})" if why else ""))
+        # late
+        clear_from: float | None = None
+        for prev, v in itertools.pairwise(views):
+            gap = v.t - prev.t > 1.5 or not (prev.begun and v.begun) or prev.day != v.day \
+                or any(b0 < v.t and prev.t < b1 for b0, b1 in blind)
+            if gap or reason in v.halts:
+                clear_from = None
+                continue
+            past_since = clear_from
+            for t in points(prev.t, v.t):
+                opts = metric(v, t)
+                if not opts or any(m[0] < m[1] for m in opts):
+                    past_since = None
+                elif past_since is None:
+                    past_since = t
+            clear_from = past_since
+            if past_since is not None and v.t - past_since > HALT_DUE + HALT_LATE + SAMPLE_SLACK:
+                least = min(metric(v, v.t), key=lambda m: m[0] - m[1])
+                out.append(f"halt: no {reason} halt by t={v.t:.1f} though the exchange's equity "
+                           f"was past the limit since t={past_since:.1f} (now {least[0]:.2f} "
+                           f"against {least[1]:.2f})")
+                break
+    return out
 
 
 class AlertSink:
@@ -324,6 +655,7 @@ class InProcessBot:
     def __init__(self, env: dict[str, str], nursery: trio.Nursery) -> None:
         self.env = env
         self.nursery = nursery
+        self.live_since: datetime | None = None  # a paper-first session: when live began
         self.port: int | None = None
         self.lives: list[Life] = []
         self._scope: trio.CancelScope | None = None
@@ -392,6 +724,7 @@ class SubprocessBot:
     def __init__(self, env: dict[str, str], data_dir: Path) -> None:
         self.env = env
         self.data_dir = data_dir
+        self.live_since: datetime | None = None  # a paper-first session: when live began
         self.port: int | None = None
         self.lives: list[Life] = []
         self.proc: trio.Process | None = None
@@ -487,7 +820,8 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
             running_sim(seed=seed, scenario=scenario_spec(seed), opticodds=True,
                         heartbeat_seconds=1.0) as sim:
         await nursery.start(alerts.serve)
-        env = bot_env(sim, data_dir, webhook=alerts.url, tif=tif)
+        limits = seed_limits(seed)
+        env = bot_env(sim, data_dir, webhook=alerts.url, tif=tif, limits=limits)
         from polybot.config import load_settings
 
         settings = load_settings(env)
@@ -501,6 +835,19 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
         monitor = RiskMonitor(sim.exchange, sim.account_id)
         nursery.start_soon(monitor.poll)
         t0 = trio.current_time()
+        referee = EquityReferee(sim.exchange, sim.account_id, t0)
+        nursery.start_soon(referee.poll)
+        views: list[BotView] = []
+        cross = next((x.at for x in actions if x.kind == "day_boundary"), None)
+        if cross is not None:
+            zone = f"Chaos/S{seed}T{int(time.time())}"
+            write_zone(data_dir / "zones", zone, midnight_offset(time.time() + cross))
+            env["DAILY_RESET_TZ"] = zone
+            tzpath = [str(data_dir / "zones"), *zoneinfo.TZPATH]
+            env["PYTHONTZPATH"] = os.pathsep.join(tzpath)
+            if not subprocess_bot:
+                zoneinfo.reset_tzpath(to=tzpath)
+        stats["limits"] = f"loss {limits.daily_loss} dd {limits.drawdown_pct}"
         bot: Any = (SubprocessBot(env, data_dir) if subprocess_bot else InProcessBot(env, nursery))
 
         async def poll_health() -> None:
@@ -521,8 +868,19 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                             life.health_at = trio.current_time()
                         if path == "/ready" and r.status_code == 200:
                             ready_after.append(trio.current_time() - t0)
+                        if path == "/status" and r.status_code == 200 and \
+                                bot.env.get("TRADING_MODE") == "live":
+                            view = bot_view(trio.current_time() - t0, len(bot.lives), r.text)
+                            if view is not None:
+                                views.append(view)
+                                if view.begun and view.halts:
+                                    # halted is a converged state: /ready answers 503 by
+                                    # design while trading is halted, so it counts as ready
+                                    ready_after.append(view.t)
 
         nursery.start_soon(poll_health)
+        if any(x.kind == "paper_first" for x in actions):
+            env["TRADING_MODE"] = "paper"
         await bot.start()
         settled: list[str] = []
         try:
@@ -531,7 +889,7 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                 if not bot.running:
                     break
                 say(f"  seed {seed}: {action.describe()}")
-                await apply(action, sim, bot, settled, nursery)
+                await apply(action, sim, bot, settled, nursery, lost=referee.continuity_lost)
             await trio.sleep_until(t0 + session)
             sim.faults.reset()
             faults_end = trio.current_time() - t0  # later than `session` if a restart waited
@@ -545,6 +903,9 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
             await trio.sleep(0.3)  # the alert sink's last payloads
         finally:
             monitor.unsubscribe()
+            referee.unsubscribe()
+            if cross is not None and not subprocess_bot:
+                zoneinfo.reset_tzpath()
             nursery.cancel_scope.cancel()
             if bot.running and isinstance(bot, SubprocessBot) and bot.proc is not None:
                 bot.proc.kill()
@@ -554,8 +915,13 @@ async def run_seed(seed: int, *, session: float = 20.0, quiet: float = 7.0,
                      alerts=len(alerts.payloads),
                      unresolved=len(_unresolved(data_dir)))
         failures += check_at_risk(monitor)
+        failures += check_halts([referee.samples, referee.samples_maybe], referee.transfers, views,
+                                blind_windows(actions, views),
+                                daily_loss=limits.daily_loss, drawdown_pct=limits.drawdown_pct)
+        stats["halts"] = sorted({h for v in views for h in v.halts})
+        stats["days"] = len({v.day for v in views if v.day})
         failures += check_lives(bot.lives, ready_after, faults_end, alerts.texts())
-        failures += check_orders_and_ledger(sim, data_dir)
+        failures += check_orders_and_ledger(sim, data_dir, since=bot.live_since)
         failures += check_secrets(secret_values, data_dir, health_bodies, alerts.texts())
     _restore_logging(saved)  # pytest's handlers and every logger's level back
     return SeedResult(seed, "subprocess" if subprocess_bot else "in-process", failures, stats,
@@ -591,8 +957,19 @@ def _count_filled(sim: Any) -> int:
     return n
 
 
+def _pick_market(sim: Any, pick: float) -> str | None:
+    """A market the bot holds if any (so the fault touches its money), else any open one."""
+    ex = sim.exchange
+    held = sorted(s for s, p in ex.positions(BOT).items() if p.net != 0 and not p.expired)
+    open_ = sorted(s for s in sim.markets if ex.markets[s].settlement is None)
+    pool = [s for s in held if s in open_] or open_
+    return pool[int(pick * len(pool))] if pool else None
+
+
 async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
-                nursery: trio.Nursery) -> None:
+                nursery: trio.Nursery, lost: Callable[..., None] = lambda certain=True: None) -> None:
+    """Run one action; `lost` is told when the market feed loses continuity (the referee's
+    halt marks go on probation as the bot's do)."""
     f = sim.faults
     a = action.args
     k = action.kind
@@ -603,9 +980,16 @@ async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
 
     if k == "drop_ws":
         f.drop_websockets()
+        lost()
     elif k == "silent":
         f.ws_silent = True
-        nursery.start_soon(later, a["seconds"], lambda: setattr(f, "ws_silent", False))
+
+        def end_silence() -> None:
+            f.ws_silent = False
+            lost(certain=False)  # the bot reconnects if its stale-feed timer fired
+
+        nursery.start_soon(later, min(3.0, a["seconds"]), lambda: lost(certain=False))
+        nursery.start_soon(later, a["seconds"], end_silence)
     elif k == "errors":
         f.error_status = a["status"]
         f.error_burst += a["n"]
@@ -623,15 +1007,56 @@ async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
         f.unknown_frames += a["n"]
     elif k == "maintenance":
         f.maintenance = True
-        nursery.start_soon(later, a["seconds"], lambda: setattr(f, "maintenance", False))
-    elif k == "settle":
+        lost()
+
+        def end_maintenance() -> None:
+            f.maintenance = False
+            lost()
+
+        nursery.start_soon(later, a["seconds"], end_maintenance)
+    elif k == "stub_quote":
+        # maintenance, then the reopening shows one side as a stub (1 contract at 0.01 bid or
+        # 0.99 offer) until the normal book is back: money-audit r8, which halted the day
+        from polybot.model import Side
+
+        slug = _pick_market(sim, a["pick"])
+        if slug is None:
+            return
+        view = sim.exchange.book(slug)
+        bids = [(lv.price, lv.qty) for lv in view.bids]
+        offers = [(lv.price, lv.qty) for lv in view.offers]
+        f.maintenance = True
+        lost()
+
+        def reopen_with_stub() -> None:
+            f.maintenance = False
+            lost()
+            if sim.exchange.markets[slug].settlement is None:
+                sim.scenario.stub_quote_after_maintenance(
+                    slug, bids, offers, stub_side=Side.BUY if a["side"] == "bid" else Side.SELL,
+                    normal_after_seconds=a["normal_after"])
+
+        nursery.start_soon(later, a["seconds"], reopen_with_stub)
+    elif k == "transfer":
         ex = sim.exchange
-        held = sorted(s for s, p in ex.positions(BOT).items() if p.net != 0 and not p.expired)
-        open_ = sorted(s for s in sim.markets if ex.markets[s].settlement is None)
-        pool = [s for s in held if s in open_] or open_
-        if pool:
-            slug = pool[int(a["pick"] * len(pool))]
-            ex.settle(slug, Decimal(a["value"]))
+        amount = Decimal(a["amount"])
+        refunded = abs(amount) / 2 if a["status"] == "partial" else ZERO
+        tx = ex.transfer(BOT, amount, TRANSFER_STATUS[a["status"]], refunded=refunded)
+        if a.get("finish"):
+            nursery.start_soon(later, a["after"], lambda: ex.finish_transfer(
+                BOT, tx, TRANSFER_STATUS[a["finish"]]))
+    elif k == "halted_at_start":
+        slug = _pick_market(sim, a["pick"])
+        if slug is not None:
+            sim.scenario.halted_at_start(slug, a["reopen"])
+    elif k == "paper_first":
+        pass  # the session starts the bot in paper mode (`run_seed`); the first restart is live
+    elif k == "day_boundary":
+        pass  # the session's zone puts local midnight here (`write_zone`); nothing to switch
+    elif k == "settle":
+        slug = _pick_market(sim, a["pick"])
+        if slug is not None:
+            sim.exchange.settle(slug, Decimal(a["value"]))
             settled.append(f"{slug}={a['value']}")
     elif k in ("crash", "sigkill", "sigterm"):
         # a restart hits a bot that is up (a signal during interpreter start-up proves nothing):
@@ -648,7 +1073,11 @@ async def apply(action: Action, sim: Any, bot: Any, settled: list[str],
             await bot.terminate()
             bot.lives[-1].open_after = [o.order_id for o in sim.exchange.open_orders(BOT)]
         await trio.sleep(a["down"])
+        if bot.env.get("TRADING_MODE") == "paper":
+            bot.env["TRADING_MODE"] = "live"
+            bot.live_since = datetime.now(UTC)
         await bot.start()
+        lost()  # a starting bot's feed begins with a continuity loss
     else:  # pragma: no cover - plan() only makes the kinds above
         raise ValueError(k)
 
@@ -689,6 +1118,26 @@ def _unresolved(data_dir: Path) -> list[str]:
 
 
 # --- invariants -----------------------------------------------------------------------------------
+
+
+def blind_windows(actions: list[Action], views: list[BotView]) -> list[tuple[float, float]]:
+    """Windows (session seconds) in which the bot cannot be expected to see the exchange's
+    equity: each feed or REST fault while it lasts, plus the stale-feed detection (3 s) and the
+    halt-mark hold (HALT_HOLD_SECONDS) after it; and each (re)start's first hold."""
+    from polybot.ledger import HALT_HOLD_SECONDS as hold
+
+    out = []
+    for a in actions:
+        if a.kind in ("malformed", "unknown", "settle", "transfer", "day_boundary"):
+            continue
+        last = float(a.args.get("seconds") or 6.0) + float(a.args.get("delay", 0.0)) \
+            + float(a.args.get("normal_after", 0.0)) + float(a.args.get("down", 0.0)) \
+            + float(a.args.get("reopen", 0.0))
+        out.append((a.at, a.at + last + 3.0 + hold))
+    for prev, v in itertools.pairwise(views):
+        if v.life != prev.life:
+            out.append((prev.t, v.t + hold + 1.0))
+    return out
 
 
 def check_at_risk(monitor: RiskMonitor) -> list[str]:
@@ -733,13 +1182,17 @@ def _db_rows(data_dir: Path, sql: str) -> list[sqlite3.Row]:
         return conn.execute(sql).fetchall()
 
 
-def check_orders_and_ledger(sim: Any, data_dir: Path) -> list[str]:
+def check_orders_and_ledger(sim: Any, data_dir: Path, since: datetime | None = None) -> list[str]:
+    """`since`: a paper-first session's switch to live; paper intents (created before it) never
+    reached the exchange and are not compared with it."""
     from polybot.store import connect_readonly, db_path, read_ledger_state
 
     out: list[str] = []
     ex = sim.exchange
     accepted = [a for a in ex.orders_accepted if a.account_id == BOT]
     rows = _db_rows(data_dir, "SELECT * FROM orders ORDER BY created_at")
+    if since is not None:
+        rows = [r for r in rows if _stamp(r["created_at"]) >= since]
     by_id: dict[str, sqlite3.Row] = {}
     for r in rows:
         if r["exchange_id"]:
@@ -798,6 +1251,13 @@ def check_orders_and_ledger(sim: Any, data_dir: Path) -> list[str]:
     return out
 
 
+def _stamp(value: Any) -> datetime:
+    if isinstance(value, int | float):  # epoch seconds or ms
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    d = datetime.fromisoformat(str(value))
+    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
+
+
 def check_secrets(values: list[str], data_dir: Path, health: list[str],
                   alert_texts: list[str]) -> list[str]:
     out = []
@@ -829,7 +1289,8 @@ async def run_seeds(seeds: list[int], *, session: float, quiet: float, workdir: 
         st = r.stats
         say(f"seed {seed:3d} {r.mode:10s} {'PASS' if r.passed else 'FAIL'} {r.seconds:5.1f} s  "
             f"orders {st['orders']} filled {st['fills']} max at-risk {st['max_portfolio']} "
-            f"lives {st['lives']} alerts {st['alerts']} tif {st['tif']}"
+            f"lives {st['lives']} alerts {st['alerts']} tif {st['tif']} days {st.get('days')} "
+            f"halts {','.join(st.get('halts', [])) or '-'}"
             + (f" unresolved at exit {st['unresolved']}" if st["unresolved"] else ""))
         for f in r.failures:
             say(f"    {f}")

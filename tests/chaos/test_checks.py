@@ -7,28 +7,35 @@ A real exchange engine (`polybot.sim.engine.Exchange`, no sockets) and a real bo
 from __future__ import annotations
 
 import types
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
 from polybot.execution.orders import TrackedOrder
-from polybot.ledger import Ledger
+from polybot.ledger import HALT_HOLD_SECONDS, Ledger
 from polybot.model import Intent, OrderState, TimeInForce
 from polybot.sim.engine import Exchange, OrderSpec
 from polybot.store import Store
 from tests.chaos.run import (
     BOT,
     CONVERGE_BUDGET,
+    TRANSFER_STATUS,
+    BotView,
+    EquityReferee,
     Life,
     RiskMonitor,
     check_at_risk,
+    check_halts,
     check_lives,
     check_orders_and_ledger,
     check_secrets,
     converge,
+    midnight_offset,
+    write_zone,
 )
 
 D = Decimal
@@ -238,3 +245,172 @@ async def test_an_unknown_outcome_never_resolved_fails_the_seed_after_the_budget
                         f"{CONVERGE_BUDGET:.0f} s after the faults ended: ['pb-9']"]
     assert trio.current_time() - t0 >= CONVERGE_BUDGET
     store.close()
+
+
+# --- the halt invariant (issue 13): the bot's halts against the exchange's equity ---------------
+
+def views(*rows: tuple[float, tuple[str, ...]], day: str = "2026-11-26", life: int = 1) -> list[BotView]:
+    return [BotView(t, life, True, day, halts) for t, halts in rows]
+
+
+def every_half_second(until: float, halted_from: float | None = None,
+                      reason: str = "daily_loss") -> list[BotView]:
+    ts = [i / 2 for i in range(int(until * 2) + 1)]
+    return views(*[(t, (reason,) if halted_from is not None and t >= halted_from else ())
+                   for t in ts])
+
+
+def test_a_daily_loss_halt_entered_while_well_inside_the_limit_is_reported():
+    equity = [(0.0, D("10000")), (3.0, D("9998.40"))]  # a loss of 1.60 against 2.50: inside
+    failures = check_halts(equity, [], every_half_second(10, halted_from=4.0), [],
+                           daily_loss=D("2.5"), drawdown_pct=D("0.5"))
+    assert failures == ["halt: daily_loss halt entered by t=4.0 while the exchange's equity was "
+                        "1.60 against a limit of 2.50 (at least 0.50 inside)"]
+
+
+def test_a_daily_loss_halt_near_or_past_the_limit_is_not_early():
+    for level in ("9997.95", "9997.40"):  # 2.05 (less than 0.50 inside), 2.60 (past it)
+        equity = [(0.0, D("10000")), (3.0, D(level))]
+        assert check_halts(equity, [], every_half_second(10, halted_from=4.0), [],
+                           daily_loss=D("2.5"), drawdown_pct=D("0.5")) == []
+
+
+def test_a_loss_past_the_limit_for_five_seconds_must_halt_within_five_more():
+    equity = [(0.0, D("10000")), (3.0, D("9997"))]  # 3.00 past 2.50 from t=3
+    late = check_halts(equity, [], every_half_second(20), [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5"))
+    assert late == ["halt: no daily_loss halt by t=14.5 though the exchange's equity was past "
+                    "the limit since t=3.0 (now 3.00 against 2.50)"]
+    in_time = every_half_second(20, halted_from=12.0)
+    assert check_halts(equity, [], in_time, [], daily_loss=D("2.5"), drawdown_pct=D("0.5")) == []
+    # blinded (a fault, then the hold) until t=8: the bot's due time starts after it
+    assert check_halts(equity, [], every_half_second(20, halted_from=18.0), [(2.0, 8.0)],
+                       daily_loss=D("2.5"), drawdown_pct=D("0.5")) == []
+
+
+def test_a_withdrawal_is_not_a_loss_and_a_halt_on_it_is_reported_as_the_transfer():
+    equity = [(0.0, D("10000")), (3.0, D("9600"))]  # the exchange moved 400 out at t=3
+    transfers = [(3.0, D("-400"))]
+    assert check_halts(equity, transfers, every_half_second(20), [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.0003")) == []
+    halted = check_halts(equity, transfers, every_half_second(20, halted_from=3.5), [],
+                         daily_loss=D("2.5"), drawdown_pct=D("0.5"))
+    assert halted == ["halt: daily_loss halt entered by t=3.5 while the exchange's equity was "
+                      "0.00 against a limit of 2.50 (at least 0.50 inside); a transfer halted "
+                      "(-400 at t=3.0)"]
+
+
+def test_the_new_trading_day_starts_from_its_first_sample_and_so_does_its_loss():
+    # 3.00 lost on day 1 (no daily-loss limit crossed on day 2, which starts at 9997)
+    equity = [(0.0, D("10000")), (2.0, D("9997"))]
+    day1 = views(*[(t / 2, ()) for t in range(0, 8)], day="2026-11-25")
+    day2 = views(*[(4 + t / 2, ("daily_loss",) if t >= 4 else ()) for t in range(0, 20)])
+    [early] = check_halts(equity, [], day1 + day2, [], daily_loss=D("2.5"),
+                          drawdown_pct=D("0.5"))
+    assert early.startswith("halt: daily_loss halt entered by t=6.0")
+
+
+def test_a_drawdown_halt_is_checked_like_the_daily_loss():
+    # the high is 10005 (t=1); 10005 x 0.0003 = 3.0015; a drawdown of 2.00 is 1.00 inside
+    equity = [(0.0, D("10000")), (1.0, D("10005")), (3.0, D("10003"))]
+    [early] = check_halts(equity, [], every_half_second(10, halted_from=4.0, reason="drawdown"),
+                          [], daily_loss=D("1000"), drawdown_pct=D("0.0003"))
+    assert early.startswith("halt: drawdown halt entered by t=4.0 while the exchange's equity "
+                            "was 2.00 against a limit of 3.00")
+    equity[-1] = (3.0, D("10001"))  # 4.00 down: past the limit, and no halt follows
+    [late] = check_halts(equity, [], every_half_second(20), [], daily_loss=D("1000"),
+                         drawdown_pct=D("0.0003"))
+    assert late.startswith("halt: no drawdown halt by t=14.5")
+
+
+async def test_the_referee_keeps_the_halt_mark_through_a_stub_quote_until_it_has_held(autojump_clock):
+    # money-audit r8 on the exchange's side: after a continuity loss a stub bid (1 at 0.01)
+    # moves the referee's equity only once it has held for HALT_HOLD_SECONDS, by the ledger's rule
+    ex = exchange()
+    offer(ex, "0.50", "10")
+    bot_buys(ex, "0.50", "10")
+    ex.submit("mm", OrderSpec(SLUG, Intent.BUY_LONG, price=D("0.48"), quantity=D("50")))
+    referee = EquityReferee(ex, BOT, trio.current_time())
+    start = referee.samples[-1][1]
+    assert start == ex.balance(BOT).current_balance + D("4.80")  # 10 walked into the 0.48 bid
+    referee.continuity_lost()
+    ex.cancel_all("mm", [SLUG])
+    ex.submit("mm", OrderSpec(SLUG, Intent.BUY_LONG, price=D("0.01"), quantity=D("1")))
+    await trio.sleep(1)
+    referee.sample()
+    assert referee.samples[-1][1] == start  # on probation: the stub does not count yet
+    await trio.sleep(HALT_HOLD_SECONDS)
+    referee.sample()
+    # held for the whole window: 1 at 0.01, the other 9 beyond the book at the last mark 0.48
+    assert referee.samples[-1][1] == ex.balance(BOT).current_balance + D("0.01") + 9 * D("0.48")
+    referee.unsubscribe()
+
+
+async def test_the_referee_records_only_transfers_the_exchange_moved():
+    ex = exchange()
+    referee = EquityReferee(ex, BOT, trio.current_time())
+    ex.transfer(BOT, D("-40"), TRANSFER_STATUS["rejected"])
+    tx = ex.transfer(BOT, D("30"), TRANSFER_STATUS["pending"])
+    assert referee.transfers == []
+    ex.finish_transfer(BOT, tx, TRANSFER_STATUS["completed"])
+    ex.transfer(BOT, D("-20"), TRANSFER_STATUS["partial"], refunded=D("5"))
+    assert [x for _, x in referee.transfers] == [D("30"), D("-15")]
+    referee.unsubscribe()
+
+
+def test_the_session_zone_puts_the_trading_day_boundary_at_the_chosen_instant(tmp_path):
+    import zoneinfo
+
+    from polybot.trading_state import trading_day
+
+    at = datetime(2026, 11, 26, 15, 42, 17, tzinfo=UTC)
+    write_zone(tmp_path, "Chaos/T", midnight_offset(at.timestamp()))
+    saved = zoneinfo.TZPATH
+    zoneinfo.reset_tzpath(to=[str(tmp_path)])
+    try:
+        tz = zoneinfo.ZoneInfo("Chaos/T")
+    finally:
+        zoneinfo.reset_tzpath(to=saved)
+    before = trading_day(at - timedelta(seconds=1), tz, 0)
+    assert trading_day(at, tz, 0) == before + timedelta(days=1)
+
+
+def test_a_halt_already_on_the_first_sample_is_checked_as_entered_at_the_start():
+    # defect 3: after a paper->live switch the bot kept the paper high-water mark and came up
+    # halted for drawdown, though the live account had not moved
+    equity = [(0.0, D("9850"))]
+    first_halted = every_half_second(10, halted_from=0.0, reason="drawdown")
+    [early] = check_halts(equity, [], first_halted, [], daily_loss=D("2.5"),
+                          drawdown_pct=D("0.0003"))
+    assert early.startswith("halt: drawdown halt entered by t=0.0 while the exchange's equity "
+                            "was 0.00 against a limit of 2.96")
+
+
+def test_a_life_that_retakes_the_day_start_is_measured_from_its_own_start_too():
+    # a life killed before it persisted the new day's start leaves the next life to take it
+    # again, after a gain made while down: 10008 - 10005 = 3.00 lost from that start is past
+    equity = [(0.0, D("10000")), (3.0, D("10008")), (6.0, D("10005"))]
+    life1 = [BotView(t / 2, 1, True, "2026-11-26", ()) for t in range(0, 4)]
+    life2 = [BotView(3.5 + t / 2, 2, True, "2026-11-26", ("daily_loss",) if t >= 6 else ())
+             for t in range(0, 14)]
+    assert check_halts(equity, [], life1 + life2, [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5")) == []
+    # without the second start (one life throughout) the same halt is 5.00 inside: early
+    one_life = [attrs.evolve(v, life=1) for v in life1 + life2]
+    [early] = check_halts(equity, [], one_life, [], daily_loss=D("2.5"), drawdown_pct=D("0.5"))
+    assert "while the exchange's equity was -5.00 against a limit of 2.50" in early
+
+
+def test_a_halt_is_early_only_if_every_reading_the_bot_may_hold_was_inside():
+    # after a silent socket the bot may or may not have put its marks on probation: one reading
+    # held the old (lower) mark, the other moved on
+    held = [(0.0, D("10000")), (3.0, D("9997.40"))]
+    moved = [(0.0, D("10000")), (3.0, D("9999.90"))]
+    halted = every_half_second(10, halted_from=4.0)
+    assert check_halts([held, moved], [], halted, [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5")) == []
+    assert check_halts([moved, moved], [], halted, [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5")) != []
+    # and late only if every reading was past the limit
+    assert check_halts([held, moved], [], every_half_second(20), [], daily_loss=D("2.5"),
+                       drawdown_pct=D("0.5")) == []
