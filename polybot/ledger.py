@@ -77,6 +77,9 @@ class MarketBook:
     # False for a position adopted from the exchange without its cost: avg_price is then a
     # placeholder (0) and the risk caps count the position at qty x $1 until a trade prices it
     cost_known: bool = True
+    # the last trusted halt mark (persisted: a restart must not take a stub quote the last life
+    # displayed as the mark its halts are measured at)
+    halt_mark: Decimal | None = None
 
     def to_position(self) -> Position:
         return Position(self.market_slug, self.net_qty, self.avg_price, self.realized_pnl,
@@ -428,6 +431,7 @@ class Ledger:
             if candidate != h.px:
                 h.px = candidate
                 self._revalue(h, m.net_qty)
+                self._keep_halt_px(book.market_slug, candidate)
             return
         if at < h.lost_at:
             return  # received before the loss: not evidence of anything after it
@@ -478,6 +482,14 @@ class Ledger:
             h.px = new
             m = self._markets.get(slug)
             self._revalue(h, m.net_qty if m is not None else ZERO)
+            self._keep_halt_px(slug, new)
+
+    def _keep_halt_px(self, slug: str, px: Decimal) -> None:
+        """Record a trusted halt mark on the market's row, so a restart starts from it."""
+        m = self._markets.get(slug)
+        if m is not None and m.halt_mark != px:
+            self._markets[slug] = attrs.evolve(m, halt_mark=px)
+            self._dirty_markets.add(slug)
 
     def _revalue(self, h: _HaltMark, net_qty: Decimal) -> None:
         value = _halt_value(net_qty, h.px) if net_qty != 0 else ZERO
@@ -496,6 +508,7 @@ class Ledger:
         elif before == 0 or (before > 0) != (m.net_qty > 0):
             h.px = m.avg_price  # a new position (or a flip): its own price until a book walks it
         self._revalue(h, m.net_qty)
+        self._keep_halt_px(m.market_slug, h.px)
 
     def settle(self, market_slug: str, value: Decimal) -> Decimal:
         """Resolve a market at `value` in [0, 1]; returns the P&L realized by it (gross of fees)."""
@@ -590,8 +603,11 @@ class Ledger:
         led._bookings = {b.order_id: b for b in state.bookings}
         for m in state.markets:
             if m.net_qty != 0 and m.settled_value is None:
-                # the last trusted display mark is the best halt mark known before a book walks
-                mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
+                # the last trusted halt mark; a database from before it was kept: the last
+                # display mark, else the cost
+                mark = m.halt_mark
+                if mark is None:
+                    mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
                 h = led._halt[m.market_slug] = _HaltMark(px=m.avg_price if mark is None else mark)
                 led._revalue(h, m.net_qty)
         return led

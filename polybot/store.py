@@ -132,8 +132,14 @@ INSERT OR IGNORE INTO meta (key, value)
     WHERE EXISTS (SELECT 1 FROM ledger)
 """
 
+# v3: the last trusted halt mark of each position (a restart must not measure its halts at a stub
+# quote the previous life displayed as its best price).
+_V3 = """
+ALTER TABLE positions ADD COLUMN halt_mark TEXT;
+"""
+
 # Index i holds the script that takes the schema from version i to i + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -439,7 +445,7 @@ class Store:
                    "", None, None, now)
         markets = [(m.market_slug, str(m.net_qty), str(m.avg_price), str(m.realized_pnl),
                     str(m.fees), _d(m.mark_bid), _d(m.mark_offer), _d(m.settled_value), now,
-                    int(m.cost_known))
+                    int(m.cost_known), _d(m.halt_mark))
                    for m in changes.markets]
         bookings = [(b.order_id, str(b.cum_qty), str(b.notional), str(b.fees))
                     for b in changes.bookings]
@@ -448,7 +454,8 @@ class Store:
             conn.execute("INSERT OR REPLACE INTO ledger VALUES (1,?,?,?,?,?,?,?)", scalars)
             conn.executemany("INSERT OR REPLACE INTO positions (market_slug, net_qty, avg_price,"
                              " realized_pnl, fees, mark_bid, mark_offer, settled_value,"
-                             " updated_at, cost_known) VALUES (?,?,?,?,?,?,?,?,?,?)", markets)
+                             " updated_at, cost_known, halt_mark) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                             markets)
             conn.executemany("INSERT OR REPLACE INTO order_bookings VALUES (?,?,?,?)", bookings)
         self.submit(op, "ledger")
 
@@ -649,7 +656,8 @@ def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
         MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
                    Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
                    _dec(r["mark_offer"]), _dec(r["settled_value"]),
-                   cost_known=bool(r["cost_known"]) if "cost_known" in r.keys() else True)
+                   cost_known=bool(r["cost_known"]) if "cost_known" in r.keys() else True,
+                   halt_mark=_dec(r["halt_mark"]) if "halt_mark" in r.keys() else None)
         for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
     bookings = tuple(
         OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),

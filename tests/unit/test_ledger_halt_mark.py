@@ -167,3 +167,37 @@ def test_the_running_halt_total_always_equals_a_full_recompute(evs):
             (p.net_qty * led.halt_mark(s) if p.net_qty > 0 else -p.net_qty * (1 - led.halt_mark(s))
              for s, p in led.positions.items()), D(0))
         assert abs(halt_equity - full) < D("1e-18")
+
+
+def test_a_restart_keeps_the_trusted_halt_mark_not_a_stub_the_last_life_displayed():
+    # chaos seed 1: the previous life's last best bid was a stub (1 contract at 0.01, never held
+    # 3 s after maintenance); the restored ledger took it as its halt mark and the first
+    # reconciliation halted for drawdown at a loss the exchange's books never showed
+    led = held_500_at_0_09()
+    led.on_continuity_lost(None, 2.0)  # maintenance
+    led.on_book(book([("0.01", 1)], [], at=3.0))  # the stub: displayed, not trusted for halts
+    assert led.equity == D(950) + 500 * D("0.01")
+    assert led.halt_equity(3.5) == D(950) + 500 * D("0.09")
+    again = Ledger.restore(led.snapshot())
+    assert again.halt_mark("m") == D("0.09")
+    assert again.halt_equity(0.0) == D(950) + 500 * D("0.09")
+
+
+async def test_the_trusted_halt_mark_survives_the_store(tmp_path):
+    import trio
+
+    from polybot.store import Store
+
+    led = held_500_at_0_09()
+    led.on_continuity_lost(None, 2.0)
+    led.on_book(book([("0.01", 1)], [], at=3.0))
+    store = Store.open(tmp_path, in_thread=False)
+    async with trio.open_nursery() as n:
+        await n.start(store.run)
+        store.save_ledger(led.drain_changes())
+        await store.flush()
+        n.cancel_scope.cancel()
+    state = store.load_ledger()
+    store.close()
+    assert state is not None
+    assert Ledger.restore(state).halt_equity(0.0) == D(950) + 500 * D("0.09")
