@@ -42,13 +42,14 @@ async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str]) -> N
     for slug in infos:
         known = universe.get(slug)
         if known is not None and known.event_id and known.start_time is not None:
-            settled[slug] = known.info
+            settled[slug] = known
     missing = [info.market_id for slug, info in infos.items() if slug not in settled]
     events = await rest.events_of_markets(missing) if missing else {}
     for slug, info in infos.items():
         reason = ""
         if slug in settled:
-            old = settled[slug]
+            old = settled[slug].info
+            event = settled[slug].event
             info = attrs.evolve(info, event_id=old.event_id, event_slug=old.event_slug,
                                 start_time=old.start_time)
         else:
@@ -63,7 +64,7 @@ async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str]) -> N
         known = universe.get(slug)
         if reason and (known is None or known.unknown_reason != reason):
             log.warning("%s will not be opened: %s", slug, reason)
-        universe.put(info, unknown_reason=reason)
+        universe.put(info, unknown_reason=reason, event=event)
     log.info("market metadata loaded for %d market(s)", len(universe))
 
 
@@ -88,7 +89,7 @@ def _noting_transient(fn: Callable[..., Any], seen: list[str]) -> Callable[..., 
     return lookup
 
 
-async def match_all(rest: Any, client: Any, slugs: list[str],
+async def match_all(rest: Any, client: Any, universe: Universe, slugs: list[str],
                     overrides: Iterable[tuple[str, str, str]],
                     progress: Progress) -> Any:
     """Every market matched to its OpticOdds fixture, or reported unmatched for good.
@@ -102,6 +103,17 @@ async def match_all(rest: Any, client: Any, slugs: list[str],
     from polybot.matching import MatchResult, lookups, match_markets
 
     look = lookups(rest, client)
+    listed = look["market_lookup"]
+
+    async def market_lookup(slug: str) -> Any:
+        # the market and its Event as `load_markets` established them: one events listing for
+        # all markets, not one per market (which made start-up quadratic in the markets)
+        listing = universe.get(slug)
+        if listing is None or listing.event is None:
+            return await listed(slug)
+        return listing.info, listing.event
+
+    look["market_lookup"] = market_lookup
     targets: list[Any] = []
     unmatched: list[Any] = []
     pending = list(slugs)

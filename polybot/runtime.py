@@ -274,7 +274,7 @@ class Bot:
             progress.beat()
             await trio.sleep(0.2)
         async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
-            result = await match_all(self.rest, client, list(self.universe),
+            result = await match_all(self.rest, client, self.universe, list(self.universe),
                                      s.odds_market_map, progress)
             progress.recovered()
             for miss in result.unmatched:

@@ -18,7 +18,7 @@ from datetime import datetime
 
 import attrs
 
-from polybot.model import MarketInfo, MarketStatus
+from polybot.model import EventInfo, MarketInfo, MarketStatus
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class Listing:
 
     info: MarketInfo
     unknown_reason: str = ""  # why the event or start time is unknown (for /status)
+    event: EventInfo | None = None  # the Event object that lists the market (teams, provider ids)
 
     @property
     def event_id(self) -> str | None:
@@ -52,9 +53,10 @@ class Universe:
         """`listener(listing)` hears every added or changed market."""
         self._listeners.append(listener)
 
-    def put(self, info: MarketInfo, *, unknown_reason: str = "") -> Listing:
+    def put(self, info: MarketInfo, *, unknown_reason: str = "",
+            event: EventInfo | None = None) -> Listing:
         """Add a market or replace what is known of it."""
-        listing = Listing(info=info, unknown_reason=unknown_reason)
+        listing = Listing(info=info, unknown_reason=unknown_reason, event=event)
         self._markets[info.slug] = listing
         for listener in self._listeners:
             listener(listing)
@@ -65,7 +67,8 @@ class Universe:
         listing = self._markets.get(slug)
         if listing is None or listing.info.status is status:
             return
-        self.put(attrs.evolve(listing.info, status=status), unknown_reason=listing.unknown_reason)
+        self.put(attrs.evolve(listing.info, status=status), unknown_reason=listing.unknown_reason,
+                 event=listing.event)
 
     def get(self, slug: str) -> Listing | None:
         return self._markets.get(slug)
