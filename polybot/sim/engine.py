@@ -440,6 +440,7 @@ class AccountBalanceChange:
     create_time: datetime
     update_time: datetime
     status: str = "ACCOUNT_BALANCE_CHANGE_STATUS_COMPLETED"
+    refunded: Decimal = ZERO  # of a PARTIALLY_REFUNDED change: the part given back (a size)
 
 
 @attrs.frozen(slots=True)
@@ -963,12 +964,14 @@ class Exchange:
         now = self.now()
         moved = amount if moved is None else moved
         change_id = self._new_id("bc")
+        refunded = abs(amount) - abs(moved) if status == TRANSFER_PARTIALLY_REFUNDED else ZERO
         acct.activities.append(
             Activity(
                 type=activity,
                 time=now,
                 account_id=acct.account_id,
-                balance_change=AccountBalanceChange(change_id, amount, now, now, status),
+                balance_change=AccountBalanceChange(change_id, amount, now, now, status,
+                                                    refunded=refunded),
             )
         )
         self._move_cash(acct, moved, entry, change_id)
@@ -1024,7 +1027,9 @@ class Exchange:
                 raise ValueError(f"not a final transfer status: {status!r}")
             now = self.now()
             acct.activities[i] = attrs.evolve(
-                a, balance_change=attrs.evolve(c, status=status, update_time=now)
+                a, balance_change=attrs.evolve(
+                    c, status=status, update_time=now,
+                    refunded=refunded if status == TRANSFER_PARTIALLY_REFUNDED else ZERO)
             )
             entry = LedgerEntry.DEPOSIT if c.amount > 0 else LedgerEntry.WITHDRAWAL
             self._move_cash(acct, _transfer_moves(c.amount, status, refunded), entry, c.transaction_id)

@@ -537,5 +537,16 @@ def activity(a: Activity, ex: Exchange) -> JSON:
             "updateTime": timestamp(c.update_time),
             "createTime": timestamp(c.create_time),
         }
-        out["accountBalanceChange"] = {**tx, "transactions": [tx]}
+        transactions = [tx]
+        if c.refunded:
+            # the part given back, as an entry of its own reversing part of the change (the
+            # reference does not document this shape; the bot reads refunds from here)
+            transactions.append({
+                "transactionId": f"{c.transaction_id}-refund",
+                "status": c.status,
+                "amount": amount(-c.refunded if c.amount > 0 else c.refunded),
+                "updateTime": timestamp(c.update_time),
+                "createTime": timestamp(c.update_time),
+            })
+        out["accountBalanceChange"] = {**tx, "transactions": transactions}
     return out
