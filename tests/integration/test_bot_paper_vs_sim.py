@@ -10,8 +10,7 @@ busy machine, short enough that the bot's one-second loops cost little real time
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from polybot.model import (
 from polybot.runtime import Bot
 from polybot.sim.harness import running_sim
 from polybot.sim.scenario import script_book
+from tests.integration import harness
 
 
 @pytest.fixture
@@ -39,43 +39,9 @@ def clock():
     return trio.testing.MockClock(autojump_threshold=0.05)
 
 
-def env_for(sim: Any, data_dir: Path, slug: str, **extra: str) -> dict[str, str]:
-    env = {
-        "TRADING_MODE": "paper",
-        "PM_API_KEY_ID": sim.key_id,
-        "PM_PRIVATE_KEY": sim.secret_key,
-        "PM_BASE_URL": sim.api_url,
-        "PM_GATEWAY_URL": sim.gateway_url,
-        "PM_WS_URL": sim.ws_url,
-        "MARKET_SLUGS": slug,
-        "DATA_DIR": str(data_dir),
-        "LOG_FILE": "",
-        "TRADES_LOG_FILE": "",
-        "HEALTH_PORT": "0",
-        "LOG_LEVEL": "WARNING",
-        "OPTICODDS_BASE_URL": sim.opticodds_url,
-        "OPTICODDS_API_KEY": sim.opticodds_key,
-    }
-    env.update(extra)
-    return env
-
-
-@asynccontextmanager
-async def running_bot(sim: Any, data_dir: Path, slug: str, **extra: str) -> AsyncIterator[Bot]:
-    bot = Bot(load_settings(env_for(sim, data_dir, slug, **extra)))
-    async with trio.open_nursery() as n:
-        await n.start(bot.store.run)
-        await n.start(bot.notifier.run)
-        n.start_soon(bot.supervisor.run)
-        try:
-            yield bot
-        finally:
-            await bot.request_stop()
-            with trio.move_on_after(10):
-                await bot.shutdown()
-            n.cancel_scope.cancel()
-    await bot.rest.aclose()
-    bot.store.close()
+def running_bot(sim: Any, data_dir: Path, slug: str, **extra: str) -> Any:
+    """The harness's running bot, in paper mode on one market."""
+    return harness.running_bot(sim, data_dir, live=False, MARKET_SLUGS=slug, **extra)
 
 
 async def wait_for(pred: Callable[[], bool], timeout: float = 60.0) -> bool:
@@ -162,7 +128,7 @@ async def test_a_resting_paper_order_does_not_survive_maintenance(tmp_path):
     async with running_sim(run_scenario=False, cash=D("1000")) as sim:
         slug = sim.markets[0]
         script_book(sim.exchange, slug, bids=[("0.05", 500)], offers=[("0.10", 500)])
-        bot = Bot(load_settings(env_for(sim, tmp_path, slug)))
+        bot = Bot(load_settings(harness.bot_env(sim, tmp_path, live=False, MARKET_SLUGS=slug)))
         async with trio.open_nursery() as n:
             await n.start(bot.store.run)
             await n.start(bot.markets_child, Progress("markets", None))

@@ -21,6 +21,7 @@ from polybot.runtime import Bot
 from polybot.sim.engine import MarketSide as SimSide
 from polybot.sim.harness import running_sim
 from polybot.strategy import opening_allowed
+from tests.integration import harness
 
 
 @pytest.fixture
@@ -30,20 +31,7 @@ def slow_autojump_clock():
 
 
 def _bot(sim, tmp_path, slugs, **extra: str) -> Bot:
-    env = {
-        "TRADING_MODE": "paper",
-        "PM_API_KEY_ID": sim.key_id,
-        "PM_PRIVATE_KEY": sim.secret_key,
-        "PM_BASE_URL": sim.api_url,
-        "PM_GATEWAY_URL": sim.gateway_url,
-        "PM_WS_URL": sim.ws_url,
-        "MARKET_SLUGS": ",".join(slugs),
-        "DATA_DIR": str(tmp_path),
-        "LOG_FILE": "",
-        "TRADES_LOG_FILE": "",
-        "HEALTH_PORT": "0",
-        **extra,
-    }
+    env = harness.bot_env(sim, tmp_path, live=False, MARKET_SLUGS=",".join(slugs), **extra)
     return Bot(load_settings(env))
 
 
