@@ -11,8 +11,8 @@ Per event = the sum over the event's markets, portfolio = the sum over all marke
 The totals are updated by order and position events (`on_order`, `on_position`) instead of being
 recomputed over every position on every decision: with hundreds of markets a recompute per book
 frame was a fifth of the hot path. Each order's and position's contribution is remembered, so an
-update applies the difference; `recompute()` is the full sum the running totals must always equal
-(a hypothesis test drives random event sequences through both).
+update applies the difference; `full_totals()` is the sum from scratch the running totals must
+always equal (a hypothesis test drives random event sequences through both).
 
 Single owner: nothing else keeps USD at risk. The ledger owns positions (it calls `on_position`),
 the order registry owns orders (it calls `on_order`), the universe owns which event a market
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
 
 import attrs
 
@@ -194,9 +193,6 @@ class Exposure:
     def market(self, slug: str) -> Decimal:
         return self._market.get(slug, ZERO)
 
-    def event_id(self, slug: str) -> str | None:
-        return self._event.get(slug)
-
     def event_known(self, slug: str) -> bool:
         return self._event.get(slug) is not None
 
@@ -223,25 +219,11 @@ class Exposure:
         """The open orders of one market (the bot's and unknown ones)."""
         return list(self._market_orders.get(slug, {}).values())
 
-    def open_orders(self) -> list[Order]:
-        return [e.order for e in self._orders.values()]
-
     def totals(self) -> Totals:
         return Totals(by_market={k: v for k, v in self._market.items() if v},
                       by_event={k: v for k, v in self._by_event.items() if v},
                       portfolio=self._portfolio, reserved_cash=self._reserved,
                       counted=frozenset(self._held))
-
-    def recompute(self) -> Totals:
-        """The same totals summed from scratch (what the running totals must always equal)."""
-        return full_totals(self._positions, self.open_orders(),
-                           {s: e for s, e in self._event.items()}, self._theta_of)
-
-    def summary(self) -> dict[str, Any]:
-        """For /status and metrics."""
-        t = self.totals()
-        return {"by_market": dict(t.by_market), "by_event": dict(t.by_event),
-                "portfolio": t.portfolio, "positions_count": len(t.counted)}
 
     # --- bookkeeping ------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from datetime import datetime
 
 import attrs
 
-from polybot.model import EventInfo, MarketInfo, MarketStatus
+from polybot.model import EventInfo, MarketInfo
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,6 @@ class Universe:
             listener(listing)
         return listing
 
-    def set_status(self, slug: str, status: MarketStatus) -> None:
-        """The market's trading status changed (the book's state, a metadata refresh)."""
-        listing = self._markets.get(slug)
-        if listing is None or listing.info.status is status:
-            return
-        self.put(attrs.evolve(listing.info, status=status), unknown_reason=listing.unknown_reason,
-                 event=listing.event)
-
     def get(self, slug: str) -> Listing | None:
         return self._markets.get(slug)
 
@@ -90,11 +82,6 @@ class Universe:
     def info_map(self) -> Mapping[str, MarketInfo]:
         """A read-only view of every market's info that follows the universe."""
         return _InfoView(self._markets)
-
-    @property
-    def infos(self) -> dict[str, MarketInfo]:
-        """Every market's info by slug (a fresh dict)."""
-        return {slug: listing.info for slug, listing in self._markets.items()}
 
     def unknown(self) -> dict[str, str]:
         """Markets that will not be opened, with the reason (event or start time unknown)."""
