@@ -26,11 +26,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
 
 import attrs
 
 from polybot.book import BookStore
+from polybot.execution.venue import Venue
 from polybot.exposure import Exposure
 from polybot.fairvalues import FairValues
 from polybot.ledger import Ledger
@@ -96,14 +96,6 @@ class Decision:
     again: bool = False  # an order was placed and more signals wait: decide this market again
 
 
-class VenueView(Protocol):
-    """The two synchronous reads of the venue a decision needs."""
-
-    def can_submit(self, market_slug: str) -> bool: ...
-
-    def effective_book(self, book: BookSnapshot) -> BookSnapshot: ...
-
-
 @attrs.define
 class Counters:
     signals: int = 0
@@ -122,7 +114,7 @@ class TradingEngine:
         exposure: Exposure,
         trading: TradingStateMachine,
         gate: RiskGate,
-        venue: VenueView,
+        venue: Venue,  # read only: `can_submit` and `effective_book` (no I/O here)
         params: StrategyParams,
         tif: TimeInForce = TimeInForce.IOC,
         alert: Callable[[Notice], None] | None = None,
