@@ -18,9 +18,9 @@ market whose event is not established is not opened (the per-event cap could not
 
 **Closing orders** (SELL_LONG / SELL_SHORT) reduce at-risk, so they skip Kelly, edge and caps:
 size = min(position not already being closed by open orders, size available). They never flip a
-position. An operator's flatten (``flatten=True``) passes while HALTED and has its own rate
-budget (`FLATTEN_ORDERS_PER_MINUTE` per market), so the orders that built a position never stop
-it being closed.
+position. An operator's flatten (``flatten=True``) passes while HALTED (not while the kill switch
+is on: `TradingStateMachine.halt_blocks`) and has its own rate budget (`FLATTEN_ORDERS_PER_MINUTE`
+per market), so the orders that built a position never stop it being closed.
 
 Nothing passes before the trading state has begun (the first reconciliation or ledger restore).
 """
@@ -216,7 +216,7 @@ class RiskGate:
         if not (MIN_PRICE <= price <= MAX_PRICE) or not is_on_step(price, market_info.tick):
             return self._reject(signal, "bad_price", f"{price} (tick {market_info.tick})", now)
         state = trading.state
-        if state is TradingState.HALTED and not flatten:
+        if trading.halt_blocks(flatten=flatten):
             return self._reject(signal, "halted", trading.reason, now)
         if intent.is_opening:
             if flatten:

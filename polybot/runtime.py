@@ -61,7 +61,7 @@ from polybot.errors import EXIT_OK, EXIT_UNCONFIRMED, FatalCredentialsError
 from polybot.execution.live import LiveExecutor
 from polybot.execution.paper import PaperExecutor
 from polybot.health import HealthApp, HealthSources, serve_health
-from polybot.model import OrderRequest, TradingState
+from polybot.model import OrderRequest
 from polybot.notify import Level
 from polybot.sdnotify import SystemdNotifier, watchdog_interval
 from polybot.status import StatusViews
@@ -155,10 +155,7 @@ class Bot:
     def _may_send(self, request: OrderRequest) -> bool:
         """Asked by the live venue right before a POST: a halt seen meanwhile stops the order
         (an operator's flatten goes on unless the kill switch is on)."""
-        trading = self.trading
-        if trading.kill_active:
-            return False
-        return trading.state is not TradingState.HALTED or request.reason == "flatten"
+        return not self.trading.halt_blocks(flatten=request.reason == "flatten")
 
     # --- children ----------------------------------------------------------------------------------
 

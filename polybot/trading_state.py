@@ -192,6 +192,13 @@ class TradingStateMachine:
     def kill_active(self) -> bool:
         return self._kill
 
+    def halt_blocks(self, *, flatten: bool = False) -> bool:
+        """True when the halts stop an order now: while HALTED only an operator's flatten goes,
+        and not even that while the kill switch is on (the operator asked for nothing to go)."""
+        if self._kill:
+            return True
+        return self._state is TradingState.HALTED and not flatten
+
     def daily_pnl(self, equity: Decimal) -> Decimal:
         """Equity change since the trading day's start (0 before the day has started)."""
         start = self._halt.day_start_equity
