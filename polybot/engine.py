@@ -274,7 +274,8 @@ class TradingEngine:
                                      flatten=True)
             if isinstance(result, OrderRequest):
                 self.counters.orders += 1
-                orders.append(PlaceOrder(attrs.evolve(result, tif=TimeInForce.IOC)))
+                orders.append(PlaceOrder(attrs.evolve(result, tif=TimeInForce.IOC,
+                                                      reason="flatten")))
             elif result.reason != "nothing_to_close":  # already being closed by an open order
                 stuck.append(f"{slug} {pos.net_qty:+} ({result.reason})")
         return orders, stuck

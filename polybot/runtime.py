@@ -41,7 +41,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import trio
 
 from polybot import control
@@ -453,8 +452,7 @@ class Bot:
                 break
             orders, stuck = self.engine.flatten_orders(self.clock.now(), trio.current_time())
             for cmd in orders:
-                order = await self._submit(attrs.evolve(
-                    cmd, request=attrs.evolve(cmd.request, reason="flatten")))
+                order = await self._submit(cmd)
                 if order is not None:  # None: the venue refused it (nothing was sent)
                     sent += 1
             await trio.sleep(1.0)
