@@ -142,6 +142,11 @@ class PaperExecutor:
         self._markets = markets if markets is not None else {}
         self._clock = clock or registry.clock  # the registry's: one clock stamps an order
         self._taken: dict[str, dict[tuple[Side, Decimal], _Taken]] = {}
+        # The memory of liquidity taken does not survive a restart: in a market the restored
+        # ledger traded in, the first book's levels count as taken until their size changes, so
+        # the same liquidity is never taken twice (never kinder than the exchange).
+        self._forgotten: set[str] = {s for s, m in ledger.markets.items()
+                                     if m.settled_value is None}
         self._resting: dict[str, _Sim] = {}
         self._exec_ids = itertools.count(1)
         self._session = uuid.uuid4().hex[:8]
@@ -271,6 +276,11 @@ class PaperExecutor:
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
         """A new full book: refresh memory, fill resting orders it crosses (as maker). The engine
         has already marked the ledger with it (the ledger's marks have one writer)."""
+        if book.market_slug in self._forgotten:
+            self._forgotten.discard(book.market_slug)
+            self._taken[book.market_slug] = {
+                **{(Side.BUY, lv.price): _Taken(lv.qty, lv.qty) for lv in book.offers},
+                **{(Side.SELL, lv.price): _Taken(lv.qty, lv.qty) for lv in book.bids}}
         self._refresh(book)
         if not trusted or book.state is not MarketState.OPEN:
             return []

@@ -266,3 +266,26 @@ async def test_continuity_loss_cancels_resting_paper_orders_like_maintenance_on_
     # the first book after reopening crosses the old bid: the exchange's order is gone, so no fill
     assert ex.on_book(book(offers=[("0.38", "5")])) == []
     assert resting.state is OrderState.CANCELED and led.positions == {}
+
+
+def test_after_a_restart_unchanged_levels_are_not_taken_a_second_time():
+    # money audit suspicion (held): the memory of liquidity taken was lost on restart, so a level
+    # whose size had not changed since the paper fill offered its whole size again
+    from polybot.book import BookStore
+    from polybot.execution.orders import OrderRegistry
+    from polybot.execution.paper import PaperExecutor
+    from polybot.ledger import Ledger
+    from polybot.model import BookSnapshot, Intent, PriceLevel
+
+    led = Ledger(D(1000))
+    led.apply_execution("o1", "m", Intent.BUY_LONG, D(30), last_px=D("0.45"), last_qty=D(30))
+    restarted = PaperExecutor(OrderRegistry(), Ledger.restore(led.snapshot()), BookStore())
+    same = BookSnapshot("m", (PriceLevel(D("0.40"), D(50)),), (PriceLevel(D("0.45"), D(30)),))
+    restarted.on_book(same)
+    assert restarted.effective_book(same).offers == ()
+    refreshed = BookSnapshot("m", same.bids, (PriceLevel(D("0.45"), D(35)),))
+    restarted.on_book(refreshed)
+    assert restarted.effective_book(refreshed).offers == (PriceLevel(D("0.45"), D(35)),)
+    other = PaperExecutor(OrderRegistry(), Ledger(D(1000)), BookStore())  # never traded there
+    other.on_book(same)
+    assert other.effective_book(same).offers == (PriceLevel(D("0.45"), D(30)),)
