@@ -8,7 +8,7 @@ exchange's own records.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -134,3 +134,49 @@ async def test_the_kill_switch_is_seen_within_half_a_second_and_nothing_is_sent_
             await trio.sleep(5)
             assert len(sim.exchange._account(sim.account_id).orders) == sent_before
 
+
+
+async def test_a_changed_reset_hour_at_a_restart_keeps_todays_daily_loss_halt(tmp_path, mock_clock):
+    # money audit suspicion (held): with DAILY_RESET_TZ/HOUR changed at a restart the trading day
+    # could move backwards, and the daily-loss halt of the day already started was cleared
+    from zoneinfo import ZoneInfo
+
+    from polybot.store import Store
+
+    now = datetime.now(UTC)
+    new_day = (now.astimezone(ZoneInfo("America/New_York")).replace(tzinfo=None)
+               - timedelta(hours=23)).date()
+    ahead = (new_day + timedelta(days=1)).isoformat()  # the old settings' day was later
+    store = Store.open(tmp_path)
+    async with trio.open_nursery() as n:
+        await n.start(store.run)
+        store.save_halt_state("HALTED", "daily_loss", {
+            "day": ahead, "day_start_equity": "1000", "high_water_mark": "1000",
+            "daily_loss_halt_day": ahead, "drawdown_halt": False, "flatten_requested": False})
+        await store.flush()
+        n.cancel_scope.cancel()
+    store.close()
+    async with running_sim(run_scenario=False, cash=D("1000")) as sim:
+        async with running_bot(sim, tmp_path, live=False, DAILY_RESET_TZ="America/New_York",
+                               DAILY_RESET_HOUR="23") as bot:
+            await trio.sleep(3)
+            report = bot.status_report()
+            assert (report.trading_state, report.trading_reason) == ("HALTED", "daily_loss")
+
+
+async def test_a_fresh_live_adoption_starts_the_pnl_at_the_positions_cost(tmp_path, mock_clock):
+    # money audit suspicion (held): a fresh bootstrap took the cash alone as the start, so P&L
+    # opened at the adopted positions' whole value although nothing had been earned
+    from polybot.model import Intent
+    from polybot.sim.engine import OrderSpec
+
+    async with running_sim(run_scenario=False, cash=D("1000")) as sim:
+        slug = sim.markets[0]
+        script_book(sim.exchange, slug, offers=[("0.40", 50)])
+        sim.exchange.submit(sim.account_id, OrderSpec(slug, Intent.BUY_LONG, price=D("0.40"),
+                                                      quantity=D(50)))
+        script_book(sim.exchange, slug)
+        assert sim.exchange.positions(sim.account_id)[slug].net == 50
+        async with running_bot(sim, tmp_path, live=True, MARKET_SLUGS=slug) as bot:
+            assert await wait_for(lambda: bot.ledger.position(slug).net_qty == 50, 30)
+            assert bot.ledger.pnl == 0
