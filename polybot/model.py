@@ -458,3 +458,18 @@ class Balance:
     unsettled_funds: Decimal = ZERO
     margin_requirement: Decimal = ZERO
     last_updated: datetime | None = None
+
+
+@attrs.frozen
+class MarketTarget:
+    """A market the odds feed prices: fixture, the selection that is YES, and its line."""
+
+    slug: str
+    fixture_id: str
+    yes_selection: str  # OpticOdds normalized_selection of the market's YES side
+    sport: str
+    league: str = ""
+    start_time: datetime | None = None
+    market_id: str = "moneyline"  # OpticOdds market
+    grouping_key: str = "default"
+    source: str = "auto"  # "override" or "auto"

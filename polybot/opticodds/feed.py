@@ -34,14 +34,13 @@ import contextlib
 import enum
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
 from decimal import Decimal
 
 import attrs
 import trio
 
 from polybot.fairvalues import FairValues, FixtureInfo
-from polybot.model import FairValue
+from polybot.model import FairValue, MarketTarget
 from polybot.opticodds.client import (
     AuthError,
     BadRequestError,
@@ -77,22 +76,7 @@ def _fatal_unwrapped() -> Iterator[None]:
         raise
 
 
-MONEYLINE = "moneyline"
-
-
-@attrs.frozen
-class MarketTarget:
-    """A market the odds feed prices: fixture, the selection that is YES, and its line."""
-
-    slug: str
-    fixture_id: str
-    yes_selection: str  # OpticOdds normalized_selection of the market's YES side
-    sport: str
-    league: str = ""
-    start_time: datetime | None = None
-    market_id: str = MONEYLINE
-    grouping_key: str = "default"
-    source: str = "auto"  # "override" or "auto"
+MONEYLINE = "moneyline"  # OpticOdds market id of the full-game winner
 
 
 @attrs.frozen
