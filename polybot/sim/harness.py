@@ -131,6 +131,8 @@ async def running_sim(
     order_snapshot_on_order: bool = False,
     opticodds: bool = False,
     opticodds_port: int = 0,
+    odds_update_seconds: float = 1.0,
+    odds_ping_seconds: float = 5.0,
     realtime: bool = False,
     clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[SimHandle]:
@@ -142,6 +144,10 @@ async def running_sim(
     standalone runner (the scenario then paces itself on the wall clock).
     `order_snapshot_on_order=True` also sends the open-order snapshot (ending ``eof: true``) on a
     plain SUBSCRIPTION_TYPE_ORDER subscription, as older docs describe.
+    `odds_update_seconds` / `odds_ping_seconds`: how often the local OpticOdds re-reads the world
+    and pings its streams. Under an autojump `MockClock` every distinct wake-up costs the autojump
+    threshold in real time, so a test that spans simulated hours raises these (and the scenario's
+    `Timing.tick_seconds`, and `heartbeat_seconds`) to keep the number of wake-ups small.
     `clock`: the world's wall clock (exchange, scenario and local OpticOdds); pass the bot's
     (`polybot.clock.Clock.now`) so both see one time. Default: a `SimClock` from now.
     Request signatures are still checked against the host's clock, as the real exchange does.
@@ -180,6 +186,8 @@ async def running_sim(
                     api_key=OPTICODDS_KEY,
                     seed=seed,
                     control=oo_control,
+                    update_seconds=odds_update_seconds,
+                    ping_seconds=odds_ping_seconds,
                     now=driver.clock,
                     task_status=task_status,
                 )

@@ -199,6 +199,14 @@ class LeagueSchedule:
     games_per_wave: int = 3  # per league; more than the league's teams allow adds made-up teams
     waves: int | None = None
 
+# The league schedule's games are all priced as the captured moneylines are: fee coefficient 0.06,
+# fractional minimum 0.01, ticks 0.01 / 0.005 (MLB capture) / 0.0025 (NFL capture) in turn.
+_SCHEDULE_TRADING = (
+    (Decimal("0.01"), Decimal("0.01"), Decimal("0.06")),
+    (Decimal("0.005"), Decimal("0.01"), Decimal("0.06")),
+    (Decimal("0.0025"), Decimal("0.01"), Decimal("0.06")),
+)
+
 
 @attrs.frozen(slots=True)
 class ScenarioSpec:
@@ -241,14 +249,18 @@ def league_schedule_spec(
     wave of `games_per_wave` games per league starts (one every `wave_stagger_seconds`), each
     listed `list_ahead_seconds` before its start, played for `game_length_seconds`, closed, then
     resolved `settle_delay_seconds` later; settled games are pruned from the world a day later.
-    Deterministic per seed. `timing` supplies the other clocks (quotes, takers, ticks)."""
+    Deterministic per seed. `timing` supplies the other clocks (ticks, quotes, takers); the
+    default is a calmer market than the default world's (quotes every 15 s, 0.03 taker orders
+    per market per second, 5 levels a side), since a schedule holds many markets for hours:
+    about 1-2 s of CPU per simulated hour per 10 listed markets. For hours of schedule in a
+    test, also raise `tick_seconds` (e.g. 5) and `quote_refresh_seconds` (e.g. 30)."""
     for league in leagues:
         if league not in LEAGUES:
             raise ValueError(f"unknown league {league!r} (known: {sorted(LEAGUES)})")
     if games_per_wave < 1:
         raise ValueError("games_per_wave must be at least 1")
     timing = attrs.evolve(
-        timing or Timing(),
+        timing or Timing(quote_refresh_seconds=15.0, taker_rate=0.03),
         respawn=False,
         wave_spacing_seconds=wave_spacing_seconds,
         list_ahead_seconds=list_ahead_seconds,
@@ -260,7 +272,7 @@ def league_schedule_spec(
     return ScenarioSpec(
         seed=seed,
         timing=timing,
-        liquidity=liquidity or Liquidity(),
+        liquidity=liquidity or Liquidity(levels=5),
         schedule=LeagueSchedule(tuple(leagues), games_per_wave, waves),
     )
 
@@ -725,7 +737,7 @@ class Scenario:
                 extra += 1
             picks = rng.sample(pool, 2 * sched.games_per_wave)
             for j in range(sched.games_per_wave):
-                tick, min_qty, fee = _DEFAULT_TRADING[(wave + j) % len(_DEFAULT_TRADING)]
+                tick, min_qty, fee = _SCHEDULE_TRADING[(wave + j) % len(_SCHEDULE_TRADING)]
                 out.append(
                     GameSpec(
                         league=league,
@@ -815,8 +827,7 @@ class Scenario:
             target = self._ladder(view, market.tick)
             # forget quotes that filled or were canceled; cancel the ones off the new ladder
             for key, oid in list(st.quotes.items()):
-                order = ex.get_order(acct, oid)
-                if order is None or order.state not in (
+                if ex.order_state(acct, oid) not in (
                     OrderState.NEW,
                     OrderState.PARTIALLY_FILLED,
                 ):
@@ -840,7 +851,7 @@ class Scenario:
                     acct,
                     OrderSpec(slug, intent, price=price, quantity=qty, post_only=True),
                 )
-                if ex.get_order(acct, oid).state is OrderState.NEW:  # type: ignore[union-attr]
+                if ex.order_state(acct, oid) is OrderState.NEW:
                     st.quotes[(side, price)] = oid
 
     def _ladder(self, view: Decimal, tick: Decimal) -> set[tuple[Side, Decimal]]:

@@ -103,3 +103,53 @@ async def test_sim_responses_match_the_captured_shapes():
                  _load("bbo-halted-tsc-cfb-okst-tulsa-2026-09-05-total-55pt5.json")["marketData"],
                  "bbo", problems, EXTRA["bbo"])
         assert not problems, "\n".join(problems)
+
+
+def _decoded(raw_event):
+    """What the bot's parser makes of an Event: which fields it could fill, not their values."""
+    from polybot.polymarket import wire as bot_wire
+
+    event, markets = bot_wire.parse_event(raw_event)
+    (market,) = [m for m in markets if m.sports_market_type.endswith("_full_game_winner")]
+    return {
+        "event": {name: bool(getattr(event, name)) for name in (
+            "event_id", "slug", "title", "start_time", "series_slug", "market_slugs")},
+        "teams": [(bool(t.team_id), bool(t.name), bool(t.abbreviation), bool(t.league),
+                   bool(t.provider_ids)) for t in event.teams],
+        "market": {name: bool(getattr(market, name)) for name in (
+            "slug", "market_id", "event_id", "event_slug", "tick", "min_qty", "fee_coefficient",
+            "start_time", "title", "sides", "sports_market_type")},
+        "status": market.status,
+        "sides": sorted((s.long, bool(s.side_id), bool(s.description), bool(s.team_id))
+                        for s in market.sides),
+        "start": market.start_time == event.start_time,
+    }
+
+
+async def test_a_league_schedule_event_decodes_like_the_recorded_one_and_leagues_match_it():
+    from polybot.polymarket import wire as bot_wire
+    from polybot.sim.scenario import league_schedule_spec
+
+    real_event = _load("events-v1-mlb-sd-col-2026-09-16-excerpt.json")["events"][0]
+    # the league object the capture embeds in its tags is the one /v2/leagues serves
+    real_league = next(t["league"] for t in real_event["tags"] if "league" in t)
+    async with running_sim(seed=2, scenario=league_schedule_spec(2, ("nba", "nhl")),
+                           run_scenario=False) as sim, \
+            httpx.AsyncClient(base_url=sim.gateway_url) as http:
+        problems: list[str] = []
+        league = (await http.get("/v2/leagues/nba")).json()["league"]
+        _compare(league, real_league, "league", problems)
+        assert {"id", "slug", "name", "activeSeriesId", "isOperational"} <= league.keys()
+        series = league["activeSeriesId"]
+        r = await http.get("/v1/events", params={"seriesId": series, "closed": "false"})
+        events = bot_wire.loads_exact(r.content)["events"]
+        assert events
+        real = _decoded(bot_wire.loads_exact(json.dumps(real_event)))
+        for ev in events:
+            _compare({k: v for k, v in ev.items() if k != "markets"},
+                     {k: v for k, v in real_event.items() if k != "markets"}, "event", problems,
+                     EXTRA["event"])
+            _compare(ev["markets"][0], real_event["markets"][0], "market", problems,
+                     EXTRA["market"])
+            assert _decoded(ev) == real, ev["slug"]
+        assert not problems, "\n".join(problems)
