@@ -5,6 +5,11 @@ exchange and the local OpticOdds in this process (`polybot.sim`), creates an acc
 points an ordinary bot at them and runs it — paper mode by default, live mode (real REST orders
 against the local exchange) with `--live` — in a temporary DATA_DIR (unless `--data-dir`) and on a
 free health port that it prints, so it can never touch a real deployment's state.
+
+One clock: the bot and the local exchange read the same wall clock (a `ReplayClock` on Trio's
+clock), so the bot's start-time rules see the world's time. With `speed` > 1 Trio runs on
+`MockClock(rate=speed)`: the world, its games and the bot all run that many times faster than
+real time (`duration` stays in real seconds), and the demo says so.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
+from polybot.clock import ReplayClock
 from polybot.config import load_settings
 from polybot.logs import configure_from_settings, configure_logging
 from polybot.runtime import run_bot
@@ -45,16 +53,21 @@ def demo_env(s: SimHandle, *, data_dir: Path, live: bool) -> dict[str, str]:
     }
 
 
-def run_demo(*, duration: float | None, seed: int, live: bool, data_dir: Path | None) -> int:
+def run_demo(*, duration: float | None, seed: int, live: bool, data_dir: Path | None,
+             speed: float = 1.0) -> int:
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="polybot-sim-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(level="INFO", log_file=data_dir / "bot.log",
                       trades_log_file=data_dir / "trades.log", stderr_level="WARNING")
-    return trio.run(_demo, duration, seed, live, data_dir)
+    trio_clock = trio.testing.MockClock(rate=speed) if speed != 1.0 else None
+    return trio.run(_demo, duration, seed, live, data_dir, speed, clock=trio_clock)
 
 
-async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path) -> int:
-    async with running_sim(seed=seed, opticodds=True) as sim:
+async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path,
+                speed: float = 1.0) -> int:
+    # the one wall clock of this process: the bot's and the world's (start times, game clocks)
+    clock = ReplayClock(datetime.now(UTC), origin=trio.current_time())
+    async with running_sim(seed=seed, opticodds=True, clock=clock.now) as sim:
         settings = load_settings(demo_env(sim, data_dir=data_dir, live=live))
         # as a real run configures it (the sim's generated keys redacted), with a quieter stderr
         # so the status lines stay readable
@@ -62,13 +75,18 @@ async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path) -
         say(f"polybot demo: {settings.trading_mode} mode against the local exchange "
             f"({len(settings.market_slugs)} markets, seed {seed}); state in {data_dir}")
         say(f"  exchange {sim.api_url}  odds {sim.opticodds_url}")
+        if speed != 1.0:
+            say(f"  accelerated: the world and the bot run {speed:g}x faster than real time on "
+                f"one clock (a {duration or 0:g} s demo covers {(duration or 0) * speed / 60:g} "
+                f"simulated minutes)")
 
         def health(port: int) -> None:
             say(f"  health  http://127.0.0.1:{port}/health  /ready  /status  /metrics")
 
         bot_result: dict[str, object] = {}
-        code = await run_bot(settings, duration=duration, status_line=say,
-                             on_health_port=health, on_finish=bot_result.update)
+        code = await run_bot(settings, duration=None if duration is None else duration * speed,
+                             clock=clock, status_line=say, on_health_port=health,
+                             on_finish=bot_result.update)
         say(summary(bot_result, data_dir))
         return code
 

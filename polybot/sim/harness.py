@@ -153,7 +153,7 @@ async def running_sim(
     Request signatures are still checked against the host's clock, as the real exchange does.
     """
     del realtime  # reserved: the scenario driver decides its own pacing
-    now = clock() if clock is not None else datetime.now(UTC).replace(microsecond=0)
+    now = (clock() if clock is not None else datetime.now(UTC)).replace(microsecond=0)
     world, ex, driver = build_sim(seed=seed, scenario=scenario, now=now, clock=clock)
     server = SimServer(
         ex,
