@@ -175,6 +175,33 @@ class Team:
 
 
 @attrs.define(slots=True)
+class League:
+    """A league of the sports v2 endpoints (`GET /v2/leagues`): its games are the events of its
+    active series."""
+
+    league_id: int
+    slug: str  # "nba"
+    name: str  # "NBA"
+    sport_id: int
+    tag_id: int
+    abbreviation: str
+    active_series_id: int | None = None
+    is_operational: bool = True
+    ordering: str = "home"
+    created_at: datetime | None = None
+
+
+@attrs.define(slots=True)
+class Series:
+    """A league's season ("nba-2026"); events belong to one (`/v1/events?seriesId=`)."""
+
+    series_id: int
+    slug: str
+    title: str
+    league: str
+
+
+@attrs.define(slots=True)
 class Event:
     event_id: int
     slug: str
@@ -183,6 +210,7 @@ class Event:
     league: str = ""  # series / league slug, e.g. "nba"
     sport: str = ""  # e.g. "basketball"
     series_slug: str = ""
+    series_id: int | None = None  # the series the event belongs to (not served: a filter key)
     teams: tuple[Team, ...] = ()
     market_slugs: list[str] = attrs.field(factory=list)
     external_ids: dict[str, str] = attrs.field(
@@ -740,6 +768,10 @@ class Exchange:
         self.self_match = self_match
         self.markets: dict[str, Market] = {}
         self.events: dict[str, Event] = {}  # by slug
+        self.leagues: dict[str, League] = {}  # by slug, in listing order
+        self.series: dict[int, Series] = {}  # by id
+        self._events_by_id: dict[int, Event] = {}
+        self._markets_by_id: dict[int, Market] = {}
         self.orders_accepted: list[AcceptedOrder] = []
         self.trades: dict[str, Trade] = {}
         self.fee_income = ZERO  # net fees the exchange kept (charged − rebated)
@@ -796,6 +828,39 @@ class Exchange:
 
     # --- reference data --------------------------------------------------------------------------
 
+    def add_league(
+        self,
+        slug: str,
+        name: str,
+        *,
+        league_id: int,
+        sport_id: int,
+        tag_id: int,
+        series_id: int,
+        series_slug: str,
+        abbreviation: str = "",
+        ordering: str = "home",
+    ) -> League:
+        """A league with its active series (the series the league's events are listed under)."""
+        if slug in self.leagues:
+            raise ValueError(f"league {slug!r} already exists")
+        if series_id in self.series:
+            raise ValueError(f"series {series_id} already exists")
+        self.series[series_id] = Series(series_id, series_slug, f"{name} {series_slug}", slug)
+        league = League(
+            league_id=league_id,
+            slug=slug,
+            name=name,
+            sport_id=sport_id,
+            tag_id=tag_id,
+            abbreviation=abbreviation or name,
+            active_series_id=series_id,
+            ordering=ordering,
+            created_at=self.now(),
+        )
+        self.leagues[slug] = league
+        return league
+
     def add_event(
         self,
         event_id: int,
@@ -809,9 +874,12 @@ class Exchange:
         teams: Iterable[Team] = (),
         external_ids: dict[str, str] | None = None,
         description: str = "",
+        series_id: int | None = None,
     ) -> Event:
         if slug in self.events or self.event_by_id(event_id) is not None:
             raise ValueError(f"event {slug!r} / {event_id} already exists")
+        if series_id is not None and series_id not in self.series:
+            raise ValueError(f"unknown series id {series_id}")
         ev = Event(
             event_id=event_id,
             slug=slug,
@@ -820,12 +888,14 @@ class Exchange:
             league=league,
             sport=sport,
             series_slug=series_slug or league,
+            series_id=series_id,
             teams=tuple(teams),
             external_ids=dict(external_ids or {}),
             description=description,
             created_at=self.now(),
         )
         self.events[slug] = ev
+        self._events_by_id[event_id] = ev
         return ev
 
     def add_market(
@@ -870,22 +940,17 @@ class Exchange:
             created_at=self.now(),
         )
         self.markets[slug] = m
+        self._markets_by_id[market_id] = m
         self._books[slug] = _Book()
         self._holders[slug] = {}
         ev.market_slugs.append(slug)
         return m
 
     def event_by_id(self, event_id: int) -> Event | None:
-        for ev in self.events.values():
-            if ev.event_id == event_id:
-                return ev
-        return None
+        return self._events_by_id.get(event_id)
 
     def market_by_id(self, market_id: int) -> Market | None:
-        for m in self.markets.values():
-            if m.market_id == market_id:
-                return m
-        return None
+        return self._markets_by_id.get(market_id)
 
     def event_by_external_id(self, partner: str, external_id: str) -> Event | None:
         """Event linked to a partner's id, e.g. ("opticodds", fixture id)."""
@@ -901,8 +966,16 @@ class Exchange:
         live: bool | None = None,
         ended: bool | None = None,
         closed: bool | None = None,
+        start_time: datetime | None = None,
     ) -> None:
+        """Change an event's game state; a new `start_time` (a postponed game) is moved in place,
+        on the event and on its markets, as the real exchange does (reference §2.4)."""
         ev = self.events[slug]
+        if start_time is not None:
+            ev.start_time = start_time
+            for ms in ev.market_slugs:
+                if ms in self.markets:
+                    self.markets[ms].start_time = start_time
         if live is not None:
             ev.live = live
         if ended is not None:

@@ -11,6 +11,11 @@ Switches (field / method names are the public contract):
 - ``error_burst`` / ``error_status``: the next N REST requests answer ``error_status`` (default
   500) without touching the exchange.
 - ``rate_limit_burst``: the next N REST requests answer 429 without touching the exchange.
+- ``listing_error_burst`` / ``listing_error_league`` / ``listing_error_status``: the next N
+  event listings of that league (``GET /v1/events`` with one of its series in ``seriesId``, or
+  ``GET /v2/leagues/{slug}/events``; ``""`` = any event listing) answer ``listing_error_status``
+  (default 503) without touching the exchange; other requests are served. `fail_listings`
+  sets all three.
 - ``hang_orders`` / ``hang_seconds``: the next N order-placing requests (create, batched create,
   close-position) are executed by the exchange but their HTTP answer is withheld forever, or for
   ``hang_seconds`` if set (use a value longer than the client's timeout).
@@ -47,6 +52,9 @@ SETTABLE = (
     "error_burst",
     "error_status",
     "rate_limit_burst",
+    "listing_error_burst",
+    "listing_error_league",
+    "listing_error_status",
     "hang_orders",
     "hang_seconds",
     "reject_all_orders",
@@ -65,6 +73,9 @@ class Faults:
     error_burst: int = 0
     error_status: int = 500
     rate_limit_burst: int = 0
+    listing_error_burst: int = 0
+    listing_error_league: str = ""
+    listing_error_status: int = 503
     hang_orders: int = 0
     hang_seconds: float | None = None
     reject_all_orders: bool = False
@@ -108,6 +119,9 @@ class Faults:
         self.error_burst = 0
         self.error_status = 500
         self.rate_limit_burst = 0
+        self.listing_error_burst = 0
+        self.listing_error_league = ""
+        self.listing_error_status = 503
         self.hang_orders = 0
         self.hang_seconds = None
         self.reject_all_orders = False
@@ -127,6 +141,22 @@ class Faults:
             self.rate_limit_burst -= 1
             return 429
         return None
+
+    def fail_listings(self, count: int, league: str = "", status: int = 503) -> None:
+        """The next `count` event listings of `league` ("" = any) answer `status`."""
+        self.listing_error_burst = count
+        self.listing_error_league = league
+        self.listing_error_status = status
+
+    def take_listing_error(self, leagues: set[str] | None) -> int | None:
+        """Status to answer instead of this event listing (of `leagues`; None = unfiltered)."""
+        if self.listing_error_burst <= 0:
+            return None
+        target = self.listing_error_league
+        if target and (leagues is None or target not in leagues):
+            return None
+        self.listing_error_burst -= 1
+        return self.listing_error_status
 
     def take_hang(self) -> bool:
         if self.hang_orders > 0:
@@ -180,7 +210,12 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a boolean")
         return value
-    if name in ("error_burst", "error_status", "rate_limit_burst", "hang_orders"):
+    if name == "listing_error_league":
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string")
+        return value
+    if name in ("error_burst", "error_status", "rate_limit_burst", "hang_orders",
+                "listing_error_burst", "listing_error_status"):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer")
         return value

@@ -10,6 +10,8 @@ Usage (inside Trio)::
         # sim.key_id / sim.secret_key / sim.account_id: a funded bot account
         # sim.markets: tradable market slugs; sim.exchange, sim.world, sim.scenario
         # sim.faults: flip switches at run time (see polybot.sim.faults)
+        # sim.scenario: the world's driver and its controls (halt / reopen / postpone /
+        #   finish_game / cancel_game / at); sim.now(): the world's wall clock
         # sim.create_account(cash=Decimal("500")) -> ApiKey for another account
         ...
 
@@ -18,6 +20,13 @@ Everything runs in a nursery owned by the context manager; leaving the block can
 tests that script exact books through ``sim.exchange``, ``sim.scenario.script_book(...)`` or a
 second account). ``sim.markets`` is the list of tradable slugs when the sim started; the scenario
 may list more games later (``sim.exchange.markets``).
+
+A rolling league schedule (games listed ahead, played, closed, settled, new waves forever):
+``running_sim(scenario=league_schedule_spec(seed, ("nba", "nhl"), ...), opticodds=True)``; the
+gateway then serves ``/v2/leagues``, ``/v2/leagues/{slug}/events`` and ``/v1/events`` with
+``seriesId``/``startTimeMin``/... for its games. One clock for the bot and the world: pass the
+bot's wall clock as ``clock=`` (e.g. ``ReplayClock(...).now``), and under
+``trio.testing.MockClock(rate=N)`` both run N times faster than real time (see ``demo_world``).
 
 Defaults worth knowing: REST rate limit 20/s per key and per IP (``rate_limit=None`` disables it),
 heartbeats every 10 s, ``"error": ""`` on 10 % of private frames, two hosts (api + gateway).
@@ -31,7 +40,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -73,6 +82,11 @@ class SimHandle:
     opticodds_url: str = ""
     opticodds_key: str = attrs.field(default="", repr=False)
     opticodds_control: Any = None
+    clock: Callable[[], datetime] | None = attrs.field(default=None, repr=False)
+
+    def now(self) -> datetime:
+        """The world's wall clock (the exchange's timestamps, games' start and end times)."""
+        return self.scenario.clock()
 
     def create_account(self, cash: Decimal = Decimal("10000")) -> ApiKey:
         """A new funded account with one API key (key_id, secret_key, account_id)."""
@@ -118,6 +132,7 @@ async def running_sim(
     opticodds: bool = False,
     opticodds_port: int = 0,
     realtime: bool = False,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[SimHandle]:
     """Start exchange, scenario and listeners; yield a `SimHandle`; tear all down on exit.
 
@@ -127,10 +142,13 @@ async def running_sim(
     standalone runner (the scenario then paces itself on the wall clock).
     `order_snapshot_on_order=True` also sends the open-order snapshot (ending ``eof: true``) on a
     plain SUBSCRIPTION_TYPE_ORDER subscription, as older docs describe.
+    `clock`: the world's wall clock (exchange, scenario and local OpticOdds); pass the bot's
+    (`polybot.clock.Clock.now`) so both see one time. Default: a `SimClock` from now.
+    Request signatures are still checked against the host's clock, as the real exchange does.
     """
     del realtime  # reserved: the scenario driver decides its own pacing
-    now = datetime.now(UTC).replace(microsecond=0)
-    world, ex, driver = _build(seed, scenario, now)
+    now = clock() if clock is not None else datetime.now(UTC).replace(microsecond=0)
+    world, ex, driver = build_sim(seed=seed, scenario=scenario, now=now, clock=clock)
     server = SimServer(
         ex,
         heartbeat_seconds=heartbeat_seconds,
@@ -162,6 +180,7 @@ async def running_sim(
                     api_key=OPTICODDS_KEY,
                     seed=seed,
                     control=oo_control,
+                    now=driver.clock,
                     task_status=task_status,
                 )
             )
@@ -184,16 +203,12 @@ async def running_sim(
             opticodds_url=oo_url,
             opticodds_key=OPTICODDS_KEY if opticodds else "",
             opticodds_control=oo_control,
+            clock=driver.clock,
         )
         try:
             yield handle
         finally:
             nursery.cancel_scope.cancel()
-
-
-def _build(seed: int, scenario: Any, now: datetime) -> tuple[World, Exchange, Scenario]:
-    """World, exchange and the (set up, not started) scenario driver."""
-    return build_sim(seed=seed, scenario=scenario, now=now)
 
 
 # --- standalone runner --------------------------------------------------------------------------

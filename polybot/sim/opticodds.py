@@ -10,12 +10,19 @@ opticodds-api.md §1-3 and its fake-server checklist (§6):
   `Retry-After`. Stream connects count against their own 250 / 15 s bucket and carry no headers.
 - repeated query keys, also comma-split; `sportsbook`/`market`/`league` match id or display name
   case-insensitively; unknown sportsbooks are silently dropped (as the real API does).
-- `/fixtures`, `/fixtures/active` (pages of 100, `{data, page, has_more}`), `/fixtures/odds`
+- `/fixtures`, `/fixtures/active` (`page` + `limit` ≤ 100, default 100, `{data, page,
+  has_more}`; `start_date_after` / `start_date_before` inclusive; only fixtures of games the world
+  lists, so a league schedule's fixtures appear when their games are listed), `/fixtures/odds`
   (≤ 5 books, ≤ 5 fixtures, the documented validation messages), `/sportsbooks`.
 - `GET /stream/odds/{sport}`: `connected` (`ok go`), `ping` every `ping_seconds` with an ISO time,
-  `odds` / `locked-odds` with `id:` = `entry_id`, `fixture-status` only with
-  `include_fixture_updates=true`, `retry: 5000` on every frame; no replay on `last_entry_id`
-  (the observed real behaviour). Missing `sportsbook` → 400 text/plain.
+  `odds` / `locked-odds` with `id:` = `entry_id`, `fixture-status` (live / completed / cancelled,
+  start-date moves) only with `include_fixture_updates=true`, `retry: 5000` on every frame; no
+  replay on `last_entry_id` (the observed real behaviour). Missing `sportsbook` → 400 text/plain.
+  A stream filtered by `league` gets that league's odds and statuses, including fixtures listed
+  after it connected (no reconnect needed); one filtered by `fixture_id` only those fixtures.
+- Time: odds and status timestamps, pings and the default 3-day window read the world's clock
+  (`now`, the scenario's, so an accelerated or mocked world stays consistent); rate-limit windows
+  read the host's clock.
 
 The odds model: every quoting book holds, per game, a small mean-reverting offset from the game's
 hidden `true_prob_long` (its noise) and lays its margin on multiplicatively; prices are whole
@@ -48,6 +55,7 @@ from polybot.sim.world import SimGame, World
 
 BASE = "/api/v3"
 WINDOW = 15
+PAGE_LIMIT = 100  # fixtures pages: `limit` max 100, default 100
 STATUSES = ("unplayed", "live", "half", "completed", "cancelled", "suspended", "delayed",
             "forfeited", "invalid")
 FINISHED = ("completed", "cancelled", "forfeited", "invalid")
@@ -180,8 +188,12 @@ class LocalOpticOdds:
         lock_probability: float = 0.01,
         rate_limit: int = 2500,
         stream_connect_limit: int = 250,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.world = world
+        # the world's wall clock (the scenario's): odds and status timestamps, pings, the default
+        # date window; rate-limit windows stay on the host's clock (a real budget)
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self._key = api_key
         self.ping_seconds = ping_seconds
         self.rng = random.Random(seed)
@@ -215,7 +227,8 @@ class LocalOpticOdds:
         changed: list[dict[str, Any]] = []
         locked: list[dict[str, Any]] = []
         statuses: list[dict[str, Any]] = []
-        now = time.time()
+        now = self.now().timestamp()
+        self._forget_pruned()
         for game in self.world.games:
             self._fixture_status(game, statuses, initial)
             for book in self.books:
@@ -273,8 +286,19 @@ class LocalOpticOdds:
             "fixture": {"id": game.fixture_id, "game_id": self._game_id(game),
                         "home_team_display": game.home.name, "away_team_display": game.away.name,
                         "start_date": _iso(game.start_time)},
-            "timestamp": time.time(),
+            "timestamp": self.now().timestamp(),
         })
+
+    def _forget_pruned(self) -> None:
+        """Drop the lines and status memory of games the world no longer has (pruned)."""
+        if len(self._fixture_seen) <= len(self.world.games):
+            return
+        live = {g.fixture_id for g in self.world.games}
+        for fid in [f for f in self._fixture_seen if f not in live]:
+            del self._fixture_seen[fid]
+        for key in [k for k in self.lines if k[0] not in live]:
+            del self.lines[key]
+        self.forced_locks = {k for k in self.forced_locks if k[0] in live}
 
     # --- JSON shapes --------------------------------------------------------------------------
 
@@ -358,7 +382,7 @@ class LocalOpticOdds:
 
     def _entry_id(self) -> str:
         self._seq += 1
-        return f"{int(time.time() * 1000)}-{self._seq}"
+        return f"{int(self.now().timestamp() * 1000)}-{self._seq}"
 
     @staticmethod
     def _frame(event: str, data: str, entry_id: str | None = None) -> bytes:
@@ -401,7 +425,9 @@ class LocalOpticOdds:
 
     def _publish_status(self, data: dict[str, Any]) -> None:
         for st in list(self.streams):
-            if st.fixture_updates and data["sport"] == st.sport:
+            if (st.fixture_updates and data["sport"] == st.sport
+                    and (not st.leagues or data["league"].lower() in st.leagues)
+                    and (not st.fixtures or data["fixture_id"] in st.fixtures)):
                 entry = self._entry_id()
                 body = orjson.dumps({"entry_id": entry, "data": data}).decode()
                 self._offer(st, self._frame("fixture-status", body, entry))
@@ -507,7 +533,7 @@ class LocalOpticOdds:
         after, before = _date_param(params, "start_date_after"), _date_param(params, "start_date_before")
         day = _date_param(params, "start_date")
         if after is None and before is None and day is None and not params.get("id"):
-            after = datetime.now(UTC) - timedelta(days=3)  # the documented default window
+            after = self.now() - timedelta(days=3)  # the documented default window
         if after is not None:
             games = [g for g in games if g.start_time >= after]
         if before is not None:
@@ -517,11 +543,13 @@ class LocalOpticOdds:
         games.sort(key=lambda g: (g.start_time, g.fixture_id))
         try:
             page = max(1, int((params.get("page") or ["1"])[0]))
+            limit = int((params.get("limit") or [str(PAGE_LIMIT)])[0])
         except ValueError:
-            raise _BadRequest("invalid page") from None
-        rows = games[(page - 1) * 100: page * 100]
+            raise _BadRequest("invalid page or limit") from None
+        limit = PAGE_LIMIT if limit <= 0 else min(limit, PAGE_LIMIT)
+        rows = games[(page - 1) * limit: page * limit]
         return {"data": [self._fixture_json(g) for g in rows], "page": page,
-                "has_more": len(games) > page * 100}
+                "has_more": len(games) > page * limit}
 
     def _select_games(self, params: dict[str, list[str]]) -> Iterable[SimGame]:
         def match(values: list[str] | None, *cands: str) -> bool:
@@ -624,7 +652,7 @@ class LocalOpticOdds:
                 async def pinger() -> None:
                     while True:
                         await trio.sleep(self.ping_seconds)
-                        self._offer(st, self._frame("ping", _iso(datetime.now(UTC))))
+                        self._offer(st, self._frame("ping", _iso(self.now())))
 
                 nursery.start_soon(watch_disconnect)
                 nursery.start_soon(watch_drop)
@@ -690,6 +718,7 @@ async def serve_opticodds(
     update_seconds: float = 1.0,
     lock_probability: float = 0.01,
     control: OddsControl | None = None,
+    now: Callable[[], datetime] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the local OpticOdds until cancelled; `task_status.started(base_url)`.
@@ -698,7 +727,7 @@ async def serve_opticodds(
     `OddsControl` to flip faults and force locks from a test.
     """
     app = LocalOpticOdds(world, api_key=api_key, ping_seconds=ping_seconds, seed=seed,
-                         control=control, lock_probability=lock_probability)
+                         control=control, lock_probability=lock_probability, now=now)
     config = HyperConfig()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None

@@ -47,7 +47,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
@@ -76,6 +76,7 @@ JSON = dict[str, Any]
 GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 429: 8, 500: 13, 502: 14, 503: 14, 504: 4}
 MAX_BATCH = 20
 PAGE_LIMIT = 100
+LEAGUE_PAGE_LIMIT = 50  # GET /v2/leagues: "max 50 per page", default 50
 
 
 class ApiError(Exception):
@@ -205,9 +206,17 @@ def _time(value: Any, name: str) -> datetime | None:
     if not isinstance(value, str):
         raise ApiError(400, f"{name} must be an RFC 3339 string")
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ApiError(400, f"{name} must be an RFC 3339 string") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _int_value(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer") from None
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -380,6 +389,9 @@ class RestFace:
             r("GET", "/v1/events/slug/{slug}", self.event_by_slug, False),
             r("GET", "/v1/events/{id}", self.event_by_id, False),
             r("GET", "/v1/partners/{partner}/events/{external_id}", self.partner_event, False),
+            r("GET", "/v2/leagues", self.list_leagues, False),
+            r("GET", "/v2/leagues/{slug}", self.league_by_slug, False),
+            r("GET", "/v2/leagues/{slug}/events", self.league_events, False),
         ]
 
     def _api_routes(self) -> list[Route]:
@@ -546,22 +558,108 @@ class RestFace:
         return {"slug": m.slug, "settlement": float(m.settlement)}
 
     async def list_events(self, req: Request) -> JSON:
-        events = sorted(self.ex.events.values(), key=lambda e: e.event_id)
+        """`GET /v1/events`: `slug`, `id`, `seriesId`, `excludeSeriesId`, `gameId`, `active`,
+        `closed`, `live`, `ended`, `startTimeMin`/`startTimeMax` (ISO 8601, inclusive; an event
+        without a start time never passes them), then `orderDirection`, `offset`, `limit`
+        (default 100). Other documented filters are accepted and ignored."""
+        series = {_int_value(v, "seriesId") for v in req.q_all("seriesId")}
+        excluded = {_int_value(v, "excludeSeriesId") for v in req.q_all("excludeSeriesId")}
         slugs = set(req.q_all("slug"))
         ids = set(req.q_all("id"))
+        game_ids = set(req.q_all("gameId"))
         active, closed = req.q_bool("active"), req.q_bool("closed")
+        live, ended = req.q_bool("live"), req.q_bool("ended")
+        t_min = _time(req.q("startTimeMin"), "startTimeMin")
+        t_max = _time(req.q("startTimeMax"), "startTimeMax")
+        leagues = {s.league for i, s in self.ex.series.items() if i in series} if series else None
+        self._listing_fault(leagues)
         out = []
-        for e in events:
+        for e in sorted(self.ex.events.values(), key=lambda e: e.event_id):
+            if series and e.series_id not in series:
+                continue
+            if excluded and e.series_id in excluded:
+                continue
             if slugs and e.slug not in slugs:
                 continue
             if ids and str(e.event_id) not in ids:
+                continue
+            if game_ids and str(e.event_id) not in game_ids:
                 continue
             if active is not None and (not e.closed) != active:
                 continue
             if closed is not None and e.closed != closed:
                 continue
+            if live is not None and e.live != live:
+                continue
+            if ended is not None and e.ended != ended:
+                continue
+            if (t_min is not None or t_max is not None) and e.start_time is None:
+                continue
+            if t_min is not None and e.start_time is not None and e.start_time < t_min:
+                continue
+            if t_max is not None and e.start_time is not None and e.start_time > t_max:
+                continue
             out.append(e)
         return {"events": [wire.event(e, self.ex) for e in _offset_page(out, req)]}
+
+    def _listing_fault(self, leagues: set[str] | None) -> None:
+        status = self.faults.take_listing_error(leagues)
+        if status is not None:
+            raise ApiError(status, "service unavailable" if status == 503 else "injected failure")
+
+    def _league_or_404(self, slug: str):
+        league = self.ex.leagues.get(slug)
+        if league is None:
+            raise ApiError(404, "League not found")
+        return league
+
+    async def list_leagues(self, req: Request) -> JSON:
+        """`GET /v2/leagues`: `limit` (default and max 50), `offset`."""
+        limit = req.q_int("limit", LEAGUE_PAGE_LIMIT)
+        limit = LEAGUE_PAGE_LIMIT if limit <= 0 else min(limit, LEAGUE_PAGE_LIMIT)
+        offset = max(0, req.q_int("offset", 0))
+        leagues = list(self.ex.leagues.values())[offset : offset + limit]
+        return {"leagues": [wire.league(lg) for lg in leagues]}
+
+    async def league_by_slug(self, req: Request) -> JSON:
+        return {"league": wire.league(self._league_or_404(req.params["slug"]))}
+
+    async def league_events(self, req: Request) -> JSON:
+        """`GET /v2/leagues/{slug}/events`: the events of the league's active series that are not
+        closed (upcoming, live, and ended but not yet resolved), by start time; `limit` (default
+        100), `offset`, `excludeEventId`; `type=futures` lists nothing (the sim lists games
+        only); `section` is echoed."""
+        league = self._league_or_404(req.params["slug"])
+        kind = req.q("type") or "sport"
+        section = req.q("section") or "general"
+        if kind not in ("sport", "futures") or section not in ("general", "trending"):
+            raise ApiError(400, "type must be sport or futures, section general or trending")
+        self._listing_fault({league.slug})
+        excluded = set(req.q_all("excludeEventId"))
+        events = []
+        if kind == "sport":
+            events = sorted(
+                (
+                    e
+                    for e in self.ex.events.values()
+                    if e.series_id is not None
+                    and e.series_id == league.active_series_id
+                    and not e.closed
+                    and str(e.event_id) not in excluded
+                ),
+                key=lambda e: (e.start_time or datetime.max.replace(tzinfo=UTC), e.event_id),
+            )
+        offset = max(0, req.q_int("offset", 0))
+        limit = req.q_int("limit", PAGE_LIMIT)
+        page = events[offset : offset + limit] if limit > 0 else events[offset:]
+        return {
+            "type": kind,
+            "typeTitle": "Games" if kind == "sport" else "Futures",
+            "section": section,
+            "sectionTitle": "Sport" if section == "general" else "Trending",
+            "events": [wire.event(e, self.ex) for e in page],
+            "league": wire.league(league),
+        }
 
     async def event_by_id(self, req: Request) -> JSON:
         e = self.ex.event_by_id(self._int_param(req, "id"))

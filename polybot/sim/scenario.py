@@ -80,7 +80,7 @@ LEAGUES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ],
     ),
     "nhl": (
-        "ice_hockey",
+        "hockey",  # OpticOdds' sport id; the exchange's type is `hockey_team_full_game_winner`
         [
             ("Boston Bruins", "BOS"),
             ("New York Rangers", "NYR"),
@@ -118,6 +118,13 @@ class Timing:
     first_length_seconds: float = 300.0  # default spec: first game's length
     start_spacing_seconds: float = 240.0  # default spec: gap between later starts
     respawn: bool = True  # default spec: a settled game is replaced by a new one
+    # the league schedule (`league_schedule_spec`): waves of games, each game listed ahead
+    first_wave_seconds: float = 1800.0  # the first wave's first start, after the sim starts
+    wave_spacing_seconds: float = 4 * 3600.0  # from one wave's first start to the next's
+    wave_stagger_seconds: float = 900.0  # between the starts of one league's games in a wave
+    list_ahead_seconds: float = 6 * 3600.0  # a game is listed this long before its start
+    game_length_seconds: float = 2.5 * 3600.0  # start -> end (then settle_delay -> settled)
+    prune_after_seconds: float = 24 * 3600.0  # settled games leave the world this much later
 
 
 @attrs.frozen(slots=True)
@@ -157,6 +164,16 @@ class GameSpec:
     serves_game_start_time: bool = True  # False: the Market object lacks `gameStartTime`
 
 
+# The leagues' reference data on the exchange (`GET /v2/leagues`): name, league id, sport id, tag
+# id and the active series' id (the NFL's is the 2026 series id seen in the field, the others are
+# made up). Ids are int32 JSON numbers, as in the docs' schema and the captured league object.
+LEAGUE_REFDATA: dict[str, tuple[str, int, int, int, int]] = {
+    "nfl": ("NFL", 1, 1, 3, 12185),
+    "nba": ("NBA", 3, 2, 5, 12190),
+    "nhl": ("NHL", 6, 4, 8, 12193),
+}
+
+
 # Trading parameters of the default schedule's games, by index modulo 3: the real exchange
 # lists moneylines with ticks of 0.01, 0.005 (MLB capture) and 0.0025 (NFL), fractional minimum
 # quantities of 0.01 and a fee coefficient of 0.06 (reference §3.4, captures).
@@ -168,11 +185,28 @@ _DEFAULT_TRADING = (
 
 
 @attrs.frozen(slots=True)
+class LeagueSchedule:
+    """Waves of games per league, listed continuously (timing in `Timing`: `first_wave_seconds`,
+    `wave_spacing_seconds`, `wave_stagger_seconds`, `list_ahead_seconds`, `game_length_seconds`,
+    `settle_delay_seconds`, `prune_after_seconds`).
+
+    Wave k's j-th game of a league starts at `first_wave + k * wave_spacing + j * stagger` and is
+    listed (event and moneyline on the exchange, fixture at the local OpticOdds) `list_ahead`
+    before that. `waves=None` rolls forever.
+    """
+
+    leagues: tuple[str, ...] = ("nba", "nhl")
+    games_per_wave: int = 3  # per league; more than the league's teams allow adds made-up teams
+    waves: int | None = None
+
+
+@attrs.frozen(slots=True)
 class ScenarioSpec:
     seed: int = 0
     games: tuple[GameSpec, ...] = ()
     timing: Timing = Timing()
     liquidity: Liquidity = Liquidity()
+    schedule: LeagueSchedule | None = None  # a rolling league schedule on top of `games`
 
 
 def default_spec(seed: int = 0, n_games: int = 6, timing: Timing | None = None) -> ScenarioSpec:
@@ -186,6 +220,71 @@ def default_spec(seed: int = 0, n_games: int = 6, timing: Timing | None = None) 
         busy = {t.abbreviation for g in games if g.league == league for t in (g.home, g.away)}
         games.append(_generated_game(rng, i, timing, busy))
     return ScenarioSpec(seed=seed, games=tuple(games), timing=timing)
+
+
+def league_schedule_spec(
+    seed: int = 0,
+    leagues: Sequence[str] = ("nba", "nhl"),
+    *,
+    games_per_wave: int = 3,
+    waves: int | None = None,
+    wave_spacing_seconds: float = 4 * 3600.0,
+    list_ahead_seconds: float = 6 * 3600.0,
+    game_length_seconds: float = 2.5 * 3600.0,
+    settle_delay_seconds: float = 600.0,
+    first_wave_seconds: float = 1800.0,
+    wave_stagger_seconds: float = 900.0,
+    timing: Timing | None = None,
+    liquidity: Liquidity | None = None,
+) -> ScenarioSpec:
+    """A world where each league lists new games continuously: every `wave_spacing_seconds` a
+    wave of `games_per_wave` games per league starts (one every `wave_stagger_seconds`), each
+    listed `list_ahead_seconds` before its start, played for `game_length_seconds`, closed, then
+    resolved `settle_delay_seconds` later; settled games are pruned from the world a day later.
+    Deterministic per seed. `timing` supplies the other clocks (quotes, takers, ticks)."""
+    for league in leagues:
+        if league not in LEAGUES:
+            raise ValueError(f"unknown league {league!r} (known: {sorted(LEAGUES)})")
+    if games_per_wave < 1:
+        raise ValueError("games_per_wave must be at least 1")
+    timing = attrs.evolve(
+        timing or Timing(),
+        respawn=False,
+        wave_spacing_seconds=wave_spacing_seconds,
+        list_ahead_seconds=list_ahead_seconds,
+        game_length_seconds=game_length_seconds,
+        settle_delay_seconds=settle_delay_seconds,
+        first_wave_seconds=first_wave_seconds,
+        wave_stagger_seconds=wave_stagger_seconds,
+    )
+    return ScenarioSpec(
+        seed=seed,
+        timing=timing,
+        liquidity=liquidity or Liquidity(),
+        schedule=LeagueSchedule(tuple(leagues), games_per_wave, waves),
+    )
+
+
+DEMO_SPEED = 20.0  # the demo's world (and bot) run this many times faster than real time
+
+
+def demo_world(seed: int = 0) -> ScenarioSpec:
+    """The `run --sim` demo's league schedule, meant to run at `DEMO_SPEED` (20x): games listed
+    4 sim-minutes ahead, 6 sim-minutes long, settled 1 sim-minute after the end, a wave of two
+    games per league (nba, nhl) every 5 sim-minutes. The first game starts 2 sim-minutes in and
+    settles about 9 sim-minutes in, i.e. under 30 s of real time; later waves keep coming."""
+    return league_schedule_spec(
+        seed,
+        ("nba", "nhl"),
+        games_per_wave=2,
+        wave_spacing_seconds=300.0,
+        list_ahead_seconds=240.0,
+        game_length_seconds=360.0,
+        settle_delay_seconds=60.0,
+        first_wave_seconds=120.0,
+        wave_stagger_seconds=30.0,
+        timing=Timing(quote_refresh_seconds=5.0, lag_seconds=60.0),
+    )
 
 
 def _generated_game(
@@ -345,6 +444,11 @@ class Scenario:
         self._is_setup = False
         self._scheduled: list[tuple[datetime, int, Callable[[], object]]] = []
         self._scheduled_seq = itertools.count()
+        self._games_added = 0  # ids come from this count (the world forgets pruned games)
+        self._wave = 0  # the league schedule's next wave to draw
+        self._upcoming: list[GameSpec] = []  # drawn, not yet listed (sorted by start)
+        self._next_prune = start
+        self.pruned = 0  # settled games dropped from the world
 
     @property
     def maker_accounts(self) -> list[str]:
@@ -360,8 +464,21 @@ class Scenario:
         for acct in [*self.maker_accounts, TAKER_ACCOUNT]:
             if not self.exchange.has_account(acct):
                 self.exchange.create_account(acct, BIG_CASH)
+        for slug, (name, league_id, sport_id, tag_id, series_id) in LEAGUE_REFDATA.items():
+            if slug not in self.exchange.leagues:
+                self.exchange.add_league(
+                    slug,
+                    name,
+                    league_id=league_id,
+                    sport_id=sport_id,
+                    tag_id=tag_id,
+                    series_id=series_id,
+                    series_slug=f"{slug}-{self.start.year}",
+                    abbreviation=name,
+                )
         for g in self.spec.games:
             self.add_game(g)
+        self._roll_schedule(self.start)
 
     def _team(self, league: str, spec: TeamSpec) -> SimTeam:
         key = (league, spec.abbreviation)
@@ -378,7 +495,8 @@ class Scenario:
 
     def add_game(self, g: GameSpec) -> SimGame:
         """Add one game to the world and list its event and moneyline market on the exchange."""
-        n = len(self.world.games)
+        n = self._games_added
+        self._games_added += 1
         home, away = self._team(g.league, g.home), self._team(g.league, g.away)
         start_time = self.start + timedelta(seconds=g.start_offset_seconds)
         long_team, short_team = (home, away) if g.long_is_home else (away, home)
@@ -410,6 +528,12 @@ class Scenario:
             end_time=start_time + timedelta(seconds=g.length_seconds),
         )
         title = f"{away.name} at {home.name}"
+        league = self.exchange.leagues.get(g.league)
+        series = (
+            self.exchange.series.get(league.active_series_id)
+            if league is not None and league.active_series_id is not None
+            else None
+        )
         self.exchange.add_event(
             event_id,
             event_slug,
@@ -417,7 +541,8 @@ class Scenario:
             start_time=start_time,
             league=g.league,
             sport=g.sport,
-            series_slug=g.league,
+            series_slug=series.slug if series is not None else g.league,
+            series_id=series.series_id if series is not None else None,
             teams=(
                 Team(
                     home.team_id,
@@ -506,9 +631,13 @@ class Scenario:
         ex = self.exchange
         with ex.batch():
             ex.expire_due(t)
+            self._roll_schedule(t)
             self._run_scheduled(t)
             for game in list(self.world.games):
                 self._lifecycle(game, t)
+            if t >= self._next_prune:
+                self._next_prune = t + timedelta(seconds=60)
+                self._prune(t)
             for game in self.world.games:
                 if game.status in ("unplayed", "live"):
                     self._drift(game)
@@ -544,7 +673,7 @@ class Scenario:
                 ex.set_market_state(slug, MarketState.CLOSED)
             ex.update_event(game.event_slug, live=False, ended=True)
         if (
-            game.status == "completed"
+            game.status in ("completed", "cancelled")
             and game.settled_at is None
             and game.end_time is not None
             and t >= game.end_time + timedelta(seconds=self.timing.settle_delay_seconds)
@@ -556,6 +685,86 @@ class Scenario:
             ex.update_event(game.event_slug, closed=True)
             if self.timing.respawn:
                 self._respawn(t)
+
+    # --- the league schedule ---------------------------------------------------------------------
+
+    def _roll_schedule(self, t: datetime) -> None:
+        """Draw every wave whose first listing is due by `t`; list every drawn game due by `t`."""
+        sched = self.spec.schedule
+        if sched is None:
+            return
+        tm = self.timing
+        while sched.waves is None or self._wave < sched.waves:
+            first_start = tm.first_wave_seconds + self._wave * tm.wave_spacing_seconds
+            if self.start + timedelta(seconds=first_start - tm.list_ahead_seconds) > t:
+                break
+            self._upcoming.extend(self._wave_games(sched, self._wave))
+            self._upcoming.sort(key=lambda g: g.start_offset_seconds)
+            self._wave += 1
+        ahead = timedelta(seconds=tm.list_ahead_seconds)
+        while self._upcoming:
+            g = self._upcoming[0]
+            start = self.start + timedelta(seconds=g.start_offset_seconds)
+            if start - ahead > t:
+                break
+            self._upcoming.pop(0)
+            over = start + timedelta(seconds=g.length_seconds + tm.settle_delay_seconds)
+            if over > self.start:  # a game that settled before the world began is not listed
+                self.add_game(g)
+
+    def _wave_games(self, sched: LeagueSchedule, wave: int) -> list[GameSpec]:
+        rng = random.Random(f"{self.spec.seed}:wave:{wave}")
+        tm = self.timing
+        out: list[GameSpec] = []
+        for league in sched.leagues:
+            sport, teams = LEAGUES[league]
+            pool = list(teams)
+            extra = 1
+            while len(pool) < 2 * sched.games_per_wave:  # a crowded schedule: made-up teams
+                pool.append((f"{league.upper()} Expansion {extra}", f"X{extra:02d}"))
+                extra += 1
+            picks = rng.sample(pool, 2 * sched.games_per_wave)
+            for j in range(sched.games_per_wave):
+                tick, min_qty, fee = _DEFAULT_TRADING[(wave + j) % len(_DEFAULT_TRADING)]
+                out.append(
+                    GameSpec(
+                        league=league,
+                        sport=sport,
+                        home=TeamSpec(*picks[2 * j]),
+                        away=TeamSpec(*picks[2 * j + 1]),
+                        start_offset_seconds=tm.first_wave_seconds
+                        + wave * tm.wave_spacing_seconds
+                        + j * tm.wave_stagger_seconds,
+                        length_seconds=tm.game_length_seconds,
+                        true_prob=Decimal(str(round(rng.uniform(0.25, 0.75), 3))),
+                        long_is_home=rng.random() < 0.5,
+                        tick=tick,
+                        min_qty=min_qty,
+                        fee_coefficient=fee,
+                    )
+                )
+        return out
+
+    def _prune(self, t: datetime) -> None:
+        """Forget games settled more than `prune_after_seconds` ago (the exchange keeps their
+        markets and settlements, as the real one does; the world and its odds move on)."""
+        cutoff = t - timedelta(seconds=self.timing.prune_after_seconds)
+        old = [g for g in self.world.games if g.settled_at is not None and g.settled_at < cutoff]
+        if not old:
+            return
+        gone = {g.market_slug for g in old}
+        self.world.games = [g for g in self.world.games if g.market_slug not in gone]
+        for slug in gone:
+            self._truth.pop(slug, None)
+            self._outcomes.pop(slug, None)
+            self.quiet.discard(slug)
+            for acct in self.maker_accounts:
+                self._makers.pop((acct, slug), None)
+        self.pruned += len(gone)
+
+    def listed_markets(self) -> list[str]:
+        """Slugs of the world's games that are listed and not yet settled."""
+        return [g.market_slug for g in self.world.games if g.settled_at is None]
 
     def _respawn(self, t: datetime) -> None:
         index = len(self.world.games)
@@ -726,13 +935,79 @@ class Scenario:
 
     def halted_at_start(self, slug: str, reopen_after_seconds: float) -> None:
         """The market is HALTED now (e.g. while the bot starts) and reopens later."""
+        self.halt(slug, reopen_after_seconds)
+
+    def game(self, slug: str) -> SimGame:
+        """The world's game of a market slug (KeyError if unknown or pruned)."""
+        game = self.world.game_by_slug(slug)
+        if game is None:
+            raise KeyError(slug)
+        return game
+
+    def halt(self, slug: str, reopen_after_seconds: float | None = None) -> None:
+        """HALT the market now (no entry, no cancel, no matching); with `reopen_after_seconds`
+        it reopens by itself that much later (else call `reopen`)."""
         self.exchange.set_market_state(slug, MarketState.HALTED)
+        if reopen_after_seconds is not None:
+            self.at(self.clock() + timedelta(seconds=reopen_after_seconds),
+                    lambda: self.reopen(slug))
 
-        def reopen() -> None:
-            if self.exchange.markets[slug].settlement is None:
-                self.exchange.set_market_state(slug, MarketState.OPEN)
+    def reopen(self, slug: str) -> None:
+        """A halted market trades again (a no-op once it is settled or closed by its game)."""
+        m = self.exchange.markets[slug]
+        if m.settlement is None and m.state is MarketState.HALTED:
+            self.exchange.set_market_state(slug, MarketState.OPEN)
 
-        self.at(self.clock() + timedelta(seconds=reopen_after_seconds), reopen)
+    def postpone(self, slug: str, by_seconds: float) -> None:
+        """Move an unplayed game's start (and end) by `by_seconds`, in place: the event's and
+        market's start time on the exchange and the fixture's `start_date` at the local OpticOdds
+        (which pushes a `fixture-status` with old/new start dates); slugs and ids stay."""
+        game = self.game(slug)
+        if game.status != "unplayed":
+            raise ValueError(f"{slug}: a {game.status} game cannot be postponed")
+        delta = timedelta(seconds=by_seconds)
+        game.start_time += delta
+        if game.end_time is not None:
+            game.end_time += delta
+        self.exchange.update_event(game.event_slug, start_time=game.start_time)
+
+    def finish_game(self, slug: str, outcome: Decimal | None = None) -> None:
+        """End the game now (live first if it was unplayed): the market closes at once and
+        resolves `settle_delay_seconds` later, at `outcome` if given, else drawn from the truth.
+        With no bot connected this is "a market resolved while the bot is down"."""
+        game = self.game(slug)
+        if game.status not in ("unplayed", "live"):
+            raise ValueError(f"{slug}: the game is already {game.status}")
+        now = self.clock()
+        if outcome is not None:
+            self._outcomes[slug] = outcome
+        with self.exchange.batch():
+            if game.status == "unplayed":
+                game.status = "live"
+                self.exchange.update_event(game.event_slug, live=True)
+            game.end_time = now
+            self._lifecycle(game, now)
+
+    def cancel_game(self, slug: str) -> None:
+        """The game is cancelled: the fixture goes `cancelled`, the market closes now and
+        resolves `settle_delay_seconds` later at the last fair price (LFMP, the truth rounded to
+        the cent), as the real exchange settles a cancelled game."""
+        game = self.game(slug)
+        if game.status not in ("unplayed", "live"):
+            raise ValueError(f"{slug}: the game is already {game.status}")
+        ex = self.exchange
+        now = self.clock()
+        lfmp = Decimal(str(round(self._truth[slug], 2)))
+        game.status = "cancelled"
+        game.end_time = now
+        game.settlement = lfmp
+        with ex.batch():
+            for acct in self.maker_accounts:
+                ex.cancel_all(acct, [slug])
+                self._makers[(acct, slug)].quotes.clear()
+            if ex.markets[slug].settlement is None:
+                ex.set_market_state(slug, MarketState.CLOSED)
+            ex.update_event(game.event_slug, live=False, ended=True)
 
     def _run_scheduled(self, t: datetime) -> None:
         while self._scheduled and self._scheduled[0][0] <= t:
@@ -780,12 +1055,18 @@ class SimClock:
 
 
 def build_sim(
-    *, seed: int = 0, scenario: Any = None, now: datetime
+    *,
+    seed: int = 0,
+    scenario: Any = None,
+    now: datetime,
+    clock: Callable[[], datetime] | None = None,
 ) -> tuple[World, Exchange, Scenario]:
     """What the server's runner needs: (world, exchange, driver), the driver set up, not started.
 
     `scenario`: None (the default lively world for `seed`), a path to a JSON scenario, a
-    `ScenarioSpec`, or a `Scenario` (used as is). The exchange's clock is a `SimClock` from `now`.
+    `ScenarioSpec`, or a `Scenario` (used as is). The exchange's clock is `clock` when given (the
+    one wall clock a bot shares with this world, e.g. a `polybot.clock.ReplayClock`'s `now`),
+    else a `SimClock` from `now`.
     """
     if isinstance(scenario, Scenario):
         scenario.setup()
@@ -800,16 +1081,19 @@ def build_sim(
         spec = scenario_from_dict(data)
     else:
         raise TypeError(f"unsupported scenario: {scenario!r}")
-    sc = Scenario(spec, start=now, clock=SimClock(now))
+    sc = Scenario(spec, start=now, clock=clock or SimClock(now))
     sc.setup()
     return sc.world, sc.exchange, sc
 
 
 __all__ = [
     "BIG_CASH",
+    "DEMO_SPEED",
+    "LEAGUE_REFDATA",
     "SCRIPT_ACCOUNT",
     "TAKER_ACCOUNT",
     "GameSpec",
+    "LeagueSchedule",
     "Liquidity",
     "Scenario",
     "ScenarioSpec",
@@ -819,6 +1103,8 @@ __all__ = [
     "build_scenario",
     "build_sim",
     "default_spec",
+    "demo_world",
+    "league_schedule_spec",
     "load_scenario",
     "scenario_from_dict",
     "script_book",

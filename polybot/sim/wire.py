@@ -37,6 +37,7 @@ from polybot.sim.engine import (
     BookView,
     Event,
     Exchange,
+    League,
     Market,
     MarketSide,
     PositionChanged,
@@ -213,6 +214,25 @@ def event(e: Event, ex: Exchange) -> JSON:
             "ended": e.ended,
             "markets": [market(m, ex, e) for m in markets],
             "teams": [team(t) for t in e.teams],
+        }
+    )
+
+
+def league(lg: League) -> JSON:
+    """A `gateway.sports.v2.League`: int32 ids are JSON numbers (docs' schema; the captured
+    event's embedded league object agrees)."""
+    return _compact(
+        {
+            "id": lg.league_id,
+            "name": lg.name,
+            "slug": lg.slug,
+            "sportId": lg.sport_id,
+            "tagId": lg.tag_id,
+            "isOperational": lg.is_operational,
+            "activeSeriesId": lg.active_series_id,
+            "ordering": lg.ordering or None,
+            "abbreviation": lg.abbreviation or None,
+            "createdAt": timestamp(lg.created_at),
         }
     )
 

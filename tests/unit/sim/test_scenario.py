@@ -138,7 +138,7 @@ def test_json_scenario_with_a_tie_settles_at_one_half_and_pays_both_sides(tmp_pa
         )
     )
     spec = load_scenario(path)
-    assert spec.games[0].sport == "ice_hockey" and spec.liquidity.half_spread == D("0.02")
+    assert spec.games[0].sport == "hockey" and spec.liquidity.half_spread == D("0.02")
     sc = Scenario(spec, start=T0)
     sc.setup()
     g = sc.world.game_by_fixture("20261126DEADBEEF")
