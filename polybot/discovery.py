@@ -74,6 +74,7 @@ SILENT_LEAGUE_ALERT_SECONDS = 24 * 3600.0
 STALLED_INTERVALS_ALERT = 3
 PARTNER_LOOKUPS_PER_SECOND = 5.0
 RETRY_BASE_SECONDS = 5.0
+TICK_SECONDS = 10.0  # the task's longest sleep: alerts are looked at this often
 
 # level ("info" | "warning" | "error"), title, text, key
 Alert = Callable[[str, str, str, str], object]
@@ -288,6 +289,7 @@ class Discovery:
         self.types = frozenset().union(*(TYPES_OF[t] for t in types))
         self.leagues = {slug: LeagueState(slug, odds_league(slug)) for slug in leagues}
         self.pending: dict[str, _Pending] = {}
+        self._pending_added = trio.Event()
         self._partner_bucket = TokenBucket.under_limit(partner_rate)
         self._backoff = {slug: Backoff(RETRY_BASE_SECONDS, interval) for slug in leagues}
         self.started_at: float | None = None
@@ -315,7 +317,9 @@ class Discovery:
                 await self.run_due(progress)
                 self.check_alerts()
                 progress.beat()
-                await trio.sleep(1.0)
+                # until the next league is due, looking at the alerts every 10 s meanwhile
+                due = min(st.next_due for st in self.leagues.values()) if self.leagues else 1e18
+                await trio.sleep(max(0.0, min(TICK_SECONDS, due - trio.current_time())))
 
     async def run_due(self, progress: Progress) -> None:
         """List every league whose time has come (a new pass, or the retry of a failed one)."""
@@ -510,6 +514,7 @@ class Discovery:
                      m.target.fixture_id, m.target.yes_selection, m.target.source)
         elif m.target is not None and m.fixture is not None:
             self.pending[slug] = _Pending(m.fixture, m.target)
+            self._pending_added.set()
             self.universe.update(slug, target=m.target, target_confirmed=False,
                                  unmatched_reason=m.reason)
         else:
@@ -522,7 +527,11 @@ class Discovery:
     async def _confirmations(self, progress: Progress) -> None:
         """Confirm matches by team names through the partner lookup: after ready, ≤ 5/s."""
         while True:
-            if not self.pending or not self.ready():
+            if not self.pending:
+                self._pending_added = trio.Event()
+                await self._pending_added.wait()
+                continue
+            if not self.ready():
                 await trio.sleep(1.0)
                 continue
             slug = next(iter(self.pending))
