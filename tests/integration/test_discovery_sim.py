@@ -190,3 +190,31 @@ async def test_the_bot_with_leagues_only_discovers_its_markets_and_shows_discove
                 listed = [s for s in want if sim.world.game_by_slug(s).league == league]
                 assert view["markets_added"] == len(listed) > 0 and view["errors"] == 0
             assert "discovery" in [c.name for c in bot.supervisor.state().children]
+
+
+async def test_listings_never_delay_a_signed_call_and_leave_public_reads_their_share(mock_clock):
+    from polybot.polymarket.auth import Signer
+
+    spec = league_schedule_spec(9, ("nba",), games_per_wave=2)
+    async with running_sim(scenario=spec, run_scenario=False) as sim:
+        rest = PolymarketRestClient(RestConfig(api_url=sim.api_url, gateway_url=sim.gateway_url),
+                                    Signer(sim.key_id, sim.secret_key))
+        waited: dict[str, float] = {}
+
+        async def timed(name: str, call: Any) -> None:
+            t = trio.current_time()
+            await call()
+            waited[name] = trio.current_time() - t
+
+        async with rest:
+            start = trio.current_time()
+            async with trio.open_nursery() as n:
+                for _ in range(60):  # a burst of listings: far more than a second's budget
+                    n.start_soon(rest.league, "nba")
+                await trio.sleep(1.0)
+                await timed("signed", rest.balances)
+                await timed("public", lambda: rest.settlement(sim.markets[0]))
+            took = trio.current_time() - start
+        assert took > 5.0  # the listings were paced (at most half of the public 20/s) ...
+        assert waited["signed"] < 0.1  # ... a signed call (creates, cancels) did not wait ...
+        assert waited["public"] < 0.5  # ... and a public read kept its share meanwhile
