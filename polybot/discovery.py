@@ -154,7 +154,11 @@ async def list_league(rest: Any, league: str, *, now: datetime, horizon: timedel
     start_min, start_max = now - grace, now + horizon
     series_error: Exception | None = None
     try:
-        info = await rest.league(league)
+        try:
+            info = await rest.league(league)
+        except pm.NotFound:
+            raise pm.NotFound(f"the exchange knows no league {league!r} (GET /v2/leagues lists "
+                              "them; college leagues are cbb and cfb)", status=404) from None
         if info.active_series_id:
             rows, complete, malformed = await _paged(
                 lambda offset: rest.events_page(series_ids=[info.active_series_id],

@@ -218,3 +218,16 @@ async def test_listings_never_delay_a_signed_call_and_leave_public_reads_their_s
         assert took > 5.0  # the listings were paced (at most half of the public 20/s) ...
         assert waited["signed"] < 0.1  # ... a signed call (creates, cancels) did not wait ...
         assert waited["public"] < 0.5  # ... and a public read kept its share meanwhile
+
+
+async def test_an_unknown_league_fails_with_a_reason_naming_it_and_the_others_go_on(mock_clock):
+    spec = league_schedule_spec(10, ("nba",), games_per_wave=2)
+    async with running_sim(scenario=spec, opticodds=True, run_scenario=False) as sim:
+        rest, odds = clients(sim)
+        async with rest, odds:
+            u, alerts = Universe(), []
+            d = make(sim, rest, odds, u, alerts, leagues=("nbaa", "nba"))
+            for league in d.leagues:
+                await d.pass_league(league)
+        assert "knows no league 'nbaa'" in d.leagues["nbaa"].last_error
+        assert d.leagues["nba"].failed_in_a_row == 0 and len(u) > 0
