@@ -231,3 +231,29 @@ async def test_an_unknown_league_fails_with_a_reason_naming_it_and_the_others_go
                 await d.pass_league(league)
         assert "knows no league 'nbaa'" in d.leagues["nbaa"].last_error
         assert d.leagues["nba"].failed_in_a_row == 0 and len(u) > 0
+
+
+async def test_the_bot_alerts_on_a_failing_league_and_keeps_running(tmp_path, mock_clock):
+    from polybot.notify import Level
+
+    spec = league_schedule_spec(11, ("nba", "nhl"), games_per_wave=2)
+    async with running_sim(scenario=spec, opticodds=True, run_scenario=False) as sim:
+        sim.faults.fail_listings(100_000, league="nba")  # nba's listings fail from the start
+        async with running_bot(sim, tmp_path, live=False, clock=SimClock(sim), MARKET_SLUGS="",
+                               MARKET_LEAGUES="nba,nhl") as bot:
+            sent: list[Any] = []
+            real = bot.notifier.send_nowait
+
+            def spy(alert: Any) -> bool:
+                sent.append(alert)
+                return real(alert)
+
+            bot.notifier.send_nowait = spy  # type: ignore[method-assign]
+            assert await wait_for(lambda: any(a.key == "discovery-failing-nba" for a in sent), 120)
+            [alert] = [a for a in sent if a.key == "discovery-failing-nba"]
+            assert alert.level is Level.WARNING and "3 passes in a row" in alert.text
+            nhl = [s for s in expected_targets(sim) if s.startswith("aec-nhl")]
+            assert nhl and set(bot.universe) == set(nhl)  # the other league goes on
+            assert bot.supervisor.state().restarts == 0
+            view = bot.status_report().extra["discovery"]["leagues"]["nba"]
+            assert view["failed_in_a_row"] >= 3 and view["last_error"]
