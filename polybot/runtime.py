@@ -65,7 +65,6 @@ from polybot.notify import Level
 from polybot.sdnotify import SystemdNotifier, watchdog_interval
 from polybot.status import StatusViews
 from polybot.supervisor import ChildSpec, Progress, Supervisor
-from polybot.universe import Origin
 
 log = logging.getLogger("polybot.app")
 
@@ -274,10 +273,7 @@ class Bot:
             progress.beat()
             await trio.sleep(0.2)
         async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
-            # a discovered market gets its target from discovery (`discovery_child`)
-            mine = [listing.slug for listing in self.universe.listings()
-                    if listing.origin is not Origin.DISCOVERED]
-            result = await match_all(self.rest, client, self.universe, mine,
+            result = await match_all(self.rest, client, self.universe, list(self.universe),
                                      s.odds_market_map, progress)
             progress.recovered()
             for miss in result.unmatched:
