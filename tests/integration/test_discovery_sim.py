@@ -257,3 +257,23 @@ async def test_the_bot_alerts_on_a_failing_league_and_keeps_running(tmp_path, mo
             assert bot.supervisor.state().restarts == 0
             view = bot.status_report().extra["discovery"]["leagues"]["nba"]
             assert view["failed_in_a_row"] >= 3 and view["last_error"]
+
+
+async def test_the_bot_confirms_name_matches_through_the_partner_lookup_once_ready(
+        tmp_path, mock_clock):
+    spec = league_schedule_spec(12, ("nba",), games_per_wave=3)
+    async with running_sim(scenario=spec, opticodds=True, run_scenario=False) as sim:
+        for event in sim.exchange.events.values():  # as in the real captures: no OpticOdds ids
+            for t in event.teams:
+                t.provider_ids = tuple(p for p in t.provider_ids if p[0] != "PROVIDER_OPTICODDS")
+        async with running_bot(sim, tmp_path, live=False, clock=SimClock(sim), MARKET_SLUGS="",
+                               MARKET_LEAGUES="nba") as bot:
+            want = expected_targets(sim)
+            assert await wait_for(lambda: set(bot.universe) == set(want), 60)
+            assert await wait_for(
+                lambda: all(x.target_confirmed for x in bot.universe.listings()), 60)
+            assert bot._markets_stream.status.connected  # confirmed once the exchange side was up
+            for listing in bot.universe.listings():
+                assert listing.target.source == "partner"
+                assert (listing.target.fixture_id, listing.target.yes_selection) == want[listing.slug]
+            assert bot.status_report().extra["discovery"]["partner_lookups"] == len(want)
