@@ -13,8 +13,10 @@ Every `DISCOVERY_INTERVAL_SECONDS`, per league (reference §1.12):
 3. One `GET /fixtures/active?league=<OpticOdds league>` listing per league (paged) matches the
    games in bulk (`matching.match_bulk`): both teams' OpticOdds provider ids single a fixture out
    (the market may open), or the team names propose one, which the exchange's partner lookup
-   (`/v1/partners/opticodds/events/{id}`) must confirm: those lookups run in a task of their
-   own, only once the bot is ready, at most 5 per second.
+   (`/v1/partners/opticodds/events/{id}`) must confirm. A market neither could match (the two
+   vendors spell a team differently) is found the other way round: the fixtures near its start
+   that no market claims are looked up by the partner endpoint, which names their event. Those
+   lookups run in a task of their own, only once the bot is ready, at most 5 per second.
 4. New markets join the universe (`Origin.DISCOVERED`), nearest start first, up to `MAX_MARKETS`:
    configured and held markets always stay and count first; a discovered market with a position
    or an open order (`holds(slug)`) is never evicted; a later-starting discovered market without
@@ -242,6 +244,7 @@ class LeagueState:
     alerted_failing: bool = False
     alerted_silent: bool = False
     three_way_logged: set[str] = attrs.Factory(set)  # events whose skip was logged (pruned)
+    probed: set[str] = attrs.Factory(set)  # fixtures looked up by partner (pruned to the listing)
 
     def view(self) -> dict[str, Any]:
         note = ""
@@ -293,6 +296,7 @@ class Discovery:
         self.types = frozenset().union(*(TYPES_OF[t] for t in types))
         self.leagues = {slug: LeagueState(slug, odds_league(slug)) for slug in leagues}
         self.pending: dict[str, _Pending] = {}
+        self.probes: dict[str, Fixture] = {}  # fixture id -> fixture, to look up by partner
         self._pending_added = trio.Event()
         self._partner_bucket = TokenBucket.under_limit(partner_rate)
         self._backoff = {slug: Backoff(RETRY_BASE_SECONDS, interval) for slug in leagues}
@@ -392,8 +396,9 @@ class Discovery:
                 self.alert("info", f"League {league} lists events again", "",
                            f"discovery-silent-{league}")
         self._log_three_way(state, listing.three_way)
-        matches = await self._match(state, listing, now)
+        matches, fixtures = await self._match(state, listing, now)
         self._admit(league, listing.listed, matches)
+        self._queue_probes(state, listing.listed, fixtures)
 
     def _failed(self, state: LeagueState, exc: BaseException) -> None:
         state.errors += 1
@@ -419,9 +424,10 @@ class Discovery:
                          "not a two-outcome moneyline", event.slug or key)
         state.three_way_logged = current  # forget events no longer listed: nothing grows
 
-    async def _match(self, state: LeagueState, listing: LeagueListing,
-                     now: datetime) -> dict[str, BulkMatch] | str:
-        """Bulk matches of the league's markets that still need one, or why none could be made."""
+    async def _match(self, state: LeagueState, listing: LeagueListing, now: datetime,
+                     ) -> tuple[dict[str, BulkMatch] | str, list[Fixture]]:
+        """Bulk matches of the league's markets that still need one (or why none could be made),
+        and the fixtures listing they were made from."""
         todo = []
         for item in listing.listed:
             known = self.universe.get(item.market.slug)
@@ -429,9 +435,9 @@ class Discovery:
                 continue
             todo.append((item.event, item.market))
         if not todo:
-            return {}
+            return {}, []
         if self.odds is None:
-            return "no OPTICODDS_API_KEY: markets cannot be matched to fixtures"
+            return "no OPTICODDS_API_KEY: markets cannot be matched to fixtures", []
         try:
             fixtures = await self.odds.active_fixtures(
                 league=[state.odds_league], start_after=now - LISTING_GRACE - MATCH_TOLERANCE,
@@ -442,9 +448,9 @@ class Discovery:
             state.fixtures_error = f"{type(exc).__name__}: {exc}"
             log.warning("discovery: OpticOdds fixtures of %s failed: %s (matched next pass)",
                         state.odds_league, exc)
-            return f"OpticOdds fixtures listing failed: {exc}"
+            return f"OpticOdds fixtures listing failed: {exc}", []
         state.fixtures_error = ""
-        return match_bulk(todo, fixtures, tolerance=MATCH_TOLERANCE)
+        return match_bulk(todo, fixtures, tolerance=MATCH_TOLERANCE), fixtures
 
     # --- into the universe -------------------------------------------------------------------
 
@@ -526,21 +532,79 @@ class Discovery:
             self.universe.update(slug, target=None, target_confirmed=False,
                                  unmatched_reason=m.reason)
 
+    def _queue_probes(self, state: LeagueState, listed: Sequence[Listed],
+                      fixtures: Sequence[Fixture]) -> None:
+        """Markets neither provider ids nor team names could match (vendors spell teams
+        differently: "LA Clippers", "Los Angeles Clippers"): the fixtures near their start that no
+        market claims are looked up through the partner endpoint, which names their event.
+        Each fixture is probed once while it is listed (the set is pruned to the listing)."""
+        listed_ids = {fx.id for fx in fixtures}
+        state.probed &= listed_ids
+        if not fixtures:
+            return
+        claimed = {x.target.fixture_id for x in self.universe.listings() if x.target is not None}
+        for item in listed:
+            known = self.universe.get(item.market.slug)
+            if (known is None or known.origin is not Origin.DISCOVERED or known.target is not None
+                    or not known.unmatched_reason.startswith("no OpticOdds fixture")):
+                continue
+            start = known.start_time
+            for fx in fixtures:
+                if (fx.id in claimed or fx.id in state.probed or fx.start_date is None
+                        or start is None or abs(fx.start_date - start) > MATCH_TOLERANCE):
+                    continue
+                state.probed.add(fx.id)
+                self.probes[fx.id] = fx
+                self._pending_added.set()
+
+    async def probe(self, fixture_id: str) -> None:
+        """One fixture's partner lookup: the discovered markets of the event it names get it."""
+        fx = self.probes.pop(fixture_id, None)
+        if fx is None:
+            return
+        self.partner_lookups += 1
+        try:
+            found = await self.rest.partner_event(fx.id)
+        except (pm.AuthError, FatalCredentialsError):
+            raise
+        except pm.PolymarketError as exc:  # transient: to the back of the queue
+            log.info("discovery: partner lookup of fixture %s failed (%s); retried later", fx.id,
+                     exc)
+            self.probes[fx.id] = fx
+            await trio.sleep(1.0)
+            return
+        if found is None:
+            return
+        event = found[0]
+        for listing in self.universe.listings():
+            if (listing.origin is not Origin.DISCOVERED or listing.target is not None
+                    or listing.event is None or listing.event_id != event.event_id):
+                continue
+            result = partner_target(listing.slug, listing.info, listing.event, fx, found,
+                                    source="partner")
+            if isinstance(result, MarketTarget):
+                self.universe.update(listing.slug, target=result, target_confirmed=True,
+                                     unmatched_reason="")
+                log.info("discovery: %s -> OpticOdds fixture %s found through the partner "
+                         "lookup, YES = %s", listing.slug, fx.id, result.yes_selection)
+
     # --- partner confirmations ---------------------------------------------------------------
 
     async def _confirmations(self, progress: Progress) -> None:
         """Confirm matches by team names through the partner lookup: after ready, ≤ 5/s."""
         while True:
-            if not self.pending:
+            if not self.pending and not self.probes:
                 self._pending_added = trio.Event()
                 await self._pending_added.wait()
                 continue
             if not self.ready():
                 await trio.sleep(1.0)
                 continue
-            slug = next(iter(self.pending))
             await self._partner_bucket.acquire()
-            await self.confirm(slug)
+            if self.pending:
+                await self.confirm(next(iter(self.pending)))
+            elif self.probes:
+                await self.probe(next(iter(self.probes)))
             progress.beat()
 
     async def confirm(self, slug: str) -> None:
@@ -589,6 +653,7 @@ class Discovery:
                                             else round(now - self.last_complete_pass, 1)),
             "complete_passes": self.passes,
             "pending_confirmations": len(self.pending),
+            "pending_probes": len(self.probes),
             "partner_lookups": self.partner_lookups,
             "not_admitted_by_max_markets": self.not_admitted,
         }

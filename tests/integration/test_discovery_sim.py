@@ -277,3 +277,27 @@ async def test_the_bot_confirms_name_matches_through_the_partner_lookup_once_rea
                 assert listing.target.source == "partner"
                 assert (listing.target.fixture_id, listing.target.yes_selection) == want[listing.slug]
             assert bot.status_report().extra["discovery"]["partner_lookups"] == len(want)
+
+
+async def test_teams_named_differently_by_the_two_vendors_are_found_through_the_partner_lookup(
+        mock_clock):
+    spec = league_schedule_spec(13, ("nba",), games_per_wave=3)
+    async with running_sim(scenario=spec, opticodds=True, run_scenario=False) as sim:
+        for event in sim.exchange.events.values():  # no OpticOdds ids, and other spellings
+            for t in event.teams:
+                t.provider_ids = tuple(p for p in t.provider_ids if p[0] != "PROVIDER_OPTICODDS")
+                t.name = f"The {t.name} Club"
+        rest, odds = clients(sim)
+        async with rest, odds:
+            u, alerts = Universe(), []
+            d = make(sim, rest, odds, u, alerts, leagues=("nba",))
+            await d.pass_league("nba")
+            assert all(x.target is None for x in u.listings())
+            async with trio.open_nursery() as n:
+                n.start_soon(d.run, Progress())
+                assert await wait_for(lambda: all(x.target_confirmed for x in u.listings()), 60)
+                n.cancel_scope.cancel()
+        want = expected_targets(sim)
+        assert set(u) == set(want)
+        for listing in u.listings():
+            assert (listing.target.fixture_id, listing.target.yes_selection) == want[listing.slug]

@@ -398,3 +398,37 @@ async def test_a_partner_lookup_that_disagrees_with_the_team_names_keeps_the_mar
     if not confirmed:
         assert "disagree" in listing.unmatched_reason
 
+
+
+async def test_teams_spelled_differently_are_found_by_probing_unclaimed_fixtures_once(
+        autojump_clock):
+    from polybot.model import MappedMarketSide
+
+    ev, (m,) = game(8, T0 + timedelta(hours=2), oo=False)
+    other_ev, _ = game(9, T0 + timedelta(hours=2), oo=False)
+    fx = attrs.evolve(fixture_of(ev), home=(Competitor("H8", "Home Side Eight"),),
+                      away=(Competitor("A8", "Away Side Eight"),))  # names the exchange does not use
+    stranger = attrs.evolve(fixture_of(other_ev, fid="FX-OTHER"),
+                            home=(Competitor("H9", "Nobody"),), away=(Competitor("A9", "Noone"),))
+    rest = FakeListingRest([[(ev, (m,))]])
+    long_side = next(s for s in m.sides if s.long)
+    rest.partner[fx.id] = (ev, [m], [MappedMarketSide(
+        market_side_id=long_side.side_id, market_id=m.market_id, event_id=ev.event_id,
+        external_event_id=fx.id, external_market_type="moneyline",
+        external_normalized_selection="away_side_eight")])
+    u = Universe()
+    d = discovery(rest, FakeOdds([fx, stranger]), universe=u)
+    await d.pass_league("nba")
+    assert u.get(m.slug).target is None and "no OpticOdds fixture" in u.get(m.slug).unmatched_reason
+    assert set(d.probes) == {fx.id, stranger.id}
+    async with trio.open_nursery() as n:
+        n.start_soon(d.run, Progress())
+        await trio.sleep(5)
+        n.cancel_scope.cancel()
+    listing = u.get(m.slug)
+    assert listing.target_confirmed and listing.target.fixture_id == fx.id
+    assert listing.target.yes_selection == "away_side_eight" and listing.why_not_traded() == ""
+    looked = len(rest.partner_times)
+    assert looked == 2
+    await d.pass_league("nba")  # the stranger is not probed again while it is listed
+    assert d.probes == {}
