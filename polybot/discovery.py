@@ -297,6 +297,9 @@ class Discovery:
         self.leagues = {slug: LeagueState(slug, odds_league(slug)) for slug in leagues}
         self.pending: dict[str, _Pending] = {}
         self.probes: dict[str, Fixture] = {}  # fixture id -> fixture, to look up by partner
+        # slug -> (fixture id, why) of name matches the partner lookup refused (pruned to the
+        # universe): the same match is not put to it again every pass
+        self._refused: dict[str, tuple[str, str]] = {}
         self._pending_added = trio.Event()
         self._partner_bucket = TokenBucket.under_limit(partner_rate)
         self._backoff = {slug: Backoff(RETRY_BASE_SECONDS, interval) for slug in leagues}
@@ -396,6 +399,8 @@ class Discovery:
                 self.alert("info", f"League {league} lists events again", "",
                            f"discovery-silent-{league}")
         self._log_three_way(state, listing.three_way)
+        for slug in [s for s in self._refused if s not in self.universe]:
+            del self._refused[slug]
         matches, fixtures = await self._match(state, listing, now)
         self._admit(league, listing.listed, matches)
         self._queue_probes(state, listing.listed, fixtures)
@@ -523,6 +528,9 @@ class Discovery:
             log.info("discovery: %s -> OpticOdds fixture %s, YES = %s (%s)", slug,
                      m.target.fixture_id, m.target.yes_selection, m.target.source)
         elif m.target is not None and m.fixture is not None:
+            refused = self._refused.get(slug)
+            if refused is not None and refused[0] == m.fixture.id:
+                return  # the partner lookup already refused this very match: not asked again
             self.pending[slug] = _Pending(m.fixture, m.target)
             self._pending_added.set()
             self.universe.update(slug, target=m.target, target_confirmed=False,
@@ -641,6 +649,7 @@ class Discovery:
                      "YES = %s", slug, result.fixture_id, result.yes_selection)
             return
         log.warning("discovery: %s will not be traded: %s", slug, reason)
+        self._refused[slug] = (pending.fixture.id, reason)
         self.universe.update(slug, target=None, target_confirmed=False, unmatched_reason=reason)
 
     # --- /status -----------------------------------------------------------------------------

@@ -432,3 +432,17 @@ async def test_teams_spelled_differently_are_found_by_probing_unclaimed_fixtures
     assert looked == 2
     await d.pass_league("nba")  # the stranger is not probed again while it is listed
     assert d.probes == {}
+
+
+async def test_a_name_match_the_partner_refused_is_not_put_to_it_again_every_pass(autojump_clock):
+    ev, (m,) = game(10, T0 + timedelta(hours=2), oo=False)
+    rest = FakeListingRest([[(ev, (m,))]])  # its partner lookup knows no event (404)
+    u = Universe()
+    d = discovery(rest, FakeOdds([fixture_of(ev)]), universe=u)
+    async with trio.open_nursery() as n:
+        n.start_soon(d.run, Progress())
+        await trio.sleep(3 * 300 + 5)  # four passes
+        n.cancel_scope.cancel()
+    assert len(rest.partner_times) == 1
+    listing = u.get(m.slug)
+    assert listing.target is None and "partner lookup has no event" in listing.unmatched_reason
