@@ -234,6 +234,7 @@ class LeagueState:
     markets_listed: int = 0  # games with a wanted market inside the horizon, last listing
     markets_added: int = 0  # markets this league added to the universe, ever
     errors: int = 0  # failed listings, ever
+    malformed: int = 0  # malformed events skipped (logged by the client), ever
     failed_in_a_row: int = 0
     last_error: str = ""
     complete: bool = True
@@ -254,6 +255,7 @@ class LeagueState:
                 "last_pass": self.last_pass.isoformat() if self.last_pass else None,
                 "events_seen": self.events_seen, "markets_listed": self.markets_listed,
                 "markets_added": self.markets_added, "errors": self.errors,
+                "malformed_events": self.malformed,
                 "failed_in_a_row": self.failed_in_a_row, "last_error": self.last_error,
                 "complete": self.complete, "source": self.source,
                 "fixtures_error": self.fixtures_error, "note": note}
@@ -392,6 +394,7 @@ class Discovery:
         state.last_pass, state.events_seen = now, listing.events_seen
         state.markets_listed, state.complete = len(listing.listed), listing.complete
         state.source = listing.source
+        state.malformed += listing.malformed
         if listing.events_seen:
             state.last_event_at = t
             if state.alerted_silent:

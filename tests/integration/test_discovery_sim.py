@@ -301,3 +301,4 @@ async def test_teams_named_differently_by_the_two_vendors_are_found_through_the_
         assert set(u) == set(want)
         for listing in u.listings():
             assert (listing.target.fixture_id, listing.target.yes_selection) == want[listing.slug]
+

@@ -122,6 +122,7 @@ class FakeListingRest:
     calls: list[str] = attrs.Factory(list)
     partner_times: list[float] = attrs.Factory(list)
     partner: dict[str, Any] = attrs.Factory(dict)
+    malformed: int = 0  # each page says it skipped this many malformed rows
 
     async def league(self, slug: str) -> LeagueInfo:
         self.calls.append(f"league {slug}")
@@ -134,7 +135,7 @@ class FakeListingRest:
             self.fail -= 1
             raise pm.ServerError("maintenance", status=503)
         page = self.pages[offset // limit] if offset // limit < len(self.pages) else []
-        return EventsPage(events=tuple(page), rows=len(page))
+        return EventsPage(events=tuple(page), rows=len(page), malformed=self.malformed)
 
     async def league_events_page(self, slug: str, *, limit: int, offset: int) -> EventsPage:
         self.calls.append(f"league-events {offset}")
@@ -446,3 +447,20 @@ async def test_a_name_match_the_partner_refused_is_not_put_to_it_again_every_pas
     assert len(rest.partner_times) == 1
     listing = u.get(m.slug)
     assert listing.target is None and "partner lookup has no event" in listing.unmatched_reason
+
+
+async def test_a_malformed_event_is_logged_counted_and_skipped_and_the_rest_listed(caplog):
+    from polybot.polymarket.rest import _events_page
+
+    good = real_event()
+    broken = dict(good, slug="broken-event", id="1", markets=[{"question": "a market, no slug"}])
+    not_an_object = "garbage"
+    page = _events_page({"events": [broken, good, not_an_object]}, "/v1/events")
+    assert page.rows == 3 and page.malformed == 2
+    assert [e.slug for e, _ in page.events] == [good["slug"]]
+    assert sum("malformed event" in r.getMessage() for r in caplog.records) == 2
+    start = page.events[0][0].start_time
+    rest = FakeListingRest([list(page.events)], malformed=page.malformed)
+    listing = await list_league(rest, "mlb", now=start, horizon=timedelta(hours=36))
+    assert listing.malformed == 2 and [x.market.slug for x in listing.listed] == [
+        "aec-mlb-sd-col-2026-09-16"]
