@@ -50,7 +50,7 @@ def credentials_env(path: Path, env: dict[str, str]) -> dict[str, str]:
         "PM_GATEWAY_URL": creds["gateway_url"],
         "PM_WS_URL": creds["ws_url"],
     }
-    if not env.get("MARKET_SLUGS"):
+    if not env.get("MARKET_SLUGS") and not env.get("MARKET_LEAGUES"):
         out["MARKET_SLUGS"] = ",".join(creds["markets"])
     if creds.get("opticodds_url"):
         out["OPTICODDS_BASE_URL"] = creds["opticodds_url"]

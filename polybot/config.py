@@ -134,6 +134,13 @@ def _seconds(lo_open_zero: bool = True) -> Callable[[str], float]:
     return parse
 
 
+def _hours(raw: str) -> float:
+    try:
+        return _seconds()(raw)
+    except _Invalid:
+        raise _Invalid("a number of hours > 0") from None
+
+
 def _bool(raw: str) -> bool:
     s = raw.strip().lower()
     if s in ("true", "1", "yes", "on"):
@@ -177,6 +184,8 @@ _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 def _slugs(raw: str) -> tuple[str, ...]:
+    if not raw.strip():  # unset: the markets come from MARKET_LEAGUES
+        return ()
     out: list[str] = []
     for part in raw.split(","):
         s = part.strip()
@@ -189,6 +198,66 @@ def _slugs(raw: str) -> tuple[str, ...]:
     if not out:
         raise _Invalid("at least one market slug, comma-separated")
     return tuple(out)
+
+
+# Polymarket US spells the college leagues cbb/cfb; OpticOdds spells them ncaab/ncaaf
+_LEAGUE_HINTS = {"ncaab": "cbb", "ncaaf": "cfb"}
+
+
+def _leagues(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in raw.split(","):
+        s = part.strip().lower()
+        if not s:
+            continue
+        if s in _LEAGUE_HINTS:
+            raise _Invalid(f"Polymarket US league slugs: {s!r} is spelled "
+                           f"{_LEAGUE_HINTS[s]!r} on Polymarket US")
+        if not _SLUG_RE.match(s):
+            raise _Invalid("comma-separated Polymarket US league slugs like nba,nhl,cbb")
+        if s not in out:
+            out.append(s)
+    return tuple(out)
+
+
+MARKET_TYPE_CHOICES = ("moneyline",)
+
+
+def _market_types(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in raw.split(","):
+        s = part.strip().lower()
+        if not s:
+            continue
+        if s not in MARKET_TYPE_CHOICES:
+            raise _Invalid(f"market types among {', '.join(MARKET_TYPE_CHOICES)} "
+                           f"({s!r} is not supported)")
+        if s not in out:
+            out.append(s)
+    if not out:
+        raise _Invalid("at least one market type: " + ", ".join(MARKET_TYPE_CHOICES))
+    return tuple(out)
+
+
+# Polymarket US league slug -> OpticOdds league id, where the two differ (reference §1.8, §4)
+DEFAULT_ODDS_LEAGUES: tuple[tuple[str, str], ...] = (
+    ("cbb", "ncaab"), ("cfb", "ncaaf"),
+    ("epl", "england_-_premier_league"), ("mls", "usa_-_major_league_soccer"),
+)
+
+
+def _league_map(raw: str) -> tuple[tuple[str, str], ...]:
+    """`pm=opticodds,...` on top of the shipped defaults (an entry overrides its default)."""
+    out = dict(DEFAULT_ODDS_LEAGUES)
+    for part in raw.split(","):
+        s = part.strip()
+        if not s:
+            continue
+        pm, sep, oo = s.partition("=")
+        if not sep or not pm.strip() or not oo.strip():
+            raise _Invalid("league=opticodds_league pairs like cbb=ncaab,cfb=ncaaf")
+        out[pm.strip().lower()] = oo.strip()
+    return tuple(out.items())
 
 
 def _books(raw: str) -> tuple[str, ...]:
@@ -331,8 +400,9 @@ VARIABLES: tuple[Var, ...] = (
         doc="base64 Ed25519 secret (32-byte seed or 64-byte seed+public key)"),
     Var("PM_PRIVATE_KEY_FILE", None, _optional_path, group="Exchange",
         doc="or: a file holding that base64 secret (keep it mode 0600)"),
-    Var("MARKET_SLUGS", None, _slugs, required=True, group="Exchange",
-        doc="comma-separated market slugs to trade (de-duplicated, order kept)"),
+    Var("MARKET_SLUGS", "", _slugs, group="Exchange", empty_ok=True,
+        doc="comma-separated market slugs to trade (de-duplicated, order kept); "
+            "optional with MARKET_LEAGUES"),
     Var("PM_BASE_URL", "https://api.polymarket.us", _url("https", "http"), group="Exchange",
         doc="authenticated REST host"),
     Var("PM_GATEWAY_URL", "https://gateway.polymarket.us", _url("https", "http"), group="Exchange",
@@ -342,9 +412,26 @@ VARIABLES: tuple[Var, ...] = (
     Var("PM_RATE_LIMIT_PER_SECOND", "20", _seconds(), group="Exchange",
         doc="client-side cap on authenticated calls per second (per key)"),
     Var("PM_PUBLIC_RATE_LIMIT_PER_SECOND", "20", _seconds(), group="Exchange",
-        doc="client-side cap on public calls per second (per IP)"),
+        doc="client-side cap on public calls per second; the exchange's 20/s is per IP, so with N "
+            "bots on one host give each 20/N (discovery listings use at most half of it)"),
     Var("HTTP_TIMEOUT_SECONDS", "10", _seconds(), group="Exchange",
         doc="overall deadline of one REST call"),
+    # discovery
+    Var("MARKET_LEAGUES", "", _leagues, group="Discovery", empty_ok=True,
+        doc="Polymarket US league slugs whose games are discovered and traded, e.g. nba,nhl,cbb "
+            "(cbb/cfb, not ncaab/ncaaf)"),
+    Var("MARKET_TYPES", "moneyline", _market_types, group="Discovery",
+        doc="market types discovered per game: moneyline (the two-outcome full-game winner)"),
+    Var("DISCOVERY_HORIZON_HOURS", "36", _hours, group="Discovery",
+        doc="discover games starting within this many hours"),
+    Var("DISCOVERY_INTERVAL_SECONDS", "300", _seconds(), group="Discovery",
+        doc="a discovery pass over the leagues this often"),
+    Var("ODDS_LEAGUE_MAP", "", _league_map, group="Discovery", empty_ok=True,
+        doc="Polymarket US league=OpticOdds league where they differ; defaults cbb=ncaab,"
+            "cfb=ncaaf,epl=england_-_premier_league,mls=usa_-_major_league_soccer, "
+            "entries here override them"),
+    Var("MAX_MARKETS", "500", _int(1), group="Discovery",
+        doc="markets in the universe at most (nearest start first; held markets always stay)"),
     # risk
     Var("INITIAL_BALANCE", "1000.00", _decimal(D(0)), group="Risk", doc="paper starting cash (USD)"),
     Var("RISK_MAX_POSITION_PER_MARKET", "50.00", _decimal(D(0), lo_open=True), group="Risk",
@@ -428,13 +515,19 @@ class Settings:
     pm_api_key_id: str
     pm_private_key: Secret
     pm_private_key_file: Path | None = None
-    market_slugs: tuple[str, ...]
+    market_slugs: tuple[str, ...] = ()
     pm_base_url: str
     pm_gateway_url: str
     pm_ws_url: str
     pm_rate_limit_per_second: float
     pm_public_rate_limit_per_second: float
     http_timeout_seconds: float
+    market_leagues: tuple[str, ...] = ()
+    market_types: tuple[str, ...] = ("moneyline",)
+    discovery_horizon_hours: float = 36.0
+    discovery_interval_seconds: float = 300.0
+    odds_league_map: tuple[tuple[str, str], ...] = DEFAULT_ODDS_LEAGUES
+    max_markets: int = 500
     initial_balance: Decimal
     risk_max_position_per_market: Decimal
     risk_max_portfolio_exposure: Decimal
@@ -477,6 +570,10 @@ class Settings:
     @property
     def is_live(self) -> bool:
         return self.trading_mode == "live"
+
+    def odds_league(self, league: str) -> str:
+        """The OpticOdds league id of Polymarket US league `league` (the same slug unless mapped)."""
+        return dict(self.odds_league_map).get(league, league)
 
     def secret_values(self) -> list[str]:
         """Every configured secret's value, for the log redactor (never print these)."""
@@ -555,6 +652,10 @@ def environment(env_file: Path | None = None, environ: Mapping[str, str] | None 
     return merged
 
 
+NO_MARKETS_PROBLEM = ("MARKET_SLUGS and MARKET_LEAGUES are both unset: expected market slugs to "
+                      "trade, or league slugs whose games to discover (e.g. MARKET_LEAGUES=nba,nhl)")
+
+
 def _problem(var: Var, raw: str, expected: str) -> str:
     shown = "(value hidden)" if var.secret else repr(raw)
     return f"{var.name}={shown}: expected {expected}"
@@ -598,6 +699,9 @@ def load_settings(env: Mapping[str, str], *, warn: Callable[[str], None] | None 
     elif not has_inline:
         problems.append("PM_PRIVATE_KEY is not set: expected base64 of a 32-byte Ed25519 seed or "
                         "a 64-byte seed+public key (or PM_PRIVATE_KEY_FILE, a path to it)")
+
+    if values.get("market_slugs") == () and values.get("market_leagues") == ():
+        problems.append(NO_MARKETS_PROBLEM)
 
     if values.get("telegram_bot_token") is not None and not values.get("telegram_chat_id"):
         problems.append("TELEGRAM_CHAT_ID is not set: expected the chat id that goes with TELEGRAM_BOT_TOKEN")

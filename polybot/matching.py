@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from polybot.model import EventInfo, MappedMarketSide, MarketInfo
+from polybot.model import EventInfo, MappedMarketSide, MarketInfo, TeamInfo
 from polybot.opticodds.client import AuthError, OpticOddsError
 from polybot.opticodds.feed import MONEYLINE, MarketTarget
 from polybot.opticodds.wire import Fixture
@@ -148,6 +148,19 @@ async def _auto(slug: str, market_lookup: MarketLookup, partner_lookup: PartnerL
     fx = fits[0]
 
     partner = await partner_lookup(fx.id)
+    return partner_target(slug, market, event, fx, partner, source="auto")
+
+
+def partner_target(
+    slug: str, market: MarketInfo, event: EventInfo, fx: Fixture,
+    partner: tuple[EventInfo, Sequence[MarketInfo], Sequence[MappedMarketSide]] | None,
+    *, source: str = "partner",
+) -> MarketTarget | Unmatched:
+    """The market's target as the exchange's partner lookup of fixture `fx` maps it.
+
+    It must name this market's event and map its YES (long) side to an OpticOdds moneyline
+    selection; anything else is the reason the market stays unmatched.
+    """
     if partner is None:
         return Unmatched(slug, f"the exchange's partner lookup has no event for OpticOdds fixture {fx.id}")
     p_event, p_markets, mapped = partner
@@ -171,7 +184,116 @@ async def _auto(slug: str, market_lookup: MarketLookup, partner_lookup: PartnerL
     if mtype != MONEYLINE:
         return Unmatched(slug, f"market type {m.external_market_type!r} is not priced (moneyline only)")
     return MarketTarget(slug=slug, fixture_id=fx.id, yes_selection=m.external_normalized_selection,
-                        sport=fx.sport, league=fx.league, start_time=fx.start_date, source="auto")
+                        sport=fx.sport, league=fx.league, start_time=fx.start_date, source=source)
+
+
+# --- bulk matching (discovery) --------------------------------------------------------------------
+
+
+@attrs.frozen
+class BulkMatch:
+    """One discovered market against its league's fixtures listing.
+
+    `target` is None when nothing fits (`reason` says why). `confirmed` is True when both teams'
+    OpticOdds provider ids single out the fixture (unambiguous: the market may be opened); a match
+    by team names is a candidate the exchange's partner lookup must still confirm (`fixture` is
+    kept for that lookup).
+    """
+
+    slug: str
+    target: MarketTarget | None
+    confirmed: bool
+    reason: str = ""
+    fixture: Fixture | None = None
+
+
+def _norm(name: str) -> str:
+    return normalize_selection(name).replace("-", "_")
+
+
+def _yes_team(market: MarketInfo, event: EventInfo) -> TeamInfo | None:
+    """The team of the market's long (YES) side, from the side's team id or its description."""
+    long_side = next((s for s in market.sides if s.long), None)
+    if long_side is None:
+        return None
+    by_id = next((t for t in event.teams if long_side.team_id and t.team_id == long_side.team_id),
+                 None)
+    if by_id is not None:
+        return by_id
+    want = _norm(long_side.description)
+    return next((t for t in event.teams if want and _norm(t.name) == want), None)
+
+
+def _pick(fits: list[Fixture], start: datetime, what: str) -> Fixture | str:
+    if not fits:
+        return ""
+    fits = sorted(fits, key=lambda f: abs(f.start_date - start) if f.start_date else timedelta.max)
+    if len(fits) > 1 and fits[0].start_date == fits[1].start_date:
+        return f"ambiguous by {what}: OpticOdds fixtures {fits[0].id} and {fits[1].id} both fit"
+    return fits[0]
+
+
+def match_bulk(events: Iterable[tuple[EventInfo, MarketInfo]], fixtures: Sequence[Fixture], *,
+               tolerance: timedelta = timedelta(hours=6)) -> dict[str, BulkMatch]:
+    """Match every (event, moneyline market) of a league to one fixtures listing of that league.
+
+    Pure: no I/O. First both teams' `PROVIDER_OPTICODDS` ids (the same competitor ids, start
+    within `tolerance`; confirmed), else the two team names, normalised (unconfirmed). The YES
+    selection is the OpticOdds competitor of the market's long side, never the order of teams.
+    """
+    out: dict[str, BulkMatch] = {}
+    for event, market in events:
+        slug = market.slug
+        start = event.start_time or market.start_time
+        if start is None:
+            out[slug] = BulkMatch(slug, None, False, f"event {event.slug} has no start time")
+            continue
+        near = [f for f in fixtures
+                if f.start_date is not None and abs(f.start_date - start) <= tolerance]
+        yes_team = _yes_team(market, event)
+        names = " vs ".join(t.name for t in event.teams)
+        ids = [t.provider_id(PROVIDER_OPTICODDS) for t in event.teams]
+        if len(event.teams) == 2 and all(ids):
+            picked = _pick([f for f in near if f.team_ids == frozenset(i for i in ids if i)],
+                           start, "provider ids")
+            if isinstance(picked, str) and picked:
+                out[slug] = BulkMatch(slug, None, False, picked)
+                continue
+            if isinstance(picked, Fixture):
+                yes_id = yes_team.provider_id(PROVIDER_OPTICODDS) if yes_team else None
+                comp = next((c for c in (*picked.home, *picked.away) if c.id == yes_id), None)
+                if comp is not None and comp.name:
+                    out[slug] = BulkMatch(slug, _target(slug, picked, _norm(comp.name),
+                                                        "provider-ids"), True, fixture=picked)
+                    continue
+                out[slug] = BulkMatch(slug, None, False, f"fixture {picked.id} fits by provider "
+                                      "ids but the YES side's team is not among its competitors",
+                                      fixture=picked)
+                continue
+        want = frozenset(_norm(t.name) for t in event.teams)
+        if len(want) != 2:
+            out[slug] = BulkMatch(slug, None, False, f"event {event.slug} has no two named teams")
+            continue
+        by_name = [f for f in near
+                   if frozenset(_norm(c.name) for c in (*f.home, *f.away)) == want]
+        picked = _pick(by_name, start, "team names")
+        if isinstance(picked, str):
+            out[slug] = BulkMatch(slug, None, False, picked or
+                                  f"no OpticOdds fixture for {names} near {start.isoformat()}")
+            continue
+        if yes_team is None:
+            out[slug] = BulkMatch(slug, None, False, "the market names no YES (long) team",
+                                  fixture=picked)
+            continue
+        out[slug] = BulkMatch(slug, _target(slug, picked, _norm(yes_team.name), "team-names"),
+                              False, f"fixture {picked.id} matched by team names: awaiting the "
+                                     "exchange's partner confirmation", fixture=picked)
+    return out
+
+
+def _target(slug: str, fx: Fixture, yes: str, source: str) -> MarketTarget:
+    return MarketTarget(slug=slug, fixture_id=fx.id, yes_selection=yes, sport=fx.sport,
+                        league=fx.league, start_time=fx.start_date, source=source)
 
 
 def lookups(exchange: Any, opticodds: Any) -> dict[str, Any]:

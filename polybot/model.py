@@ -255,6 +255,18 @@ class EventInfo:
     teams: tuple[TeamInfo, ...] = ()
     market_slugs: tuple[str, ...] = ()
     market_ids: tuple[str, ...] = ()
+    game_id: str = ""  # the exchange's gameId: set on game events, absent on futures/placeholders
+
+
+@attrs.frozen(slots=True)
+class LeagueInfo:
+    """A Polymarket US league (`GET /v2/leagues/{slug}`); its active series lists its games."""
+
+    slug: str
+    name: str = ""
+    league_id: str = ""
+    active_series_id: str = ""  # changes by season: read at run time, never hard-coded
+    is_operational: bool = True
 
 
 @attrs.frozen(slots=True)

@@ -109,6 +109,7 @@ class Bot:
         self._markets_stream: Any = None
         self._private_stream: Any = None
         self._odds_feed: Any = None
+        self._discovery: Any = None  # polybot.discovery.Discovery, kept across group restarts
         self._reference_loaded = False
         self._flattening = False
         self._submits_in_flight = 0
@@ -125,6 +126,8 @@ class Bot:
             ChildSpec("markets", self.markets_child, progress_deadline=max(60.0, 4 * stale)),
             ChildSpec("odds", self.odds_child, progress_deadline=max(60.0, 4 * stale)),
         ]
+        if s.market_leagues:
+            children.append(ChildSpec("discovery", self.discovery_child, progress_deadline=180.0))
         if self.live is not None:
             children.append(ChildSpec("executor", self.executor_child,
                                       progress_deadline=max(60.0, 4 * stale)))
@@ -282,6 +285,48 @@ class Bot:
                             on_progress=progress.beat)
             self._odds_feed = feed
             await feed.run(task_status=trio.TASK_STATUS_IGNORED)
+
+    async def discovery_child(self, progress: Progress, *,
+                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """MARKET_LEAGUES' games into the universe every DISCOVERY_INTERVAL_SECONDS, each matched
+        to its OpticOdds fixture (`polybot.discovery`). Its state (alerts, per-league status)
+        outlives a restart of the group; its OpticOdds client does not."""
+        from contextlib import AsyncExitStack
+        from datetime import timedelta
+
+        from polybot.discovery import Discovery
+        from polybot.opticodds.client import OpticOddsClient
+
+        s = self.settings
+        levels = {"info": Level.INFO, "warning": Level.WARNING, "error": Level.ERROR}
+
+        def holds(slug: str) -> bool:
+            position = self.ledger.positions.get(slug)
+            return ((position is not None and position.net_qty != 0)
+                    or bool(self.registry.open_orders(slug)))
+
+        def ready() -> bool:
+            # partner confirmations wait for the exchange side to be up (metadata loaded, market
+            # feed connected); not for the odds feed, whose targets they are confirming
+            stream = self._markets_stream
+            return self._reference_loaded and stream is not None and stream.status.connected
+
+        async with AsyncExitStack() as stack:
+            odds = None
+            if s.opticodds_api_key is not None:
+                odds = await stack.enter_async_context(
+                    OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key))
+            if self._discovery is None:
+                self._discovery = Discovery(
+                    self.rest, odds, self.universe, leagues=s.market_leagues,
+                    odds_league=s.odds_league, clock=self.clock,
+                    horizon=timedelta(hours=s.discovery_horizon_hours),
+                    interval=s.discovery_interval_seconds, max_markets=s.max_markets,
+                    holds=holds, ready=ready, types=s.market_types,
+                    alert=lambda level, title, text, key: self._alert(
+                        levels.get(level, Level.WARNING), title, text, key=key))
+            self._discovery.odds = odds
+            await self._discovery.run(progress, task_status=task_status)
 
     async def executor_child(self, progress: Progress, *,
                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -556,7 +601,9 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
             if duration is not None:
                 root.start_soon(_stop_after, bot, duration)
             bot._alert(Level.INFO, "polybot started",
-                       f"{bot.mode} mode, {len(settings.market_slugs)} market(s)", key="lifecycle")
+                       f"{bot.mode} mode, {len(settings.market_slugs)} market(s)"
+                       + (f", leagues {','.join(settings.market_leagues)}"
+                          if settings.market_leagues else ""), key="lifecycle")
             sd.ready()
             code = await bot.supervisor.run()
             if code == EXIT_OK:  # a requested stop, not a failure

@@ -90,6 +90,8 @@ class StatusViews:
                                  "not_opened": bot.universe.unknown()}
         if bot.live is not None:
             extra["executor"] = bot.live.status()
+        if bot._discovery is not None:
+            extra["discovery"] = bot._discovery.status()
         return StatusReport(mode=bot.mode, trading_state=bot.trading.state.value,
                             trading_reason=bot.trading.reason or None, markets=rows, pnl=pnl,
                             recent_errors=list(bot.recent_errors), extra=extra)

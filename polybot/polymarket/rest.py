@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from polybot.model import (
     Balance,
     BookSnapshot,
     EventInfo,
+    LeagueInfo,
     MappedMarketSide,
     MarketInfo,
     Order,
@@ -59,6 +60,16 @@ MAX_BATCH = 20
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 Kind = Literal["read", "cancel", "create"]
+
+
+@attrs.frozen
+class EventsPage:
+    """One page of an events listing: the events that parsed, how many rows the page held (a
+    short page is the last) and how many were malformed (logged, counted, skipped)."""
+
+    events: tuple[tuple[EventInfo, tuple[MarketInfo, ...]], ...]
+    rows: int
+    malformed: int = 0
 
 
 @attrs.frozen
@@ -129,6 +140,10 @@ class PolymarketRestClient:
         self._gateway = httpx.AsyncClient(base_url=config.gateway_url.rstrip("/"), **common)
         self._authed_bucket = TokenBucket.under_limit(config.rate_limit_per_second)
         self._public_bucket = TokenBucket.under_limit(config.public_rate_limit_per_second)
+        # discovery's listings take at most half the public budget, so the public reads trading
+        # needs (settlement, metadata) keep the other half; creates and cancels are signed and
+        # use the authed bucket, so they never wait behind discovery at all
+        self._listing_bucket = TokenBucket.under_limit(config.public_rate_limit_per_second / 2)
         self.clock_skew_seconds: float | None = None  # server minus local, from `Date`
         self._skew_warned = False
         # counters for metrics
@@ -174,6 +189,7 @@ class PolymarketRestClient:
         kind: Kind = "read",
         query: Sequence[tuple[str, str]] | None = None,
         body: Any = None,
+        listing: bool = False,
     ) -> Any:
         if authed and self.signer is None:
             raise E.AuthError(
@@ -188,6 +204,8 @@ class PolymarketRestClient:
         retryable = kind != "create"
         attempt = 0
         while True:
+            if listing:
+                await self._listing_bucket.acquire()
             await bucket.acquire()
             self.requests += 1
             err: E.PolymarketError
@@ -360,6 +378,50 @@ class PolymarketRestClient:
                 break
         return found
 
+    # --- discovery (public, on the listing budget) ---------------------------------------------
+
+    async def league(self, slug: str) -> LeagueInfo:
+        """`GET /v2/leagues/{slug}` (NotFound for an unknown league)."""
+        data = await self._request("GET", f"/v2/leagues/{slug}", authed=False, listing=True)
+        league = data.get("league") if isinstance(data, dict) else None
+        if not isinstance(league, dict):
+            raise E.ServerError("league answer without a `league` object",
+                                path=f"/v2/leagues/{slug}")
+        try:
+            return wire.parse_league(league)
+        except wire.WireError as exc:
+            raise E.ServerError(f"malformed league: {exc}", path=f"/v2/leagues/{slug}") from None
+
+    async def events_page(
+        self,
+        *,
+        series_ids: Iterable[str] = (),
+        start_min: datetime | None = None,
+        start_max: datetime | None = None,
+        closed: bool | None = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> EventsPage:
+        """One page of `GET /v1/events` filtered by series and game start (ISO 8601 UTC)."""
+        q: list[tuple[str, str]] = [("seriesId", s) for s in series_ids]
+        if start_min is not None:
+            q.append(("startTimeMin", _iso(start_min)))
+        if start_max is not None:
+            q.append(("startTimeMax", _iso(start_max)))
+        if closed is not None:
+            q.append(("closed", str(closed).lower()))
+        q += [("limit", str(limit)), ("offset", str(offset))]
+        data = await self._request("GET", "/v1/events", authed=False, query=q, listing=True)
+        return _events_page(data, "/v1/events")
+
+    async def league_events_page(self, slug: str, *, limit: int = 100,
+                                 offset: int = 0) -> EventsPage:
+        """One page of `GET /v2/leagues/{slug}/events` (the league's active series)."""
+        path = f"/v2/leagues/{slug}/events"
+        q = [("limit", str(limit)), ("offset", str(offset))]
+        data = await self._request("GET", path, authed=False, query=q, listing=True)
+        return _events_page(data, path)
+
     async def event_of_fixture(self, fixture_id: str, market_id: str) -> EventInfo | None:
         """The Event the exchange links to OpticOdds fixture `fixture_id`, if it maps `market_id`.
 
@@ -531,6 +593,27 @@ class PolymarketRestClient:
     async def balances(self) -> list[Balance]:
         data = await self._request("GET", "/v1/account/balances", authed=True)
         return [wire.parse_balance(b) for b in data.get("balances") or ()]
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _events_page(data: Any, path: str) -> EventsPage:
+    rows = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise E.ServerError("events answer without an `events` list", path=path)
+    events = []
+    malformed = 0
+    for raw in rows:
+        try:
+            if not isinstance(raw, dict):
+                raise wire.WireError("event is not an object")
+            events.append(wire.parse_event(raw))
+        except (wire.WireError, ValueError, TypeError, KeyError) as exc:
+            malformed += 1
+            log.warning("%s: skipped a malformed event (%s)", path, exc)
+    return EventsPage(events=tuple(events), rows=len(rows), malformed=malformed)
 
 
 def signer_from_settings(settings: Any) -> Signer:

@@ -46,6 +46,7 @@ from polybot.model import (
     Execution,
     ExecutionType,
     Intent,
+    LeagueInfo,
     MappedMarketSide,
     MarketInfo,
     MarketSideInfo,
@@ -512,8 +513,24 @@ def parse_event(d: Mapping[str, Any]) -> tuple[EventInfo, tuple[MarketInfo, ...]
         teams=tuple(parse_team(t) for t in d.get("teams") or ()),
         market_slugs=tuple(m.slug for m in markets),
         market_ids=tuple(m.market_id for m in markets),
+        game_id=_id(d.get("gameId")) if d.get("gameId") not in (None, "", 0, "0") else "",
     )
     return info, tuple(markets)
+
+
+def parse_league(d: Mapping[str, Any]) -> LeagueInfo:
+    """A `League` object; ids arrive as strings (the docs' schema) or numbers (real captures)."""
+    slug = d.get("slug")
+    if not slug or not isinstance(slug, str):
+        raise WireError("league without slug")
+    series = d.get("activeSeriesId")
+    return LeagueInfo(
+        slug=slug,
+        name=d.get("name") or "",
+        league_id=_id(d.get("id")),
+        active_series_id="" if series in (None, "", 0, "0") else _id(series),
+        is_operational=bool(d.get("isOperational", True)),
+    )
 
 
 def with_event(market: MarketInfo, event: EventInfo) -> MarketInfo:

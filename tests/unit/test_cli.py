@@ -76,3 +76,20 @@ def test_run_and_cancel_all_direct_with_bad_settings_exit_2_with_one_line_per_pr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 2 and all(ln.startswith("polybot: bad setting: ") for ln in lines), \
             (args, r.stderr)
+
+
+def test_check_and_run_without_slugs_or_leagues_exit_2_with_one_line_saying_so(tmp_path):
+    env = {k: v for k, v in GOOD.items() if k != "MARKET_SLUGS"}
+    for command in (["check"], ["run"]):
+        r = polybot(command, tmp_path, env_file=env)
+        assert r.returncode == 2, (command, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "MARKET_SLUGS and MARKET_LEAGUES are both unset" in lines[0]
+
+
+def test_check_with_leagues_only_exits_0(tmp_path):
+    env = {k: v for k, v in GOOD.items() if k != "MARKET_SLUGS"}
+    r = polybot(["check"], tmp_path, env_file=dict(env, MARKET_LEAGUES="nba,cbb"))
+    assert r.returncode == 0, r.stderr
+    assert "nba,cbb" in r.stdout

@@ -251,3 +251,73 @@ def test_missing_env_file_given_explicitly_is_a_config_error(tmp_path):
 def test_data_dir_alone_ignores_every_other_broken_setting():
     assert config.load_data_dir({"DATA_DIR": "/var/lib/bot", "RISK_KELLY_FRACTION": "bad"}) == Path("/var/lib/bot")
     assert config.load_data_dir({}) == Path("data")
+
+
+# --- discovery settings (issue 14) ---------------------------------------------------------------
+
+
+def test_discovery_settings_have_their_documented_defaults():
+    s = load_settings(minimal())
+    assert s.market_leagues == ()
+    assert s.market_types == ("moneyline",)
+    assert s.discovery_horizon_hours == 36.0
+    assert s.discovery_interval_seconds == 300.0
+    assert s.max_markets == 500
+    assert s.odds_league("cbb") == "ncaab" and s.odds_league("cfb") == "ncaaf"
+    assert s.odds_league("nba") == "nba"  # the same slug where the two sides agree
+
+
+def test_leagues_alone_are_enough_and_slugs_become_optional():
+    env = minimal(MARKET_LEAGUES="NBA, nhl,cbb,nba")
+    del env["MARKET_SLUGS"]
+    s = load_settings(env)
+    assert s.market_slugs == ()
+    assert s.market_leagues == ("nba", "nhl", "cbb")
+
+
+def test_slugs_and_leagues_combine():
+    s = load_settings(minimal(MARKET_LEAGUES="nba"))
+    assert s.market_slugs == ("aec-nba-bos-nyk",) and s.market_leagues == ("nba",)
+
+
+@pytest.mark.parametrize("slugs,leagues", [(None, None), ("", None), ("", " ")])
+def test_neither_slugs_nor_leagues_is_one_problem_saying_so(slugs, leagues):
+    env = minimal()
+    del env["MARKET_SLUGS"]
+    env.update({k: v for k, v in (("MARKET_SLUGS", slugs), ("MARKET_LEAGUES", leagues)) if v is not None})
+    problems = problems_of(env)
+    assert len(problems) == 1
+    assert "MARKET_SLUGS and MARKET_LEAGUES are both unset" in problems[0]
+
+
+@pytest.mark.parametrize("wrong,right", [("ncaab", "cbb"), ("ncaaf", "cfb")])
+def test_opticodds_spelling_of_a_college_league_is_refused_with_the_polymarket_slug(wrong, right):
+    problems = problems_of(minimal(MARKET_LEAGUES=f"nba,{wrong}"))
+    assert len(problems) == 1
+    assert problems[0].startswith(f"MARKET_LEAGUES='nba,{wrong}'")
+    assert repr(right) in problems[0]
+
+
+@pytest.mark.parametrize("bad", ["spread", "moneyline,totals", ","])
+def test_a_market_type_other_than_moneyline_is_a_configuration_error_naming_it(bad):
+    problems = problems_of(minimal(MARKET_TYPES=bad))
+    assert len(problems) == 1 and problems[0].startswith("MARKET_TYPES=")
+    named = [p for p in bad.split(",") if p and p != "moneyline"]
+    assert all(repr(n) in problems[0] for n in named)
+
+
+def test_odds_league_map_entries_override_the_shipped_defaults():
+    s = load_settings(minimal(ODDS_LEAGUE_MAP="cbb=college_bb, wnba=wnba_x"))
+    assert s.odds_league("cbb") == "college_bb"
+    assert s.odds_league("cfb") == "ncaaf"  # a default not overridden stays
+    assert s.odds_league("wnba") == "wnba_x"
+
+
+@pytest.mark.parametrize("name,value", [
+    ("ODDS_LEAGUE_MAP", "cbb"), ("ODDS_LEAGUE_MAP", "=ncaab"), ("MAX_MARKETS", "0"),
+    ("DISCOVERY_HORIZON_HOURS", "0"), ("DISCOVERY_INTERVAL_SECONDS", "-5"),
+    ("MARKET_LEAGUES", "Bad League!"),
+])
+def test_each_bad_discovery_value_is_one_problem(name, value):
+    problems = problems_of(minimal(**{name: value}))
+    assert len(problems) == 1 and problems[0].startswith(f"{name}=")
