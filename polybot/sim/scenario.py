@@ -137,6 +137,9 @@ class Liquidity:
     max_level_qty: int = 200
     max_taker_qty: int = 25
     informed_share: float = 0.6  # takers trading toward the truth
+    # makers' ladder grid: None = the market's tick; e.g. 0.01 quotes fine-tick markets in whole
+    # cents, so a small change of view moves a level or two instead of the whole ladder
+    ladder_step: Decimal | None = None
 
 
 @attrs.frozen(slots=True)
@@ -272,7 +275,7 @@ def league_schedule_spec(
     return ScenarioSpec(
         seed=seed,
         timing=timing,
-        liquidity=liquidity or Liquidity(levels=5),
+        liquidity=liquidity or Liquidity(levels=5, ladder_step=Decimal("0.01")),
         schedule=LeagueSchedule(tuple(leagues), games_per_wave, waves),
     )
 
@@ -347,8 +350,9 @@ def scenario_from_dict(data: dict[str, Any]) -> ScenarioSpec:
 
     timing = Timing(**data.get("timing", {}))
     liq_raw = dict(data.get("liquidity", {}))
-    if "half_spread" in liq_raw:
-        liq_raw["half_spread"] = dec(liq_raw["half_spread"])
+    for key in ("half_spread", "ladder_step"):
+        if liq_raw.get(key) is not None:
+            liq_raw[key] = dec(liq_raw[key])
     games = []
     for g in data.get("games", []):
         league = g["league"]
@@ -460,6 +464,7 @@ class Scenario:
         self._wave = 0  # the league schedule's next wave to draw
         self._upcoming: list[GameSpec] = []  # drawn, not yet listed (sorted by start)
         self._next_prune = start
+        self._next_forget = start
         self.pruned = 0  # settled games dropped from the world
 
     @property
@@ -650,6 +655,12 @@ class Scenario:
             if t >= self._next_prune:
                 self._next_prune = t + timedelta(seconds=60)
                 self._prune(t)
+            if self.spec.schedule is not None and t >= self._next_forget:
+                self._next_forget = t + timedelta(seconds=600)  # a world meant to run for days
+                self.exchange.forget_history(
+                    [*self.maker_accounts, TAKER_ACCOUNT],
+                    t - timedelta(seconds=self.timing.prune_after_seconds),
+                )
             for game in self.world.games:
                 if game.status in ("unplayed", "live"):
                     self._drift(game)
@@ -856,6 +867,9 @@ class Scenario:
 
     def _ladder(self, view: Decimal, tick: Decimal) -> set[tuple[Side, Decimal]]:
         half = self.liquidity.half_spread
+        step = self.liquidity.ladder_step
+        if step is not None and step > tick and floor_to_step(step, tick) == step:
+            tick = step
         top_bid = floor_to_step(view - half, tick)
         top_ask = ceil_to_step(view + half, tick)
         if top_ask <= top_bid:

@@ -9,10 +9,12 @@ from decimal import Decimal as D
 
 import pytest
 
-from polybot.model import MarketState, MarketStatus
+from polybot.model import Intent, MarketState, MarketStatus
+from polybot.sim.engine import OrderSpec
 from polybot.sim.scenario import (
     DEMO_SPEED,
     LEAGUE_REFDATA,
+    TAKER_ACCOUNT,
     Liquidity,
     Scenario,
     Timing,
@@ -121,12 +123,31 @@ def test_the_schedule_is_the_same_for_a_seed_and_differs_across_seeds():
 
 
 def test_settled_games_are_pruned_from_the_world_a_day_later_but_stay_on_the_exchange():
-    spec = _spec(timing=Timing(tick_seconds=300.0, quote_refresh_seconds=600.0, taker_rate=0.0,
+    spec = _spec(timing=Timing(tick_seconds=300.0, quote_refresh_seconds=600.0, taker_rate=0.002,
                                prune_after_seconds=6 * HOUR))
     sc = Scenario(spec, start=T0)
     sc.setup()
+    ex = sc.exchange
+    ex.create_account("bot", D(1000))
+    slug = sc.world.games[0].market_slug
+    _run_from(sc, 0, 0.1)
+    ask = ex.bbo(slug).best_ask
+    assert ask is not None
+    bot_order = ex.submit("bot", OrderSpec(slug, Intent.BUY_LONG, price=ask, quantity=D(5)))
+    bot_history = len(ex.activities("bot"))
     _run(sc, 30, every=300.0)
     assert sc.pruned > 0
+    # the background traders' history is forgotten past the window; the bot's is kept
+    assert ex.get_order("bot", bot_order) is not None and len(ex.activities("bot")) > bot_history
+    assert bot_order in {a.order_id for a in ex.orders_accepted}
+    background = {"bg-maker-1", TAKER_ACCOUNT}
+    assert all(a.account_id == "bot" or a.order_id in {
+        o.order_id for o in ex.open_orders(a.account_id)} for a in ex.orders_accepted
+        if a.time < T0 + timedelta(hours=29))
+    window = T0 + timedelta(hours=30 - 6) - timedelta(minutes=10)
+    assert all(t.time >= window for t in ex.trades.values()
+               if {t.maker.account_id, t.taker.account_id} <= background)
+    assert all(a.time >= window for a in ex.activities("bg-maker-1"))
     oldest_kept = min(g.start_time for g in sc.world.games)
     assert oldest_kept > T0 + timedelta(hours=30 - 6 - 1 - 1)  # settled within the last 6 h
     # ids keep counting (no reuse after pruning); the exchange keeps every market and settlement
