@@ -335,9 +335,11 @@ def _generated_game(
 
 
 def load_scenario(path: str | Path) -> ScenarioSpec:
-    """Read a scenario from JSON: {"seed", "timing": {...}, "liquidity": {...}, "games": [...]};
-    games as GameSpec fields, teams as {"name", "abbreviation", "opticodds_id"?}, decimals as
-    strings or numbers."""
+    """Read a scenario from JSON: {"seed", "timing": {...}, "liquidity": {...}, "games": [...],
+    "schedule": {...}?}; games as GameSpec fields, teams as {"name", "abbreviation",
+    "opticodds_id"?}, decimals as strings or numbers; "schedule" as LeagueSchedule fields
+    ({"leagues": ["nba", "nhl"], "games_per_wave": 3, "waves": null}) with its clocks in
+    "timing" (a schedule turns `respawn` off)."""
     return scenario_from_dict(json.loads(Path(path).read_text()))
 
 
@@ -376,11 +378,22 @@ def scenario_from_dict(data: dict[str, Any]) -> ScenarioSpec:
                 serves_game_start_time=bool(g.get("serves_game_start_time", True)),
             )
         )
+    schedule = None
+    if data.get("schedule") is not None:
+        raw = data["schedule"]
+        leagues = tuple(raw.get("leagues", ("nba", "nhl")))
+        unknown = [lg for lg in leagues if lg not in LEAGUES]
+        if unknown:
+            raise ValueError(f"unknown league(s) {unknown} (known: {sorted(LEAGUES)})")
+        schedule = LeagueSchedule(leagues, int(raw.get("games_per_wave", 3)),
+                                  None if raw.get("waves") is None else int(raw["waves"]))
+        timing = attrs.evolve(timing, respawn=False)
     return ScenarioSpec(
         seed=int(data.get("seed", 0)),
         games=tuple(games),
         timing=timing,
         liquidity=Liquidity(**liq_raw),
+        schedule=schedule,
     )
 
 

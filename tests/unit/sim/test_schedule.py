@@ -20,6 +20,7 @@ from polybot.sim.scenario import (
     Timing,
     demo_world,
     league_schedule_spec,
+    scenario_from_dict,
 )
 
 T0 = datetime(2026, 12, 5, 20, 0, tzinfo=UTC)
@@ -264,3 +265,19 @@ def test_unknown_leagues_and_empty_waves_are_refused():
         league_schedule_spec(1, ("nba", "ncaab"))
     with pytest.raises(ValueError, match="games_per_wave"):
         league_schedule_spec(1, games_per_wave=0)
+
+
+def test_a_json_scenario_can_carry_a_league_schedule():
+    spec = scenario_from_dict({
+        "seed": 3,
+        "timing": {"list_ahead_seconds": 600, "wave_spacing_seconds": 900,
+                   "first_wave_seconds": 60, "game_length_seconds": 300},
+        "schedule": {"leagues": ["nhl"], "games_per_wave": 2, "waves": 2},
+    })
+    assert spec.schedule is not None and spec.timing.respawn is False
+    sc = Scenario(spec, start=T0)
+    sc.setup()
+    _run_from(sc, 0, 1)
+    assert len(sc.world.games) == 4 and {g.league for g in sc.world.games} == {"nhl"}
+    with pytest.raises(ValueError, match="unknown league"):
+        scenario_from_dict({"schedule": {"leagues": ["ncaaf"]}})
