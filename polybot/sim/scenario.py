@@ -19,6 +19,18 @@ price while the truth drifts away, so a real edge appears against a fair value d
 same truth. Makers never cross the book (they skip levels that would trade), so stale quotes stay
 until a taker or the bot takes them.
 
+League schedule (`league_schedule_spec`, `ScenarioSpec.schedule`): instead of (or besides) a
+fixed list of games, each league lists waves of games forever; a game is listed `list_ahead_seconds`
+before its start (event + moneyline on the exchange, in the league's active series; its fixture
+appears at the local OpticOdds because the world now has it), trades pre-game and in play, closes
+at its end and resolves `settle_delay_seconds` later. Waves are drawn from RNGs seeded by (seed,
+wave), so the schedule does not depend on the caller's step cadence. Settled games leave the world
+`prune_after_seconds` later and the background traders' old history is forgotten, so a world can
+run for days; the exchange keeps every market and settlement, as the real one does. Controls for
+tests: `halt`/`reopen`, `postpone` (start moved in place), `finish_game` (resolves with nobody
+watching), `cancel_game` (settles at the last fair price), `at` (any action at a scenario time).
+`demo_world` is the schedule the `run --sim` demo runs at `DEMO_SPEED`.
+
 Entry points: `build_scenario` (tests: a set-up Scenario on model time), `build_sim` (the server's
 runner: world, exchange and driver on a `SimClock`), `load_scenario` (JSON), `script_book` /
 `Scenario.script_book` (exact books; the latter also silences background liquidity there).
