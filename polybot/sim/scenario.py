@@ -490,6 +490,7 @@ class Scenario:
         self._upcoming: list[GameSpec] = []  # drawn, not yet listed (sorted by start)
         self._next_prune = start
         self._next_forget = start
+        self._on_listed: list[Callable[[SimGame], object]] = []
         self.pruned = 0  # settled games dropped from the world
 
     @property
@@ -640,7 +641,21 @@ class Scenario:
         self._outcomes[market_slug] = g.outcome
         for acct in self.maker_accounts:
             self._makers[(acct, market_slug)] = _MakerState(view=float(g.true_prob))
+        for callback in list(self._on_listed):
+            callback(game)
         return game
+
+    def on_game_listed(self, callback: Callable[[SimGame], object]) -> None:
+        """Call `callback(game)` right after each game is listed (its market exists), e.g. to
+        script an edge or an outcome into every game of a league schedule as it appears."""
+        self._on_listed.append(callback)
+
+    def script_outcome(self, slug: str, value: Decimal) -> None:
+        """The game will settle at `value` (1 = the long team wins, 0 = loses, 0.5 = a tie)."""
+        if not Decimal(0) <= value <= Decimal(1):
+            raise ValueError("an outcome is within 0 and 1")
+        self.game(slug)
+        self._outcomes[slug] = value
 
     # --- stepping ------------------------------------------------------------------------------
 

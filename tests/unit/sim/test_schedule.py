@@ -281,3 +281,27 @@ def test_a_json_scenario_can_carry_a_league_schedule():
     assert len(sc.world.games) == 4 and {g.league for g in sc.world.games} == {"nhl"}
     with pytest.raises(ValueError, match="unknown league"):
         scenario_from_dict({"schedule": {"leagues": ["ncaaf"]}})
+
+
+def test_every_listed_game_can_be_scripted_as_it_appears():
+    sc = Scenario(_spec(), start=T0)
+    seen = []
+
+    def script(game):
+        seen.append(game.market_slug)
+        sc.script_outcome(game.market_slug, D("0.5") if game.league == "nhl" else D(1))
+        sc.script_book(game.market_slug, bids=[("0.40", 10)], offers=[("0.45", 10)])
+
+    sc.on_game_listed(script)
+    sc.setup()
+    assert seen == [g.market_slug for g in sc.world.games]  # the ones listed at the start too
+    _run(sc, 7)
+    assert seen == [g.market_slug for g in sc.world.games] and len(seen) > 6
+    for g in sc.world.games:
+        if g.settled_at is not None:
+            assert g.settlement == (D("0.5") if g.league == "nhl" else D(1))
+        else:
+            book = sc.exchange.bbo(g.market_slug)
+            assert (book.best_bid, book.best_ask) == (D("0.40"), D("0.45"))  # makers stay out
+    with pytest.raises(ValueError):
+        sc.script_outcome(seen[-1], D(2))
