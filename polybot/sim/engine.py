@@ -861,6 +861,17 @@ class Exchange:
         self.leagues[slug] = league
         return league
 
+    def roll_series(self, league: str, series_id: int, series_slug: str) -> Series:
+        """A new season: `league`'s active series becomes a new one (ids change by season, so a
+        client must read `activeSeriesId` at run time); existing events keep their series."""
+        lg = self.leagues[league]
+        if series_id in self.series:
+            raise ValueError(f"series {series_id} already exists")
+        series = self.series[series_id] = Series(series_id, series_slug,
+                                                 f"{lg.name} {series_slug}", league)
+        lg.active_series_id = series_id
+        return series
+
     def add_event(
         self,
         event_id: int,

@@ -1023,6 +1023,17 @@ class Scenario:
         if m.settlement is None and m.state is MarketState.HALTED:
             self.exchange.set_market_state(slug, MarketState.OPEN)
 
+    def new_season(self, league: str) -> int:
+        """The league moves to a new active series (a new id, slug `{league}-{year}-2`, ...):
+        games listed from now on belong to it, games already listed stay in the old one, which
+        the league's event board (`/v2/leagues/{slug}/events`) no longer shows. Returns the id."""
+        lg = self.exchange.leagues[league]
+        series_id = max(self.exchange.series) + 1
+        n = sum(1 for s in self.exchange.series.values() if s.league == league) + 1
+        self.exchange.roll_series(league, series_id, f"{league}-{self.start.year}-{n}")
+        assert lg.active_series_id == series_id
+        return series_id
+
     def postpone(self, slug: str, by_seconds: float) -> None:
         """Move an unplayed game's start (and end) by `by_seconds`, in place: the event's and
         market's start time on the exchange and the fixture's `start_date` at the local OpticOdds

@@ -383,3 +383,19 @@ async def test_a_cancelled_game_is_pushed_as_cancelled_and_leaves_the_active_fix
         assert g.fixture_id not in {f.id for f in await oo.active_fixtures(league=["nhl"])}
         r = await http.get(f"/v1/markets/{g.market_slug}/settlement")
         assert r.status_code == 200 and 0 < r.json()["settlement"] < 1  # the last fair price
+
+
+async def test_a_new_season_changes_the_active_series_id_a_client_must_read(mock_clock):
+    async with running_sim(scenario=schedule(), **SLOW) as sim, \
+            httpx.AsyncClient(base_url=sim.gateway_url) as http:
+        old = (await http.get("/v2/leagues/nba")).json()["league"]["activeSeriesId"]
+        listed = {e["slug"] for e in await listing(http, "nba")}
+        new = sim.scenario.new_season("nba")
+        assert (await http.get("/v2/leagues/nba")).json()["league"]["activeSeriesId"] == new
+        await trio.sleep(HOUR)  # the next nba game is listed into the new series
+        board = exact(await http.get("/v2/leagues/nba/events"))["events"]
+        in_new = exact(await http.get("/v1/events", params={"seriesId": new}))["events"]
+        assert board and {e["slug"] for e in board} == {e["slug"] for e in in_new}
+        assert not listed & {e["slug"] for e in board}
+        still = exact(await http.get("/v1/events", params={"seriesId": old}))["events"]
+        assert {e["slug"] for e in still} == listed

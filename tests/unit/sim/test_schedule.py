@@ -305,3 +305,20 @@ def test_every_listed_game_can_be_scripted_as_it_appears():
             assert (book.best_bid, book.best_ask) == (D("0.40"), D("0.45"))  # makers stay out
     with pytest.raises(ValueError):
         sc.script_outcome(seen[-1], D(2))
+
+
+def test_a_new_season_puts_later_games_in_a_new_series_and_keeps_listed_ones_in_the_old():
+    sc = Scenario(_spec(), start=T0)
+    sc.setup()
+    old_series = sc.exchange.leagues["nba"].active_series_id
+    before = {g.event_slug for g in sc.world.games if g.league == "nba"}
+    new_series = sc.new_season("nba")
+    assert new_series != old_series and sc.exchange.leagues["nba"].active_series_id == new_series
+    assert sc.exchange.leagues["nhl"].active_series_id == LEAGUE_REFDATA["nhl"][4]
+    _run(sc, 3)
+    for g in sc.world.games:
+        ev = sc.exchange.events[g.event_slug]
+        if g.league == "nba":
+            assert ev.series_id == (old_series if g.event_slug in before else new_series)
+            assert ev.series_slug == ("nba-2026" if g.event_slug in before else "nba-2026-2")
+    assert any(g.league == "nba" and g.event_slug not in before for g in sc.world.games)
