@@ -861,6 +861,17 @@ class Exchange:
         self.leagues[slug] = league
         return league
 
+    def roll_series(self, league: str, series_id: int, series_slug: str) -> Series:
+        """A new season: `league`'s active series becomes a new one (ids change by season, so a
+        client must read `activeSeriesId` at run time); existing events keep their series."""
+        lg = self.leagues[league]
+        if series_id in self.series:
+            raise ValueError(f"series {series_id} already exists")
+        series = self.series[series_id] = Series(series_id, series_slug,
+                                                 f"{lg.name} {series_slug}", league)
+        lg.active_series_id = series_id
+        return series
+
     def add_event(
         self,
         event_id: int,
@@ -1821,6 +1832,37 @@ class Exchange:
     def get_order(self, account_id: str, order_id: str) -> SimOrder | None:
         order = self._account(account_id).orders.get(order_id)
         return None if order is None else order.snapshot()
+
+    def forget_history(self, account_ids: Iterable[str], before: datetime) -> int:
+        """Drop what `account_ids` no longer need so a long-running world stays bounded: their
+        finished orders (from the account and from `orders_accepted`), their activities older
+        than `before`, and trades older than `before` between those accounts only. Positions,
+        balances and resting orders stay. Meant for the background traders of a world that
+        runs for days; returns how many records went."""
+        accounts = set(account_ids)
+        gone = 0
+        for account_id in accounts:
+            acct = self._accounts.get(account_id)
+            if acct is None:
+                continue
+            finished = [oid for oid, o in acct.orders.items() if o.state not in _RESTING_STATES
+                        and o.state is not OrderState.PENDING_NEW]
+            for oid in finished:
+                del acct.orders[oid]
+            kept = [a for a in acct.activities if a.time >= before]
+            gone += len(finished) + len(acct.activities) - len(kept)
+            acct.activities = kept
+        n = len(self.orders_accepted)
+        self.orders_accepted = [
+            a for a in self.orders_accepted
+            if a.account_id not in accounts or a.order_id in self._accounts[a.account_id].orders
+        ]
+        gone += n - len(self.orders_accepted)
+        old = [tid for tid, t in self.trades.items() if t.time < before
+               and t.maker.account_id in accounts and t.taker.account_id in accounts]
+        for tid in old:
+            del self.trades[tid]
+        return gone + len(old)
 
     def order_state(self, account_id: str, order_id: str) -> OrderState | None:
         """The order's state without copying it (the scenario's makers ask this a lot)."""

@@ -54,7 +54,7 @@ from polybot.sim.auth import ApiKey
 from polybot.sim.engine import Exchange
 from polybot.sim.faults import Faults
 from polybot.sim.opticodds import OddsControl, serve_opticodds
-from polybot.sim.scenario import Scenario, build_sim
+from polybot.sim.scenario import Scenario, build_sim, league_schedule_spec
 from polybot.sim.server import SimServer, SimUrls
 from polybot.sim.world import World
 
@@ -235,6 +235,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--single-host", action="store_true", help="serve api and gateway on one port")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenario", type=Path, default=None, help="scenario JSON file")
+    p.add_argument("--schedule", default=None, metavar="LEAGUES",
+                   help="a rolling league schedule instead of the default world, e.g. nba,nhl "
+                        "(games listed 6 h ahead, new waves every 4 h; see league_schedule_spec)")
     p.add_argument("--credentials-file", type=Path, default=None)
     p.add_argument("--heartbeat-seconds", type=float, default=10.0)
     p.add_argument("--cash", default="10000", help="the bot account's starting USD")
@@ -263,9 +266,12 @@ async def _run(args: argparse.Namespace) -> None:
             gateway_port = port + 1
         if admin_port is None:
             admin_port = port + (2 if two_hosts else 1)
+    scenario: Any = args.scenario
+    if args.schedule:
+        scenario = league_schedule_spec(args.seed, tuple(args.schedule.split(",")))
     async with running_sim(
         seed=args.seed,
-        scenario=args.scenario,
+        scenario=scenario,
         heartbeat_seconds=args.heartbeat_seconds,
         two_hosts=two_hosts,
         host=args.host,
@@ -295,7 +301,15 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.schedule and args.scenario:
+        parser.error("--schedule and --scenario are alternatives")
+    if args.schedule:
+        try:
+            league_schedule_spec(args.seed, tuple(args.schedule.split(",")))
+        except ValueError as e:
+            parser.error(str(e))
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

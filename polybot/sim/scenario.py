@@ -19,6 +19,18 @@ price while the truth drifts away, so a real edge appears against a fair value d
 same truth. Makers never cross the book (they skip levels that would trade), so stale quotes stay
 until a taker or the bot takes them.
 
+League schedule (`league_schedule_spec`, `ScenarioSpec.schedule`): instead of (or besides) a
+fixed list of games, each league lists waves of games forever; a game is listed `list_ahead_seconds`
+before its start (event + moneyline on the exchange, in the league's active series; its fixture
+appears at the local OpticOdds because the world now has it), trades pre-game and in play, closes
+at its end and resolves `settle_delay_seconds` later. Waves are drawn from RNGs seeded by (seed,
+wave), so the schedule does not depend on the caller's step cadence. Settled games leave the world
+`prune_after_seconds` later and the background traders' old history is forgotten, so a world can
+run for days; the exchange keeps every market and settlement, as the real one does. Controls for
+tests: `halt`/`reopen`, `postpone` (start moved in place), `finish_game` (resolves with nobody
+watching), `cancel_game` (settles at the last fair price), `at` (any action at a scenario time).
+`demo_world` is the schedule the `run --sim` demo runs at `DEMO_SPEED`.
+
 Entry points: `build_scenario` (tests: a set-up Scenario on model time), `build_sim` (the server's
 runner: world, exchange and driver on a `SimClock`), `load_scenario` (JSON), `script_book` /
 `Scenario.script_book` (exact books; the latter also silences background liquidity there).
@@ -137,6 +149,9 @@ class Liquidity:
     max_level_qty: int = 200
     max_taker_qty: int = 25
     informed_share: float = 0.6  # takers trading toward the truth
+    # makers' ladder grid: None = the market's tick; e.g. 0.01 quotes fine-tick markets in whole
+    # cents, so a small change of view moves a level or two instead of the whole ladder
+    ladder_step: Decimal | None = None
 
 
 @attrs.frozen(slots=True)
@@ -272,7 +287,7 @@ def league_schedule_spec(
     return ScenarioSpec(
         seed=seed,
         timing=timing,
-        liquidity=liquidity or Liquidity(levels=5),
+        liquidity=liquidity or Liquidity(levels=5, ladder_step=Decimal("0.01")),
         schedule=LeagueSchedule(tuple(leagues), games_per_wave, waves),
     )
 
@@ -332,9 +347,11 @@ def _generated_game(
 
 
 def load_scenario(path: str | Path) -> ScenarioSpec:
-    """Read a scenario from JSON: {"seed", "timing": {...}, "liquidity": {...}, "games": [...]};
-    games as GameSpec fields, teams as {"name", "abbreviation", "opticodds_id"?}, decimals as
-    strings or numbers."""
+    """Read a scenario from JSON: {"seed", "timing": {...}, "liquidity": {...}, "games": [...],
+    "schedule": {...}?}; games as GameSpec fields, teams as {"name", "abbreviation",
+    "opticodds_id"?}, decimals as strings or numbers; "schedule" as LeagueSchedule fields
+    ({"leagues": ["nba", "nhl"], "games_per_wave": 3, "waves": null}) with its clocks in
+    "timing" (a schedule turns `respawn` off)."""
     return scenario_from_dict(json.loads(Path(path).read_text()))
 
 
@@ -347,8 +364,9 @@ def scenario_from_dict(data: dict[str, Any]) -> ScenarioSpec:
 
     timing = Timing(**data.get("timing", {}))
     liq_raw = dict(data.get("liquidity", {}))
-    if "half_spread" in liq_raw:
-        liq_raw["half_spread"] = dec(liq_raw["half_spread"])
+    for key in ("half_spread", "ladder_step"):
+        if liq_raw.get(key) is not None:
+            liq_raw[key] = dec(liq_raw[key])
     games = []
     for g in data.get("games", []):
         league = g["league"]
@@ -372,11 +390,22 @@ def scenario_from_dict(data: dict[str, Any]) -> ScenarioSpec:
                 serves_game_start_time=bool(g.get("serves_game_start_time", True)),
             )
         )
+    schedule = None
+    if data.get("schedule") is not None:
+        raw = data["schedule"]
+        leagues = tuple(raw.get("leagues", ("nba", "nhl")))
+        unknown = [lg for lg in leagues if lg not in LEAGUES]
+        if unknown:
+            raise ValueError(f"unknown league(s) {unknown} (known: {sorted(LEAGUES)})")
+        schedule = LeagueSchedule(leagues, int(raw.get("games_per_wave", 3)),
+                                  None if raw.get("waves") is None else int(raw["waves"]))
+        timing = attrs.evolve(timing, respawn=False)
     return ScenarioSpec(
         seed=int(data.get("seed", 0)),
         games=tuple(games),
         timing=timing,
         liquidity=Liquidity(**liq_raw),
+        schedule=schedule,
     )
 
 
@@ -460,6 +489,8 @@ class Scenario:
         self._wave = 0  # the league schedule's next wave to draw
         self._upcoming: list[GameSpec] = []  # drawn, not yet listed (sorted by start)
         self._next_prune = start
+        self._next_forget = start
+        self._on_listed: list[Callable[[SimGame], object]] = []
         self.pruned = 0  # settled games dropped from the world
 
     @property
@@ -610,7 +641,21 @@ class Scenario:
         self._outcomes[market_slug] = g.outcome
         for acct in self.maker_accounts:
             self._makers[(acct, market_slug)] = _MakerState(view=float(g.true_prob))
+        for callback in list(self._on_listed):
+            callback(game)
         return game
+
+    def on_game_listed(self, callback: Callable[[SimGame], object]) -> None:
+        """Call `callback(game)` right after each game is listed (its market exists), e.g. to
+        script an edge or an outcome into every game of a league schedule as it appears."""
+        self._on_listed.append(callback)
+
+    def script_outcome(self, slug: str, value: Decimal) -> None:
+        """The game will settle at `value` (1 = the long team wins, 0 = loses, 0.5 = a tie)."""
+        if not Decimal(0) <= value <= Decimal(1):
+            raise ValueError("an outcome is within 0 and 1")
+        self.game(slug)
+        self._outcomes[slug] = value
 
     # --- stepping ------------------------------------------------------------------------------
 
@@ -650,6 +695,12 @@ class Scenario:
             if t >= self._next_prune:
                 self._next_prune = t + timedelta(seconds=60)
                 self._prune(t)
+            if self.spec.schedule is not None and t >= self._next_forget:
+                self._next_forget = t + timedelta(seconds=600)  # a world meant to run for days
+                self.exchange.forget_history(
+                    [*self.maker_accounts, TAKER_ACCOUNT],
+                    t - timedelta(seconds=self.timing.prune_after_seconds),
+                )
             for game in self.world.games:
                 if game.status in ("unplayed", "live"):
                     self._drift(game)
@@ -856,6 +907,9 @@ class Scenario:
 
     def _ladder(self, view: Decimal, tick: Decimal) -> set[tuple[Side, Decimal]]:
         half = self.liquidity.half_spread
+        step = self.liquidity.ladder_step
+        if step is not None and step > tick and floor_to_step(step, tick) == step:
+            tick = step
         top_bid = floor_to_step(view - half, tick)
         top_ask = ceil_to_step(view + half, tick)
         if top_ask <= top_bid:
@@ -968,6 +1022,17 @@ class Scenario:
         m = self.exchange.markets[slug]
         if m.settlement is None and m.state is MarketState.HALTED:
             self.exchange.set_market_state(slug, MarketState.OPEN)
+
+    def new_season(self, league: str) -> int:
+        """The league moves to a new active series (a new id, slug `{league}-{year}-2`, ...):
+        games listed from now on belong to it, games already listed stay in the old one, which
+        the league's event board (`/v2/leagues/{slug}/events`) no longer shows. Returns the id."""
+        lg = self.exchange.leagues[league]
+        series_id = max(self.exchange.series) + 1
+        n = sum(1 for s in self.exchange.series.values() if s.league == league) + 1
+        self.exchange.roll_series(league, series_id, f"{league}-{self.start.year}-{n}")
+        assert lg.active_series_id == series_id
+        return series_id
 
     def postpone(self, slug: str, by_seconds: float) -> None:
         """Move an unplayed game's start (and end) by `by_seconds`, in place: the event's and

@@ -2,9 +2,10 @@
 
 One `World` holds the games. The scenario driver (`polybot.sim.scenario`) is its only writer: it
 creates the games, drifts each game's hidden true probability, moves games from upcoming to live to
-finished and settles them. The local exchange lists one event with one moneyline market per game;
-the local OpticOdds publishes sportsbook odds for the same fixtures, derived from the same hidden
-probability. Both read the world; neither writes it.
+finished and settles them, and (in a league schedule) drops games settled a day ago. The local
+exchange lists one event with one moneyline market per game; the local OpticOdds publishes
+sportsbook odds for the same fixtures, derived from the same hidden probability. Both read the
+world; neither writes it.
 
 Times are absolute UTC datetimes computed from the moment the sim started (so a scenario never goes
 stale); probabilities are Decimal in (0, 1).

@@ -333,3 +333,69 @@ async def test_a_market_resolves_with_no_client_connected(mock_clock):
         await trio.sleep(660)
         r = await http.get(f"/v1/markets/{slug}/settlement")
         assert r.status_code == 200 and r.json() == {"slug": slug, "settlement": 0.0}
+
+
+async def test_a_game_is_unknown_until_listed_then_found_by_fixture_window_and_partner_id(
+        mock_clock):
+    async with running_sim(scenario=schedule(), opticodds=True, **SLOW) as sim, \
+            httpx.AsyncClient(base_url=sim.gateway_url) as http, \
+            OpticOddsClient(sim.opticodds_url, sim.opticodds_key) as oo:
+        before = {g.fixture_id for g in sim.world.games}
+        await trio.sleep(HOUR + 60)  # wave 1's second games are listed at +1 h 10 min
+        new = [g for g in sim.world.games if g.fixture_id not in before]
+        assert new and all(g.start_time - sim.now() > timedelta(hours=1) for g in new)
+        for g in new:
+            r = await http.get(f"/v1/partners/opticodds/events/{g.fixture_id}")
+            assert r.status_code == 200
+            event, (market,) = wire.parse_event(wire.loads_exact(r.content)["event"])
+            assert market.slug == g.market_slug and event.start_time == g.start_time
+        ahead = await oo.active_fixtures(league=["nhl"], start_after=sim.now() + timedelta(hours=1),
+                                         start_before=sim.now() + timedelta(hours=3))
+        assert {f.id for f in ahead} == {
+            g.fixture_id for g in sim.world.games if g.league == "nhl"
+            and sim.now() + timedelta(hours=1) <= g.start_time <= sim.now() + timedelta(hours=3)}
+        assert ahead
+        unlisted = "20990101DEADBEEF"
+        assert (await http.get(f"/v1/partners/opticodds/events/{unlisted}")).status_code == 404
+        assert await oo.fixture(unlisted) is None
+
+
+async def test_a_cancelled_game_is_pushed_as_cancelled_and_leaves_the_active_fixtures(mock_clock):
+    async with running_sim(scenario=schedule(), opticodds=True, **SLOW) as sim, \
+            httpx.AsyncClient(base_url=sim.gateway_url) as http, \
+            OpticOddsClient(sim.opticodds_url, sim.opticodds_key) as oo:
+        g = next(g for g in sim.world.games if g.league == "nhl")
+        statuses = []
+
+        async def watch(task_status=trio.TASK_STATUS_IGNORED):
+            async with oo.stream_odds("hockey", ["pinnacle"], leagues=["nhl"]) as stream:
+                task_status.started()
+                async for ev in stream.events():
+                    if ev is not None and ev.event == "fixture-status":
+                        statuses.append(parse_fixture_status(ev.data))
+
+        async with trio.open_nursery() as n:
+            await n.start(watch)
+            sim.scenario.cancel_game(g.market_slug)
+            await trio.sleep(700)
+            n.cancel_scope.cancel()
+        assert [(s.fixture_id, s.status) for s in statuses] == [(g.fixture_id, "cancelled")]
+        assert g.fixture_id not in {f.id for f in await oo.active_fixtures(league=["nhl"])}
+        r = await http.get(f"/v1/markets/{g.market_slug}/settlement")
+        assert r.status_code == 200 and 0 < r.json()["settlement"] < 1  # the last fair price
+
+
+async def test_a_new_season_changes_the_active_series_id_a_client_must_read(mock_clock):
+    async with running_sim(scenario=schedule(), **SLOW) as sim, \
+            httpx.AsyncClient(base_url=sim.gateway_url) as http:
+        old = (await http.get("/v2/leagues/nba")).json()["league"]["activeSeriesId"]
+        listed = {e["slug"] for e in await listing(http, "nba")}
+        new = sim.scenario.new_season("nba")
+        assert (await http.get("/v2/leagues/nba")).json()["league"]["activeSeriesId"] == new
+        await trio.sleep(HOUR)  # the next nba game is listed into the new series
+        board = exact(await http.get("/v2/leagues/nba/events"))["events"]
+        in_new = exact(await http.get("/v1/events", params={"seriesId": new}))["events"]
+        assert board and {e["slug"] for e in board} == {e["slug"] for e in in_new}
+        assert not listed & {e["slug"] for e in board}
+        still = exact(await http.get("/v1/events", params={"seriesId": old}))["events"]
+        assert {e["slug"] for e in still} == listed

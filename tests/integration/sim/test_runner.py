@@ -74,3 +74,30 @@ async def test_standalone_runner_writes_0600_credentials_once_listening(tmp_path
     log.close()
     out = (tmp_path / "out.txt").read_text()
     assert creds["key_id"] in out and creds["secret_key"] not in out
+
+
+async def test_standalone_runner_serves_a_league_schedule_and_refuses_unknown_leagues(tmp_path):
+    creds_path = tmp_path / "creds.json"
+    cmd = [sys.executable, "-m", "polybot.sim.harness", "--seed", "2", "--schedule", "nba,nhl",
+           "--credentials-file", str(creds_path)]
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(partial(trio.run_process, cmd, check=False,
+                                           stdout=(tmp_path / "out.txt").open("wb")))
+        try:
+            with trio.fail_after(20):
+                while not creds_path.exists():
+                    await trio.sleep(0.05)
+            creds = json.loads(creds_path.read_text())
+            async with httpx.AsyncClient(timeout=5) as http:
+                body = (await http.get(creds["gateway_url"] + "/v2/leagues/nba/events")).json()
+                slugs = {m["slug"] for e in body["events"] for m in e["markets"]}
+                assert slugs and slugs <= set(creds["markets"])
+                assert all(e["seriesSlug"].startswith("nba-") for e in body["events"])
+        finally:
+            proc.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            await proc.wait()
+    assert proc.returncode == 0
+    bad = await trio.run_process([sys.executable, "-m", "polybot.sim.harness", "--schedule",
+                                  "nba,ncaab"], check=False, capture_stderr=True)
+    assert bad.returncode == 2 and b"unknown league 'ncaab'" in bad.stderr

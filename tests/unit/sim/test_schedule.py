@@ -9,15 +9,18 @@ from decimal import Decimal as D
 
 import pytest
 
-from polybot.model import MarketState, MarketStatus
+from polybot.model import Intent, MarketState, MarketStatus
+from polybot.sim.engine import OrderSpec
 from polybot.sim.scenario import (
     DEMO_SPEED,
     LEAGUE_REFDATA,
+    TAKER_ACCOUNT,
     Liquidity,
     Scenario,
     Timing,
     demo_world,
     league_schedule_spec,
+    scenario_from_dict,
 )
 
 T0 = datetime(2026, 12, 5, 20, 0, tzinfo=UTC)
@@ -121,12 +124,31 @@ def test_the_schedule_is_the_same_for_a_seed_and_differs_across_seeds():
 
 
 def test_settled_games_are_pruned_from_the_world_a_day_later_but_stay_on_the_exchange():
-    spec = _spec(timing=Timing(tick_seconds=300.0, quote_refresh_seconds=600.0, taker_rate=0.0,
+    spec = _spec(timing=Timing(tick_seconds=300.0, quote_refresh_seconds=600.0, taker_rate=0.002,
                                prune_after_seconds=6 * HOUR))
     sc = Scenario(spec, start=T0)
     sc.setup()
+    ex = sc.exchange
+    ex.create_account("bot", D(1000))
+    slug = sc.world.games[0].market_slug
+    _run_from(sc, 0, 0.1)
+    ask = ex.bbo(slug).best_ask
+    assert ask is not None
+    bot_order = ex.submit("bot", OrderSpec(slug, Intent.BUY_LONG, price=ask, quantity=D(5)))
+    bot_history = len(ex.activities("bot"))
     _run(sc, 30, every=300.0)
     assert sc.pruned > 0
+    # the background traders' history is forgotten past the window; the bot's is kept
+    assert ex.get_order("bot", bot_order) is not None and len(ex.activities("bot")) > bot_history
+    assert bot_order in {a.order_id for a in ex.orders_accepted}
+    background = {"bg-maker-1", TAKER_ACCOUNT}
+    assert all(a.account_id == "bot" or a.order_id in {
+        o.order_id for o in ex.open_orders(a.account_id)} for a in ex.orders_accepted
+        if a.time < T0 + timedelta(hours=29))
+    window = T0 + timedelta(hours=30 - 6) - timedelta(minutes=10)
+    assert all(t.time >= window for t in ex.trades.values()
+               if {t.maker.account_id, t.taker.account_id} <= background)
+    assert all(a.time >= window for a in ex.activities("bg-maker-1"))
     oldest_kept = min(g.start_time for g in sc.world.games)
     assert oldest_kept > T0 + timedelta(hours=30 - 6 - 1 - 1)  # settled within the last 6 h
     # ids keep counting (no reuse after pruning); the exchange keeps every market and settlement
@@ -243,3 +265,60 @@ def test_unknown_leagues_and_empty_waves_are_refused():
         league_schedule_spec(1, ("nba", "ncaab"))
     with pytest.raises(ValueError, match="games_per_wave"):
         league_schedule_spec(1, games_per_wave=0)
+
+
+def test_a_json_scenario_can_carry_a_league_schedule():
+    spec = scenario_from_dict({
+        "seed": 3,
+        "timing": {"list_ahead_seconds": 600, "wave_spacing_seconds": 900,
+                   "first_wave_seconds": 60, "game_length_seconds": 300},
+        "schedule": {"leagues": ["nhl"], "games_per_wave": 2, "waves": 2},
+    })
+    assert spec.schedule is not None and spec.timing.respawn is False
+    sc = Scenario(spec, start=T0)
+    sc.setup()
+    _run_from(sc, 0, 1)
+    assert len(sc.world.games) == 4 and {g.league for g in sc.world.games} == {"nhl"}
+    with pytest.raises(ValueError, match="unknown league"):
+        scenario_from_dict({"schedule": {"leagues": ["ncaaf"]}})
+
+
+def test_every_listed_game_can_be_scripted_as_it_appears():
+    sc = Scenario(_spec(), start=T0)
+    seen = []
+
+    def script(game):
+        seen.append(game.market_slug)
+        sc.script_outcome(game.market_slug, D("0.5") if game.league == "nhl" else D(1))
+        sc.script_book(game.market_slug, bids=[("0.40", 10)], offers=[("0.45", 10)])
+
+    sc.on_game_listed(script)
+    sc.setup()
+    assert seen == [g.market_slug for g in sc.world.games]  # the ones listed at the start too
+    _run(sc, 7)
+    assert seen == [g.market_slug for g in sc.world.games] and len(seen) > 6
+    for g in sc.world.games:
+        if g.settled_at is not None:
+            assert g.settlement == (D("0.5") if g.league == "nhl" else D(1))
+        else:
+            book = sc.exchange.bbo(g.market_slug)
+            assert (book.best_bid, book.best_ask) == (D("0.40"), D("0.45"))  # makers stay out
+    with pytest.raises(ValueError):
+        sc.script_outcome(seen[-1], D(2))
+
+
+def test_a_new_season_puts_later_games_in_a_new_series_and_keeps_listed_ones_in_the_old():
+    sc = Scenario(_spec(), start=T0)
+    sc.setup()
+    old_series = sc.exchange.leagues["nba"].active_series_id
+    before = {g.event_slug for g in sc.world.games if g.league == "nba"}
+    new_series = sc.new_season("nba")
+    assert new_series != old_series and sc.exchange.leagues["nba"].active_series_id == new_series
+    assert sc.exchange.leagues["nhl"].active_series_id == LEAGUE_REFDATA["nhl"][4]
+    _run(sc, 3)
+    for g in sc.world.games:
+        ev = sc.exchange.events[g.event_slug]
+        if g.league == "nba":
+            assert ev.series_id == (old_series if g.event_slug in before else new_series)
+            assert ev.series_slug == ("nba-2026" if g.event_slug in before else "nba-2026-2")
+    assert any(g.league == "nba" and g.event_slug not in before for g in sc.world.games)
