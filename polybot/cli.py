@@ -52,7 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from polybot import demo
 
         return demo.run_demo(duration=args.duration, seed=args.seed, live=args.live,
-                             data_dir=Path(args.data_dir) if args.data_dir else None)
+                             data_dir=Path(args.data_dir) if args.data_dir else None,
+                             speed=args.speed if args.speed is not None else demo.DEMO_SPEED)
     from polybot import app
 
     return app.main(args)
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=None, metavar="S",
                      help="with --sim: stop after S seconds and print a summary")
     run.add_argument("--seed", type=int, default=1, metavar="N", help="with --sim: scenario seed")
+    run.add_argument("--speed", type=float, default=None, metavar="X",
+                     help="with --sim: run the local world and the bot X times faster than real "
+                          "time on one clock (default 20; 1 = real time)")
     run.add_argument("--live", action="store_true",
                      help="with --sim: live mode (real REST orders) against the local exchange")
     run.add_argument("--data-dir", default=None, metavar="DIR",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ from polybot.config import load_settings
 from polybot.logs import configure_from_settings, configure_logging
 from polybot.runtime import run_bot
 from polybot.sim.harness import SimHandle, running_sim
+from polybot.sim.scenario import DEMO_SPEED, demo_world
+
+DEMO_LEAGUES = ("nba", "nhl")  # the leagues `demo_world` schedules
 
 log = logging.getLogger("polybot.demo")
 
@@ -43,7 +47,10 @@ def demo_env(s: SimHandle, *, data_dir: Path, live: bool) -> dict[str, str]:
         "PM_BASE_URL": s.api_url,
         "PM_GATEWAY_URL": s.gateway_url,
         "PM_WS_URL": s.ws_url,
-        "MARKET_SLUGS": ",".join(s.markets),
+        # discovery, as an operator configures it: the leagues, not a list of slugs
+        "MARKET_LEAGUES": ",".join(DEMO_LEAGUES),
+        "DISCOVERY_INTERVAL_SECONDS": "30",  # simulated seconds: a pass every 1.5 s at 20x
+        "DISCOVERY_HORIZON_HOURS": "1",
         "OPTICODDS_BASE_URL": s.opticodds_url,
         "OPTICODDS_API_KEY": s.opticodds_key,
         "DATA_DIR": str(data_dir),
@@ -54,7 +61,7 @@ def demo_env(s: SimHandle, *, data_dir: Path, live: bool) -> dict[str, str]:
 
 
 def run_demo(*, duration: float | None, seed: int, live: bool, data_dir: Path | None,
-             speed: float = 1.0) -> int:
+             speed: float = DEMO_SPEED) -> int:
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="polybot-sim-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(level="INFO", log_file=data_dir / "bot.log",
@@ -67,13 +74,15 @@ async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path,
                 speed: float = 1.0) -> int:
     # the one wall clock of this process: the bot's and the world's (start times, game clocks)
     clock = ReplayClock(datetime.now(UTC), origin=trio.current_time())
-    async with running_sim(seed=seed, opticodds=True, clock=clock.now) as sim:
+    async with running_sim(seed=seed, scenario=demo_world(seed), opticodds=True,
+                           clock=clock.now) as sim:
         settings = load_settings(demo_env(sim, data_dir=data_dir, live=live))
         # as a real run configures it (the sim's generated keys redacted), with a quieter stderr
         # so the status lines stay readable
         configure_from_settings(settings, stderr_level="WARNING")
         say(f"polybot demo: {settings.trading_mode} mode against the local exchange "
-            f"({len(settings.market_slugs)} markets, seed {seed}); state in {data_dir}")
+            f"(leagues {','.join(settings.market_leagues)}, markets found by discovery, seed {seed}); "
+            f"state in {data_dir}")
         say(f"  exchange {sim.api_url}  odds {sim.opticodds_url}")
         if speed != 1.0:
             say(f"  accelerated: the world and the bot run {speed:g}x faster than real time on "
@@ -85,7 +94,8 @@ async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path,
 
         bot_result: dict[str, object] = {}
         code = await run_bot(settings, duration=None if duration is None else duration * speed,
-                             clock=clock, status_line=say, on_health_port=health,
+                             clock=clock, status_line=_every(max(1, round(speed)), say),
+                             on_health_port=health,
                              on_finish=bot_result.update)
         say(summary(bot_result, data_dir))
         return code
@@ -109,6 +119,20 @@ def summary(result: dict[str, object], data_dir: Path) -> str:
                 lines.append(f"  position {row.slug}: {row.position}")
     lines.append(f"  report: python -m polybot report --data-dir {data_dir}")
     return "\n".join(lines)
+
+
+def _every(n: int, sink: Callable[[str], None]) -> Callable[[str], None]:
+    """Pass on the first line and every n-th after it (an accelerated run's status line comes
+    n times as often in real time)."""
+    count = 0
+
+    def line(text: str) -> None:
+        nonlocal count
+        if count % n == 0:
+            sink(text)
+        count += 1
+
+    return line
 
 
 def say(line: str) -> None:
