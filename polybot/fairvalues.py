@@ -110,6 +110,20 @@ class FairValues:
             self._trusted_since[slug] = now
             self._notify(slug)
 
+    def forget(self, slug: str) -> None:
+        """The market left the universe: drop its entries (and its fixture's, once unused)."""
+        fid = self._fixture_of.pop(slug, None)
+        self._values.pop(slug, None)
+        self._trusted.pop(slug, None)
+        self._why_not.pop(slug, None)
+        self._trusted_since.pop(slug, None)
+        if fid is not None and fid not in self._fixture_of.values():
+            self._fixtures.pop(fid, None)
+
+    def market_keys(self) -> frozenset[str]:
+        return frozenset(self._fixture_of).union(self._values, self._trusted, self._why_not,
+                                                 self._trusted_since)
+
     # --- readers ----------------------------------------------------------------------------------
 
     def get(self, slug: str) -> FairValue | None:

@@ -339,6 +339,16 @@ class PaperExecutor:
             realized = self.ledger.settle(slug, value)
             log.info("paper: %s settled at %s, realized %s", slug, value, realized)
 
+    def forget(self, market_slug: str) -> None:
+        """The market left the universe (flat, no open order): its liquidity memory goes."""
+        self._taken.pop(market_slug, None)
+        self._forgotten.discard(market_slug)
+        self._unsettled.discard(market_slug)
+
+    def market_keys(self) -> set[str]:
+        return (set(self._taken) | self._forgotten | self._unsettled
+                | {s.order.market_slug for s in self._resting.values()})
+
     def on_trade(self, trade: TradePrint) -> list[Fill]:
         """A trade printed strictly through a resting order's price fills it (as maker)."""
         left = trade.qty
