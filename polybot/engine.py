@@ -38,6 +38,7 @@ from polybot.model import (
     BookSnapshot,
     Intent,
     MarketState,
+    MarketStatus,
     OrderRequest,
     Rejection,
     Signal,
@@ -214,7 +215,16 @@ class TradingEngine:
         """Why no opening order goes to `slug` ("" when one may): the universe's facts (no event
         or start time, no confirmed fixture, no data, halted). Closing orders are never held back."""
         listing = self.universe.get(slug)
-        return "not in the universe" if listing is None else listing.why_not_traded()
+        if listing is None:
+            return "not in the universe"
+        why = listing.why_not_traded()
+        if why and listing.info.status is MarketStatus.HALTED \
+                and self.books.state(slug) is MarketState.OPEN:
+            # the book's state is the market's live state: a halt the cached metadata still
+            # shows (refreshed every minute) is over once the book trades again
+            live = attrs.evolve(listing, info=attrs.evolve(listing.info, status=MarketStatus.OPEN))
+            why = live.why_not_traded()
+        return why
 
     def signals_for(self, slug: str, now: datetime, mono: float) -> list[Signal]:
         market = self.universe.info(slug)

@@ -126,7 +126,8 @@ class Lifecycle:
         retired = []
         for listing in self.universe.listings():
             slug = listing.slug
-            if self.kept_reason(slug, now) != "":
+            if not is_over(listing, now, self.books.state(slug)) \
+                    or self.kept_reason(slug, now) != "":
                 continue
             why = ("settled at " + str(listing.settlement) if listing.settlement is not None
                    else listing.phase(now).value if listing.phase(now) in OVER_PHASES
