@@ -80,6 +80,25 @@ async def test_a_market_retires_only_once_over_flat_and_without_orders_and_is_no
         assert report_rows(tmp_path)[held]["result"] == "won"
 
 
+async def test_an_order_the_bot_did_not_place_keeps_a_closed_market_until_it_is_gone(
+        tmp_path, mock_clock):
+    async with running_sim(run_scenario=False, opticodds=True, cash=D("1000")) as sim:
+        slug, other = sim.markets[0], sim.markets[1]
+        mine = sim.account_id
+        async with running_bot(sim, tmp_path, live=True, MARKET_SLUGS=f"{slug},{other}") as bot:
+            assert await wait_for(lambda: slug in bot.universe and bot.live.trading_allowed, 60)
+            foreign = sim.exchange.submit(mine, OrderSpec(slug, Intent.BUY_LONG, price=D("0.03"),
+                                                          quantity=D("5")))
+            assert await wait_for(lambda: bot.exposure.market_orders(slug), 90)
+            sim.exchange.set_market_state(slug, MarketState.CLOSED)  # the order stays open
+            await trio.sleep(70)  # the closed status has been re-read
+            assert slug in bot.universe
+            assert bot.lifecycle.kept_reason(slug, bot.clock.now()) == "1 open order(s)"
+            sim.exchange.cancel(mine, foreign)
+            assert await wait_for(lambda: slug not in bot.universe, 90)
+            assert bot.exposure.market_keys() <= set(bot.universe)
+
+
 async def test_a_market_resolved_while_the_bot_is_down_is_settled_on_start_then_retired(
         tmp_path, mock_clock):
     async with running_sim(run_scenario=False, opticodds=True) as sim:
