@@ -139,6 +139,7 @@ def build(settings: Settings, clock: Clock) -> Components:
     lifecycle = Lifecycle(universe, books=books, ledger=ledger, exposure=exposure,
                           registry=registry, venue=executor, configured=settings.market_slugs)
     _follow_retirements(universe, books, fair_values, exposure, engine, executor)
+    universe.add_retire_listener(ledger.forget_marks)
     trading.set_notifier(engine.on_notice)
     gate.set_notifier(engine.on_notice)
     if isinstance(executor, LiveExecutor):

@@ -171,6 +171,7 @@ class Bot:
             "engine": self.engine.market_keys(),
             "executor": self.executor.market_keys(),
             "lifecycle": self.lifecycle.keys(),
+            "ledger_marks": self.ledger.marked_only(),
             "received_at": set(self._received_at),
             "dirty": set(self._dirty),
             "metric_labels": self.metrics.market_labels(),

@@ -147,3 +147,15 @@ async def test_a_refresh_reads_status_then_the_settlement_of_markets_that_are_ov
     mono[0] += 10
     await w.lifecycle.refresh(Rest(), lambda: NOW, lambda: mono[0])
     assert calls == ["market m", "settlement m"]  # resolved and recorded: not asked again
+
+
+def test_the_ledger_forgets_the_marks_of_a_market_it_never_traded_but_keeps_its_history():
+    ledger = Ledger(D(1000))
+    ledger.update_marks("quiet", D("0.40"), D("0.42"))
+    ledger.set_position("traded", D(10), D("0.40"))
+    ledger.settle("traded", D(1))
+    ledger.drain_changes()
+    assert ledger.marked_only() == {"quiet"}
+    ledger.forget_marks("quiet")
+    ledger.forget_marks("traded")
+    assert set(ledger.markets) == {"traded"} and ledger.realized_pnl == D(6)
