@@ -1199,13 +1199,16 @@ class LiveExecutor:
 
     def _report_adoption(self, *, force: bool = False) -> None:
         """Hand the adopted equity to `on_adopted` (the day's start and high-water mark re-base
-        there) once every adopted position in a configured market has the mark it is valued at:
+        there) once every adopted position in a traded market has the mark it is valued at:
         a baseline valued at cost would count the cost-to-bid gap as today's loss when the first
-        book arrives. `force` (a reconciliation `adoption_mark_wait` after the adoption): value
+        book arrives. Following the universe, that is every adopted position (a held market
+        joins the universe and its book is subscribed, even when the universe is still empty at
+        the adoption). `force` (a reconciliation `adoption_mark_wait` after the adoption): value
         what is still unmarked at cost."""
         for slug, m in self.ledger.markets.items():
             mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
-            if not force and m.net_qty != 0 and slug in self.slugs and mark is None:
+            traded = self._follow is not None or slug in self.slugs
+            if not force and m.net_qty != 0 and traded and mark is None:
                 return
         self._adoption_unmarked = False
         self.on_adopted(self.ledger.equity)
