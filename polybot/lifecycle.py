@@ -121,6 +121,15 @@ class Lifecycle:
                         position_qty=self.ledger.position(slug).net_qty,
                         open_orders=self._open_orders(slug))
 
+    def in_use(self, slug: str) -> str:
+        """Why `slug` may not leave the universe whatever its phase (a position or an open order:
+        what `MAX_MARKETS` must never evict), "" when nothing of ours is in it."""
+        orders = self._open_orders(slug)
+        if orders:
+            return f"{orders} open order(s)"
+        qty = self.ledger.position(slug).net_qty
+        return f"position {qty:+}" if qty != 0 else ""
+
     def retire_finished(self, now: datetime) -> list[str]:
         """Retire every market that is over, flat and without an open order; the slugs retired."""
         retired = []

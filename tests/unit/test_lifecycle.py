@@ -159,3 +159,14 @@ def test_the_ledger_forgets_the_marks_of_a_market_it_never_traded_but_keeps_its_
     ledger.forget_marks("quiet")
     ledger.forget_marks("traded")
     assert set(ledger.markets) == {"traded"} and ledger.realized_pnl == D(6)
+
+
+def test_a_market_with_a_position_or_an_order_is_in_use_whatever_its_phase():
+    w = World()
+    for slug in ("pos", "order", "free"):
+        w.universe.put(info(slug, start=NOW + timedelta(days=1)))
+    w.ledger.set_position("pos", D(-3), D("0.40"))
+    w.registry.new_order(OrderRequest("order", Intent.BUY_LONG, D("0.40"), D(5)), now=NOW)
+    assert w.lifecycle.in_use("pos") == "position -3"
+    assert w.lifecycle.in_use("order") == "1 open order(s)"
+    assert w.lifecycle.in_use("free") == ""
