@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from polybot.errors import FatalError
 from polybot.model import MarketState, MarketStatus
 from polybot.universe import Listing, Origin, Phase, Universe
 
@@ -181,17 +182,33 @@ class Lifecycle:
 
     async def refresh(self, rest: Rest, now: Callable[[], datetime], mono: Callable[[], float],
                       *, skip: Collection[str] = ()) -> None:
-        """One pass: targeted metadata re-reads, then settlement reads (raises on a REST error;
-        what was learned before the error is kept)."""
+        """One pass: targeted metadata re-reads, then settlement reads. A read that fails is
+        asked again on its own schedule and the others go on; the first error is raised at the
+        end (for the caller to report)."""
+        failed: Exception | None = None
         for slug in self.due_refresh(now(), mono(), skip):
             self._refreshed[slug] = mono()
-            info = await rest.market_by_slug(slug)
+            try:
+                info = await rest.market_by_slug(slug)
+            except FatalError:
+                raise
+            except Exception as exc:  # this market is asked again in a minute; the rest go on
+                failed = failed or exc
+                continue
             self.note_status(slug, info.status)
         for slug in self.due_settlement(now(), mono()):
             self._asked[slug] = mono()
-            value = await rest.settlement(slug)
+            try:
+                value = await rest.settlement(slug)
+            except FatalError:
+                raise
+            except Exception as exc:
+                failed = failed or exc
+                continue
             if value is not None:
                 self.note_settlement(slug, value)
+        if failed is not None:
+            raise failed
 
     def note_status(self, slug: str, status: MarketStatus) -> None:
         """A re-read market status (the event linkage and start time stay as established)."""

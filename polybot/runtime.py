@@ -203,7 +203,7 @@ class Bot:
             if (trio.current_time() - refreshed >= METADATA_REFRESH_SECONDS
                     or any(slug not in self.universe for slug in wanted)):
                 try:
-                    await load_markets(self.rest, self.universe, wanted)
+                    await load_markets(self.rest, self.universe, wanted, self._still_wanted)
                 except FatalCredentialsError:
                     raise
                 except Exception as exc:  # the exchange may be in maintenance: keep trying
@@ -239,6 +239,13 @@ class Bot:
         configured = [slug for slug in self.settings.market_slugs if slug not in gone]
         held = [slug for slug in self.ledger.positions if slug not in self.settings.market_slugs]
         return [*configured, *held]
+
+    def _still_wanted(self, slug: str) -> bool:
+        """Asked right before a configured or held market is put in the universe: not once it was
+        retired meanwhile (a flat held market, or a configured one retired for good)."""
+        if slug in self.lifecycle.retired_configured:
+            return False
+        return slug in self.settings.market_slugs or self.ledger.position(slug).net_qty != 0
 
     async def markets_child(self, progress: Progress, *,
                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -170,3 +170,24 @@ def test_a_market_with_a_position_or_an_order_is_in_use_whatever_its_phase():
     assert w.lifecycle.in_use("pos") == "position -3"
     assert w.lifecycle.in_use("order") == "1 open order(s)"
     assert w.lifecycle.in_use("free") == ""
+
+
+async def test_a_failed_read_does_not_stop_the_others_and_is_reported_at_the_end():
+    w = World()
+    for slug in ("a", "b"):
+        w.universe.put(info(slug))
+
+    class Rest:
+        async def market_by_slug(self, slug: str) -> MarketInfo:
+            if slug == "a":
+                raise ConnectionError("exchange busy")
+            return info(slug, MarketStatus.CLOSED)
+
+        async def settlement(self, slug: str) -> D | None:
+            return None
+
+    with pytest.raises(ConnectionError):
+        await w.lifecycle.refresh(Rest(), lambda: NOW, lambda: 0.0)
+    assert w.universe.get("b").phase(NOW) is Phase.CLOSED  # read despite a's failure
+    assert w.lifecycle.due_refresh(NOW, 1.0) == []  # neither asked again at once
+    assert w.lifecycle.due_refresh(NOW, 61.0) == ["a", "b"]  # a is asked again on its schedule
