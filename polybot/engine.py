@@ -224,6 +224,8 @@ class TradingEngine:
             # shows (refreshed every minute) is over once the book trades again
             live = attrs.evolve(listing, info=attrs.evolve(listing.info, status=MarketStatus.OPEN))
             why = live.why_not_traded()
+        if not why and self.books.state(slug) in (MarketState.HALTED, MarketState.SUSPENDED):
+            why = "market halted"  # the book says so before the metadata does
         return why
 
     def signals_for(self, slug: str, now: datetime, mono: float) -> list[Signal]:
