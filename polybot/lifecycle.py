@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -47,6 +47,10 @@ FINAL_BOOK_STATES = frozenset({MarketState.EXPIRED, MarketState.TERMINATED})
 OVER_PHASES = frozenset({Phase.CLOSED, Phase.RESOLVED})
 REFRESH_SECONDS = 60.0  # a started market's metadata is re-read this often (one market per call)
 SETTLEMENT_POLL_SECONDS = 30.0  # an over market's settlement is asked this often until published
+# A retired market is remembered this long, so a listing that still shows it (an event stays
+# listed until it settles, and an unsettled contract up to about two weeks) does not add it back.
+# Bounded by the markets retired in the window, not by the days the bot runs.
+RETIRED_MEMORY = timedelta(days=15)
 
 
 def is_over(listing: Listing, now: datetime, book_state: MarketState | None) -> bool:
@@ -109,6 +113,7 @@ class Lifecycle:
         self.retired_configured: set[str] = set()
         self._refreshed: dict[str, float] = {}  # slug -> monotonic time of its last refresh
         self._asked: dict[str, float] = {}  # slug -> monotonic time of its last settlement read
+        self._retired_at: dict[str, datetime] = {}  # slug -> when it was retired (RETIRED_MEMORY)
         universe.add_retire_listener(self._forget)
 
     # --- the retirement pass (sync, cheap: every housekeeping second) ----------------------------
@@ -144,9 +149,24 @@ class Lifecycle:
                    else f"book {self.books.state(slug)}")
             if slug in self.configured or listing.origin is Origin.CONFIGURED:
                 self.retired_configured.add(slug)
+            self._retired_at[slug] = now
             self.universe.retire(slug, why)
             retired.append(slug)
+        self._prune_retired(now)
         return retired
+
+    def was_retired(self, slug: str) -> bool:
+        """Retired in the last `RETIRED_MEMORY` (or a configured market retired in this run): a
+        listing that still shows it must not add it back (discovery asks before `put`)."""
+        return slug in self._retired_at or slug in self.retired_configured
+
+    def _prune_retired(self, now: datetime) -> None:
+        if not self._retired_at:
+            return
+        oldest = next(iter(self._retired_at.values()))  # insertion order is retirement order
+        if now - oldest < RETIRED_MEMORY:
+            return
+        self._retired_at = {s: t for s, t in self._retired_at.items() if now - t < RETIRED_MEMORY}
 
     def _open_orders(self, slug: str) -> int:
         ours = len(self.registry.open_orders(slug))

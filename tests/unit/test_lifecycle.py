@@ -191,3 +191,18 @@ async def test_a_failed_read_does_not_stop_the_others_and_is_reported_at_the_end
     assert w.universe.get("b").phase(NOW) is Phase.CLOSED  # read despite a's failure
     assert w.lifecycle.due_refresh(NOW, 1.0) == []  # neither asked again at once
     assert w.lifecycle.due_refresh(NOW, 61.0) == ["a", "b"]  # a is asked again on its schedule
+
+
+def test_a_retired_market_is_remembered_for_a_bounded_time_so_a_listing_does_not_add_it_back():
+    from polybot.lifecycle import RETIRED_MEMORY
+
+    w = World()
+    w.universe.put(info("old"), origin=Origin.DISCOVERED)
+    w.close("old")
+    assert w.lifecycle.retire_finished(NOW) == ["old"]
+    assert w.lifecycle.was_retired("old") and not w.lifecycle.was_retired("new")
+    later = NOW + RETIRED_MEMORY + timedelta(hours=1)
+    w.universe.put(info("new"), origin=Origin.DISCOVERED)
+    w.close("new")
+    assert w.lifecycle.retire_finished(later) == ["new"]
+    assert not w.lifecycle.was_retired("old") and w.lifecycle.was_retired("new")
