@@ -127,18 +127,20 @@ async def test_an_order_the_bot_did_not_place_keeps_a_closed_market_until_it_is_
             assert bot.exposure.market_keys() <= set(bot.universe)
 
 
+@pytest.mark.parametrize("live", [False, True], ids=["paper", "live"])
 async def test_a_market_resolved_while_the_bot_is_down_is_settled_on_start_then_retired(
-        tmp_path, mock_clock):
-    async with running_sim(run_scenario=False, opticodds=True) as sim:
+        tmp_path, mock_clock, live):
+    async with running_sim(run_scenario=False, opticodds=True, cash=D("1000")) as sim:
         slug, other = sim.markets[0], sim.markets[1]
         script_book(sim.exchange, slug, bids=[("0.09", 500)], offers=[("0.10", 500)])
-        async with running_bot(sim, tmp_path, live=False, MARKET_SLUGS=slug) as bot:
+        async with running_bot(sim, tmp_path, live=live, MARKET_SLUGS=slug) as bot:
             assert await wait_for(lambda: bot.ledger.position(slug).net_qty > 0, 60)
             await trio.sleep(2)
             qty = bot.ledger.position(slug).net_qty
             cash = bot.ledger.cash
-        sim.exchange.settle(slug, D("0"))  # resolves NO while the paper bot is down
-        async with running_bot(sim, tmp_path, live=False, MARKET_SLUGS=other) as bot:
+        script_book(sim.exchange, slug)
+        sim.exchange.settle(slug, D("0"))  # resolves NO while the bot is down
+        async with running_bot(sim, tmp_path, live=live, MARKET_SLUGS=other) as bot:
             # held outside the configured markets: it joins the universe, settles and retires
             assert await wait_for(lambda: bot.ledger.position(slug).net_qty == 0, 60)
             assert bot.ledger.markets[slug].settled_value == D("0")
