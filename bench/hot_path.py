@@ -149,7 +149,7 @@ def bench_env(slugs: list[str], data_dir: Path) -> dict[str, str]:
 def build_bot(slugs: list[str], data_dir: Path) -> Any:
     """A paper-mode Bot whose reference data and fair values are filled in (no network)."""
     from polybot.config import load_settings
-    from polybot.model import FairValue, MarketInfo
+    from polybot.model import FairValue, MarketInfo, MarketTarget
     from polybot.runtime import Bot
 
     bot = Bot(load_settings(bench_env(slugs, data_dir)))
@@ -157,6 +157,8 @@ def build_bot(slugs: list[str], data_dir: Path) -> Any:
     for i, slug in enumerate(slugs):
         bot.universe.put(MarketInfo(slug, market_id=str(i), event_id=f"ev{i // 2}",
                                     event_slug=f"ev{i // 2}", start_time=start))
+        bot.universe.update(slug, target=MarketTarget(slug, f"fx{i}", "yes", "basketball"),
+                            target_confirmed=True)
         bot.fair_values.track(slug, f"fx{i}")
         bot.fair_values.set(FairValue(slug, fair_of(i), "bench", (), 0.0, f"fx{i}"))
     bot.fair_values.set_trusted(slugs, True, 0.0)

@@ -195,6 +195,9 @@ class BookStore:
             return EMPTY_WALK
         return depth_walk(book, side, limit, max_qty)
 
+    def market_keys(self) -> set[str]:
+        return set(self._entries)
+
     def slugs(self) -> Iterator[str]:
         return iter(self._entries)
 

@@ -87,7 +87,8 @@ def cmd_cancel_all(args: argparse.Namespace) -> int:
     from polybot import operator
 
     if args.direct:
-        return operator.cancel_all_direct(load_settings_or_exit(args))
+        env = config.environment(args.env_file)
+        return operator.cancel_all_direct(console.settings_without_markets_or_exit(env))
     return operator.cancel_all(data_dir_or_exit(args))
 
 
@@ -162,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel_all = sub.add_parser("cancel-all", parents=[common], help="ask the running bot to cancel "
                                 "its open orders (trading goes on; use halt to pause)")
     cancel_all.add_argument("--direct", action="store_true",
-                            help="without a running bot: call the exchange's slug-scoped cancel for "
-                                 "the configured markets (also cancels orders the bot did not place)")
+                            help="without a running bot (and without MARKET_SLUGS): cancel the bot's "
+                                 "own open orders recorded in its store, by order id, and confirm "
+                                 "each (orders the bot did not place are left alone)")
     cancel_all.set_defaults(func=cmd_cancel_all)
 
     flatten = sub.add_parser("flatten", parents=[common], help="ask the running bot to close every "

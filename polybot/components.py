@@ -33,6 +33,7 @@ from polybot.execution.venue import Venue
 from polybot.exposure import Exposure
 from polybot.fairvalues import FairValues
 from polybot.ledger import Ledger
+from polybot.lifecycle import Lifecycle
 from polybot.metrics import Metrics
 from polybot.model import TimeInForce
 from polybot.notify import DiscordWebhook, Level, Notifier, TelegramBot
@@ -64,6 +65,7 @@ class Components:
     fair_values: FairValues
     engine: TradingEngine
     executor: Venue
+    lifecycle: Lifecycle
     recorder: Any
     rest: Any
     signer: Any
@@ -122,7 +124,7 @@ def build(settings: Settings, clock: Clock) -> Components:
         executor = paper
     else:
         executor = LiveExecutor(
-            rest, registry, ledger, recorder, slugs=list(settings.market_slugs),
+            rest, registry, ledger, recorder, follow=universe,
             config=LiveConfig(cancel_unknown_orders=settings.cancel_unknown_orders),
             notify=live_notice, markets=universe.info_map, clock=clock,
             on_foreign_order=exposure.on_order)
@@ -134,9 +136,23 @@ def build(settings: Settings, clock: Clock) -> Components:
                               stop_before_start_minutes=settings.stop_before_start_minutes),
         tif=TimeInForce.GTC if settings.order_tif == "gtc" else TimeInForce.IOC,
         alert=lambda notice: _alert_notice(notifier, notice))
+    lifecycle = Lifecycle(universe, books=books, ledger=ledger, exposure=exposure,
+                          registry=registry, venue=executor, configured=settings.market_slugs)
+    _follow_retirements(universe, books, fair_values, exposure, engine, executor)
+    universe.add_retire_listener(ledger.forget_marks)
     trading.set_notifier(engine.on_notice)
     gate.set_notifier(engine.on_notice)
     if isinstance(executor, LiveExecutor):
+        live = executor
+        seen = [universe.added]
+
+        def new_markets(_listing: Listing) -> None:
+            # a market joined: unknown orders in it count at risk from the next reconciliation
+            if universe.added != seen[0]:
+                seen[0] = universe.added
+                live.markets_changed()
+
+        universe.add_listener(new_markets)
         # a transfer shifts the trading state's baselines; an adopted account is the baseline
         executor.on_transfer = engine.transfer
         executor.on_adopted = lambda _equity: engine.adopted(
@@ -145,11 +161,23 @@ def build(settings: Settings, clock: Clock) -> Components:
                       notifier=notifier, store=store, ledger=ledger, registry=registry,
                       universe=universe, exposure=exposure, trading=trading, gate=gate,
                       books=books, fair_values=fair_values, engine=engine, executor=executor,
-                      recorder=recorder, rest=rest, signer=signer_from_settings(settings))
+                      lifecycle=lifecycle, recorder=recorder, rest=rest,
+                      signer=signer_from_settings(settings))
 
 
 def _follow_event(exposure: Exposure, listing: Listing) -> None:
     exposure.set_event(listing.info.slug, listing.event_id)
+
+
+def _follow_retirements(universe: Universe, books: BookStore, fair_values: FairValues,
+                        exposure: Exposure, engine: TradingEngine, executor: Venue) -> None:
+    """Every per-market container built here drops a retired market (the runtime's own, the
+    metrics' labels and the streams' subscriptions follow in `polybot.runtime`)."""
+    universe.add_retire_listener(books.forget)
+    universe.add_retire_listener(fair_values.forget)
+    universe.add_retire_listener(exposure.forget)
+    universe.add_retire_listener(engine.market_retired)
+    universe.add_retire_listener(executor.forget)
 
 
 def _restore_ledger(store: Store, settings: Settings) -> Ledger:

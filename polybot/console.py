@@ -34,6 +34,18 @@ def settings_or_exit(env: Mapping[str, str]) -> config.Settings:
         raise SystemExit(EXIT_CONFIG) from None
 
 
+# What a command that trades nothing fills in when no market is configured: `cancel-all --direct`
+# cancels the stored orders by id and never reads the markets setting.
+NO_MARKETS = "no-markets-configured"
+
+
+def settings_without_markets_or_exit(env: Mapping[str, str]) -> config.Settings:
+    """Full validation of everything but the markets to trade (MARKET_SLUGS may be absent)."""
+    if not env.get("MARKET_SLUGS", "").strip() and not env.get("MARKET_LEAGUES", "").strip():
+        env = {**env, "MARKET_SLUGS": NO_MARKETS}
+    return settings_or_exit(env)
+
+
 def data_dir_or_exit(env_file: Path | None, override: str | None = None) -> Path:
     """`DATA_DIR` alone (the override first); on a problem print it and exit 2."""
     if override:

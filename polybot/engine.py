@@ -38,6 +38,7 @@ from polybot.model import (
     BookSnapshot,
     Intent,
     MarketState,
+    MarketStatus,
     OrderRequest,
     Rejection,
     Signal,
@@ -210,6 +211,23 @@ class TradingEngine:
 
     # --- decisions --------------------------------------------------------------------------------
 
+    def not_opened(self, slug: str) -> str:
+        """Why no opening order goes to `slug` ("" when one may): the universe's facts (no event
+        or start time, no confirmed fixture, no data, halted). Closing orders are never held back."""
+        listing = self.universe.get(slug)
+        if listing is None:
+            return "not in the universe"
+        why = listing.why_not_traded()
+        if why and listing.info.status is MarketStatus.HALTED \
+                and self.books.state(slug) is MarketState.OPEN:
+            # the book's state is the market's live state: a halt the cached metadata still
+            # shows (refreshed every minute) is over once the book trades again
+            live = attrs.evolve(listing, info=attrs.evolve(listing.info, status=MarketStatus.OPEN))
+            why = live.why_not_traded()
+        if not why and self.books.state(slug) in (MarketState.HALTED, MarketState.SUSPENDED):
+            why = "market halted"  # the book says so before the metadata does
+        return why
+
     def signals_for(self, slug: str, now: datetime, mono: float) -> list[Signal]:
         market = self.universe.info(slug)
         book = self.books.get(slug)
@@ -219,9 +237,12 @@ class TradingEngine:
         book = self.venue.effective_book(book)
         fair = self.fair_values.usable(slug)
         fixture = self.fair_values.fixture(slug)
-        return evaluate(book, fair, market, self.ledger.position(slug), self.params, now,
-                        book_trusted=self.books.is_trusted(slug), fair_trusted=fair is not None,
-                        created_at=mono, fallback_start=fixture.start_time if fixture else None)
+        signals = evaluate(book, fair, market, self.ledger.position(slug), self.params, now,
+                           book_trusted=self.books.is_trusted(slug), fair_trusted=fair is not None,
+                           created_at=mono, fallback_start=fixture.start_time if fixture else None)
+        if any(s.intent.is_opening for s in signals) and self.not_opened(slug):
+            signals = [s for s in signals if not s.intent.is_opening]
+        return signals
 
     def decide(self, slug: str, now: datetime, mono: float,
                received_at: float | None = None) -> Decision:
@@ -279,6 +300,15 @@ class TradingEngine:
             elif result.reason != "nothing_to_close":  # already being closed by an open order
                 stuck.append(f"{slug} {pos.net_qty:+} ({result.reason})")
         return orders, stuck
+
+    # --- the universe -----------------------------------------------------------------------------
+
+    def market_retired(self, slug: str) -> None:
+        """A retire listener: the gate's per-market windows go with the market."""
+        self.gate.forget(slug)
+
+    def market_keys(self) -> set[str]:
+        return self.gate.market_keys()
 
     # --- reads for status and metrics -------------------------------------------------------------
 

@@ -21,6 +21,7 @@ belongs to (`set_event`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_CEILING, Decimal
 
@@ -33,6 +34,8 @@ from polybot.pricing import CENT, TAKER_THETA, fee_per_contract
 # digits, so adding and taking back a contribution leaves the running total exactly where a full
 # recompute lands (an average price like 0.2866...67 would otherwise drift in the last digit).
 RISK_STEP = Decimal("1E-12")
+
+log = logging.getLogger(__name__)
 
 
 def _up(value: Decimal) -> Decimal:
@@ -187,6 +190,22 @@ class Exposure:
         self._reserved += entry.reserve
         if entry.counts:
             self._hold(slug, 1)
+
+    def forget(self, slug: str) -> None:
+        """The market left the universe: drop its event key. Refused (everything kept, an error
+        logged) while it holds a position or an open order: the caps must never lose a
+        market that is at risk (the retirement rule never retires one)."""
+        if slug in self._positions or self._market_orders.get(slug) or self._market.get(slug):
+            log.error("exposure: market %s retired while it holds a position or an open order; "
+                      "kept in every cap", slug)
+            return
+        self._event.pop(slug, None)
+        self._market_orders.pop(slug, None)
+        self._held.pop(slug, None)
+
+    def market_keys(self) -> set[str]:
+        return (set(self._event) | set(self._positions) | set(self._market)
+                | set(self._market_orders) | set(self._held))
 
     # --- reads (O(1), or O(orders in one market)) ---------------------------------------------------
 

@@ -78,8 +78,11 @@ class FairValues:
         self._why_not.setdefault(slug, "waiting for the odds feed")
 
     def set(self, fv: FairValue) -> None:
+        """A new fair value. One for a market not tracked (never matched, or retired while the
+        feed still priced it) is dropped: its market is gone, nothing may be kept for it."""
         if fv.market_slug not in self._fixture_of:
-            raise KeyError(f"fair value for untracked market {fv.market_slug!r}")
+            log.debug("fair value for untracked market %s dropped", fv.market_slug)
+            return
         if not 0 < fv.q < 1:
             raise ValueError(f"fair value must lie in (0, 1), got {fv.q} for {fv.market_slug}")
         self._values[fv.market_slug] = fv
@@ -87,7 +90,10 @@ class FairValues:
         self._notify(fv.market_slug)
 
     def clear(self, slug: str, reason: str) -> None:
-        """No fair value now (too few books quoting, game over...); `reason` is kept for display."""
+        """No fair value now (too few books quoting, game over...); `reason` is kept for display.
+        Nothing is kept for a market not tracked."""
+        if slug not in self._fixture_of:
+            return
         had = self._values.pop(slug, None) is not None
         changed = self._why_not.get(slug) != reason
         self._why_not[slug] = reason
@@ -104,11 +110,25 @@ class FairValues:
 
     def set_trusted(self, slugs: Iterable[str], trusted: bool, now: float) -> None:
         for slug in slugs:
-            if self._trusted.get(slug) == trusted:
+            if slug not in self._fixture_of or self._trusted.get(slug) == trusted:
                 continue
             self._trusted[slug] = trusted
             self._trusted_since[slug] = now
             self._notify(slug)
+
+    def forget(self, slug: str) -> None:
+        """The market left the universe: drop its entries (and its fixture's, once unused)."""
+        fid = self._fixture_of.pop(slug, None)
+        self._values.pop(slug, None)
+        self._trusted.pop(slug, None)
+        self._why_not.pop(slug, None)
+        self._trusted_since.pop(slug, None)
+        if fid is not None and fid not in self._fixture_of.values():
+            self._fixtures.pop(fid, None)
+
+    def market_keys(self) -> frozenset[str]:
+        return frozenset(self._fixture_of).union(self._values, self._trusted, self._why_not,
+                                                 self._trusted_since)
 
     # --- readers ----------------------------------------------------------------------------------
 

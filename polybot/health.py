@@ -60,6 +60,13 @@ class MarketRow:
     edge: Decimal | None = None
     position: Decimal = Decimal(0)
     state: str | None = None  # e.g. "trusted", "stale", "closed"
+    phase: str | None = None  # the universe's: listed, pre-game, in play, closed, resolved
+    start_time: datetime | None = None  # the game's, from the market's Event
+    fixture: str | None = None  # its OpticOdds fixture id, once matched
+    origin: str | None = None  # configured, discovered, held
+    league: str | None = None
+    not_traded: str = ""  # why no opening order goes there ("" when it may trade)
+    settlement: Decimal | None = None  # the published value, once resolved
 
 
 @attrs.frozen

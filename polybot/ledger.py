@@ -411,6 +411,22 @@ class Ledger:
             return
         self._store_market(new)
 
+    def forget_marks(self, market_slug: str) -> None:
+        """The market left the universe: a market the ledger only marked (never traded, never
+        settled) is dropped. One with an accounting history stays (realized P&L, fees, the
+        settlement: the report and the totals read it)."""
+        m = self._markets.get(market_slug)
+        if m is None or m.net_qty != 0 or m.realized_pnl or m.fees \
+                or m.settled_value is not None or market_slug in self._dirty_markets:
+            return
+        del self._markets[market_slug]
+        self._halt.pop(market_slug, None)
+
+    def marked_only(self) -> set[str]:
+        """Markets the ledger holds only marks for (the per-market keys check)."""
+        return {slug for slug, m in self._markets.items() if m.net_qty == 0 and not m.realized_pnl
+                and not m.fees and m.settled_value is None}
+
     def on_book(self, book: BookSnapshot, *, trusted: bool = True, now: float | None = None) -> None:
         """A full book: the display marks (best prices) and the halt mark (a walk of the book).
 

@@ -52,6 +52,10 @@ class Metrics:
     usd_at_risk: Gauge  # polybot_usd_at_risk
     daily_loss_limit_usd: Gauge  # polybot_daily_loss_limit_usd
     trading_halted: Gauge  # polybot_trading_halted (0/1)
+    # the universe
+    markets: Gauge  # polybot_markets{phase}: markets in the universe by phase
+    markets_added: Counter  # polybot_markets_added_total
+    markets_retired: Counter  # polybot_markets_retired_total
     # process
     up: Gauge  # polybot_up: 1 while the supervised group runs, 0 while starting/restarting
     restarts: Counter  # polybot_restarts_total: group restarts after a crash
@@ -83,10 +87,32 @@ class Metrics:
             usd_at_risk=Gauge("polybot_usd_at_risk", "USD at risk across open positions and orders.", registry=r),
             daily_loss_limit_usd=Gauge("polybot_daily_loss_limit_usd", "Configured daily loss limit in USD.", registry=r),
             trading_halted=Gauge("polybot_trading_halted", "1 while trading is halted, else 0.", registry=r),
+            markets=Gauge("polybot_markets", "Markets in the universe by phase.", ["phase"], registry=r),
+            markets_added=Counter("polybot_markets_added", "Markets added to the universe.", registry=r),
+            markets_retired=Counter("polybot_markets_retired", "Markets retired from the universe.", registry=r),
             up=Gauge("polybot_up", "1 while the supervised task group is running.", registry=r),
             restarts=Counter("polybot_restarts", "Restarts of the supervised task group after a crash.", registry=r),
             alerts=Counter("polybot_alerts", "Alerts by channel and outcome.", ["channel", "outcome"], registry=r),
         )  # fmt: skip
+
+    def per_market(self) -> tuple[Counter | Gauge, ...]:
+        """The metrics labelled by market (their label sets follow the universe)."""
+        return (self.book_age, self.fair_value_age, self.signals, self.fills)
+
+    def forget_market(self, slug: str) -> None:
+        """A retired market's label sets go (a series per retired market would grow for ever)."""
+        for metric in self.per_market():
+            try:
+                metric.remove(slug)
+            except KeyError:  # never labelled for this market
+                pass
+
+    def market_labels(self) -> set[str]:
+        """Every market some metric holds a label set for."""
+        out: set[str] = set()
+        for metric in self.per_market():
+            out |= {labels[0] for labels in metric._metrics}  # prometheus_client keeps them here
+        return out
 
     def render(self) -> bytes:
         """The registry in Prometheus text exposition format."""

@@ -11,8 +11,12 @@ leaves a request in `DATA_DIR` and the running bot consumes it.
   acknowledgement, which the bot records in its store (table `operator_acks`). Exit 0 with the
   outcome, or 4 if no bot acknowledged (the request file is then withdrawn, so a bot started later
   does not act on a stale request).
-- `cancel-all --direct` needs no bot: it calls the exchange's slug-scoped cancel for the configured
-  markets, which also cancels orders the bot did not place.
+- `cancel-all --direct` needs no bot and no MARKET_SLUGS: it cancels, by order id, the bot's own
+  orders its store last saw open (in any market, discovered ones included), then reads each one
+  back to confirm it is closed. Never the whole account: orders the bot did not place are left
+  alone. Exit 0 when every one is confirmed closed, else 1 naming what may still be open (an
+  order whose create never got an id cannot be cancelled by id; the bot's next start resolves
+  it).
 
 Request files are written to a temporary name and renamed, so the bot never reads half a request.
 """
@@ -27,10 +31,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from polybot import control, store
 from polybot.clock import LIVE_CLOCK
 from polybot.config import Settings
-from polybot.errors import EXIT_NOT_ACKNOWLEDGED, EXIT_OK
+from polybot.errors import EXIT_NOT_ACKNOWLEDGED, EXIT_OK, EXIT_UNCONFIRMED
 
 REQUESTS_DIR = "requests"
 ACK_TIMEOUT_SECONDS = 10.0
@@ -135,18 +141,64 @@ def flatten(data_dir: Path) -> int:
     return request_and_wait(data_dir, "flatten", "flatten")
 
 
+CANCEL_BATCH = 20  # the exchange's batched cancel takes at most this many
+
+
+@attrs.frozen
+class DirectCancel:
+    """What `cancel-all --direct` did: the stored open orders, by exchange id."""
+
+    cancelled: tuple[str, ...]  # confirmed closed at the exchange
+    still_open: tuple[str, ...]  # read back open, or not readable
+    without_id: tuple[str, ...]  # local ids of creates that never got an exchange id
+
+    @property
+    def ok(self) -> bool:
+        return not self.still_open and not self.without_id
+
+
+async def cancel_stored_orders(settings: Settings, client: Any = None) -> DirectCancel:
+    """Cancel the bot's open orders recorded in the store, by id, and confirm each one."""
+    from polybot.polymarket import errors as pm_errors
+    from polybot.polymarket.rest import client_from_settings
+
+    stored = store.read_open_orders(settings.data_dir)
+    targets = [(exchange_id, slug) for _local, exchange_id, slug in stored if exchange_id]
+    without_id = tuple(local for local, exchange_id, _slug in stored if not exchange_id)
+    if client is None:
+        async with client_from_settings(settings) as own:
+            return await cancel_stored_orders(settings, own)
+    for i in range(0, len(targets), CANCEL_BATCH):
+        await client.cancel_orders(targets[i:i + CANCEL_BATCH])
+    cancelled, still_open = [], []
+    for exchange_id, _slug in targets:
+        try:
+            order = await client.order(exchange_id)
+        except pm_errors.NotFound:  # never reached the exchange, or long gone
+            cancelled.append(exchange_id)
+            continue
+        except pm_errors.PolymarketError:
+            still_open.append(exchange_id)
+            continue
+        (still_open if order.state.is_open else cancelled).append(exchange_id)
+    return DirectCancel(tuple(cancelled), tuple(still_open), without_id)
+
+
 def cancel_all_direct(settings: Settings) -> int:
     # the REST client and Trio load only here, so `halt` and `resume` never depend on them
     import trio
 
-    from polybot.polymarket.rest import client_from_settings
-
-    async def go() -> list[str]:
-        async with client_from_settings(settings) as client:
-            return list(await client.cancel_all(list(settings.market_slugs)))
-
-    print("polybot: cancelling every open order in the configured markets at the exchange "
-          "(this includes orders the bot did not place)...")
-    ids = trio.run(go)
-    print(f"polybot: the exchange cancelled {len(ids)} order(s) in {len(settings.market_slugs)} market(s)")
-    return EXIT_OK
+    if settings.trading_mode != "live":
+        print("polybot: paper mode: no order of the bot rests at the exchange; nothing to cancel")
+        return EXIT_OK
+    print("polybot: cancelling the bot's open orders recorded in its store, by order id "
+          "(orders the bot did not place are left alone)...")
+    result = trio.run(cancel_stored_orders, settings)
+    print(f"polybot: {len(result.cancelled)} order(s) confirmed closed at the exchange")
+    if result.still_open:
+        print("polybot: still open or not readable: " + ", ".join(result.still_open),
+              file=sys.stderr)
+    if result.without_id:
+        print("polybot: creates without an exchange id (outcome unknown; the next start "
+              "resolves them): " + ", ".join(result.without_id), file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_UNCONFIRMED

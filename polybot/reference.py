@@ -28,8 +28,12 @@ class Progress(Protocol):
     def reconnecting(self, attempt: int, error: BaseException | str | None = None) -> None: ...
 
 
-async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str]) -> None:
+async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str],
+                       still_wanted: Callable[[str], bool] = lambda _slug: True) -> None:
     """(Re)load every configured market's metadata into the universe.
+
+    `still_wanted(slug)` is asked right before each market is put: one retired while the reads
+    were in flight is not added back.
 
     Each market's event and game start come from the Event listing it (the real Market object has
     no eventId, and its startDate is the listing time). Once established they are kept across
@@ -62,6 +66,8 @@ async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str]) -> N
                 if info.start_time is None:
                     reason = f"the Event of {slug} has no start time"
         known = universe.get(slug)
+        if known is None and not still_wanted(slug):
+            continue
         if reason and (known is None or known.unknown_reason != reason):
             log.warning("%s will not be opened: %s", slug, reason)
         universe.put(info, unknown_reason=reason, event=event)

@@ -9,6 +9,11 @@ Closing-line value (CLV) of an opening fill is how much better the entry was tha
 last fair value before it closed, per contract, on the side bought: BUY_LONG at p gains
 q_close − p, BUY_SHORT at p gains p − q_close (the NO side cost 1 − p and was worth 1 − q_close).
 Positive CLV over many trades is the sign the edge is real, whatever the results of single games.
+
+Each settled market (the exchange published its value and the ledger booked it) is **won**,
+**lost** or a **push** by its net P&L (realized, fees included, at the published value: a
+cancelled or voided game counts as the exchange settled it, e.g. at 0.5 or the last fair price);
+a market closed out by trading before it settled is **closed**, one still held is **open**.
 """
 
 from __future__ import annotations
@@ -50,8 +55,8 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
             m["clv_sum"] += qty * (q - price if intent is Intent.BUY_LONG else price - q)
 
     rows = []
-    totals: dict[str, Any] = {"wins": 0, "losses": 0, "pushes": 0, "clv_qty": ZERO,
-                              "clv_sum": ZERO}
+    totals: dict[str, Any] = {"wins": 0, "losses": 0, "pushes": 0, "closed": 0,
+                              "clv_qty": ZERO, "clv_sum": ZERO}
     for slug in sorted(set(markets) | set(per_market)):
         mb = markets.get(slug)
         stats = per_market[slug]
@@ -63,14 +68,10 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
         net_qty = mb.net_qty if mb else ZERO
         unrealized = ledger.unrealized_pnl(slug)
         net = realized - fees + unrealized
-        if net_qty != 0:
-            result = "open"
-        elif net > 0:
-            result, totals["wins"] = "win", totals["wins"] + 1
-        elif net < 0:
-            result, totals["losses"] = "loss", totals["losses"] + 1
-        else:
-            result, totals["pushes"] = "push", totals["pushes"] + 1
+        result = settled_result(net_qty, mb.settled_value if mb else None, net)
+        counted = {"won": "wins", "lost": "losses", "push": "pushes", "closed": "closed"}
+        if result in counted:
+            totals[counted[result]] += 1
         totals["clv_qty"] += stats["clv_qty"]
         totals["clv_sum"] += stats["clv_sum"]
         rows.append({
@@ -94,6 +95,7 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
             "realized": ledger.realized_pnl, "unrealized": ledger.unrealized_pnl(),
             "fees": ledger.fees_total, "high_water": _high_water(conn),
             "wins": totals["wins"], "losses": totals["losses"], "pushes": totals["pushes"],
+            "closed_out": totals["closed"],
             "clv": totals["clv_sum"] / totals["clv_qty"] if totals["clv_qty"] else None,
             "last_equity_snapshot": last["ts"] if last else None,
         },
@@ -101,6 +103,15 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
         "rejections": rejections,
         "orders": orders,
     }
+
+
+def settled_result(net_qty: Decimal, settled_value: Decimal | None, net: Decimal) -> str:
+    """won / lost / push for a settled market; closed (traded out, unsettled); open (held)."""
+    if net_qty != 0:
+        return "open"
+    if settled_value is None:
+        return "closed"
+    return "won" if net > 0 else "lost" if net < 0 else "push"
 
 
 def _high_water(conn: Any) -> Decimal | None:
@@ -130,12 +141,13 @@ def render(report: dict[str, Any]) -> str:
         f" fees {_fmt(s['fees'])})",
         f"start {_fmt(s['initial_cash'])}  transfers {_fmt(s['net_transfers'])}"
         f"  high-water {_fmt(s['high_water'])}",
-        f"markets won {s['wins']}  lost {s['losses']}  push {s['pushes']}"
+        f"settled markets won {s['wins']}  lost {s['losses']}  push {s['pushes']}"
+        f"  (closed out before settling {s['closed_out']})"
         f"  closing-line value {_fmt(s['clv'], 4)} per contract",
         "",
     ]
     cols = [("market", 34, "market", None), ("position", 10, "pos", 2), ("avg_price", 7, "avg", 4),
-            ("mark", 7, "mark", 4), ("fills", 5, "fills", None), ("realized", 10, "realized", 2),
+            ("mark", 7, "mark", 4), ("settled", 7, "settled", 4), ("fills", 5, "fills", None), ("realized", 10, "realized", 2),
             ("unrealized", 10, "unreal.", 2), ("fees", 8, "fees", 2), ("net", 10, "net", 2),
             ("result", 6, "result", None), ("closing_fair", 7, "close q", 4),
             ("clv", 7, "CLV", 4)]

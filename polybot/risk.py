@@ -341,6 +341,15 @@ class RiskGate:
             reason=why,
         )
 
+    def forget(self, slug: str) -> None:
+        """The market left the universe: its order-rate windows and last rejection go."""
+        self._recent_orders.pop((slug, False), None)
+        self._recent_orders.pop((slug, True), None)
+        self._last_rejection.pop(slug, None)
+
+    def market_keys(self) -> set[str]:
+        return {slug for slug, _ in self._recent_orders} | set(self._last_rejection)
+
     def _rate_ok(self, slug: str, flatten: bool, now: datetime) -> bool:
         # An operator's flatten has a budget of its own: the orders that built a position must
         # not stop it being closed.

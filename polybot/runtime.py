@@ -91,6 +91,7 @@ class Bot:
         self.exposure, self.trading, self.gate = c.exposure, c.trading, c.gate
         self.books, self.fair_values, self.engine = c.books, c.fair_values, c.engine
         self.executor, self.recorder, self.rest, self.signer = c.executor, c.recorder, c.rest, c.signer
+        self.lifecycle = c.lifecycle
         self.live: LiveExecutor | None = c.executor if isinstance(c.executor, LiveExecutor) else None
         self.paper: PaperExecutor | None = (c.executor if isinstance(c.executor, PaperExecutor)
                                             else None)
@@ -106,6 +107,7 @@ class Bot:
         self._wake = trio.Event()
         self._last_halt_state: Any = None
         self._received_at: dict[str, float] = {}
+        self.universe.add_retire_listener(self._market_retired)
         self._markets_stream: Any = None
         self._private_stream: Any = None
         self._odds_feed: Any = None
@@ -154,6 +156,36 @@ class Bot:
         self._dirty.add(slug)
         self._wake.set()
 
+    def _market_retired(self, slug: str) -> None:
+        """What the runtime holds per market goes with it (the components' own containers are
+        wired in `polybot.components`)."""
+        self._received_at.pop(slug, None)
+        self._dirty.discard(slug)
+        self.metrics.forget_market(slug)
+
+    def per_market_keys(self) -> dict[str, set[str]]:
+        """For each container that holds something per market, the markets it holds: after a
+        retirement every one of them must be a subset of the live universe (nothing grows per
+        retired market)."""
+        keys = {
+            "books": self.books.market_keys(),
+            "fair_values": set(self.fair_values.market_keys()),
+            "exposure": self.exposure.market_keys(),
+            "engine": self.engine.market_keys(),
+            "executor": self.executor.market_keys(),
+            "lifecycle": self.lifecycle.keys(),
+            "ledger_marks": self.ledger.marked_only(),
+            "received_at": set(self._received_at),
+            "dirty": set(self._dirty),
+            "metric_labels": self.metrics.market_labels(),
+        }
+        if self._markets_stream is not None:
+            keys["subscriptions"] = set(self._markets_stream.slugs)
+        feed = self._odds_feed
+        if feed is not None and hasattr(feed, "market_keys"):
+            keys["odds_targets"] = set(feed.market_keys())
+        return keys
+
     def _may_send(self, request: OrderRequest) -> bool:
         """Asked by the live venue right before a POST: a halt seen meanwhile stops the order
         (an operator's flatten goes on unless the kill switch is on)."""
@@ -174,7 +206,7 @@ class Bot:
             if (trio.current_time() - refreshed >= METADATA_REFRESH_SECONDS
                     or any(slug not in self.universe for slug in wanted)):
                 try:
-                    await load_markets(self.rest, self.universe, wanted)
+                    await load_markets(self.rest, self.universe, wanted, self._still_wanted)
                 except FatalCredentialsError:
                     raise
                 except Exception as exc:  # the exchange may be in maintenance: keep trying
@@ -192,14 +224,31 @@ class Bot:
                         self.recent_errors.append(f"{slug} not opened: {why}")
                 for slug in self.universe:
                     self._mark_dirty(slug)
+            try:  # markets past their start: closed? resolved? (targeted reads, see lifecycle)
+                await self.lifecycle.refresh(self.rest, self.clock.now, trio.current_time,
+                                             skip=set(wanted))
+            except FatalCredentialsError:
+                raise
+            except Exception as exc:  # asked again on the next pass
+                log.warning("market lifecycle refresh: %s", exc)
+                self.recent_errors.append(f"market lifecycle refresh: {exc}")
             progress.beat()
             await trio.sleep(5.0)
 
     def wanted_markets(self) -> list[str]:
         """The configured markets, and any market the account holds a position in: a held market
         joins the universe so it is marked, counts against every cap and settles."""
+        gone = self.lifecycle.retired_configured  # settled and retired: not loaded again
+        configured = [slug for slug in self.settings.market_slugs if slug not in gone]
         held = [slug for slug in self.ledger.positions if slug not in self.settings.market_slugs]
-        return [*self.settings.market_slugs, *held]
+        return [*configured, *held]
+
+    def _still_wanted(self, slug: str) -> bool:
+        """Asked right before a configured or held market is put in the universe: not once it was
+        retired meanwhile (a flat held market, or a configured one retired for good)."""
+        if slug in self.lifecycle.retired_configured:
+            return False
+        return slug in self.settings.market_slugs or self.ledger.position(slug).net_qty != 0
 
     async def markets_child(self, progress: Progress, *,
                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -248,6 +297,8 @@ class Bot:
     def on_market_book(self, book: Any, now: float) -> None:
         """A full book from the markets stream: the engine, the venue, then the trader."""
         slug = book.market_slug
+        if self._reference_loaded and slug not in self.universe:
+            return  # a retired market's last frames, before its unsubscribe lands: nothing to keep
         commands = self.engine.book_replaced(book)
         self.executor.on_book(book, trusted=self.books.is_trusted(slug))
         for cmd in commands:
@@ -276,8 +327,12 @@ class Bot:
             result = await match_all(self.rest, client, self.universe, list(self.universe),
                                      s.odds_market_map, progress)
             progress.recovered()
+            for target in result.targets:  # the universe holds each market's fixture target
+                self.universe.update(target.slug, target=target, target_confirmed=True,
+                                     unmatched_reason="")
             for miss in result.unmatched:
                 self.recent_errors.append(f"{miss.slug} not matched: {miss.reason}")
+                self.universe.update(miss.slug, unmatched_reason=miss.reason)
             config = OddsFeedConfig(sportsbooks=s.opticodds_sportsbooks,
                                     weights=s.odds_book_weights, min_books=s.odds_min_books,
                                     method=s.odds_devig_method, stale_seconds=s.stale_feed_seconds)
@@ -442,6 +497,7 @@ class Bot:
                 progress.beat()
                 now = trio.current_time()
                 await self.execute(self.engine.tick(self.clock.now(), now))
+                self.lifecycle.retire_finished(self.clock.now())
                 self.handle_operator_requests(nursery)
                 self.persist()
                 if now - last_equity_snapshot >= 60.0:

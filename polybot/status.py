@@ -65,7 +65,9 @@ class StatusViews:
         bot = self.bot
         rows = []
         positions = bot.ledger.positions
-        for slug in bot.universe:
+        now = bot.clock.now()
+        for listing in bot.universe.listings():
+            slug = listing.slug
             book = bot.books.get(slug)
             fv: FairValue | None = bot.fair_values.get(slug)
             bid = book.best_bid.price if book and book.best_bid else None
@@ -78,16 +80,24 @@ class StatusViews:
             pos = positions.get(slug)
             state = ("closed" if book and book.state is not MarketState.OPEN else
                      "trusted" if bot.books.is_trusted(slug) else "stale")
+            fixture = listing.target.fixture_id if listing.target is not None else None
+            settlement = listing.settlement if isinstance(listing.settlement, Decimal) else None
             rows.append(MarketRow(slug=slug, bid=bid, ask=ask,
                                   fair=fv.q.quantize(Decimal("0.0001")) if fv else None, edge=edge,
-                                  position=pos.net_qty if pos else Decimal(0), state=state))
+                                  position=pos.net_qty if pos else Decimal(0), state=state,
+                                  phase=listing.phase(now).value, start_time=listing.start_time,
+                                  fixture=fixture or bot.fair_values.fixture_id(slug),
+                                  origin=listing.origin.value, league=listing.league or None,
+                                  not_traded=bot.engine.not_opened(slug),
+                                  settlement=settlement))
         led = bot.ledger
         pnl = {"equity": led.equity, "cash": led.cash, "daily": bot.engine.daily_pnl(),
                "realized": led.realized_pnl, "unrealized": led.unrealized_pnl(), "fees": led.fees_total}
         extra: dict[str, Any] = {"counters": attrs.asdict(bot.counters),
                                  "rejections": dict(bot.gate.rejections),
                                  "trading": bot.trading.status(),
-                                 "not_opened": bot.universe.unknown()}
+                                 "not_opened": bot.universe.unknown(),
+                                 "universe": self.universe_summary(now)}
         if bot.live is not None:
             extra["executor"] = bot.live.status()
         if bot._discovery is not None:
@@ -96,9 +106,19 @@ class StatusViews:
                             trading_reason=bot.trading.reason or None, markets=rows, pnl=pnl,
                             recent_errors=list(bot.recent_errors), extra=extra)
 
+    def universe_summary(self, now: Any) -> dict[str, Any]:
+        """Markets by phase, and how many were ever added and retired."""
+        universe = self.bot.universe
+        return {"by_phase": {p.value: n for p, n in universe.by_phase(now).items()},
+                "added": universe.added, "retired": universe.retired}
+
     def update_metrics(self) -> None:
         bot = self.bot
         m, led = bot.metrics, bot.ledger
+        for phase, n in bot.universe.by_phase(bot.clock.now()).items():
+            m.markets.labels(phase=phase.value).set(n)
+        _sync_counter(m.markets_added, bot.universe.added)
+        _sync_counter(m.markets_retired, bot.universe.retired)
         m.equity_usd.set(float(led.equity))
         m.daily_pnl_usd.set(float(bot.engine.daily_pnl()))
         m.realized_pnl_usd.set(float(led.realized_pnl))
@@ -144,7 +164,10 @@ class StatusViews:
         live = sum(1 for s in slugs if bot.books.is_trusted(s))
         priced = sum(1 for s in slugs if bot.fair_values.usable(s) is not None)
         c = bot.counters
+        by_phase = bot.universe.by_phase(bot.clock.now())
+        phases = " ".join(f"{p.value.replace(' ', '-')} {n}" for p, n in by_phase.items() if n)
         return (f"[{bot.mode}] markets live {live}/{len(slugs)} priced {priced}"
+                f" ({phases or 'none'}; +{bot.universe.added} -{bot.universe.retired})"
                 f" | signals {c.signals} orders {c.orders} fills {bot.recorder.fills}"
                 f" | equity {bot.ledger.equity:.2f} P&L {bot.ledger.pnl:+.2f}"
                 f" | {bot.trading.state.value}")

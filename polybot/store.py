@@ -682,3 +682,20 @@ def read_ack(data_dir: Path, request_id: str) -> dict[str, str] | None:
         except sqlite3.OperationalError:
             return None
     return None if r is None else dict(r)
+
+
+def read_open_orders(data_dir: Path) -> list[tuple[str, str | None, str]]:
+    """The bot's orders the store last saw open, as (local id, exchange id or None, market slug),
+    read-only (the bot may be down or running). Empty when there is no database."""
+    try:
+        conn = connect_readonly(db_path(data_dir))
+    except FileNotFoundError:
+        return []
+    with closing(conn):
+        try:
+            rows = conn.execute("SELECT local_id, exchange_id, market_slug, state FROM orders "
+                                "ORDER BY created_at, local_id").fetchall()
+        except sqlite3.OperationalError:  # a database without an orders table yet
+            return []
+    return [(r["local_id"], r["exchange_id"] or None, r["market_slug"]) for r in rows
+            if OrderState[r["state"]].is_open]

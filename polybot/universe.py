@@ -16,7 +16,7 @@ list at construction: `add_listener(fn(listing))` hears every add or change, and
 dropped (nothing may grow per retired market over weeks).
 
 A market is retired only when the caller has established it is closed or resolved AND holds no
-position AND no open order (`polybot.runtime`'s retirement pass); `retire` itself refuses nothing,
+position AND no open order (`polybot.lifecycle`'s retirement pass); `retire` itself refuses nothing,
 so the check lives in one place.
 """
 

@@ -84,7 +84,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -248,7 +248,8 @@ class LiveExecutor:
         ledger: Ledger,
         store: LiveStore,
         *,
-        slugs: Iterable[str],
+        slugs: Iterable[str] = (),
+        follow: Collection[str] | None = None,
         config: LiveConfig | None = None,
         notify: Callable[[LiveNotice], None] | None = None,
         clock: Clock | None = None,
@@ -266,7 +267,10 @@ class LiveExecutor:
         self.registry = registry
         self.ledger = ledger
         self.store = store
-        self.slugs: tuple[str, ...] = tuple(dict.fromkeys(slugs))
+        # the markets it trades: a fixed list, or (`follow`, the universe) whatever the bot
+        # knows now, as markets are discovered and retired
+        self._fixed_slugs: tuple[str, ...] = tuple(dict.fromkeys(slugs))
+        self._follow = follow
         self.config = config or LiveConfig()
         self._notify_fn = notify
         self._clock = clock or registry.clock  # the registry's: one clock stamps an order
@@ -324,6 +328,27 @@ class LiveExecutor:
         self.outcome_unknowns = 0
         self.proven_absent = 0
         self.adopted = 0
+
+    @property
+    def slugs(self) -> Collection[str]:
+        """The markets it trades (a live view of the universe when it follows one)."""
+        return self._follow if self._follow is not None else self._fixed_slugs
+
+    def _order_query(self) -> tuple[str, ...]:
+        """The `slugs` filter of an open-orders read: none while following the universe (every
+        open order of the account; ours in any market, unknown ones kept for known markets)."""
+        return () if self._follow is not None else self._fixed_slugs
+
+    def markets_changed(self) -> None:
+        """Markets joined the universe: reconcile soon (unknown orders there count at risk)."""
+        self._schedule_check()
+
+    def forget(self, market_slug: str) -> None:
+        """The market left the universe (flat, no open order): its stream sequence goes."""
+        self._market_seq.pop(market_slug, None)
+
+    def market_keys(self) -> set[str]:
+        return set(self._market_seq) | set(self._settling)
 
     # --- readiness --------------------------------------------------------------------------------
 
@@ -1068,7 +1093,7 @@ class LiveExecutor:
     async def _check(self, *, startup: bool, fresh: bool = False) -> None:
         """One reconciliation pass (raises PolymarketError when the exchange cannot be read)."""
         seq_before = self._exec_seq
-        open_orders = await self.rest.open_orders(self.slugs)
+        open_orders = await self.rest.open_orders(self._order_query())
         open_ids = {o.order_id for o in open_orders}
         # unacknowledged intents first, so their orders are not mistaken for unknown ones
         for reported in sorted(open_orders, key=_created):
@@ -1174,13 +1199,16 @@ class LiveExecutor:
 
     def _report_adoption(self, *, force: bool = False) -> None:
         """Hand the adopted equity to `on_adopted` (the day's start and high-water mark re-base
-        there) once every adopted position in a configured market has the mark it is valued at:
+        there) once every adopted position in a traded market has the mark it is valued at:
         a baseline valued at cost would count the cost-to-bid gap as today's loss when the first
-        book arrives. `force` (a reconciliation `adoption_mark_wait` after the adoption): value
+        book arrives. Following the universe, that is every adopted position (a held market
+        joins the universe and its book is subscribed, even when the universe is still empty at
+        the adoption). `force` (a reconciliation `adoption_mark_wait` after the adoption): value
         what is still unmarked at cost."""
         for slug, m in self.ledger.markets.items():
             mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
-            if not force and m.net_qty != 0 and slug in self.slugs and mark is None:
+            traded = self._follow is not None or slug in self.slugs
+            if not force and m.net_qty != 0 and traded and mark is None:
                 return
         self._adoption_unmarked = False
         self.on_adopted(self.ledger.equity)
@@ -1349,7 +1377,7 @@ class LiveExecutor:
         unlisted = 0  # consecutive reads in which no unknown outcome showed up as open
         while True:
             try:
-                open_orders = await self.rest.open_orders(self.slugs)
+                open_orders = await self.rest.open_orders(self._order_query())
             except E.PolymarketError as exc:
                 self._last_detail = f"open orders not readable: {exc}"
                 await trio.sleep(self.config.shutdown_poll)
@@ -1360,7 +1388,8 @@ class LiveExecutor:
                 if order is None:
                     order = self._claim(r) if any(self._unresolved(o)
                                                   for o in self.registry.open_orders()) else None
-                if order is not None or self.config.cancel_unknown_orders:
+                if order is not None or (self.config.cancel_unknown_orders
+                                         and r.market_slug in self.slugs):
                     targets.append((r.order_id, r.market_slug))
                 if order is not None:
                     self._apply_report(order, r)

@@ -144,9 +144,9 @@ class PaperExecutor:
         self._taken: dict[str, dict[tuple[Side, Decimal], _Taken]] = {}
         # The memory of liquidity taken does not survive a restart: in a market the restored
         # ledger traded in, the first book's levels count as taken until their size changes, so
-        # the same liquidity is never taken twice (never kinder than the exchange).
-        self._forgotten: set[str] = {s for s, m in ledger.markets.items()
-                                     if m.settled_value is None}
+        # the same liquidity is never taken twice (never kinder than the exchange). Markets whose
+        # first book of this run arrived (dropped with the market when it retires).
+        self._seen: set[str] = set()
         self._resting: dict[str, _Sim] = {}
         self._exec_ids = itertools.count(1)
         self._session = uuid.uuid4().hex[:8]
@@ -276,11 +276,12 @@ class PaperExecutor:
     def on_book(self, book: BookSnapshot, *, trusted: bool = True) -> list[Fill]:
         """A new full book: refresh memory, fill resting orders it crosses (as maker). The engine
         has already marked the ledger with it (the ledger's marks have one writer)."""
-        if book.market_slug in self._forgotten:
-            self._forgotten.discard(book.market_slug)
-            self._taken[book.market_slug] = {
-                **{(Side.BUY, lv.price): _Taken(lv.qty, lv.qty) for lv in book.offers},
-                **{(Side.SELL, lv.price): _Taken(lv.qty, lv.qty) for lv in book.bids}}
+        if book.market_slug not in self._seen:
+            self._seen.add(book.market_slug)
+            if self._traded_before(book.market_slug):
+                self._taken[book.market_slug] = {
+                    **{(Side.BUY, lv.price): _Taken(lv.qty, lv.qty) for lv in book.offers},
+                    **{(Side.SELL, lv.price): _Taken(lv.qty, lv.qty) for lv in book.bids}}
         self._refresh(book)
         if not trusted or book.state is not MarketState.OPEN:
             return []
@@ -295,6 +296,14 @@ class PaperExecutor:
                     self._consume(book.market_slug, side, level, take)
                     fills += self._maker_fill(sim, take)
         return fills
+
+    def _traded_before(self, slug: str) -> bool:
+        """The ledger traded in `slug` before this run (a restored ledger: the book the last run
+        took from may still show the same levels) and it is not settled. A market this run took
+        from already has its memory."""
+        m = self.ledger.markets.get(slug)
+        return slug not in self._taken and m is not None and m.settled_value is None and bool(
+            m.net_qty or m.realized_pnl or m.fees)
 
     def on_continuity_lost(self) -> list[TrackedOrder]:
         """The market feed dropped: cancel every resting paper order.
@@ -338,6 +347,16 @@ class PaperExecutor:
         if self.ledger.position(slug).net_qty != 0:
             realized = self.ledger.settle(slug, value)
             log.info("paper: %s settled at %s, realized %s", slug, value, realized)
+
+    def forget(self, market_slug: str) -> None:
+        """The market left the universe (flat, no open order): its liquidity memory goes."""
+        self._taken.pop(market_slug, None)
+        self._seen.discard(market_slug)
+        self._unsettled.discard(market_slug)
+
+    def market_keys(self) -> set[str]:
+        return (set(self._taken) | self._seen | self._unsettled
+                | {s.order.market_slug for s in self._resting.values()})
 
     def on_trade(self, trade: TradePrint) -> list[Fill]:
         """A trade printed strictly through a resting order's price fills it (as maker)."""

@@ -62,6 +62,13 @@ class Venue(Protocol):
     # --- deciding ---
     def effective_book(self, book: BookSnapshot) -> BookSnapshot: ...
 
+    def forget(self, market_slug: str) -> None:
+        """The market left the universe (flat, no open order): drop what is held for it."""
+
+    def market_keys(self) -> set[str]:
+        """The markets something is held for (the per-market keys check)."""
+        ...
+
     def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]: ...
 
     def can_submit(self, market_slug: str) -> bool: ...

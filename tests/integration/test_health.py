@@ -273,6 +273,14 @@ async def test_status_json_has_mode_trading_state_markets_pnl_errors_and_supervi
             "edge": "0.0312",
             "position": "25",
             "state": "trusted",
+            # the universe's facts, filled by the bot's status view (none given here)
+            "phase": None,
+            "start_time": None,
+            "fixture": None,
+            "origin": None,
+            "league": None,
+            "not_traded": "",
+            "settlement": None,
         }
     ]
     assert body["pnl"] == {"equity": "1012.50", "daily": "12.50"}

@@ -17,6 +17,7 @@ from polybot.model import (
     FairValue,
     Intent,
     MarketInfo,
+    MarketTarget,
     OrderRequest,
     OrderState,
     PriceLevel,
@@ -56,6 +57,9 @@ class Bot:
         universe.add_listener(lambda listing: exposure.set_event(listing.info.slug,
                                                                  listing.event_id))
         universe.put(MARKET)
+        # matched to its fixture and confirmed, as matching does before a market is opened
+        universe.update(SLUG, target=MarketTarget(SLUG, "fx-1", "boston_celtics", "basketball"),
+                        target_confirmed=True)
         ledger.on_position = exposure.on_position
         self.registry = OrderRegistry(on_change=exposure.on_order)
         trading = TradingStateMachine(HaltLimits.of(LIMITS))

@@ -78,10 +78,20 @@ def test_fixture_info_is_shared_by_the_markets_of_one_fixture_and_gives_the_phas
 
 def test_values_for_untracked_markets_or_outside_unit_interval_are_refused():
     s = store()
-    with pytest.raises(KeyError):
-        s.set(fv(slug="nope"))
+    s.set(fv(slug="nope"))  # dropped: a feed lagging behind a retirement must not crash
+    assert s.get("nope") is None
     with pytest.raises(ValueError):
         s.set(fv(q="1"))
+
+
+def test_a_forgotten_market_keeps_nothing_even_when_the_feed_still_writes_it():
+    s = store()
+    s.set(fv())
+    s.forget("m1")
+    s.set(fv())
+    s.clear("m1", "fixture completed")
+    s.set_trusted(["m1"], False, 1.0)
+    assert s.market_keys() == {"m2"} and s.get("m1") is None
 
 
 def test_a_failing_listener_does_not_break_the_writer():

@@ -68,8 +68,9 @@ async def test_report_shows_pnl_win_loss_clv_and_rejections_from_the_database(tm
     assert D(s["fees"]) == D("0.17") * 3  # 0.1668 each at 0.40 / 0.60; 0.17375 -> 0.17 at 0.50
     assert (s["wins"], s["losses"]) == (1, 1)
     rows = {r["market"]: r for r in data["markets"]}
-    assert rows["won"]["result"] == "win" and D(rows["won"]["realized"]) == D(6)
-    assert rows["lost"]["result"] == "loss" and D(rows["lost"]["realized"]) == D(-4)
+    assert rows["won"]["result"] == "won" and D(rows["won"]["realized"]) == D(6)
+    assert rows["lost"]["result"] == "lost" and D(rows["lost"]["realized"]) == D(-4)
+    assert D(rows["won"]["settled"]) == D(1) and rows["open"]["settled"] is None
     assert rows["open"]["result"] == "open" and D(rows["open"]["unrealized"]) == D("0.2")
     # CLV: long 0.40 vs close 0.48 = +0.08; short at 0.60 vs close 0.62 = −0.02
     assert D(rows["won"]["clv"]) == D("0.08") and D(rows["lost"]["clv"]) == D("-0.02")
@@ -112,3 +113,34 @@ async def test_markets_only_marked_never_traded_are_not_listed(tmp_path):
     buf = io.StringIO()
     assert report.main(tmp_path, as_json=True, out=buf) == 0
     assert json.loads(buf.getvalue())["markets"] == []
+
+
+def test_a_settled_market_is_won_lost_or_push_by_its_net_and_one_traded_out_is_closed():
+    assert report.settled_result(D(0), D(1), D("5.83")) == "won"
+    assert report.settled_result(D(0), D(1), D("-4.17")) == "lost"
+    # a voided game the exchange settled at the entry price, with no fee paid: stake back
+    assert report.settled_result(D(0), D("0.5"), D(0)) == "push"
+    assert report.settled_result(D(0), None, D("1.5")) == "closed"  # sold before it settled
+    assert report.settled_result(D(3), None, D("1.5")) == "open"
+
+
+async def test_a_market_closed_out_before_settling_is_not_counted_as_won_or_lost(tmp_path):
+    store = Store.open(tmp_path)
+    books, ledger = BookStore(), Ledger(D(100))
+    ex = PaperExecutor(OrderRegistry(), ledger, books, recorder=store)
+    async with trio.open_nursery() as n:
+        await n.start(store.run)
+        books.update(snapshot("out", "0.39", "0.40"))
+        await ex.submit(buy("out", Intent.BUY_LONG, "0.40", "10", "0.45"))
+        books.update(snapshot("out", "0.50", "0.51"))
+        await ex.submit(buy("out", Intent.SELL_LONG, "0.50", "10", "0.45"))
+        store.save_ledger(ledger.drain_changes())
+        await store.flush()
+        n.cancel_scope.cancel()
+    store.close()
+    buf = io.StringIO()
+    assert report.main(tmp_path, as_json=True, out=buf) == 0
+    data = json.loads(buf.getvalue())
+    assert data["markets"][0]["result"] == "closed"
+    s = data["summary"]
+    assert (s["wins"], s["losses"], s["pushes"], s["closed_out"]) == (0, 0, 0, 1)
