@@ -269,6 +269,9 @@ class _Pending:
     target: MarketTarget
 
 
+FINISHED_STATUSES = (MarketStatus.CLOSED, MarketStatus.RESOLVING, MarketStatus.RESOLVED)
+
+
 class Discovery:
     """The discovery task's state and passes. `run(progress)` is the supervised child's body.
 
@@ -283,6 +286,7 @@ class Discovery:
                  odds_league: Callable[[str], str], clock: Clock, horizon: timedelta,
                  interval: float, max_markets: int, holds: Callable[[str], bool],
                  ready: Callable[[], bool], alert: Alert,
+                 retired: Callable[[str], bool] = lambda slug: False,
                  types: Sequence[str] = ("moneyline",),
                  partner_rate: float = PARTNER_LOOKUPS_PER_SECOND) -> None:
         self.rest = rest
@@ -293,6 +297,7 @@ class Discovery:
         self.interval = interval
         self.max_markets = max_markets
         self.holds = holds
+        self.retired = retired
         self.ready = ready
         self.alert = alert
         self.types = frozenset().union(*(TYPES_OF[t] for t in types))
@@ -469,7 +474,11 @@ class Discovery:
         for item in listed:
             known = self.universe.get(item.market.slug)
             if known is None:
-                fresh.append(item)
+                # a market retired at its close may still be listed until its event closes, and a
+                # finished one is not worth adding: neither comes back
+                if (not self.retired(item.market.slug)
+                        and item.market.status not in FINISHED_STATUSES):
+                    fresh.append(item)
             elif known.origin is Origin.DISCOVERED and (
                     known.info != item.market or known.event != item.event):
                 # a postponed game's new start, a status change: the listing is the source

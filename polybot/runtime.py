@@ -355,10 +355,8 @@ class Bot:
         s = self.settings
         levels = {"info": Level.INFO, "warning": Level.WARNING, "error": Level.ERROR}
 
-        def holds(slug: str) -> bool:
-            position = self.ledger.positions.get(slug)
-            return ((position is not None and position.net_qty != 0)
-                    or bool(self.registry.open_orders(slug)))
+        def holds(slug: str) -> bool:  # MAX_MARKETS never evicts a market in use
+            return bool(self.lifecycle.in_use(slug))
 
         def ready() -> bool:
             # partner confirmations wait for the exchange side to be up (metadata loaded, market
@@ -378,6 +376,7 @@ class Bot:
                     horizon=timedelta(hours=s.discovery_horizon_hours),
                     interval=s.discovery_interval_seconds, max_markets=s.max_markets,
                     holds=holds, ready=ready, types=s.market_types,
+                    retired=self.lifecycle.was_retired,
                     alert=lambda level, title, text, key: self._alert(
                         levels.get(level, Level.WARNING), title, text, key=key))
             self._discovery.odds = odds

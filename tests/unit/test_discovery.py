@@ -22,7 +22,14 @@ from polybot.discovery import (
     select,
 )
 from polybot.matching import match_bulk
-from polybot.model import EventInfo, LeagueInfo, MarketInfo, MarketSideInfo, TeamInfo
+from polybot.model import (
+    EventInfo,
+    LeagueInfo,
+    MarketInfo,
+    MarketSideInfo,
+    MarketStatus,
+    TeamInfo,
+)
 from polybot.opticodds.wire import Competitor, Fixture
 from polybot.polymarket import errors as pm
 from polybot.polymarket import wire
@@ -219,8 +226,9 @@ class WallClock:
 def discovery(rest: Any, odds: Any = None, *, universe: Universe | None = None,
               held: set[str] | None = None, max_markets: int = 500, interval: float = 300.0,
               alerts: list[tuple[str, str, str, str]] | None = None,
-              ready: bool = True) -> Discovery:
+              ready: bool = True, retired: set[str] | None = None) -> Discovery:
     return Discovery(rest, odds, universe if universe is not None else Universe(),
+                     retired=lambda slug: slug in (retired or set()),
                      leagues=["nba"], odds_league=lambda s: s, clock=WallClock(),
                      horizon=timedelta(hours=36), interval=interval, max_markets=max_markets,
                      holds=lambda slug: slug in (held or set()), ready=lambda: ready,
@@ -260,6 +268,20 @@ async def test_max_markets_keeps_the_nearest_starts_and_never_evicts_held_or_con
     assert set(u) == {cfg_market.slug, held_market.slug, "aec-nba-g10", "aec-nba-g11",
                       "aec-nba-g1"}
     assert u.get(cfg_market.slug).origin is Origin.CONFIGURED
+
+
+async def test_a_retired_or_finished_market_still_listed_is_not_added_back():
+    # the event of a game whose market closed (and was retired, flat) stays listed until it
+    # closes too; a market whose status already says it is over is not worth adding either
+    retired_game, closed_game, open_game = games(0, 3)
+    ev, (closed_market,) = closed_game
+    closed_game = (ev, (attrs.evolve(closed_market, status=MarketStatus.CLOSED),))
+    u = Universe()
+    d = discovery(FakeListingRest([[retired_game, closed_game, open_game]]), universe=u,
+                  retired={"aec-nba-g0"})
+    await d.pass_league("nba")
+    assert set(u) == {"aec-nba-g2"}
+    assert u.added == 1
 
 
 async def test_a_failed_listing_keeps_the_universe_and_is_retried_with_backoff(autojump_clock):
