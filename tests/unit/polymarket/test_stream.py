@@ -357,7 +357,7 @@ async def test_private_stream_subscribes_everything_and_dedupes_executions_acros
     assert events[3].execution.order.cum_quantity == 2
 
 
-async def test_set_markets_resubscribes_on_the_live_connection(clock):
+async def test_set_markets_subscribes_the_new_set_then_unsubscribes_the_old_on_the_live_connection(clock):
     async def script(ws, n, srv):
         while True:
             srv.subscriptions[n - 1].append(json.loads(await ws.get_message()))
@@ -372,5 +372,7 @@ async def test_set_markets_resubscribes_on_the_live_connection(clock):
         await trio.sleep(1)
         nursery.cancel_scope.cancel()
     msgs = srv.subscriptions[0]
-    assert msgs[1] == {"unsubscribe": {"requestId": msgs[0]["subscribe"]["requestId"]}}
-    assert msgs[2]["subscribe"]["marketSlugs"] == ["a", "b"] and srv.connections == 1
+    # no add inside a subscription: the new one first (no gap in the data), then the old one goes
+    assert msgs[1]["subscribe"]["marketSlugs"] == ["a", "b"] and srv.connections == 1
+    assert msgs[1]["subscribe"]["requestId"] != msgs[0]["subscribe"]["requestId"]
+    assert msgs[2] == {"unsubscribe": {"requestId": msgs[0]["subscribe"]["requestId"]}}
