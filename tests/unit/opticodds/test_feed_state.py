@@ -99,6 +99,5 @@ def test_refresh_merge_keeps_what_the_stream_changed_during_the_request(feed):
     b = Odd(id="b", fixture_id="F1", book="pinnacle", market_id="moneyline", normalized_selection="away",
             price=Decimal(130), timestamp=10)
     held = {"a": a, "b": b}
-    f._touched = {"a": 5, "b": 1}
-    f._merge(held, {}, start_seq=3)  # REST (taken at seq 3) has neither
+    f._merge(held, {}, start_seq=3, touched={"a": 5, "b": 1})  # REST (taken at seq 3) has neither
     assert list(held) == ["a"]  # b was not touched since: suspended; a was updated by the stream: kept
