@@ -65,6 +65,7 @@ from polybot.notify import Level
 from polybot.sdnotify import SystemdNotifier, watchdog_interval
 from polybot.status import StatusViews
 from polybot.supervisor import ChildSpec, Progress, Supervisor
+from polybot.universe import Origin
 
 log = logging.getLogger("polybot.app")
 
@@ -72,6 +73,7 @@ SHUTDOWN_BOUND_SECONDS = 8.0  # signal to flushed store, inside the 10 s the ope
 CREATE_WAIT_SECONDS = 3.0  # of those, at most this long for creates in flight to be answered
 FLATTEN_ROUNDS = 5
 METADATA_REFRESH_SECONDS = 60.0  # market metadata (status, tick, fees) re-read this often
+UNIVERSE_DEBOUNCE_SECONDS = 0.2  # universe changes gathered into one subscription change
 
 
 class Bot:
@@ -106,6 +108,12 @@ class Bot:
         self._wake = trio.Event()
         self._last_halt_state: Any = None
         self._received_at: dict[str, float] = {}
+        # the markets stream and the odds feed follow the universe: its listeners (registered
+        # once here, since the universe outlives group restarts) wake their follower tasks
+        self._markets_wake = trio.Event()
+        self._odds_wake = trio.Event()
+        self.universe.add_listener(self._universe_changed)
+        self.universe.add_retire_listener(self._universe_retired)
         self._markets_stream: Any = None
         self._private_stream: Any = None
         self._odds_feed: Any = None
@@ -210,9 +218,10 @@ class Bot:
 
         send, recv = trio.open_memory_channel[Any](10_000)
         stream = MarketsStream(stream_config_from_settings(self.settings), self.signer, send,
-                               list(self.universe) or self.settings.market_slugs,
+                               list(self.universe),
                                subscription_types=("SUBSCRIPTION_TYPE_MARKET_DATA",
                                                    "SUBSCRIPTION_TYPE_TRADE"),
+                               on_no_data=self._market_no_data,
                                progress=progress.beat, auth_probe=self.rest.balances,
                                clock=self.clock)
         self._markets_stream = stream
@@ -234,13 +243,36 @@ class Bot:
                 elif isinstance(event, StreamConnected):
                     progress.recovered()
 
+    def _universe_changed(self, listing: Any) -> None:
+        """A market added or changed: wake the followers whose set it may change."""
+        stream = self._markets_stream
+        if stream is None or listing.slug not in stream.slugs:
+            self._markets_wake.set()
+        feed = self._odds_feed
+        if feed is None or feed.target_of(listing.slug) != self._odds_target(listing):
+            self._odds_wake.set()
+
+    def _universe_retired(self, slug: str) -> None:
+        self._markets_wake.set()
+        self._odds_wake.set()
+
     async def _follow_universe(self, stream: Any) -> None:
-        """Re-subscribe the markets stream when the universe gains a market."""
+        """Keep the markets stream's subscriptions equal to the universe: woken by the universe's
+        listeners, debounced so a discovery pass adding 50 markets makes one change."""
         while True:
-            slugs = list(self.universe)
-            if slugs and tuple(slugs) != stream.slugs:
-                await stream.set_markets(slugs)
-            await trio.sleep(1.0)
+            self._markets_wake = trio.Event()
+            await stream.set_markets(list(self.universe))
+            await self._markets_wake.wait()
+            await trio.sleep(UNIVERSE_DEBOUNCE_SECONDS)
+
+    def _market_no_data(self, slug: str, no_data: bool) -> None:
+        """The markets stream gave up on (or heard at last from) a market's subscription."""
+        self.universe.update(slug, no_data=no_data)
+        if no_data:
+            self.recent_errors.append(f"{slug} not opened: its subscription sent no data")
+            self._alert(Level.WARNING, "Market subscription never answered",
+                        f"{slug}: no snapshot after every re-send; the market is not traded "
+                        "(no_data) until its data arrives", key="no_data")
 
     def on_market_book(self, book: Any, now: float) -> None:
         """A full book from the markets stream: the engine, the venue, then the trader."""
@@ -270,18 +302,45 @@ class Bot:
             progress.beat()
             await trio.sleep(0.2)
         async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
-            result = await match_all(self.rest, client, self.universe, list(self.universe),
+            # configured (and held) markets are matched here; discovery matches what it adds
+            pending = [listing.slug for listing in self.universe.listings()
+                       if listing.target is None and listing.origin is not Origin.DISCOVERED]
+            result = await match_all(self.rest, client, self.universe, pending,
                                      s.odds_market_map, progress)
             progress.recovered()
             for miss in result.unmatched:
                 self.recent_errors.append(f"{miss.slug} not matched: {miss.reason}")
+                self.universe.update(miss.slug, unmatched_reason=miss.reason)
+            for target in result.targets:  # the matcher's answer is strict: confirmed
+                self.universe.update(target.slug, target=target, target_confirmed=True,
+                                     unmatched_reason="")
             config = OddsFeedConfig(sportsbooks=s.opticodds_sportsbooks,
                                     weights=s.odds_book_weights, min_books=s.odds_min_books,
                                     method=s.odds_devig_method, stale_seconds=s.stale_feed_seconds)
-            feed = OddsFeed(client, self.fair_values, result.targets, config,
+            feed = OddsFeed(client, self.fair_values, self._odds_targets(), config,
                             on_progress=progress.beat)
             self._odds_feed = feed
-            await feed.run(task_status=trio.TASK_STATUS_IGNORED)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(feed.run)
+                nursery.start_soon(self._follow_odds, feed)
+
+    @staticmethod
+    def _odds_target(listing: Any) -> Any:
+        """The fixture the odds feed prices a market from: set and confirmed, else none."""
+        return listing.target if listing.target is not None and listing.target_confirmed else None
+
+    def _odds_targets(self) -> list[Any]:
+        return [t for listing in self.universe.listings()
+                if (t := self._odds_target(listing)) is not None]
+
+    async def _follow_odds(self, feed: Any) -> None:
+        """Keep the odds feed's targets equal to the universe's confirmed ones (woken by the
+        universe's listeners, debounced): adds and removals without restarting the group."""
+        while True:
+            self._odds_wake = trio.Event()
+            feed.set_targets(self._odds_targets())
+            await self._odds_wake.wait()
+            await trio.sleep(UNIVERSE_DEBOUNCE_SECONDS)
 
     async def executor_child(self, progress: Progress, *,
                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -290,9 +349,11 @@ class Bot:
         live = self.live
         assert live is not None  # the child exists in live mode only
         send, recv = trio.open_memory_channel[Any](10_000)
+        # every market of the account (no marketSlugs, reference §4.2): the universe never
+        # changes this subscription; its liveness is the order snapshot's eof and heartbeats
         stream = PrivateStream(stream_config_from_settings(self.settings), self.signer, send,
-                               slugs=self.settings.market_slugs, progress=progress.beat,
-                               auth_probe=self.rest.balances, clock=self.clock)
+                               progress=progress.beat, auth_probe=self.rest.balances,
+                               clock=self.clock)
         self._private_stream = stream
         async with trio.open_nursery() as nursery:
             await nursery.start(stream.run)
