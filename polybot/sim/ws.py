@@ -133,6 +133,7 @@ class WsConnection:
 
     async def run(self) -> None:
         self.hub.connections.add(self)
+        self.hub.accepted[self.kind] += 1
         try:
             with trio.CancelScope() as self._scope:
                 async with trio.open_nursery() as nursery:
@@ -318,6 +319,7 @@ class WsHub:
         self.faults = faults
         self.settings = settings
         self.connections: set[WsConnection] = set()
+        self.accepted: dict[str, int] = {"markets": 0, "private": 0}  # sockets ever opened
 
     def drop_all(self, code: int = 1011) -> None:
         for conn in list(self.connections):
