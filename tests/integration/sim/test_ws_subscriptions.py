@@ -35,7 +35,7 @@ def md_frames(raw: list[str]) -> list[dict]:
     return [f for f in map(json.loads, raw) if "marketData" in f]
 
 
-async def test_each_subscription_answers_its_own_markets_and_unsubscribe_stops_it(sim):
+async def test_each_subscription_answers_its_own_markets_and_unsubscribe_stops_it(sim, mock_clock):
     a, b, c = sim.markets[:3]
     async with ws_connect(sim, "/v1/ws/markets") as ws, httpx.AsyncClient(timeout=5) as http:
         await subscribe(ws, "one", MD, [a, b])
@@ -53,7 +53,7 @@ async def test_each_subscription_answers_its_own_markets_and_unsubscribe_stops_i
     assert sim.server.hub.accepted["markets"] == 1
 
 
-async def test_an_unanswered_slug_gets_nothing_for_its_first_k_subscribes_then_is_served(sim):
+async def test_an_unanswered_slug_gets_nothing_for_its_first_k_subscribes_then_is_served(sim, mock_clock):
     a, b = sim.markets[:2]
     sim.faults.unanswer_subscriptions(a, 2)
     async with ws_connect(sim, "/v1/ws/markets") as ws, httpx.AsyncClient(timeout=5) as http:
@@ -71,7 +71,7 @@ async def test_an_unanswered_slug_gets_nothing_for_its_first_k_subscribes_then_i
     assert sim.faults.ws_unanswered == {}
 
 
-async def test_a_subscription_left_with_no_market_by_the_fault_covers_none(sim):
+async def test_a_subscription_left_with_no_market_by_the_fault_covers_none(sim, mock_clock):
     a, b = sim.markets[:2]
     sim.faults.unanswer_subscriptions(a, 1)
     async with ws_connect(sim, "/v1/ws/markets") as ws, httpx.AsyncClient(timeout=5) as http:
