@@ -486,13 +486,17 @@ class OddsFeed:
             if fid not in self._odds:
                 continue  # removed while the snapshot was in flight
             fo = snap.get(fid)
+            if fo is not None:
+                self._fv.set_fixture(FixtureInfo(fid, fo.fixture.start_date, fo.fixture.status))
+            if self._finished(fid):  # completed / cancelled: its odds are not held any more
+                self._odds[fid].clear()
+                self._touched.get(fid, {}).clear()
+                continue
             rest = {o.id: o for o in fo.odds if self._relevant(o)} if fo else {}
             if merge:
                 self._merge(self._odds[fid], rest, start_seq, self._touched.get(fid, {}))
             else:
                 self._odds[fid] = rest
-            if fo is not None:
-                self._fv.set_fixture(FixtureInfo(fid, fo.fixture.start_date, fo.fixture.status))
 
     @staticmethod
     def _merge(held: dict[str, Odd], rest: dict[str, Odd], start_seq: int,
