@@ -140,7 +140,10 @@ class Faults:
         return False
 
     def unanswer_subscriptions(self, slug: str, times: int) -> None:
-        self.ws_unanswered[slug] = times
+        if times > 0:
+            self.ws_unanswered[slug] = times
+        else:
+            self.ws_unanswered.pop(slug, None)
 
     def take_unanswered(self, slug: str) -> bool:
         """Whether this subscription leaves `slug` silently unanswered (consumes one)."""
