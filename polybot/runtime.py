@@ -18,8 +18,10 @@ Process layout (one root nursery, `run_bot`):
   books, fair values, the engine and the venue.
 - inside the group (`polybot.supervisor`), rebuilt on every restart: `reference` (market metadata
   into the universe, refreshed every few minutes), `markets` (the markets websocket into the
-  engine), `odds` (the OpticOdds feed writing FairValues), `executor` (live mode: the private
-  websocket and the live executor's tasks), `trader` (decisions: the only caller of the venue's
+  engine; its subscriptions follow the universe's add and retire listeners, debounced, on the
+  live connection), `odds` (the OpticOdds feed writing FairValues; its targets are the universe's
+  confirmed fixture targets, changed at run time the same way), `executor` (live mode: the
+  private websocket, subscribed to every market, and the live executor's tasks), `trader` (decisions: the only caller of the venue's
   submit), `control` (the kill switch and resume files, polled every 0.25 s) and `housekeeping`
   (the clock tick of the trading state, operator requests, persistence, metrics).
 
@@ -233,7 +235,8 @@ class Bot:
             async for event in recv:
                 now = trio.current_time()
                 if isinstance(event, wire.BookReplaced):
-                    self.on_market_book(event.book, now)
+                    if event.book.market_slug in self.universe:  # not one retired meanwhile
+                        self.on_market_book(event.book, now)
                 elif isinstance(event, wire.TradePrinted):
                     self.executor.on_trade(event.trade)
                 elif isinstance(event, ContinuityLost):
@@ -253,6 +256,14 @@ class Bot:
             self._odds_wake.set()
 
     def _universe_retired(self, slug: str) -> None:
+        """A market retired: what the runtime holds for it goes now; the odds feed drops it at
+        once (a consensus computed for it after its fair values were forgotten would be an
+        error), the markets stream unsubscribes with the next change (books for it arriving
+        meanwhile are ignored: see markets_child)."""
+        self._received_at.pop(slug, None)
+        self._dirty.discard(slug)
+        if self._odds_feed is not None:
+            self._odds_feed.set_targets(self._odds_targets())
         self._markets_wake.set()
         self._odds_wake.set()
 

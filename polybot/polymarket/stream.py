@@ -23,6 +23,13 @@ a typed event and sends it into a Trio memory channel. The traps it exists to av
 * Delivery is at least once: the private stream drops executions whose id it has seen.
 * A malformed or unknown frame is logged, counted and skipped; `"error": ""` is not an error.
 
+* The markets stream's set of markets changes at run time (`MarketsStream.set_markets`) on the
+  live connection: chunks of at most 100 markets, only changed chunks re-sent (subscribe anew,
+  then unsubscribe the old requestId), and a (re)sent subscription that leaves a market without
+  its snapshot for 10 s is re-sent, at most 3 times, then the market is reported no_data.
+* The private stream subscribes without `marketSlugs` (every market of the account): no change
+  of the market set ever touches it.
+
 Headers are re-signed on every connect (the exchange checks the timestamp). Subscriptions carry
 at most 100 slugs each. Counters are plain attributes for the metrics exporter.
 """

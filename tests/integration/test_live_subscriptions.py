@@ -55,6 +55,7 @@ async def test_markets_added_and_retired_at_run_time_follow_the_universe_without
             assert await wait_for(lambda: gone not in subscribed(sim), 10)
             stream = bot._markets_stream
             assert gone not in stream.slugs and all(gone not in c.slugs for c in stream._chunks)
+            assert gone not in bot._received_at
             assert subscribed(sim) == frozenset(bot.universe)
             assert sim.server.hub.accepted["markets"] == 1 and stream.connects == 1
             assert bot.supervisor.state().restarts == 0
