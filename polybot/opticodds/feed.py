@@ -181,6 +181,12 @@ class OddsFeed:
     def targets(self) -> dict[str, MarketTarget]:
         return dict(self._targets)
 
+    def market_keys(self) -> frozenset[str]:
+        """The markets this feed holds anything for (after a retirement: a subset of the
+        universe; its per-fixture state follows `fixtures`)."""
+        return frozenset(self._targets).union(
+            *({t.slug for t in ts} for ts in self._by_fixture.values()))
+
     @property
     def fixtures(self) -> frozenset[str]:
         """The fixtures whose odds are held (one entry per priced fixture, nothing else)."""

@@ -59,6 +59,7 @@ async def test_a_removed_target_stops_being_priced_and_its_fixture_state_is_drop
     assert fv.usable(g1.market_slug) is None
     assert "no confirmed OpticOdds fixture target" in fv.why_not(g1.market_slug)
     assert feed.fixtures == {g0.fixture_id} and set(feed._touched) <= {g0.fixture_id}
+    assert feed.market_keys() == {g0.market_slug}
     g1.true_prob_long = Decimal("0.25")
     g0.true_prob_long = Decimal("0.35")
     local_odds.control.update_now()
