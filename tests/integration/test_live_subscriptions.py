@@ -13,7 +13,7 @@ import trio.testing
 from polybot.reference import load_markets
 from polybot.sim.harness import running_sim
 from polybot.sim.scenario import default_spec
-from polybot.universe import Origin
+from polybot.universe import Origin, Universe
 from tests.integration.harness import running_bot, wait_for
 
 
@@ -40,20 +40,26 @@ async def test_markets_added_and_retired_at_run_time_follow_the_universe_without
                                MARKET_SLUGS=",".join(configured)) as bot:
             assert await wait_for(lambda: subscribed(sim) == frozenset(configured), 60)
             assert await wait_for(lambda: all(bot.books.is_trusted(s) for s in configured), 30)
-            # discovery adds ten markets in one pass: one change (the chunk of 100 is full, so one
-            # new subscription), no reconnect
-            await load_markets(bot.rest, bot.universe, later)
-            for slug in later:
-                listing = bot.universe.get(slug)
+            stream = bot._markets_stream
+            sent = (stream.subscribes, stream.unsubscribes)
+            # a change of a market's facts is no change of the set: nothing is sent
+            bot.universe.update(configured[0], unmatched_reason="(test)")
+            await trio.sleep(1)
+            assert (stream.subscribes, stream.unsubscribes) == sent
+            # discovery adds ten markets in one pass: one change (the chunk of 100 is full, so
+            # one new subscription per type), nothing unsubscribed, no reconnect
+            found = Universe()
+            await load_markets(bot.rest, found, later)
+            for listing in found.listings():
                 bot.universe.put(listing.info, event=listing.event, origin=Origin.DISCOVERED)
             assert await wait_for(lambda: subscribed(sim) == frozenset(sim.markets[:110]), 10)
             assert len(market_subs(sim)) == 2
+            assert (stream.subscribes - sent[0], stream.unsubscribes - sent[1]) == (2, 0)
             assert await wait_for(lambda: all(bot.books.is_trusted(s) for s in later), 15)
             # retirement unsubscribes, and the stream holds nothing more for the market
             gone = later[0]
             bot.universe.retire(gone, "settled (test)")
             assert await wait_for(lambda: gone not in subscribed(sim), 10)
-            stream = bot._markets_stream
             assert gone not in stream.slugs and all(gone not in c.slugs for c in stream._chunks)
             assert gone not in bot._received_at
             assert subscribed(sim) == frozenset(bot.universe)
