@@ -340,11 +340,16 @@ class _Stream:
         if event is wire.HEARTBEAT:
             self.heartbeats += 1
             return
-        self._answered = True
+        if self._answers(event):
+            self._answered = True
         if isinstance(event, wire.SubscriptionFailed):
             self.error_frames += 1
             log.warning("%s: subscription error: %s", self.name, event)
         await self._on_event(event)
+
+    def _answers(self, event: Any) -> bool:
+        """Whether this frame proves the connection's subscriptions were heard."""
+        return True
 
     async def _on_event(self, event: Any) -> None:
         await self._deliver(event)
@@ -631,6 +636,11 @@ class PrivateStream(_Stream):
         self._snapshot_retries = 0
         self.duplicate_executions = 0
         self.executions = 0
+
+    def _answers(self, event: Any) -> bool:
+        # liveness is the order snapshot's eof (and heartbeats after it): a balance snapshot
+        # alone does not show the orders were heard, and the executor waits on that eof
+        return isinstance(event, wire.OrdersSnapshotted) and event.eof
 
     async def _on_connect(self, ws: WebSocketConnection) -> None:
         await self._subscribe(ws, "orders", ORDER, self.slugs)

@@ -376,3 +376,30 @@ async def test_set_markets_subscribes_the_new_set_then_unsubscribes_the_old_on_t
     assert msgs[1]["subscribe"]["marketSlugs"] == ["a", "b"] and srv.connections == 1
     assert msgs[1]["subscribe"]["requestId"] != msgs[0]["subscribe"]["requestId"]
     assert msgs[2] == {"unsubscribe": {"requestId": msgs[0]["subscribe"]["requestId"]}}
+
+
+async def test_private_stream_without_the_order_snapshot_eof_is_torn_down_despite_other_data(clock):
+    # its liveness is the order snapshot's eof: a balance snapshot and heartbeats do not show the
+    # orders were heard (the executor would wait on that eof forever)
+    async def script(ws, n, srv):
+        await srv.read_subs(ws, n, 4)
+        balances = srv.subscriptions[n - 1][3]["subscribe"]["requestId"]
+        await ws.send_message(json.dumps(
+            {"requestId": balances, "accountBalancesSnapshot": {"balances": []}}))
+        if n == 2:
+            snap_id = srv.subscriptions[n - 1][1]["subscribe"]["requestId"]
+            await ws.send_message(json.dumps(
+                {"requestId": snap_id, "orderSubscriptionSnapshot": {"orders": [], "eof": True}}))
+        while True:
+            await ws.send_message('{"heartbeat":{}}')
+            await trio.sleep(1)
+
+    async with trio.open_nursery() as nursery:
+        srv = await Server(script).start(nursery)
+        send, _receive = trio.open_memory_channel(100)
+        stream = PrivateStream(config(srv.url, stale_after=15.0), Signer("k", SEED), send)
+        nursery.start_soon(stream.run)
+        await trio.sleep(100)
+        nursery.cancel_scope.cancel()
+    assert srv.connections == 2 and stream.stale_teardowns == 1
+    assert 15 <= srv.connected_at[1] - srv.connected_at[0] <= 17
