@@ -333,7 +333,7 @@ class Bot:
             self._odds_feed = feed
             async with trio.open_nursery() as nursery:
                 await nursery.start(feed.run)
-                nursery.start_soon(self._follow_odds, feed)
+                nursery.start_soon(self._follow_odds, feed, progress)
 
     @staticmethod
     def _odds_target(listing: Any) -> Any:
@@ -344,13 +344,22 @@ class Bot:
         return [t for listing in self.universe.listings()
                 if (t := self._odds_target(listing)) is not None]
 
-    async def _follow_odds(self, feed: Any) -> None:
+    async def _follow_odds(self, feed: Any, progress: Progress) -> None:
         """Keep the odds feed's targets equal to the universe's confirmed ones (woken by the
-        universe's listeners, debounced): adds and removals without restarting the group."""
+        universe's listeners, debounced): adds and removals without restarting the group.
+
+        A feed with no target (no game matched yet, an off-season) streams nothing and so shows
+        no progress of its own: that is idle, not hung, and is beaten for here."""
         while True:
             self._odds_wake = trio.Event()
             feed.set_targets(self._odds_targets())
-            await self._odds_wake.wait()
+            while True:
+                if not feed.market_keys():
+                    progress.beat()
+                with trio.move_on_after(5.0):
+                    await self._odds_wake.wait()
+                if self._odds_wake.is_set():
+                    break
             await trio.sleep(UNIVERSE_DEBOUNCE_SECONDS)
 
     async def executor_child(self, progress: Progress, *,

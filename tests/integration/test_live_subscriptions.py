@@ -105,3 +105,25 @@ async def test_a_market_whose_subscription_never_answers_is_no_data_not_traded_a
             sim.faults.unanswer_subscriptions(silent, 0)
             sim.faults.drop_websockets()
             assert await wait_for(lambda: not bot.universe.get(silent).no_data, 30)
+
+
+async def test_the_odds_feed_follows_the_universe_targets_and_an_idle_feed_is_not_hung(
+        tmp_path, mock_clock):
+    async with running_sim(run_scenario=False, opticodds=True, cash=D("1000")) as sim:
+        slug = sim.markets[0]
+        async with running_bot(sim, tmp_path, live=False, MARKET_SLUGS=slug) as bot:
+            assert await wait_for(lambda: bot.fair_values.usable(slug) is not None, 60)
+            feed = bot._odds_feed
+            target = bot.universe.get(slug).target
+            assert bot.universe.get(slug).target_confirmed and feed.market_keys() == {slug}
+            # the match goes away (e.g. discovery no longer confirms it): no more pricing
+            bot.universe.update(slug, target=None, target_confirmed=False,
+                                unmatched_reason="(test)")
+            assert await wait_for(lambda: not feed.market_keys(), 5)
+            assert bot.fair_values.usable(slug) is None and feed.fixtures == frozenset()
+            await trio.sleep(200)  # nothing to stream: idle, which the watchdog must not call hung
+            assert bot.supervisor.state().restarts == 0 and bot._odds_feed is feed
+            # confirmed again: priced again, by the same feed
+            bot.universe.update(slug, target=target, target_confirmed=True, unmatched_reason="")
+            assert await wait_for(lambda: bot.fair_values.usable(slug) is not None, 30)
+            assert bot.supervisor.state().restarts == 0 and bot._odds_feed is feed
