@@ -120,3 +120,16 @@ async def test_a_finished_fixture_is_no_longer_priced_and_its_odds_are_dropped(
     await wait_for(lambda: fv.usable(g0.market_slug).q == expected_q(local_odds.control, g0))
     await trio.sleep(90)  # past a REST refresh (60 s)
     assert fv.get(g1.market_slug) is None and feed._odds[g1.fixture_id] == {}
+
+
+async def test_a_feed_started_with_no_target_streams_nothing_until_one_arrives(
+        nursery, local_odds, games, mock_clock):
+    (g0, _, _), (t0, _, _) = games
+    fv = FairValues()
+    feed = await start(nursery, local_odds, fv, [])
+    await trio.sleep(60)
+    assert local_odds.control.stream_connects == 0 and feed.status.state is FeedState.LIVE
+    feed.set_targets([t0])
+    await wait_for(lambda: fv.usable(g0.market_slug) is not None)
+    assert fv.usable(g0.market_slug).q == expected_q(local_odds.control, g0)
+    assert local_odds.control.stream_connects == 1
