@@ -110,12 +110,6 @@ class Bot:
         self._wake = trio.Event()
         self._last_halt_state: Any = None
         self._received_at: dict[str, float] = {}
-        # the markets stream and the odds feed follow the universe: its listeners (registered
-        # once here, since the universe outlives group restarts) wake their follower tasks
-        self._markets_wake = trio.Event()
-        self._odds_wake = trio.Event()
-        self.universe.add_listener(self._universe_changed)
-        self.universe.add_retire_listener(self._universe_retired)
         self._markets_stream: Any = None
         self._private_stream: Any = None
         self._odds_feed: Any = None
@@ -123,6 +117,12 @@ class Bot:
         self._flattening = False
         self._submits_in_flight = 0
         self._stop_deadline: float | None = None
+        # the markets stream and the odds feed follow the universe: its listeners (registered
+        # once here, since the universe outlives group restarts) wake their follower tasks
+        self._markets_wake = trio.Event()
+        self._odds_wake = trio.Event()
+        self.universe.add_listener(self._universe_changed)
+        self.universe.add_retire_listener(self._universe_retired)
         self.views = StatusViews(self)
         self.supervisor = self._build_supervisor()
         self.health_port: int | None = None
@@ -319,12 +319,12 @@ class Bot:
             result = await match_all(self.rest, client, self.universe, pending,
                                      s.odds_market_map, progress)
             progress.recovered()
+            for target in result.targets:  # the universe holds each market's fixture target
+                self.universe.update(target.slug, target=target, target_confirmed=True,
+                                     unmatched_reason="")
             for miss in result.unmatched:
                 self.recent_errors.append(f"{miss.slug} not matched: {miss.reason}")
                 self.universe.update(miss.slug, unmatched_reason=miss.reason)
-            for target in result.targets:  # the matcher's answer is strict: confirmed
-                self.universe.update(target.slug, target=target, target_confirmed=True,
-                                     unmatched_reason="")
             config = OddsFeedConfig(sportsbooks=s.opticodds_sportsbooks,
                                     weights=s.odds_book_weights, min_books=s.odds_min_books,
                                     method=s.odds_devig_method, stale_seconds=s.stale_feed_seconds)
