@@ -78,3 +78,17 @@ async def test_a_subscription_left_with_no_market_by_the_fault_covers_none(sim, 
         await subscribe(ws, "only-a", MD, [a])
         await Api(sim, http).order(b, BUY, "0.30", 1)
         assert md_frames(await frames_for(ws, 1.0)) == []
+
+
+async def test_a_private_subscription_without_market_slugs_covers_a_market_listed_after_it(
+        sim, mock_clock):
+    async with ws_connect(sim, "/v1/ws/private") as ws, httpx.AsyncClient(timeout=5) as http:
+        await subscribe(ws, "orders", "SUBSCRIPTION_TYPE_ORDER")  # no marketSlugs: every market
+        await trio.sleep(0.1)
+        sim.exchange.add_event(990001, "nba-new-game-2026-12-07", "A game listed later")
+        sim.exchange.add_market("aec-nba-new-game-2026-12-07", 990002, 990001)
+        oid = await Api(sim, http).order("aec-nba-new-game-2026-12-07", BUY, "0.40", 1)
+        frame = await next_frame(ws, "orderSubscriptionUpdate")
+        execution = frame["orderSubscriptionUpdate"]["execution"]
+        assert frame["requestId"] == "orders" and execution["order"]["id"] == oid
+        assert execution["order"]["marketSlug"] == "aec-nba-new-game-2026-12-07"
