@@ -403,3 +403,30 @@ async def test_private_stream_without_the_order_snapshot_eof_is_torn_down_despit
         nursery.cancel_scope.cancel()
     assert srv.connections == 2 and stream.stale_teardowns == 1
     assert 15 <= srv.connected_at[1] - srv.connected_at[0] <= 17
+
+
+def test_chunks_follow_a_churning_set_changing_only_what_they_must():
+    import math
+
+    send, _receive = trio.open_memory_channel(1)
+    stream = MarketsStream(config("ws://unused"), Signer("k", SEED), send,
+                           [f"m{i}" for i in range(150)])
+    assert sorted(len(c.slugs) for c in stream._chunks) == [50, 100]
+    changed = stream._place((*stream.slugs, "new"))
+    assert len(changed) == 1 and "new" in changed[0].slugs  # one chunk re-sent, not two
+    rng = random.Random(5)
+    live = list(stream.slugs)
+    peak, counter = len(live), itertools.count(1000)
+    for _ in range(300):  # days of games listed and retired
+        before = {id(c): list(c.slugs) for c in stream._chunks}
+        gone = set(rng.sample(live, k=min(len(live), rng.randint(0, 30))))
+        live = [s for s in live if s not in gone] + [
+            f"m{next(counter)}" for _ in range(rng.randint(0, 30))]
+        peak = max(peak, len(live))
+        changed = stream._place(tuple(live))
+        stream._chunks = [c for c in stream._chunks if c.slugs]
+        every = [s for c in stream._chunks for s in c.slugs]
+        assert sorted(every) == sorted(live) and all(len(c.slugs) <= 100 for c in stream._chunks)
+        for c in stream._chunks:  # a chunk is re-sent exactly when its membership changed
+            assert (c in changed) == (before.get(id(c)) != c.slugs)
+        assert len(stream._chunks) <= math.ceil(peak / 100)
