@@ -75,7 +75,8 @@ SHUTDOWN_BOUND_SECONDS = 8.0  # signal to flushed store, inside the 10 s the ope
 CREATE_WAIT_SECONDS = 3.0  # of those, at most this long for creates in flight to be answered
 FLATTEN_ROUNDS = 5
 METADATA_REFRESH_SECONDS = 60.0  # market metadata (status, tick, fees) re-read this often
-UNIVERSE_DEBOUNCE_SECONDS = 0.2  # universe changes gathered into one subscription change
+UNIVERSE_DEBOUNCE_SECONDS = 0.2  # universe changes gathered into one subscription change...
+UNIVERSE_DEBOUNCE_MAX_SECONDS = 2.0  # ...while they keep coming, for at most this long
 
 
 class Bot:
@@ -274,7 +275,19 @@ class Bot:
             self._markets_wake = trio.Event()
             await stream.set_markets(list(self.universe))
             await self._markets_wake.wait()
-            await trio.sleep(UNIVERSE_DEBOUNCE_SECONDS)
+            await self._settle("_markets_wake")
+
+    async def _settle(self, wake: str) -> None:
+        """Wait until the universe was quiet for UNIVERSE_DEBOUNCE_SECONDS (a discovery pass
+        adds its markets one by one), but no longer than UNIVERSE_DEBOUNCE_MAX_SECONDS."""
+        end = trio.current_time() + UNIVERSE_DEBOUNCE_MAX_SECONDS
+        while trio.current_time() < end:
+            event = trio.Event()
+            setattr(self, wake, event)
+            with trio.move_on_after(UNIVERSE_DEBOUNCE_SECONDS):
+                await event.wait()
+            if not event.is_set():
+                return
 
     def _market_no_data(self, slug: str, no_data: bool) -> None:
         """The markets stream gave up on (or heard at last from) a market's subscription."""
@@ -360,7 +373,7 @@ class Bot:
                     await self._odds_wake.wait()
                 if self._odds_wake.is_set():
                     break
-            await trio.sleep(UNIVERSE_DEBOUNCE_SECONDS)
+            await self._settle("_odds_wake")
 
     async def executor_child(self, progress: Progress, *,
                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -46,12 +46,13 @@ async def test_markets_added_and_retired_at_run_time_follow_the_universe_without
             bot.universe.update(configured[0], unmatched_reason="(test)")
             await trio.sleep(1)
             assert (stream.subscribes, stream.unsubscribes) == sent
-            # discovery adds ten markets in one pass: one change (the chunk of 100 is full, so
-            # one new subscription per type), nothing unsubscribed, no reconnect
+            # discovery adds ten markets in one pass, one by one: one change (the chunk of 100 is
+            # full, so one new subscription per type), nothing unsubscribed, no reconnect
             found = Universe()
             await load_markets(bot.rest, found, later)
             for listing in found.listings():
                 bot.universe.put(listing.info, event=listing.event, origin=Origin.DISCOVERED)
+                await trio.sleep(0.05)
             assert await wait_for(lambda: subscribed(sim) == frozenset(sim.markets[:110]), 10)
             assert len(market_subs(sim)) == 2
             assert (stream.subscribes - sent[0], stream.unsubscribes - sent[1]) == (2, 0)
