@@ -195,9 +195,10 @@ class _Stream:
         await ws.send_message(orjson.dumps(msg).decode())
 
     async def _subscribe(
-        self, ws: WebSocketConnection, prefix: str, sub_type: str, slugs: Sequence[str] = ()
+        self, ws: WebSocketConnection, prefix: str, sub_type: str, slugs: Sequence[str] = (),
+        rid: str = "",
     ) -> str:
-        rid = self._request_id(prefix)
+        rid = rid or self._request_id(prefix)
         sub: dict[str, Any] = {"requestId": rid, "subscriptionType": sub_type}
         if slugs:
             sub["marketSlugs"] = list(slugs)
@@ -520,11 +521,12 @@ class MarketsStream(_Stream):
                     chunk.deadline = trio.current_time() + self.config.snapshot_timeout
                     self._deadline_changed.set()
             for sub_type in self.subscription_types:
-                rid = await self._subscribe(ws, "md", sub_type, chunk.slugs)
-                self.subscribes += 1
+                rid = self._request_id("md")
                 chunk.request_ids[sub_type] = rid
-                if sub_type == MARKET_DATA:
+                if sub_type == MARKET_DATA:  # known before the answer can arrive
                     self._chunk_of_rid[rid] = chunk
+                await self._subscribe(ws, "md", sub_type, chunk.slugs, rid=rid)
+                self.subscribes += 1
         for rid in old:
             await self._send(ws, {"unsubscribe": {"requestId": rid}})
             self.unsubscribes += 1
