@@ -250,7 +250,7 @@ class Bot:
     def _universe_changed(self, listing: Any) -> None:
         """A market added or changed: wake the followers whose set it may change."""
         stream = self._markets_stream
-        if stream is None or listing.slug not in stream.slugs:
+        if stream is None or not stream.watches(listing.slug):
             self._markets_wake.set()
         feed = self._odds_feed
         if feed is None or feed.target_of(listing.slug) != self._odds_target(listing):

@@ -452,6 +452,9 @@ class MarketsStream(_Stream):
         return {c.request_ids[first]: tuple(c.slugs) for c in self._chunks
                 if first in c.request_ids}
 
+    def watches(self, slug: str) -> bool:
+        return slug in self._wanted
+
     @property
     def _tracks_snapshots(self) -> bool:
         return MARKET_DATA in self.subscription_types
