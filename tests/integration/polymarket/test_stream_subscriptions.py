@@ -171,3 +171,19 @@ async def test_a_subscription_answered_on_a_re_send_is_never_no_data(sim, nurser
     assert stream.resends == 2 and reports == [] and stream._unanswered == {}
     assert books.seen[other] >= 3  # each re-send brought a fresh snapshot of the whole chunk
     assert stream.dropped_unwatched == 0
+
+
+async def test_a_change_made_while_disconnected_is_what_the_reconnect_subscribes(
+        sim, nursery, mock_clock):
+    first, later = sim.markets[:3], sim.markets[3:5]
+    stream, books = await start(nursery, sim, first)
+    await wait_for(lambda: set(books.seen) == set(first))
+    sim.faults.maintenance = True  # sockets closed, upgrades refused
+    await wait_for(lambda: not stream.status.connected)
+    await stream.set_markets([first[0], *later])  # nothing to send it on: kept for the reconnect
+    assert stream.subscribes == 1 and stream.unsubscribes == 0
+    sim.faults.maintenance = False
+    await wait_for(lambda: stream.status.connected and set(later) <= set(books.seen), 60)
+    subs = server_subs(sim)
+    assert len(subs) == 1 and set(subs.values()) == {frozenset([first[0], *later])}
+    assert stream.unsubscribes == 0  # the old connection's requestIds died with it
