@@ -18,8 +18,10 @@ Process layout (one root nursery, `run_bot`):
   books, fair values, the engine and the venue.
 - inside the group (`polybot.supervisor`), rebuilt on every restart: `reference` (market metadata
   into the universe, refreshed every few minutes), `markets` (the markets websocket into the
-  engine), `odds` (the OpticOdds feed writing FairValues), `executor` (live mode: the private
-  websocket and the live executor's tasks), `trader` (decisions: the only caller of the venue's
+  engine; its subscriptions follow the universe's add and retire listeners, debounced, on the
+  live connection), `odds` (the OpticOdds feed writing FairValues; its targets are the universe's
+  confirmed fixture targets, changed at run time the same way), `executor` (live mode: the
+  private websocket, subscribed to every market, and the live executor's tasks), `trader` (decisions: the only caller of the venue's
   submit), `control` (the kill switch and resume files, polled every 0.25 s) and `housekeeping`
   (the clock tick of the trading state, operator requests, persistence, metrics).
 
@@ -65,6 +67,7 @@ from polybot.notify import Level
 from polybot.sdnotify import SystemdNotifier, watchdog_interval
 from polybot.status import StatusViews
 from polybot.supervisor import ChildSpec, Progress, Supervisor
+from polybot.universe import Origin
 
 log = logging.getLogger("polybot.app")
 
@@ -72,6 +75,8 @@ SHUTDOWN_BOUND_SECONDS = 8.0  # signal to flushed store, inside the 10 s the ope
 CREATE_WAIT_SECONDS = 3.0  # of those, at most this long for creates in flight to be answered
 FLATTEN_ROUNDS = 5
 METADATA_REFRESH_SECONDS = 60.0  # market metadata (status, tick, fees) re-read this often
+UNIVERSE_DEBOUNCE_SECONDS = 0.2  # universe changes gathered into one subscription change...
+UNIVERSE_DEBOUNCE_MAX_SECONDS = 2.0  # ...while they keep coming, for at most this long
 
 
 class Bot:
@@ -116,6 +121,12 @@ class Bot:
         self._flattening = False
         self._submits_in_flight = 0
         self._stop_deadline: float | None = None
+        # the markets stream and the odds feed follow the universe: its listeners (registered
+        # once here, since the universe outlives group restarts) wake their follower tasks
+        self._markets_wake = trio.Event()
+        self._odds_wake = trio.Event()
+        self.universe.add_listener(self._universe_changed)
+        self.universe.add_retire_listener(self._universe_retired)
         self.views = StatusViews(self)
         self.supervisor = self._build_supervisor()
         self.health_port: int | None = None
@@ -262,9 +273,10 @@ class Bot:
 
         send, recv = trio.open_memory_channel[Any](10_000)
         stream = MarketsStream(stream_config_from_settings(self.settings), self.signer, send,
-                               list(self.universe) or self.settings.market_slugs,
+                               list(self.universe),
                                subscription_types=("SUBSCRIPTION_TYPE_MARKET_DATA",
                                                    "SUBSCRIPTION_TYPE_TRADE"),
+                               on_no_data=self._market_no_data,
                                progress=progress.beat, auth_probe=self.rest.balances,
                                clock=self.clock)
         self._markets_stream = stream
@@ -276,7 +288,8 @@ class Bot:
             async for event in recv:
                 now = trio.current_time()
                 if isinstance(event, wire.BookReplaced):
-                    self.on_market_book(event.book, now)
+                    if event.book.market_slug in self.universe:  # not one retired meanwhile
+                        self.on_market_book(event.book, now)
                 elif isinstance(event, wire.TradePrinted):
                     self.executor.on_trade(event.trade)
                 elif isinstance(event, ContinuityLost):
@@ -286,13 +299,56 @@ class Bot:
                 elif isinstance(event, StreamConnected):
                     progress.recovered()
 
+    def _universe_changed(self, listing: Any) -> None:
+        """A market added or changed: wake the followers whose set it may change."""
+        stream = self._markets_stream
+        if stream is None or not stream.watches(listing.slug):
+            self._markets_wake.set()
+        feed = self._odds_feed
+        if feed is None or feed.target_of(listing.slug) != self._odds_target(listing):
+            self._odds_wake.set()
+
+    def _universe_retired(self, slug: str) -> None:
+        """A market retired: what the runtime holds for it goes now; the odds feed drops it at
+        once (a consensus computed for it after its fair values were forgotten would be an
+        error), the markets stream unsubscribes with the next change (books for it arriving
+        meanwhile are ignored: see markets_child)."""
+        self._received_at.pop(slug, None)
+        self._dirty.discard(slug)
+        if self._odds_feed is not None:
+            self._odds_feed.set_targets(self._odds_targets())
+        self._markets_wake.set()
+        self._odds_wake.set()
+
     async def _follow_universe(self, stream: Any) -> None:
-        """Re-subscribe the markets stream when the universe gains a market."""
+        """Keep the markets stream's subscriptions equal to the universe: woken by the universe's
+        listeners, debounced so a discovery pass adding 50 markets makes one change."""
         while True:
-            slugs = list(self.universe)
-            if slugs and tuple(slugs) != stream.slugs:
-                await stream.set_markets(slugs)
-            await trio.sleep(1.0)
+            self._markets_wake = trio.Event()
+            await stream.set_markets(list(self.universe))
+            await self._markets_wake.wait()
+            await self._settle("_markets_wake")
+
+    async def _settle(self, wake: str) -> None:
+        """Wait until the universe was quiet for UNIVERSE_DEBOUNCE_SECONDS (a discovery pass
+        adds its markets one by one), but no longer than UNIVERSE_DEBOUNCE_MAX_SECONDS."""
+        end = trio.current_time() + UNIVERSE_DEBOUNCE_MAX_SECONDS
+        while trio.current_time() < end:
+            event = trio.Event()
+            setattr(self, wake, event)
+            with trio.move_on_after(UNIVERSE_DEBOUNCE_SECONDS):
+                await event.wait()
+            if not event.is_set():
+                return
+
+    def _market_no_data(self, slug: str, no_data: bool) -> None:
+        """The markets stream gave up on (or heard at last from) a market's subscription."""
+        self.universe.update(slug, no_data=no_data)
+        if no_data:
+            self.recent_errors.append(f"{slug} not opened: its subscription sent no data")
+            self._alert(Level.WARNING, "Market subscription never answered",
+                        f"{slug}: no snapshot after every re-send; the market is not traded "
+                        "(no_data) until its data arrives", key="no_data")
 
     def on_market_book(self, book: Any, now: float) -> None:
         """A full book from the markets stream: the engine, the venue, then the trader."""
@@ -324,7 +380,10 @@ class Bot:
             progress.beat()
             await trio.sleep(0.2)
         async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
-            result = await match_all(self.rest, client, self.universe, list(self.universe),
+            # configured (and held) markets are matched here; discovery matches what it adds
+            pending = [listing.slug for listing in self.universe.listings()
+                       if listing.target is None and listing.origin is not Origin.DISCOVERED]
+            result = await match_all(self.rest, client, self.universe, pending,
                                      s.odds_market_map, progress)
             progress.recovered()
             for target in result.targets:  # the universe holds each market's fixture target
@@ -336,10 +395,39 @@ class Bot:
             config = OddsFeedConfig(sportsbooks=s.opticodds_sportsbooks,
                                     weights=s.odds_book_weights, min_books=s.odds_min_books,
                                     method=s.odds_devig_method, stale_seconds=s.stale_feed_seconds)
-            feed = OddsFeed(client, self.fair_values, result.targets, config,
+            feed = OddsFeed(client, self.fair_values, self._odds_targets(), config,
                             on_progress=progress.beat)
             self._odds_feed = feed
-            await feed.run(task_status=trio.TASK_STATUS_IGNORED)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(feed.run)
+                nursery.start_soon(self._follow_odds, feed, progress)
+
+    @staticmethod
+    def _odds_target(listing: Any) -> Any:
+        """The fixture the odds feed prices a market from: set and confirmed, else none."""
+        return listing.target if listing.target is not None and listing.target_confirmed else None
+
+    def _odds_targets(self) -> list[Any]:
+        return [t for listing in self.universe.listings()
+                if (t := self._odds_target(listing)) is not None]
+
+    async def _follow_odds(self, feed: Any, progress: Progress) -> None:
+        """Keep the odds feed's targets equal to the universe's confirmed ones (woken by the
+        universe's listeners, debounced): adds and removals without restarting the group.
+
+        A feed with no target (no game matched yet, an off-season) streams nothing and so shows
+        no progress of its own: that is idle, not hung, and is beaten for here."""
+        while True:
+            self._odds_wake = trio.Event()
+            feed.set_targets(self._odds_targets())
+            while True:
+                if not feed.market_keys():
+                    progress.beat()
+                with trio.move_on_after(5.0):
+                    await self._odds_wake.wait()
+                if self._odds_wake.is_set():
+                    break
+            await self._settle("_odds_wake")
 
     async def discovery_child(self, progress: Progress, *,
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -389,9 +477,11 @@ class Bot:
         live = self.live
         assert live is not None  # the child exists in live mode only
         send, recv = trio.open_memory_channel[Any](10_000)
+        # every market of the account (no marketSlugs, reference §4.2): the universe never
+        # changes this subscription; its liveness is the order snapshot's eof and heartbeats
         stream = PrivateStream(stream_config_from_settings(self.settings), self.signer, send,
-                               slugs=self.settings.market_slugs, progress=progress.beat,
-                               auth_probe=self.rest.balances, clock=self.clock)
+                               progress=progress.beat, auth_probe=self.rest.balances,
+                               clock=self.clock)
         self._private_stream = stream
         async with trio.open_nursery() as nursery:
             await nursery.start(stream.run)

@@ -23,6 +23,13 @@ a typed event and sends it into a Trio memory channel. The traps it exists to av
 * Delivery is at least once: the private stream drops executions whose id it has seen.
 * A malformed or unknown frame is logged, counted and skipped; `"error": ""` is not an error.
 
+* The markets stream's set of markets changes at run time (`MarketsStream.set_markets`) on the
+  live connection: chunks of at most 100 markets, only changed chunks re-sent (subscribe anew,
+  then unsubscribe the old requestId), and a (re)sent subscription that leaves a market without
+  its snapshot for 10 s is re-sent, at most 3 times, then the market is reported no_data.
+* The private stream subscribes without `marketSlugs` (every market of the account): no change
+  of the market set ever touches it.
+
 Headers are re-signed on every connect (the exchange checks the timestamp). Subscriptions carry
 at most 100 slugs each. Counters are plain attributes for the metrics exporter.
 """
@@ -30,6 +37,7 @@ at most 100 slugs each. Counters are plain attributes for the metrics exporter.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -78,6 +86,8 @@ class StreamConfig:
     connect_timeout: float = 10.0
     disconnect_timeout: float = 2.0
     max_message_size: int = 16 * 1024 * 1024
+    snapshot_timeout: float = 10.0  # a (re)sent market-data subscription owes each snapshot by
+    snapshot_resends: int = 3  # re-sends of a market's subscription before it is marked no_data
 
 
 def stream_config_from_settings(settings: Any) -> StreamConfig:
@@ -185,9 +195,10 @@ class _Stream:
         await ws.send_message(orjson.dumps(msg).decode())
 
     async def _subscribe(
-        self, ws: WebSocketConnection, prefix: str, sub_type: str, slugs: Sequence[str] = ()
+        self, ws: WebSocketConnection, prefix: str, sub_type: str, slugs: Sequence[str] = (),
+        rid: str = "",
     ) -> str:
-        rid = self._request_id(prefix)
+        rid = rid or self._request_id(prefix)
         sub: dict[str, Any] = {"requestId": rid, "subscriptionType": sub_type}
         if slugs:
             sub["marketSlugs"] = list(slugs)
@@ -330,11 +341,16 @@ class _Stream:
         if event is wire.HEARTBEAT:
             self.heartbeats += 1
             return
-        self._answered = True
+        if self._answers(event):
+            self._answered = True
         if isinstance(event, wire.SubscriptionFailed):
             self.error_frames += 1
             log.warning("%s: subscription error: %s", self.name, event)
         await self._on_event(event)
+
+    def _answers(self, event: Any) -> bool:
+        """Whether this frame proves the connection's subscriptions were heard."""
+        return True
 
     async def _on_event(self, event: Any) -> None:
         await self._deliver(event)
@@ -369,8 +385,33 @@ class _Stream:
             )
 
 
+@attrs.define(eq=False)
+class _Chunk:
+    """Up to 100 markets subscribed together: one subscription per type, re-sent as a whole."""
+
+    slugs: list[str]
+    request_ids: dict[str, str] = attrs.field(factory=dict)  # type -> requestId on this connection
+    awaiting: set[str] = attrs.field(factory=set)  # markets whose snapshot is still owed
+    deadline: float | None = None  # trio time by which `awaiting` must be empty
+
+
 class MarketsStream(_Stream):
-    """Books (and optionally BBO and trade prints) for a set of markets."""
+    """Books (and optionally BBO and trade prints) for a set of markets that changes at run time.
+
+    The set changes without a reconnect (`set_markets`). The gateway has no add/remove inside a
+    subscription (discovery notes §3), so the markets are kept in chunks of at most 100; a chunk
+    whose membership changed is subscribed again under a new requestId and then its old
+    requestId is unsubscribed (data never gaps); a chunk that is unchanged is left alone, so one
+    market added to 150 re-sends at most one chunk. New markets fill chunks with room before a
+    new chunk is made, so the number of chunks is bounded by the largest set ever held.
+
+    Silent subscription failures are a known trap: every (re)sent market-data subscription must
+    deliver a snapshot for each of its markets within `snapshot_timeout` seconds, else the chunk is
+    re-sent under a new requestId, at most `snapshot_resends` times for a market; after that the
+    market is reported through `on_no_data(slug, True)` (its chunk stays subscribed), and a later
+    snapshot reports `on_no_data(slug, False)`. Frames for a market no longer watched (in flight
+    when it was unsubscribed) are dropped, and a market that leaves the set leaves no state here.
+    """
 
     name = "markets"
     path = MARKETS_PATH
@@ -383,38 +424,196 @@ class MarketsStream(_Stream):
         slugs: Iterable[str] = (),
         *,
         subscription_types: Sequence[str] = (MARKET_DATA,),
+        on_no_data: Callable[[str, bool], None] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(config, signer, events, **kw)
-        self.slugs: tuple[str, ...] = tuple(dict.fromkeys(slugs))
+        self.slugs: tuple[str, ...] = ()
+        self._wanted: frozenset[str] = frozenset()
         self.subscription_types = tuple(subscription_types)
-        self._active: list[str] = []
+        self._on_no_data = on_no_data or (lambda slug, no_data: None)
+        self._chunks: list[_Chunk] = []
+        self._chunk_of_rid: dict[str, _Chunk] = {}  # live market-data requestId -> its chunk
+        self._unanswered: dict[str, int] = {}  # slug -> subscribes in a row that owed a snapshot
+        self.no_data: set[str] = set()  # markets given up on (their chunk stays subscribed)
+        self._lock = trio.Lock()  # one change of the subscriptions at a time
+        self._deadline_changed = trio.Event()
+        # counters
+        self.subscribes = 0  # subscribe requests sent (every type)
+        self.unsubscribes = 0
+        self.resends = 0  # chunks re-sent because a snapshot was owed past the deadline
+        self.dropped_unwatched = 0  # frames for markets no longer in the set
+        self._place(tuple(dict.fromkeys(slugs)))
 
-    async def _on_connect(self, ws: WebSocketConnection) -> None:
-        self._active = []
-        await self._subscribe_all(ws)
+    @property
+    def subscriptions(self) -> dict[str, tuple[str, ...]]:
+        """The live subscriptions of the first type: requestId -> markets (tests, /status)."""
+        first = self.subscription_types[0] if self.subscription_types else ""
+        return {c.request_ids[first]: tuple(c.slugs) for c in self._chunks
+                if first in c.request_ids}
 
-    async def _subscribe_all(self, ws: WebSocketConnection) -> None:
-        for sub_type in self.subscription_types:
-            for chunk in chunks(self.slugs):
-                self._active.append(await self._subscribe(ws, "md", sub_type, chunk))
+    def watches(self, slug: str) -> bool:
+        return slug in self._wanted
+
+    @property
+    def _tracks_snapshots(self) -> bool:
+        return MARKET_DATA in self.subscription_types
+
+    # --- membership -----------------------------------------------------------------------------
+
+    def _place(self, new: tuple[str, ...]) -> list[_Chunk]:
+        """Fit the chunks to `new`; the chunks whose membership changed (empty ones included)."""
+        wanted = frozenset(new)
+        for slug in self._wanted - wanted:
+            self._unanswered.pop(slug, None)
+            self.no_data.discard(slug)
+        added = [s for s in new if s not in self._wanted]
+        self.slugs, self._wanted = new, wanted
+        changed: list[_Chunk] = []
+        for chunk in self._chunks:
+            keep = [s for s in chunk.slugs if s in wanted]
+            if len(keep) != len(chunk.slugs):
+                chunk.slugs = keep
+                changed.append(chunk)
+        for chunk in [*changed, *(c for c in self._chunks if c not in changed)]:
+            room = MAX_SLUGS_PER_SUBSCRIPTION - len(chunk.slugs)
+            if not added:
+                break
+            if room <= 0:
+                continue
+            chunk.slugs += added[:room]
+            added = added[room:]
+            if chunk not in changed:
+                changed.append(chunk)
+        for part in chunks(added):
+            chunk = _Chunk(part)
+            self._chunks.append(chunk)
+            changed.append(chunk)
+        return changed
 
     async def set_markets(self, slugs: Iterable[str]) -> None:
-        """Change the watched markets; a live connection is re-subscribed at once."""
+        """Change the watched markets; a live connection is re-subscribed at once, chunk by
+        changed chunk (the next connect subscribes everything anyway)."""
         new = tuple(dict.fromkeys(slugs))
-        if new == self.slugs:
+        async with self._lock:
+            if frozenset(new) == self._wanted:
+                self.slugs = new
+                return
+            changed = self._place(new)
+            ws = self._ws
+            try:
+                if ws is not None:
+                    for chunk in changed:
+                        await self._send_chunk(ws, chunk)
+            except ConnectionClosed:
+                pass  # the reader notices and reconnects with the new set
+            finally:
+                self._chunks = [c for c in self._chunks if c.slugs]
+
+    async def _send_chunk(self, ws: WebSocketConnection, chunk: _Chunk) -> None:
+        """Subscribe the chunk under new requestIds, then unsubscribe its old ones."""
+        old = list(chunk.request_ids.values())
+        chunk.request_ids = {}
+        chunk.awaiting, chunk.deadline = set(), None
+        for rid in old:
+            self._chunk_of_rid.pop(rid, None)
+        if chunk.slugs:
+            if self._tracks_snapshots:
+                chunk.awaiting = {s for s in chunk.slugs if s not in self.no_data}
+                if chunk.awaiting:
+                    chunk.deadline = trio.current_time() + self.config.snapshot_timeout
+                    self._deadline_changed.set()
+            for sub_type in self.subscription_types:
+                rid = self._request_id("md")
+                chunk.request_ids[sub_type] = rid
+                if sub_type == MARKET_DATA:  # known before the answer can arrive
+                    self._chunk_of_rid[rid] = chunk
+                await self._subscribe(ws, "md", sub_type, chunk.slugs, rid=rid)
+                self.subscribes += 1
+        for rid in old:
+            await self._send(ws, {"unsubscribe": {"requestId": rid}})
+            self.unsubscribes += 1
+
+    # --- connection hooks -----------------------------------------------------------------------
+
+    async def _on_connect(self, ws: WebSocketConnection) -> None:
+        async with self._lock:
+            self._chunk_of_rid.clear()
+            for chunk in self._chunks:
+                chunk.request_ids = {}  # requestIds of the previous connection died with it
+            for chunk in self._chunks:
+                await self._send_chunk(ws, chunk)
+            if not any(c.awaiting for c in self._chunks):
+                self._answered = True  # no snapshot owed (no market): heartbeats are enough
+
+    async def _read(self, ws: WebSocketConnection) -> str:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_snapshots, ws)
+            reason = await super()._read(ws)
+            nursery.cancel_scope.cancel()
+        return reason
+
+    async def _watch_snapshots(self, ws: WebSocketConnection) -> None:
+        """Re-send a chunk whose snapshots are overdue; give up on a market after the re-sends."""
+        while True:
+            self._deadline_changed = trio.Event()
+            due = min((c.deadline for c in self._chunks if c.deadline is not None),
+                      default=math.inf)
+            with trio.move_on_at(due):
+                await self._deadline_changed.wait()
+            if trio.current_time() < due:
+                continue
+            try:
+                await self._expire(ws)
+            except ConnectionClosed:
+                return  # the reader notices and reconnects
+
+    async def _expire(self, ws: WebSocketConnection) -> None:
+        async with self._lock:
+            now = trio.current_time()
+            for chunk in list(self._chunks):
+                if chunk.deadline is None or now < chunk.deadline:
+                    continue
+                missing, chunk.awaiting, chunk.deadline = chunk.awaiting, set(), None
+                resend = False
+                for slug in sorted(missing):
+                    sent = self._unanswered[slug] = self._unanswered.get(slug, 0) + 1
+                    if sent <= self.config.snapshot_resends:
+                        resend = True
+                        continue
+                    self._unanswered.pop(slug, None)
+                    self.no_data.add(slug)
+                    log.error("markets: no snapshot for %s after %d subscriptions; marked no_data",
+                              slug, sent)
+                    self._on_no_data(slug, True)
+                if resend:
+                    self.resends += 1
+                    log.warning("markets: %d market(s) of subscription %s sent no snapshot within "
+                                "%.0f s (%s); re-sending it", len(missing),
+                                chunk.request_ids.get(MARKET_DATA, "?"),
+                                self.config.snapshot_timeout, ", ".join(sorted(missing)[:5]))
+                    await self._send_chunk(ws, chunk)
+
+    async def _on_event(self, event: Any) -> None:
+        if isinstance(event, wire.BookReplaced):
+            slug = event.book.market_slug
+            if slug not in self._wanted:
+                self.dropped_unwatched += 1
+                return
+            chunk = self._chunk_of_rid.get(event.request_id)
+            if chunk is not None and slug in chunk.awaiting:
+                chunk.awaiting.discard(slug)
+                if not chunk.awaiting:
+                    chunk.deadline = None
+                self._unanswered.pop(slug, None)
+            if slug in self.no_data:
+                self.no_data.discard(slug)
+                log.warning("markets: %s delivered a snapshot at last; no_data cleared", slug)
+                self._on_no_data(slug, False)
+        elif isinstance(event, wire.TradePrinted) and event.trade.market_slug not in self._wanted:
+            self.dropped_unwatched += 1
             return
-        self.slugs = new
-        ws = self._ws
-        if ws is None:
-            return  # the next connect subscribes the new set
-        try:
-            for rid in self._active:
-                await self._send(ws, {"unsubscribe": {"requestId": rid}})
-            self._active = []
-            await self._subscribe_all(ws)
-        except ConnectionClosed:
-            pass  # the reader notices and reconnects with the new set
+        await self._deliver(event)
 
 
 class PrivateStream(_Stream):
@@ -442,6 +641,11 @@ class PrivateStream(_Stream):
         self._snapshot_retries = 0
         self.duplicate_executions = 0
         self.executions = 0
+
+    def _answers(self, event: Any) -> bool:
+        # liveness is the order snapshot's eof (and heartbeats after it): a balance snapshot
+        # alone does not show the orders were heard, and the executor waits on that eof
+        return isinstance(event, wire.OrdersSnapshotted) and event.eof
 
     async def _on_connect(self, ws: WebSocketConnection) -> None:
         await self._subscribe(ws, "orders", ORDER, self.slugs)

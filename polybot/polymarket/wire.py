@@ -639,6 +639,7 @@ class BookReplaced:
     """A full book: replaces whatever the consumer held for the market."""
 
     book: BookSnapshot
+    request_id: str = ""  # the subscription that sent it (a re-sent one must answer by itself)
 
 
 @attrs.frozen(slots=True)
@@ -752,7 +753,7 @@ def _event_of(msg: Any, received_at: float) -> Any:
     # hot keys first; dispatch by payload key, never by subscriptionType
     p = msg.get("marketData")
     if p is not None:
-        return BookReplaced(parse_book(p, received_at))
+        return BookReplaced(parse_book(p, received_at), _id(msg.get("requestId")))
     if "heartbeat" in msg:
         return HEARTBEAT
     err = msg.get("error")

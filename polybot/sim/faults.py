@@ -30,6 +30,9 @@ Switches (field / method names are the public contract):
 - ``ws_silent``: open sockets stay connected but send nothing, heartbeats included, and ignore
   what they receive; turning it off resumes sending (frames produced meanwhile are lost).
 - ``drop_websockets()``: close every open websocket now (close code 1011).
+- ``unanswer_subscriptions(slug, times)``: the next ``times`` markets-socket subscriptions naming
+  ``slug`` are silently not answered for it (no snapshot, no later frame, no error); the other
+  markets of the same subscription are served. A known trap of the real gateway.
 - ``malformed_frames`` / ``unknown_frames``: the next N outgoing websocket frames are each
   preceded by a frame that is not valid JSON / by a well-formed frame with an unknown payload key.
 - ``private_empty_error_probability``: chance that a normal private-socket frame carries
@@ -81,6 +84,7 @@ class Faults:
     reject_all_orders: bool = False
     clock_skew_seconds: float = 0.0
     ws_silent: bool = False
+    ws_unanswered: dict[str, int] = attrs.field(factory=dict)  # slug -> subscribes left unanswered
     malformed_frames: int = 0
     unknown_frames: int = 0
     private_empty_error_probability: float = 0.0
@@ -127,6 +131,7 @@ class Faults:
         self.reject_all_orders = False
         self.clock_skew_seconds = 0.0
         self.ws_silent = False
+        self.ws_unanswered.clear()
         self.malformed_frames = 0
         self.unknown_frames = 0
 
@@ -163,6 +168,23 @@ class Faults:
             self.hang_orders -= 1
             return True
         return False
+
+    def unanswer_subscriptions(self, slug: str, times: int) -> None:
+        if times > 0:
+            self.ws_unanswered[slug] = times
+        else:
+            self.ws_unanswered.pop(slug, None)
+
+    def take_unanswered(self, slug: str) -> bool:
+        """Whether this subscription leaves `slug` silently unanswered (consumes one)."""
+        left = self.ws_unanswered.get(slug, 0)
+        if left <= 0:
+            return False
+        if left == 1:
+            del self.ws_unanswered[slug]
+        else:
+            self.ws_unanswered[slug] = left - 1
+        return True
 
     def take_extra_frames(self) -> list[str]:
         """Junk frames to send before the next real frame."""

@@ -31,6 +31,10 @@ Protocol choices where the reference is silent (§4, §14):
   unknown request, unknown or wrong-socket subscription type, missing or more than 100
   ``marketSlugs`` on market data, duplicate live ``requestId``, unknown market slugs (the known
   ones of the same request are still subscribed).
+- ``unsubscribe`` of a live ``requestId`` ends that subscription at once (no frame of it follows;
+  no acknowledgement); one socket holds any number of subscriptions, each answered on its own.
+- Fault ``Faults.unanswer_subscriptions``: a market-data subscription silently leaves a slug out
+  (no snapshot, no later frame, no error), so a client's re-send path can be exercised.
 - Only private frames ever carry ``"error": ""`` (the official markets-socket handler would
   treat any ``error`` key as an error; the private one tests truthiness).
 """
@@ -100,6 +104,8 @@ class Subscription:
     slugs: frozenset[str]  # empty = every market (private types only)
 
     def covers(self, slug: str) -> bool:
+        if self.sub_type in MARKET_TYPES:  # never "all": every slug left out by a fault
+            return slug in self.slugs
         return not self.slugs or slug in self.slugs
 
 
@@ -127,6 +133,7 @@ class WsConnection:
 
     async def run(self) -> None:
         self.hub.connections.add(self)
+        self.hub.accepted[self.kind] += 1
         try:
             with trio.CancelScope() as self._scope:
                 async with trio.open_nursery() as nursery:
@@ -267,6 +274,9 @@ class WsConnection:
             self.send_error(rid, sub_type, f"market not found: {', '.join(unknown)}")
             if not known:
                 return
+        if sub_type in MARKET_TYPES:
+            # the unanswered-subscription fault: a slug the gateway silently ignores this time
+            known = [s for s in known if not self.hub.faults.take_unanswered(s)]
         sub = Subscription(rid, sub_type, frozenset(known))
         src = self.hub.source
         if sub_type == "SUBSCRIPTION_TYPE_ORDER_SNAPSHOT":
@@ -309,6 +319,7 @@ class WsHub:
         self.faults = faults
         self.settings = settings
         self.connections: set[WsConnection] = set()
+        self.accepted: dict[str, int] = {"markets": 0, "private": 0}  # sockets ever opened
 
     def drop_all(self, code: int = 1011) -> None:
         for conn in list(self.connections):

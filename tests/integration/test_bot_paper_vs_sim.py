@@ -123,6 +123,7 @@ async def test_a_resting_paper_order_does_not_survive_maintenance(tmp_path):
     # kept through it would fill as maker against the first book after reopening. The Bot's own
     # market feed child (real stream vs the sim) runs alone here: without the trader, no signal
     # sync can cancel the order for another reason.
+    from polybot.reference import load_markets
     from polybot.supervisor import Progress
 
     async with running_sim(run_scenario=False, cash=D("1000")) as sim:
@@ -131,6 +132,9 @@ async def test_a_resting_paper_order_does_not_survive_maintenance(tmp_path):
         bot = Bot(load_settings(harness.bot_env(sim, tmp_path, live=False, MARKET_SLUGS=slug)))
         async with trio.open_nursery() as n:
             await n.start(bot.store.run)
+            # the market joins the universe as the reference child would add it: the markets
+            # stream follows the universe
+            await load_markets(bot.rest, bot.universe, [slug])
             await n.start(bot.markets_child, Progress("markets", None))
             assert await wait_for(lambda: bot.books.is_trusted(slug), 20)
             order = await bot.executor.submit(

@@ -99,6 +99,33 @@ def test_refresh_merge_keeps_what_the_stream_changed_during_the_request(feed):
     b = Odd(id="b", fixture_id="F1", book="pinnacle", market_id="moneyline", normalized_selection="away",
             price=Decimal(130), timestamp=10)
     held = {"a": a, "b": b}
-    f._touched = {"a": 5, "b": 1}
-    f._merge(held, {}, start_seq=3)  # REST (taken at seq 3) has neither
+    f._merge(held, {}, start_seq=3, touched={"a": 5, "b": 1})  # REST (taken at seq 3) has neither
     assert list(held) == ["a"]  # b was not touched since: suspended; a was updated by the stream: kept
+
+
+async def test_a_fixture_shared_by_two_markets_is_kept_until_its_last_market_goes(feed):
+    f, fv = feed
+    t1 = f.target_of("m1")
+    t2 = MarketTarget(slug="m2", fixture_id="F1", yes_selection="away", sport="soccer")
+    f.set_targets([t1, t2])
+    f._handle("soccer", event("odds", "1-0", [odd("pinnacle", "home", -150, 1), odd("pinnacle", "away", 130, 1)]))
+    assert fv.get("m1") is not None and fv.get("m2") is not None
+    f.set_targets([t2])
+    assert f.fixtures == {"F1"} and fv.get("m1") is None and fv.get("m2") is not None
+    moved = MarketTarget(slug="m2", fixture_id="F2", yes_selection="away", sport="soccer")
+    f.set_targets([moved])  # re-matched to another fixture: the old one's odds go
+    assert f.fixtures == {"F2"} and set(f._touched) == {"F2"} and fv.get("m2") is None
+    assert fv.fixture_id("m2") == "F2" and f.market_keys() == {"m2"}
+    f.set_targets([])
+    assert f.fixtures == frozenset() and f._touched == {} and f.market_keys() == frozenset()
+
+
+async def test_a_late_odd_of_a_finished_fixture_does_not_price_it_again(feed):
+    f, fv = feed
+    f._handle("soccer", event("odds", "1-0", [odd("pinnacle", "home", -150, 1), odd("pinnacle", "away", 130, 1)]))
+    data = {"entry_id": "5-0", "data": {"fixture_id": "F1", "new_status": "completed"}}
+    f._handle("soccer", SSEEvent("fixture-status", orjson.dumps(data).decode(), "5-0"))
+    assert fv.get("m1") is None and f._odds["F1"] == {}
+    f._handle("soccer", event("odds", "6-0", [odd("pinnacle", "home", -140, 2), odd("pinnacle", "away", 120, 2)]))
+    assert fv.get("m1") is None and f._odds["F1"] == {}
+    assert fv.why_not("m1") == "fixture F1 is completed"

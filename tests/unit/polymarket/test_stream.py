@@ -357,7 +357,7 @@ async def test_private_stream_subscribes_everything_and_dedupes_executions_acros
     assert events[3].execution.order.cum_quantity == 2
 
 
-async def test_set_markets_resubscribes_on_the_live_connection(clock):
+async def test_set_markets_subscribes_the_new_set_then_unsubscribes_the_old_on_the_live_connection(clock):
     async def script(ws, n, srv):
         while True:
             srv.subscriptions[n - 1].append(json.loads(await ws.get_message()))
@@ -372,5 +372,61 @@ async def test_set_markets_resubscribes_on_the_live_connection(clock):
         await trio.sleep(1)
         nursery.cancel_scope.cancel()
     msgs = srv.subscriptions[0]
-    assert msgs[1] == {"unsubscribe": {"requestId": msgs[0]["subscribe"]["requestId"]}}
-    assert msgs[2]["subscribe"]["marketSlugs"] == ["a", "b"] and srv.connections == 1
+    # no add inside a subscription: the new one first (no gap in the data), then the old one goes
+    assert msgs[1]["subscribe"]["marketSlugs"] == ["a", "b"] and srv.connections == 1
+    assert msgs[1]["subscribe"]["requestId"] != msgs[0]["subscribe"]["requestId"]
+    assert msgs[2] == {"unsubscribe": {"requestId": msgs[0]["subscribe"]["requestId"]}}
+
+
+async def test_private_stream_without_the_order_snapshot_eof_is_torn_down_despite_other_data(clock):
+    # its liveness is the order snapshot's eof: a balance snapshot and heartbeats do not show the
+    # orders were heard (the executor would wait on that eof forever)
+    async def script(ws, n, srv):
+        await srv.read_subs(ws, n, 4)
+        balances = srv.subscriptions[n - 1][3]["subscribe"]["requestId"]
+        await ws.send_message(json.dumps(
+            {"requestId": balances, "accountBalancesSnapshot": {"balances": []}}))
+        if n == 2:
+            snap_id = srv.subscriptions[n - 1][1]["subscribe"]["requestId"]
+            await ws.send_message(json.dumps(
+                {"requestId": snap_id, "orderSubscriptionSnapshot": {"orders": [], "eof": True}}))
+        while True:
+            await ws.send_message('{"heartbeat":{}}')
+            await trio.sleep(1)
+
+    async with trio.open_nursery() as nursery:
+        srv = await Server(script).start(nursery)
+        send, _receive = trio.open_memory_channel(100)
+        stream = PrivateStream(config(srv.url, stale_after=15.0), Signer("k", SEED), send)
+        nursery.start_soon(stream.run)
+        await trio.sleep(100)
+        nursery.cancel_scope.cancel()
+    assert srv.connections == 2 and stream.stale_teardowns == 1
+    assert 15 <= srv.connected_at[1] - srv.connected_at[0] <= 17
+
+
+def test_chunks_follow_a_churning_set_changing_only_what_they_must():
+    import math
+
+    send, _receive = trio.open_memory_channel(1)
+    stream = MarketsStream(config("ws://unused"), Signer("k", SEED), send,
+                           [f"m{i}" for i in range(150)])
+    assert sorted(len(c.slugs) for c in stream._chunks) == [50, 100]
+    changed = stream._place((*stream.slugs, "new"))
+    assert len(changed) == 1 and "new" in changed[0].slugs  # one chunk re-sent, not two
+    rng = random.Random(5)
+    live = list(stream.slugs)
+    peak, counter = len(live), itertools.count(1000)
+    for _ in range(300):  # days of games listed and retired
+        before = {id(c): list(c.slugs) for c in stream._chunks}
+        gone = set(rng.sample(live, k=min(len(live), rng.randint(0, 30))))
+        live = [s for s in live if s not in gone] + [
+            f"m{next(counter)}" for _ in range(rng.randint(0, 30))]
+        peak = max(peak, len(live))
+        changed = stream._place(tuple(live))
+        stream._chunks = [c for c in stream._chunks if c.slugs]
+        every = [s for c in stream._chunks for s in c.slugs]
+        assert sorted(every) == sorted(live) and all(len(c.slugs) <= 100 for c in stream._chunks)
+        for c in stream._chunks:  # a chunk is re-sent exactly when its membership changed
+            assert (c in changed) == (before.get(id(c)) != c.slugs)
+        assert len(stream._chunks) <= math.ceil(peak / 100)
