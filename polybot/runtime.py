@@ -112,7 +112,6 @@ class Bot:
         self._wake = trio.Event()
         self._last_halt_state: Any = None
         self._received_at: dict[str, float] = {}
-        self.universe.add_retire_listener(self._market_retired)
         self._markets_stream: Any = None
         self._private_stream: Any = None
         self._odds_feed: Any = None
@@ -167,13 +166,6 @@ class Bot:
         self._dirty.add(slug)
         self._wake.set()
 
-    def _market_retired(self, slug: str) -> None:
-        """What the runtime holds per market goes with it (the components' own containers are
-        wired in `polybot.components`)."""
-        self._received_at.pop(slug, None)
-        self._dirty.discard(slug)
-        self.metrics.forget_market(slug)
-
     def per_market_keys(self) -> dict[str, set[str]]:
         """For each container that holds something per market, the markets it holds: after a
         retirement every one of them must be a subset of the live universe (nothing grows per
@@ -192,9 +184,8 @@ class Bot:
         }
         if self._markets_stream is not None:
             keys["subscriptions"] = set(self._markets_stream.slugs)
-        feed = self._odds_feed
-        if feed is not None and hasattr(feed, "market_keys"):
-            keys["odds_targets"] = set(feed.market_keys())
+        if self._odds_feed is not None:
+            keys["odds_targets"] = set(self._odds_feed.market_keys())
         return keys
 
     def _may_send(self, request: OrderRequest) -> bool:
@@ -312,9 +303,11 @@ class Bot:
         """A market retired: what the runtime holds for it goes now; the odds feed drops it at
         once (a consensus computed for it after its fair values were forgotten would be an
         error), the markets stream unsubscribes with the next change (books for it arriving
-        meanwhile are ignored: see markets_child)."""
+        meanwhile are ignored: see markets_child); the components' own containers are wired in
+        `polybot.components`."""
         self._received_at.pop(slug, None)
         self._dirty.discard(slug)
+        self.metrics.forget_market(slug)
         if self._odds_feed is not None:
             self._odds_feed.set_targets(self._odds_targets())
         self._markets_wake.set()
