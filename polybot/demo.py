@@ -111,6 +111,11 @@ def summary(result: dict[str, object], data_dir: Path) -> str:
         lines.append("  equity {equity:.2f}  cash {cash:.2f}  realized {realized:+.2f}  "
                      "fees {fees:.2f}".format(**{k: pnl.get(k, 0) for k in
                                                  ("equity", "cash", "realized", "fees")}))
+        universe = st.get("extra", {}).get("universe", {})
+        if universe:
+            now = ", ".join(f"{phase} {n}" for phase, n in universe.get("by_phase", {}).items() if n)
+            lines.append(f"  markets added {universe.get('added', 0)}  retired "
+                         f"{universe.get('retired', 0)}  (now: {now or 'none'})")
         counters = st.get("extra", {}).get("counters", {})
         lines.append(f"  signals {counters.get('signals', 0)}  orders {counters.get('orders', 0)}  "
                      f"rejections {counters.get('rejections', 0)}")

@@ -287,4 +287,10 @@ def test_the_readme_demo_trades_for_60_seconds_and_exits_0(demo_run) -> None:
     summary = text[text.index("polybot demo finished"):]
     orders = int(summary.split("orders ")[1].split()[0])
     assert orders > 0, text
+    # discovery by league in a rolling world: games were listed and added, and finished ones
+    # retired, within the minute (the world runs 20x on the bot's clock, and says so)
+    added = int(summary.split("markets added ")[1].split()[0])
+    retired = int(summary.split(" retired ")[1].split()[0])
+    assert added >= 1 and retired >= 1, text
+    assert "accelerated" in text
     assert "health  http://127.0.0.1:" in text
