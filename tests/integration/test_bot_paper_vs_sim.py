@@ -97,7 +97,7 @@ async def test_paper_settles_a_resolved_market_at_its_settlement_value(tmp_path)
             assert bot.usd_at_risk() == 0
 
 
-async def test_a_market_halted_at_start_is_traded_once_it_reopens(tmp_path):
+async def test_a_market_halted_at_start_is_traded_once_it_reopens(tmp_path, clock):
     # money-audit r11: the market is HALTED while the bot starts and reopens 3 s later with an
     # edge on the book: the bot trades it (status follows the book's state).
     async with running_sim(run_scenario=False, opticodds=True, cash=D("1000")) as sim:

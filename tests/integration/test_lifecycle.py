@@ -18,7 +18,7 @@ from polybot.model import Intent, MarketState, OrderRequest, TimeInForce
 from polybot.runtime import Bot
 from polybot.sim.engine import OrderSpec
 from polybot.sim.harness import running_sim
-from polybot.sim.scenario import Timing, default_spec, script_book
+from polybot.sim.scenario import script_book
 from tests.integration.harness import bot_env, running_bot, wait_for
 
 
@@ -77,35 +77,6 @@ async def test_a_market_retires_only_once_over_flat_and_without_orders_and_is_no
             assert "+3 -2" in bot.views.one_line_status()
             assert bot.supervisor.state().restarts == 0  # the group rolled on, never restarted
         assert report_rows(tmp_path)[held]["result"] == "won"
-
-
-@pytest.mark.slow  # about 75 s of real time: the whole world runs ~5 simulated minutes
-async def test_games_that_start_end_and_settle_in_the_scenario_all_retire_and_leave_nothing(
-        tmp_path, mock_clock):
-    # two games listed, played and settled by the local world on a compressed clock
-    timing = Timing(first_start_seconds=60, first_length_seconds=60, start_spacing_seconds=30,
-                    settle_delay_seconds=20, respawn=False)
-    async with running_sim(scenario=default_spec(seed=3, n_games=2, timing=timing),
-                           opticodds=True) as sim:
-        games = list(sim.markets)
-        async with running_bot(sim, tmp_path, live=False, MARKET_SLUGS=",".join(games)) as bot:
-            assert await wait_for(lambda: len(bot.universe) == 2, 60)
-            assert await wait_for(lambda: len(bot.universe) == 0, 900), \
-                {s: bot.lifecycle.kept_reason(s, bot.clock.now()) for s in bot.universe}
-            # a flat market goes when it closes; one held goes once its settlement is booked
-            assert await wait_for(
-                lambda: all(sim.exchange.settlement(slug) is not None for slug in games), 60)
-            for slug, market in bot.ledger.markets.items():  # held ones settled at the value
-                if market.settled_value is not None:
-                    assert market.settled_value == sim.exchange.settlement(slug)
-            assert bot.universe.retired == 2 and bot.ledger.positions == {}
-            assert bot.supervisor.state().restarts == 0
-            # the markets stream keeps its last subscription when the universe empties (the
-            # stream's following is the streams' part); every other container is empty
-            leftovers = containers_follow_the_universe(bot)
-            leftovers.pop("subscriptions", None)
-            assert not leftovers, leftovers
-            assert bot.exposure.portfolio == 0
 
 
 async def test_an_order_the_bot_did_not_place_keeps_a_closed_market_until_it_is_gone(
