@@ -8,8 +8,8 @@ universe (or is inside it), the markets stream's subscriptions equal it, and the
 never restarted. At the end each game's P&L in the ledger equals what its fills and its published
 settlement say, and the cash is the starting cash plus that P&L.
 
-Time: DATA_DIR in /dev/shm (see `data_dir`), and a MockClock that jumps after 2 ms of real idleness (the sockets are real); the world ticks
-every 10 s and the bot's 0.25 s kill-file poll is slowed to 5 s for this run (it is what bounds
+Time: DATA_DIR in /dev/shm (see `data_dir`), and a MockClock that jumps after 1 ms of real
+idleness (the sockets are real; loopback answers at once); the world ticks every 10 s and the bot's 0.25 s kill-file poll is slowed to 5 s for this run (it is what bounds
 the real time of a simulated hour: one jump per distinct wake-up).
 """
 
@@ -45,7 +45,7 @@ EDGE = D("0.10")  # the scripted offer sits this far under the truth (RISK_MIN_E
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.002)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 def _world(seed: int = 14) -> Any:
