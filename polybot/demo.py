@@ -18,7 +18,6 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import attrs
 import trio
 import trio.testing
 
-from polybot.clock import ReplayClock
+from polybot.clock import LIVE_CLOCK, ReplayClock
 from polybot.config import load_settings
 from polybot.logs import configure_from_settings, configure_logging
 from polybot.runtime import run_bot
@@ -73,7 +72,7 @@ def run_demo(*, duration: float | None, seed: int, live: bool, data_dir: Path | 
 async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path,
                 speed: float = 1.0) -> int:
     # the one wall clock of this process: the bot's and the world's (start times, game clocks)
-    clock = ReplayClock(datetime.now(UTC), origin=trio.current_time())
+    clock = ReplayClock(LIVE_CLOCK.now(), origin=trio.current_time())
     async with running_sim(seed=seed, scenario=demo_world(seed), opticodds=True,
                            clock=clock.now) as sim:
         settings = load_settings(demo_env(sim, data_dir=data_dir, live=live))
