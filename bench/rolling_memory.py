@@ -48,13 +48,25 @@ def world(seed: int) -> Any:
         liquidity=Liquidity(makers=1, levels=3, ladder_step=Decimal("0.01")))
 
 
+SNAPSHOTS: list[tracemalloc.Snapshot] = []
+
+
 def polybot_bytes() -> int:
     gc.collect()
     snap = tracemalloc.take_snapshot().filter_traces([
         tracemalloc.Filter(True, "*/polybot/*"),
         tracemalloc.Filter(False, "*/polybot/sim/*"),
     ])
+    SNAPSHOTS.append(snap)
     return sum(stat.size for stat in snap.statistics("filename"))
+
+
+def growth(top: int = 12) -> list[str]:
+    """The lines of polybot whose allocations grew most from the first snapshot to the last."""
+    if len(SNAPSHOTS) < 2:
+        return []
+    diff = SNAPSHOTS[-1].compare_to(SNAPSHOTS[0], "lineno")
+    return [str(stat) for stat in diff[:top]]
 
 
 async def run(days: int, seed: int, data_dir: Path) -> list[dict[str, Any]]:
@@ -114,6 +126,9 @@ def main() -> None:
     print(f"day {rows[-1]['day']} vs day 1: {last / first:.3f} ({last:,} / {first:,} bytes); "
           f"{rows[-1]['added']} markets added, {rows[-1]['retired']} retired; "
           f"{time.perf_counter() - started:.0f} s real time")
+    print("largest growth, first day to last, by line of polybot:")
+    for line in growth():
+        print("  " + line)
 
 
 if __name__ == "__main__":
