@@ -279,8 +279,7 @@ class Bot:
             async for event in recv:
                 now = trio.current_time()
                 if isinstance(event, wire.BookReplaced):
-                    if event.book.market_slug in self.universe:  # not one retired meanwhile
-                        self.on_market_book(event.book, now)
+                    self.on_market_book(event.book, now)  # it drops a market retired meanwhile
                 elif isinstance(event, wire.TradePrinted):
                     self.executor.on_trade(event.trade)
                 elif isinstance(event, ContinuityLost):
