@@ -161,7 +161,7 @@ class TradingEngine:
 
     def reconciled(self, now: datetime, mono: float) -> None:
         """The first reconciliation (live) or the ledger's restore (paper) is done."""
-        self.trading.begin(self.ledger.halt_equity(mono), now)
+        self.trading.begin(self.ledger.baseline_equity(mono), now)
 
     def transfer(self, amount: Decimal) -> None:
         """A completed deposit or withdrawal (already in the ledger's cash): not P&L."""
@@ -171,7 +171,7 @@ class TradingEngine:
         """The account behind the ledger was adopted (a fresh live start, a mode switch) and its
         positions are marked: its equity is the baseline. The day begins there, or, had it begun,
         re-bases."""
-        equity = self.ledger.halt_equity(mono)
+        equity = self.ledger.baseline_equity(mono)
         if not self.trading.begun:
             self.trading.begin(equity, now)
         else:
@@ -183,7 +183,7 @@ class TradingEngine:
                        mono: float) -> list[Command]:
         """One poll of the operator's kill switch and resume request (`polybot.control`)."""
         if resume:
-            self.trading.resume(self.ledger.halt_equity(mono), now)
+            self.trading.resume(self.ledger.baseline_equity(mono), now)
         self.trading.set_kill(kill, kill_reason, now)
         return self._pending_cancels()
 
@@ -193,7 +193,8 @@ class TradingEngine:
     def tick(self, now: datetime, mono: float) -> list[Command]:
         """Roll the trading day and check the halts on the halt equity (the housekeeping second)."""
         over_cap = self.exposure.portfolio > self.gate.limits.max_portfolio_exposure
-        self.trading.observe(self.ledger.halt_equity(mono), now, over_cap=over_cap)
+        self.trading.observe(self.ledger.halt_equity(mono), now, over_cap=over_cap,
+                             baseline=self.ledger.baseline_equity(mono))
         return self._pending_cancels()
 
     def on_notice(self, notice: Notice) -> None:

@@ -245,6 +245,25 @@ class Ledger:
             self._settle_probation(slug, now)
         return self.cash + self._halt_total
 
+    def baseline_equity(self, now: float) -> Decimal:
+        """The halt equity with every mark on probation counted at no more than the book now
+        shows: what the trading day's start and the high-water mark may be taken from.
+
+        A mark held through a continuity loss keeps a stub quote from halting the day, but it is
+        stale: counting it into the high would measure the drawdown from a peak the account
+        never had (the book fell while the feed was away), and the halt would fire when the
+        probation ends. Baselines take the lower of the held value and the latest candidate's.
+        """
+        equity = self.halt_equity(now)
+        for slug in self._probation:
+            h = self._halt.get(slug)
+            m = self._markets.get(slug)
+            if h is None or not h.seen or m is None or m.net_qty == 0 or \
+                    m.settled_value is not None:
+                continue
+            equity += min(ZERO, _halt_value(m.net_qty, h.seen[-1][1]) - h.value)
+        return equity
+
     @property
     def pnl(self) -> Decimal:
         """Total P&L since the start: equity change net of deposits and withdrawals."""

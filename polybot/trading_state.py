@@ -304,9 +304,16 @@ class TradingStateMachine:
                    "operator resume consumed: drawdown halt and flatten cleared")
         self._set_state(now)
 
-    def observe(self, equity: Decimal, now: datetime, *, over_cap: bool = False) -> TradingState:
-        """Roll the trading day and check the halts against the latest halt equity."""
+    def observe(self, equity: Decimal, now: datetime, *, over_cap: bool = False,
+                baseline: Decimal | None = None) -> TradingState:
+        """Roll the trading day and check the halts against the latest halt equity.
+
+        `baseline` (default `equity`) is what a new day's start and a new high-water mark are
+        taken from: the ledger's `baseline_equity`, which never counts a stale held mark above
+        the book, so neither baseline is set from a value the account did not have.
+        """
         self._over_cap = over_cap
+        base = equity if baseline is None else min(equity, baseline)
         if not self._begun:
             return self._state
         h = self._halt
@@ -314,12 +321,12 @@ class TradingStateMachine:
         if h.day is None or today > h.day:
             # A new trading day starts at the first equity seen in it.
             expired = h.daily_loss_halt_day is not None and h.daily_loss_halt_day != today
-            h = attrs.evolve(h, day=today, day_start_equity=equity,
+            h = attrs.evolve(h, day=today, day_start_equity=base,
                              daily_loss_halt_day=None if expired else h.daily_loss_halt_day)
         if h.day_start_equity is None:
-            h = attrs.evolve(h, day_start_equity=equity)
-        if h.high_water_mark is None or equity > h.high_water_mark:
-            h = attrs.evolve(h, high_water_mark=equity)
+            h = attrs.evolve(h, day_start_equity=base)
+        if h.high_water_mark is None or base > h.high_water_mark:
+            h = attrs.evolve(h, high_water_mark=base)
         start, high = h.day_start_equity, h.high_water_mark
         assert start is not None and high is not None  # both set just above
         if h.daily_loss_halt_day != today and start - equity >= self.limits.max_daily_loss:

@@ -5,6 +5,7 @@ size beyond the book at the last trusted halt mark; after a continuity loss a ch
 only once it has held for HALT_HOLD_SECONDS. Halt equity is cash + Σ positions at their halt marks.
 """
 
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 from hypothesis import given, settings
@@ -201,3 +202,29 @@ async def test_the_trusted_halt_mark_survives_the_store(tmp_path):
     store.close()
     assert state is not None
     assert Ledger.restore(state).halt_equity(0.0) == D(950) + 500 * D("0.09")
+
+
+def test_a_held_mark_counts_into_the_baselines_at_no_more_than_the_book_now_shows():
+    # chaos seed 3: the feed went silent while the bid fell; the held mark kept the position at
+    # its old value, a settlement then raised the cash, and the high-water mark was set from
+    # that stale sum, so the drawdown halt fired once the probation ended on the true price
+    from polybot.trading_state import HaltLimits, TradingStateMachine
+
+    led = held_500_at_0_09()  # 950 cash + 500 x 0.09
+    buy(led, 10, "0.50", slug="other")  # cash 945
+    ts = TradingStateMachine(HaltLimits(D(1000), D("0.02"), D(1000)))
+    ts.begin(led.baseline_equity(1.0), datetime(2026, 12, 6, 12, tzinfo=UTC))
+    assert ts.high_water_mark == led.halt_equity(1.0) == D(945) + 45 + 5
+    led.on_continuity_lost(None, at=10.0)
+    led.on_book(book([("0.05", 500)], [], at=11.0))  # the bid the feed missed
+    led.settle("other", D(1))  # cash 955
+    at = datetime(2026, 12, 6, 12, 1, tzinfo=UTC)
+    assert led.halt_equity(12.0) == D(955) + 45  # the held mark still counts for the halts
+    assert led.baseline_equity(12.0) == D(955) + 25  # but not above the book for a baseline
+    ts.observe(led.halt_equity(12.0), at, baseline=led.baseline_equity(12.0))
+    assert ts.high_water_mark == D(995)  # not 1000, which the account never had
+    # the probation ends on the true price: 980 is 15 below the true high of 995, inside the
+    # 2 % limit (19.90); from the stale 1000 it would be 20, at the limit, and halt the day
+    ts.observe(led.halt_equity(14.0), at, baseline=led.baseline_equity(14.0))
+    assert led.halt_equity(14.0) == D(980)
+    assert ts.halt_reasons(at) == []
