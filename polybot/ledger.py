@@ -94,6 +94,7 @@ class OrderBooking:
     cum_qty: Decimal = ZERO
     notional: Decimal = ZERO
     fees: Decimal = ZERO
+    market_slug: str = ""  # "" when not known (a booking stored before this was kept)
 
 
 @attrs.frozen(slots=True)
@@ -156,7 +157,12 @@ class Ledger:
         self._markets: dict[str, MarketBook] = {}
         self._bookings: dict[str, OrderBooking] = {}
         self._dirty_markets: set[str] = set()
-        self._dirty_bookings: set[str] = set()
+        self._dirty_bookings: dict[str, OrderBooking] = {}
+        # Bookings of a retired market leave memory (they are kept for fill deduplication only,
+        # ~0.5 KiB an order); `booking_lookup` (the store's committed or queued row) answers for
+        # them, asked only for orders of the markets in `_forgotten`.
+        self.booking_lookup: Callable[[str], OrderBooking | None] | None = None
+        self._forgotten: set[str] = set()
         # hears every change of a position's quantity or cost (the running exposure follows it)
         self.on_position: Callable[[Position], None] | None = None
         self._halt: dict[str, _HaltMark] = {}
@@ -179,8 +185,18 @@ class Ledger:
         m = self._markets.get(market_slug)
         return m.to_position() if m else Position(market_slug)
 
-    def booked(self, order_id: str) -> OrderBooking:
-        return self._bookings.get(order_id) or OrderBooking(order_id)
+    def booked(self, order_id: str, market_slug: str = "") -> OrderBooking:
+        """What is booked for `order_id`; an order of a market whose bookings left memory
+        (`forget_marks`) is read from `booking_lookup`, so a late or replayed execution of it
+        books only its growth, never the whole quantity again."""
+        b = self._bookings.get(order_id) or self._dirty_bookings.get(order_id)
+        if b is None and market_slug in self._forgotten and self.booking_lookup is not None:
+            b = self.booking_lookup(order_id)
+        return b or OrderBooking(order_id, market_slug=market_slug)
+
+    def held_bookings(self) -> int:
+        """How many order bookings are in memory (the memory benchmark and its tests)."""
+        return len(self._bookings)
 
     @property
     def fees_total(self) -> Decimal:
@@ -327,7 +343,7 @@ class Ledger:
         """
         if intent not in (Intent.BUY_LONG, Intent.SELL_LONG, Intent.BUY_SHORT, Intent.SELL_SHORT):
             raise LedgerError(f"order {order_id}: cannot book intent {intent}")
-        prev = self.booked(order_id)
+        prev = self.booked(order_id, market_slug)
         growth = cum_qty - prev.cum_qty
         if fee is not None and (last_qty == growth or fee_total is None):
             fee_now = fee  # this execution is exactly the growth: its own commission
@@ -346,7 +362,7 @@ class Ledger:
         self._book_trade(market_slug, intent.position_sign * growth, price)
         self._book_fee(market_slug, fee_now)
         self._set_booking(OrderBooking(order_id, cum_qty, prev.notional + growth * price,
-                                       prev.fees + fee_now))
+                                       prev.fees + fee_now, market_slug))
         return Fill(order_id, market_slug, intent, growth, price, fee_now, exec_id=exec_id,
                     trade_id=trade_id, is_taker=is_taker, ts=ts)
 
@@ -433,13 +449,25 @@ class Ledger:
     def forget_marks(self, market_slug: str) -> None:
         """The market left the universe: a market the ledger only marked (never traded, never
         settled) is dropped. One with an accounting history stays (realized P&L, fees, the
-        settlement: the report and the totals read it)."""
+        settlement: the report and the totals read it), but its orders' bookings leave memory
+        when the store can answer for them (`booking_lookup`): a bot running for weeks holds
+        the bookings of the markets it still trades, not of every order it ever placed."""
+        self._forget_bookings(market_slug)
         m = self._markets.get(market_slug)
         if m is None or m.net_qty != 0 or m.realized_pnl or m.fees \
                 or m.settled_value is not None or market_slug in self._dirty_markets:
             return
         del self._markets[market_slug]
         self._halt.pop(market_slug, None)
+
+    def _forget_bookings(self, market_slug: str) -> None:
+        if self.booking_lookup is None:
+            return
+        gone = [o for o, b in self._bookings.items() if b.market_slug == market_slug]
+        for order_id in gone:
+            del self._bookings[order_id]  # an unsaved one stays in _dirty_bookings until drained
+        if gone:
+            self._forgotten.add(market_slug)
 
     def marked_only(self) -> set[str]:
         """Markets the ledger holds only marks for (the per-market keys check)."""
@@ -566,14 +594,16 @@ class Ledger:
         self.cash += amount
         self.net_transfers += amount
 
-    def mark_booked(self, order_id: str, cum_qty: Decimal, avg_px: Decimal | None = None) -> None:
+    def mark_booked(self, order_id: str, cum_qty: Decimal, avg_px: Decimal | None = None,
+                    market_slug: str = "") -> None:
         """Advance an order's booked quantity without booking cash (a correction already did)."""
-        prev = self.booked(order_id)
+        prev = self.booked(order_id, market_slug)
         if cum_qty <= prev.cum_qty:
             return
         price = avg_px if avg_px is not None else (
             prev.notional / prev.cum_qty if prev.cum_qty else ZERO)
-        self._set_booking(OrderBooking(order_id, cum_qty, cum_qty * price, prev.fees))
+        self._set_booking(OrderBooking(order_id, cum_qty, cum_qty * price, prev.fees,
+                                       market_slug or prev.market_slug))
 
     def set_position(self, market_slug: str, net_qty: Decimal,
                      avg_price: Decimal | None = None) -> None:
@@ -612,7 +642,7 @@ class Ledger:
 
     def _set_booking(self, b: OrderBooking) -> None:
         self._bookings[b.order_id] = b
-        self._dirty_bookings.add(b.order_id)
+        self._dirty_bookings[b.order_id] = b
 
     def snapshot(self) -> LedgerState:
         return LedgerState(
@@ -625,7 +655,7 @@ class Ledger:
         state = LedgerState(
             cash=self.cash, initial_cash=self.initial_cash, net_transfers=self.net_transfers,
             markets=tuple(self._markets[s] for s in sorted(self._dirty_markets)),
-            bookings=tuple(self._bookings[o] for o in sorted(self._dirty_bookings)))
+            bookings=tuple(self._dirty_bookings[o] for o in sorted(self._dirty_bookings)))
         self._dirty_markets.clear()
         self._dirty_bookings.clear()
         return state
@@ -635,7 +665,11 @@ class Ledger:
         led = cls(state.cash, initial_cash=state.initial_cash)
         led.net_transfers = state.net_transfers
         led._markets = {m.market_slug: m for m in state.markets}
-        led._bookings = {b.order_id: b for b in state.bookings}
+        # a market settled flat is finished: its bookings stay in the store (booking_lookup)
+        finished = {m.market_slug for m in state.markets
+                    if m.net_qty == 0 and m.settled_value is not None}
+        led._bookings = {b.order_id: b for b in state.bookings if b.market_slug not in finished}
+        led._forgotten = {b.market_slug for b in state.bookings if b.market_slug in finished}
         for m in state.markets:
             if m.net_qty != 0 and m.settled_value is None:
                 # the last trusted halt mark; a database from before it was kept: the last

@@ -165,6 +165,15 @@ class _Write:
     label: str
     done: trio.Event | None = None
     error: BaseException | None = None
+    after: Callable[[], None] | None = None  # run in Trio once committed
+
+
+def _committed(w: _Write) -> None:
+    """Tell the waiter; run the write's `after` if it was committed."""
+    if w.error is None and w.after is not None:
+        w.after()
+    if w.done is not None:
+        w.done.set()
 
 
 @attrs.frozen(slots=True)
@@ -250,6 +259,8 @@ class Store:
         self._send, self._recv = trio.open_memory_channel[_Write](queue_size)
         self.failed_writes = 0
         self.committed_batches = 0
+        # bookings handed to a queued ledger write and not committed yet (`read_booking`)
+        self._unsaved_bookings: dict[str, OrderBooking] = {}
 
     @classmethod
     def open(cls, data_dir: Path, **kwargs: Any) -> Store:
@@ -277,8 +288,7 @@ class Store:
             else:
                 self._commit(batch)
             for w in batch:  # no checkpoint before this loop: waiters are always told
-                if w.done is not None:
-                    w.done.set()
+                _committed(w)
 
     def _commit(self, batch: list[_Write]) -> None:
         try:
@@ -322,8 +332,7 @@ class Store:
         if batch:
             self._commit(batch)
             for w in batch:
-                if w.done is not None:
-                    w.done.set()
+                _committed(w)
         return len(batch)
 
     def close(self) -> None:
@@ -332,10 +341,11 @@ class Store:
 
     # --- queuing writes ---------------------------------------------------------------------------
 
-    def submit(self, fn: Op, label: str = "write") -> None:
+    def submit(self, fn: Op, label: str = "write", *,
+               after: Callable[[], None] | None = None) -> None:
         """Queue a write without waiting (raises StoreOverflow if the queue is full)."""
         try:
-            self._send.send_nowait(_Write(fn, label))
+            self._send.send_nowait(_Write(fn, label, after=after))
         except trio.WouldBlock:
             raise StoreOverflow(f"store queue full; {label} not queued") from None
 
@@ -449,6 +459,13 @@ class Store:
                    for m in changes.markets]
         bookings = [(b.order_id, str(b.cum_qty), str(b.notional), str(b.fees))
                     for b in changes.bookings]
+        queued = {b.order_id: b for b in changes.bookings}
+        self._unsaved_bookings.update(queued)
+
+        def saved() -> None:
+            for order_id, b in queued.items():
+                if self._unsaved_bookings.get(order_id) is b:
+                    del self._unsaved_bookings[order_id]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO ledger VALUES (1,?,?,?,?,?,?,?)", scalars)
@@ -457,7 +474,21 @@ class Store:
                              " updated_at, cost_known, halt_mark) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                              markets)
             conn.executemany("INSERT OR REPLACE INTO order_bookings VALUES (?,?,?,?)", bookings)
-        self.submit(op, "ledger")
+        self.submit(op, "ledger", after=saved)
+
+    def read_booking(self, order_id: str) -> OrderBooking | None:
+        """One order's booking as last saved (queued or committed): the ledger's
+        `booking_lookup` for orders of markets whose bookings left its memory."""
+        queued = self._unsaved_bookings.get(order_id)
+        if queued is not None:
+            return queued
+        with closing(self._reader()) as conn:
+            r = conn.execute("SELECT * FROM order_bookings WHERE order_id = ?",
+                             (order_id,)).fetchone()
+        if r is None:
+            return None
+        return OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),
+                            Decimal(r["fees"]))
 
     def load_ledger(self) -> LedgerState | None:
         """The ledger as last committed, or None on a fresh database."""
@@ -659,10 +690,16 @@ def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
                    cost_known=bool(r["cost_known"]) if "cost_known" in r.keys() else True,
                    halt_mark=_dec(r["halt_mark"]) if "halt_mark" in r.keys() else None)
         for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
+    # each booking with its order's market (the bot's order id is the local id in paper mode
+    # and the exchange's id in live mode; both are indexed)
     bookings = tuple(
         OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),
-                     Decimal(r["fees"]))
-        for r in conn.execute("SELECT * FROM order_bookings ORDER BY order_id"))
+                     Decimal(r["fees"]), r["market_slug"] or "")
+        for r in conn.execute(
+            "SELECT b.*, COALESCE("
+            " (SELECT market_slug FROM orders WHERE local_id = b.order_id),"
+            " (SELECT market_slug FROM orders WHERE exchange_id = b.order_id LIMIT 1)"
+            ") AS market_slug FROM order_bookings b ORDER BY b.order_id"))
     return LedgerState(
         cash=Decimal(row["cash"]), initial_cash=Decimal(row["initial_cash"]),
         net_transfers=Decimal(row["net_transfers"]),

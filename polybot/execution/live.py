@@ -747,11 +747,12 @@ class LiveExecutor:
         elif order.state is OrderState.OUTCOME_UNKNOWN:
             self.registry.found(order, exchange_id)
         else:  # booked from a position change before its id was known: move that booking
-            booked = self.ledger.booked(order.local_id)
+            booked = self.ledger.booked(order.local_id, order.market_slug)
             order.exchange_id = exchange_id
             self.registry.add(order)
             self.ledger.mark_booked(exchange_id, booked.cum_qty,
-                                    booked.notional / booked.cum_qty if booked.cum_qty else None)
+                                    booked.notional / booked.cum_qty if booked.cum_qty else None,
+                                    order.market_slug)
         self._drop_foreign(exchange_id)
         self.adopted += 1
         self._record_order(order)
@@ -1002,7 +1003,7 @@ class LiveExecutor:
         """Our orders from the store (open ones, unacknowledged intents included)."""
         for order in self.store.load_orders(open_only=True):
             if self.registry.get(order.local_id) is None:
-                booked = self.ledger.booked(order.order_id)
+                booked = self.ledger.booked(order.order_id, order.market_slug)
                 order.cum_qty = max(order.cum_qty, booked.cum_qty)
                 self.registry.add(order)
                 if order.cancel_requested and order.exchange_id is not None:
@@ -1230,7 +1231,8 @@ class LiveExecutor:
                                          exchange_avg_yes(d.exchange, p.cost if p else None))
                 for r in reports.values():  # a late execution of these must book nothing
                     if r.market_slug == d.key:
-                        self.ledger.mark_booked(r.order_id, r.cum_quantity, r.avg_px)
+                        self.ledger.mark_booked(r.order_id, r.cum_quantity, r.avg_px,
+                                                r.market_slug)
             self._diffs.forget(d.key)
         self.store.save_ledger(self.ledger.drain_changes())
 

@@ -435,7 +435,7 @@ class PaperExecutor:
             if order.exchange_id is None:
                 order.exchange_id = order.local_id
             self.registry.add(order)
-            booked = self.ledger.booked(order.order_id)
+            booked = self.ledger.booked(order.order_id, order.market_slug)
             sim = _Sim(order, FeeAccumulator(self._taker_theta(order.market_slug)),
                        maker_fees=booked.fees, cum=booked.cum_qty, notional=booked.notional)
             self._emit(sim, ExecutionType.CANCELED, OrderState.CANCELED, text="paper restart")
