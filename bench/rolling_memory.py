@@ -1,9 +1,12 @@
 """Memory over simulated days (issue 14, by hand, not in CI): the whole bot, discovering by league,
 against the local exchange's rolling two-league schedule for `--days` simulated days, with
-`tracemalloc` counting only what `polybot/` allocates (the local exchange, `polybot/sim/`, is
-excluded: it keeps every market it ever listed, as a real exchange does).
+`tracemalloc` counting only what `polybot/` allocates for the bot (the local exchange,
+`polybot/sim/`, is excluded: it keeps every market, order and trade, as a real exchange does).
+An allocation counts as the exchange's when any of its last TRACE_FRAMES frames is in
+`polybot/sim/`: the exchange computes its fees and sizes with `polybot.pricing` and stamps its
+records with the bot's clock, and those allocations are its, not the bot's.
 
-    .venv/bin/python -m bench.rolling_memory [--days 3] [--seed 14]
+    .venv/bin/python -m bench.rolling_memory [--days 3] [--seed 14] [--day-hours 24]
 
 Prints, at the end of each simulated day, the bytes held by polybot's own code, the universe's
 size and the markets added and retired so far, then day N against day 1. Runs on a MockClock that
@@ -49,13 +52,14 @@ def world(seed: int) -> Any:
 
 
 SNAPSHOTS: list[tracemalloc.Snapshot] = []
+TRACE_FRAMES = 3
 
 
 def polybot_bytes() -> int:
     gc.collect()
     snap = tracemalloc.take_snapshot().filter_traces([
         tracemalloc.Filter(True, "*/polybot/*"),
-        tracemalloc.Filter(False, "*/polybot/sim/*"),
+        tracemalloc.Filter(False, "*/polybot/sim/*", all_frames=True),
     ])
     SNAPSHOTS.append(snap)
     return sum(stat.size for stat in snap.statistics("filename"))
@@ -69,7 +73,7 @@ def growth(top: int = 12) -> list[str]:
     return [str(stat) for stat in diff[:top]]
 
 
-async def run(days: int, seed: int, data_dir: Path) -> list[dict[str, Any]]:
+async def run(days: int, seed: int, data_dir: Path, day_hours: float) -> list[dict[str, Any]]:
     control.POLL_SECONDS = 5.0  # as in the acceptance test: fewer clock jumps per hour
     clock = ReplayClock(START, origin=trio.current_time())
     rows: list[dict[str, Any]] = []
@@ -93,10 +97,11 @@ async def run(days: int, seed: int, data_dir: Path) -> list[dict[str, Any]]:
             n.start_soon(bot.supervisor.run)
             t0 = trio.current_time()
             for day in range(1, days + 1):
-                await trio.sleep(t0 + day * 24 * HOUR - trio.current_time())
+                await trio.sleep(t0 + day * day_hours * HOUR - trio.current_time())
                 row = {"day": day, "polybot_bytes": polybot_bytes(),
                        "universe": len(bot.universe), "added": bot.universe.added,
                        "retired": bot.universe.retired,
+                       "bookings_held": bot.ledger.held_bookings(),
                        "restarts": bot.supervisor.state().restarts,
                        "sim_time": clock.now().isoformat(timespec="minutes")}
                 rows.append(row)
@@ -114,13 +119,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--seed", type=int, default=14)
+    p.add_argument("--day-hours", type=float, default=24.0,
+                   help="length of a 'day' in simulated hours (shorter: a quick diagnostic)")
     args = p.parse_args()
-    tracemalloc.start(1)
+    tracemalloc.start(TRACE_FRAMES)
     started = time.perf_counter()
     shm = Path("/dev/shm")  # the store's fsync every simulated second would dominate on disk
     with tempfile.TemporaryDirectory(prefix="polybot-memory-",
                                      dir=shm if shm.is_dir() else None) as tmp:
-        rows = trio.run(run, args.days, args.seed, Path(tmp),
+        rows = trio.run(run, args.days, args.seed, Path(tmp), args.day_hours,
                         clock=trio.testing.MockClock(autojump_threshold=0.001))
     first, last = rows[0]["polybot_bytes"], rows[-1]["polybot_bytes"]
     print(f"day {rows[-1]['day']} vs day 1: {last / first:.3f} ({last:,} / {first:,} bytes); "
