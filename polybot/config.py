@@ -681,8 +681,13 @@ def _parse(env: Mapping[str, str], names: list[str], problems: list[str]) -> dic
     return values
 
 
-def load_settings(env: Mapping[str, str], *, warn: Callable[[str], None] | None = None) -> Settings:
-    """Parse and validate every variable; raise ConfigError listing every problem."""
+def load_settings(env: Mapping[str, str], *, warn: Callable[[str], None] | None = None,
+                  require_markets: bool = True) -> Settings:
+    """Parse and validate every variable; raise ConfigError listing every problem.
+
+    `require_markets=False` is for commands that trade nothing (`cancel-all --direct` cancels the
+    stored orders by id): neither MARKET_SLUGS nor MARKET_LEAGUES needs to be set.
+    """
     problems: list[str] = []
     merged = {v.name: env[v.name] for v in VARIABLES if v.name in env}
     for v in VARIABLES:
@@ -700,7 +705,8 @@ def load_settings(env: Mapping[str, str], *, warn: Callable[[str], None] | None 
         problems.append("PM_PRIVATE_KEY is not set: expected base64 of a 32-byte Ed25519 seed or "
                         "a 64-byte seed+public key (or PM_PRIVATE_KEY_FILE, a path to it)")
 
-    if values.get("market_slugs") == () and values.get("market_leagues") == ():
+    if require_markets and values.get("market_slugs") == () and \
+            values.get("market_leagues") == ():
         problems.append(NO_MARKETS_PROBLEM)
 
     if values.get("telegram_bot_token") is not None and not values.get("telegram_chat_id"):

@@ -25,25 +25,20 @@ def config_problems(exc: config.ConfigError) -> None:
         err(f"polybot: bad setting: {problem}")
 
 
-def settings_or_exit(env: Mapping[str, str]) -> config.Settings:
+def settings_or_exit(env: Mapping[str, str], *, require_markets: bool = True) -> config.Settings:
     """Full validation; on any problem print one line per problem and exit 2."""
     try:
-        return config.load_settings(env, warn=lambda w: err(f"polybot: warning: {w}"))
+        return config.load_settings(env, warn=lambda w: err(f"polybot: warning: {w}"),
+                                    require_markets=require_markets)
     except config.ConfigError as exc:
         config_problems(exc)
         raise SystemExit(EXIT_CONFIG) from None
 
 
-# What a command that trades nothing fills in when no market is configured: `cancel-all --direct`
-# cancels the stored orders by id and never reads the markets setting.
-NO_MARKETS = "no-markets-configured"
-
-
 def settings_without_markets_or_exit(env: Mapping[str, str]) -> config.Settings:
-    """Full validation of everything but the markets to trade (MARKET_SLUGS may be absent)."""
-    if not env.get("MARKET_SLUGS", "").strip() and not env.get("MARKET_LEAGUES", "").strip():
-        env = {**env, "MARKET_SLUGS": NO_MARKETS}
-    return settings_or_exit(env)
+    """Full validation of everything but the markets to trade (for a command that trades
+    nothing: `cancel-all --direct` cancels the stored orders by id)."""
+    return settings_or_exit(env, require_markets=False)
 
 
 def data_dir_or_exit(env_file: Path | None, override: str | None = None) -> Path:

@@ -183,3 +183,4 @@ def test_cancel_all_direct_loads_its_settings_without_market_slugs(tmp_path):
            "PM_PRIVATE_KEY": "A" * 43 + "=", "DATA_DIR": str(tmp_path), "TRADING_MODE": "live"}
     settings = console.settings_without_markets_or_exit(env)
     assert settings.data_dir == tmp_path and settings.trading_mode == "live"
+    assert settings.market_slugs == () and settings.market_leagues == ()  # no placeholder market
