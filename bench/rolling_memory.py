@@ -102,6 +102,7 @@ async def run(days: int, seed: int, data_dir: Path, day_hours: float) -> list[di
                        "universe": len(bot.universe), "added": bot.universe.added,
                        "retired": bot.universe.retired,
                        "bookings_held": bot.ledger.held_bookings(),
+                       "ledger_markets": bot.ledger.held_markets(),
                        "restarts": bot.supervisor.state().restarts,
                        "sim_time": clock.now().isoformat(timespec="minutes")}
                 rows.append(row)

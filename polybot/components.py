@@ -94,7 +94,7 @@ def build(settings: Settings, clock: Clock) -> Components:
     exposure = Exposure(theta_of=theta_of)
     universe.add_listener(lambda listing: _follow_event(exposure, listing))
     ledger = _restore_ledger(store, settings)
-    ledger.booking_lookup = store.read_booking  # bookings of retired markets
+    ledger.attach_store(store.read_booking, store.read_market)  # retired markets leave memory
     ledger.on_position = exposure.on_position
     for position in ledger.positions.values():
         exposure.on_position(position)

@@ -156,13 +156,16 @@ class Ledger:
         self.net_transfers = ZERO
         self._markets: dict[str, MarketBook] = {}
         self._bookings: dict[str, OrderBooking] = {}
-        self._dirty_markets: set[str] = set()
+        self._dirty_markets: dict[str, MarketBook] = {}
         self._dirty_bookings: dict[str, OrderBooking] = {}
-        # Bookings of a retired market leave memory (they are kept for fill deduplication only,
-        # ~0.5 KiB an order); `booking_lookup` (the store's committed or queued row) answers for
-        # them, asked only for orders of the markets in `_forgotten`.
-        self.booking_lookup: Callable[[str], OrderBooking | None] | None = None
-        self._forgotten: set[str] = set()
+        # With a store attached (`attach_store`), a market that leaves the universe flat leaves
+        # memory with its orders' bookings: its realized P&L and fees fold into the totals below,
+        # and the store answers for it if it is ever traded or reported on again.
+        self._read_booking: Callable[[str], OrderBooking | None] | None = None
+        self._read_market: Callable[[str], MarketBook | None] | None = None
+        self._folded_realized = ZERO
+        self._folded_fees = ZERO
+        self._folded = 0  # markets folded away (has_history)
         # hears every change of a position's quantity or cost (the running exposure follows it)
         self.on_position: Callable[[Position], None] | None = None
         self._halt: dict[str, _HaltMark] = {}
@@ -186,26 +189,44 @@ class Ledger:
         return m.to_position() if m else Position(market_slug)
 
     def booked(self, order_id: str, market_slug: str = "") -> OrderBooking:
-        """What is booked for `order_id`; an order of a market whose bookings left memory
-        (`forget_marks`) is read from `booking_lookup`, so a late or replayed execution of it
-        books only its growth, never the whole quantity again."""
+        """What is booked for `order_id`. An order of a market not in memory (folded away, or
+        new) is read from the store, so a late or replayed execution of an order of a retired
+        market books only its growth, never the whole quantity again."""
         b = self._bookings.get(order_id) or self._dirty_bookings.get(order_id)
-        if b is None and market_slug in self._forgotten and self.booking_lookup is not None:
-            b = self.booking_lookup(order_id)
+        if b is None and market_slug and market_slug not in self._markets \
+                and self._read_booking is not None:
+            b = self._read_booking(order_id)
         return b or OrderBooking(order_id, market_slug=market_slug)
+
+    def has_history(self) -> bool:
+        """Whether this ledger ever booked anything (in memory or folded away)."""
+        return bool(self._markets or self._bookings or self._folded)
+
+    def attach_store(self, read_booking: Callable[[str], OrderBooking | None],
+                     read_market: Callable[[str], MarketBook | None]) -> None:
+        """Let flat markets leave memory (the running bot; the store keeps their rows): every
+        flat market restored is folded away now, and each one retired from here on."""
+        self._read_booking, self._read_market = read_booking, read_market
+        for slug, m in list(self._markets.items()):
+            if m.net_qty == 0:
+                self._fold(slug)
 
     def held_bookings(self) -> int:
         """How many order bookings are in memory (the memory benchmark and its tests)."""
         return len(self._bookings)
 
+    def held_markets(self) -> int:
+        """How many markets' books are in memory (the memory benchmark and its tests)."""
+        return len(self._markets)
+
     @property
     def fees_total(self) -> Decimal:
-        return sum((m.fees for m in self._markets.values()), ZERO)
+        return sum((m.fees for m in self._markets.values()), self._folded_fees)
 
     @property
     def realized_pnl(self) -> Decimal:
-        """Σ realized P&L over markets, gross of fees."""
-        return sum((m.realized_pnl for m in self._markets.values()), ZERO)
+        """Σ realized P&L over markets (those folded away included), gross of fees."""
+        return sum((m.realized_pnl for m in self._markets.values()), self._folded_realized)
 
     def mark_price(self, market_slug: str) -> Decimal | None:
         """Value of one contract of the current position, as a YES price (None when flat)."""
@@ -387,7 +408,7 @@ class Ledger:
         """Move the net position by `signed_qty` at YES price `price`, with its cash and P&L."""
         if not ZERO <= price <= ONE:
             raise LedgerError(f"{slug}: price {price} outside [0, 1]")
-        m = self._markets.get(slug) or MarketBook(slug)
+        m = self._book_of(slug)
         net, avg, realized = m.net_qty, m.avg_price, m.realized_pnl
         closing = ZERO
         if net != 0 and (net > 0) != (signed_qty > 0):
@@ -420,7 +441,7 @@ class Ledger:
         if fee == 0:
             return
         self.cash -= fee
-        m = self._markets.get(slug) or MarketBook(slug)
+        m = self._book_of(slug)
         self._store_market(attrs.evolve(m, fees=m.fees + fee))
 
     def book_fill(self, fill: Fill) -> None:
@@ -435,7 +456,7 @@ class Ledger:
         """Record the best prices of a trusted book; missing sides keep their last trusted mark."""
         if not trusted or (best_bid is None and best_offer is None):
             return
-        m = self._markets.get(market_slug) or MarketBook(market_slug)
+        m = self._book_of(market_slug)
         bid = m.mark_bid if best_bid is None else best_bid
         offer = m.mark_offer if best_offer is None else best_offer
         if bid == m.mark_bid and offer == m.mark_offer:
@@ -447,27 +468,50 @@ class Ledger:
         self._store_market(new)
 
     def forget_marks(self, market_slug: str) -> None:
-        """The market left the universe: a market the ledger only marked (never traded, never
-        settled) is dropped. One with an accounting history stays (realized P&L, fees, the
-        settlement: the report and the totals read it), but its orders' bookings leave memory
-        when the store can answer for them (`booking_lookup`): a bot running for weeks holds
-        the bookings of the markets it still trades, not of every order it ever placed."""
-        self._forget_bookings(market_slug)
+        """The market left the universe. With a store attached a flat market is folded away
+        (`_fold`): a bot running for weeks holds the markets and bookings it still trades, not
+        every one it ever traded. Without one (a report, a unit test), only a market the ledger
+        merely marked (never traded, never settled) is dropped."""
         m = self._markets.get(market_slug)
-        if m is None or m.net_qty != 0 or m.realized_pnl or m.fees \
-                or m.settled_value is not None or market_slug in self._dirty_markets:
+        if m is None or m.net_qty != 0:
+            return
+        if self._read_market is not None:
+            self._fold(market_slug)
+            return
+        if m.realized_pnl or m.fees or m.settled_value is not None \
+                or market_slug in self._dirty_markets:
             return
         del self._markets[market_slug]
         self._halt.pop(market_slug, None)
 
-    def _forget_bookings(self, market_slug: str) -> None:
-        if self.booking_lookup is None:
-            return
-        gone = [o for o, b in self._bookings.items() if b.market_slug == market_slug]
-        for order_id in gone:
-            del self._bookings[order_id]  # an unsaved one stays in _dirty_bookings until drained
-        if gone:
-            self._forgotten.add(market_slug)
+    def _fold(self, market_slug: str) -> None:
+        """A flat market leaves memory: its realized P&L and fees join the folded totals, its
+        bookings go (an unsaved change stays queued in the dirty maps until drained; the store
+        answers for both afterwards, `_book_of` and `booked`)."""
+        m = self._markets.pop(market_slug)
+        self._folded_realized += m.realized_pnl
+        self._folded_fees += m.fees
+        self._folded += 1
+        self._halt.pop(market_slug, None)
+        self._probation.discard(market_slug)
+        for order_id in [o for o, b in self._bookings.items() if b.market_slug == market_slug]:
+            del self._bookings[order_id]
+
+    def _book_of(self, market_slug: str) -> MarketBook:
+        """The market's book to change: in memory, else the store's (a market folded away and
+        traded again comes back with its history, out of the folded totals), else a new one."""
+        m = self._markets.get(market_slug)
+        if m is not None:
+            return m
+        if self._read_market is not None:
+            stored = self._dirty_markets.get(market_slug) or self._read_market(market_slug)
+            if stored is not None:
+                self._folded_realized -= stored.realized_pnl
+                self._folded_fees -= stored.fees
+                self._folded -= 1
+                self._markets[market_slug] = stored
+                return stored
+        return MarketBook(market_slug)
 
     def marked_only(self) -> set[str]:
         """Markets the ledger holds only marks for (the per-market keys check)."""
@@ -551,8 +595,7 @@ class Ledger:
         """Record a trusted halt mark on the market's row, so a restart starts from it."""
         m = self._markets.get(slug)
         if m is not None and m.halt_mark != px:
-            self._markets[slug] = attrs.evolve(m, halt_mark=px)
-            self._dirty_markets.add(slug)
+            self._markets[slug] = self._dirty_markets[slug] = attrs.evolve(m, halt_mark=px)
 
     def _revalue(self, h: _HaltMark, net_qty: Decimal) -> None:
         value = _halt_value(net_qty, h.px) if net_qty != 0 else ZERO
@@ -577,7 +620,7 @@ class Ledger:
         """Resolve a market at `value` in [0, 1]; returns the P&L realized by it (gross of fees)."""
         if not ZERO <= value <= ONE:
             raise LedgerError(f"{market_slug}: settlement value {value} outside [0, 1]")
-        m = self._markets.get(market_slug) or MarketBook(market_slug)
+        m = self._book_of(market_slug)
         if m.net_qty > 0:
             self.cash += m.net_qty * value
         else:
@@ -612,7 +655,7 @@ class Ledger:
         `avg_price` None keeps the average of a position already held; a position taken up from
         flat without one has an unknown cost (`cost_known` False) until one is given.
         """
-        m = self._markets.get(market_slug) or MarketBook(market_slug)
+        m = self._book_of(market_slug)
         if not net_qty:
             avg, known = ZERO, True
         elif avg_price is not None:
@@ -634,8 +677,7 @@ class Ledger:
 
     def _store_market(self, m: MarketBook) -> None:
         old = self._markets.get(m.market_slug)
-        self._markets[m.market_slug] = m
-        self._dirty_markets.add(m.market_slug)
+        self._markets[m.market_slug] = self._dirty_markets[m.market_slug] = m
         if self.on_position is not None and (
                 old is None or old.net_qty != m.net_qty or old.avg_price != m.avg_price):
             self.on_position(m.to_position())
@@ -654,7 +696,7 @@ class Ledger:
         """The scalars plus the markets and bookings changed since the last drain (to persist)."""
         state = LedgerState(
             cash=self.cash, initial_cash=self.initial_cash, net_transfers=self.net_transfers,
-            markets=tuple(self._markets[s] for s in sorted(self._dirty_markets)),
+            markets=tuple(self._dirty_markets[s] for s in sorted(self._dirty_markets)),
             bookings=tuple(self._dirty_bookings[o] for o in sorted(self._dirty_bookings)))
         self._dirty_markets.clear()
         self._dirty_bookings.clear()
@@ -665,11 +707,7 @@ class Ledger:
         led = cls(state.cash, initial_cash=state.initial_cash)
         led.net_transfers = state.net_transfers
         led._markets = {m.market_slug: m for m in state.markets}
-        # a market settled flat is finished: its bookings stay in the store (booking_lookup)
-        finished = {m.market_slug for m in state.markets
-                    if m.net_qty == 0 and m.settled_value is not None}
-        led._bookings = {b.order_id: b for b in state.bookings if b.market_slug not in finished}
-        led._forgotten = {b.market_slug for b in state.bookings if b.market_slug in finished}
+        led._bookings = {b.order_id: b for b in state.bookings}
         for m in state.markets:
             if m.net_qty != 0 and m.settled_value is None:
                 # the last trusted halt mark; a database from before it was kept: the last

@@ -261,6 +261,7 @@ class Store:
         self.committed_batches = 0
         # bookings handed to a queued ledger write and not committed yet (`read_booking`)
         self._unsaved_bookings: dict[str, OrderBooking] = {}
+        self._unsaved_markets: dict[str, MarketBook] = {}
 
     @classmethod
     def open(cls, data_dir: Path, **kwargs: Any) -> Store:
@@ -460,12 +461,17 @@ class Store:
         bookings = [(b.order_id, str(b.cum_qty), str(b.notional), str(b.fees))
                     for b in changes.bookings]
         queued = {b.order_id: b for b in changes.bookings}
+        queued_markets = {m.market_slug: m for m in changes.markets}
         self._unsaved_bookings.update(queued)
+        self._unsaved_markets.update(queued_markets)
 
         def saved() -> None:
             for order_id, b in queued.items():
                 if self._unsaved_bookings.get(order_id) is b:
                     del self._unsaved_bookings[order_id]
+            for slug, m in queued_markets.items():
+                if self._unsaved_markets.get(slug) is m:
+                    del self._unsaved_markets[slug]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO ledger VALUES (1,?,?,?,?,?,?,?)", scalars)
@@ -476,9 +482,20 @@ class Store:
             conn.executemany("INSERT OR REPLACE INTO order_bookings VALUES (?,?,?,?)", bookings)
         self.submit(op, "ledger", after=saved)
 
+    def read_market(self, market_slug: str) -> MarketBook | None:
+        """One market's book as last saved (queued or committed): for the ledger, a market it
+        folded away (`Ledger.attach_store`)."""
+        queued = self._unsaved_markets.get(market_slug)
+        if queued is not None:
+            return queued
+        with closing(self._reader()) as conn:
+            r = conn.execute("SELECT * FROM positions WHERE market_slug = ?",
+                             (market_slug,)).fetchone()
+        return None if r is None else _market_book(r)
+
     def read_booking(self, order_id: str) -> OrderBooking | None:
-        """One order's booking as last saved (queued or committed): the ledger's
-        `booking_lookup` for orders of markets whose bookings left its memory."""
+        """One order's booking as last saved (queued or committed): for the ledger, an order
+        of a market it folded away (`Ledger.attach_store`)."""
         queued = self._unsaved_bookings.get(order_id)
         if queued is not None:
             return queued
@@ -674,6 +691,14 @@ def _archive_other_mode(conn: sqlite3.Connection, mode: str, now: str) -> ModeSw
                       tuple(o["local_id"] for o in orders))
 
 
+def _market_book(r: sqlite3.Row) -> MarketBook:
+    return MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
+                      Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
+                      _dec(r["mark_offer"]), _dec(r["settled_value"]),
+                      cost_known=bool(r["cost_known"]) if "cost_known" in r.keys() else True,
+                      halt_mark=_dec(r["halt_mark"]) if "halt_mark" in r.keys() else None)
+
+
 def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
     """The committed ledger (for `Ledger.restore`), or None if none was ever saved.
 
@@ -683,13 +708,8 @@ def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
     row = conn.execute("SELECT * FROM ledger WHERE id = 1").fetchone()
     if row is None:
         return None
-    markets = tuple(
-        MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
-                   Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
-                   _dec(r["mark_offer"]), _dec(r["settled_value"]),
-                   cost_known=bool(r["cost_known"]) if "cost_known" in r.keys() else True,
-                   halt_mark=_dec(r["halt_mark"]) if "halt_mark" in r.keys() else None)
-        for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
+    markets = tuple(_market_book(r)
+                    for r in conn.execute("SELECT * FROM positions ORDER BY market_slug"))
     # each booking with its order's market (the bot's order id is the local id in paper mode
     # and the exchange's id in live mode; both are indexed)
     bookings = tuple(

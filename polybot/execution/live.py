@@ -1014,7 +1014,7 @@ class LiveExecutor:
     async def _startup(self) -> None:
         """The first reconciliation: adopt, book what happened while down, correct the rest."""
         synced = self.store.get_meta(META_SYNCED_AT) is not None
-        fresh = not synced and not self.ledger.markets and not self.ledger.snapshot().bookings
+        fresh = not synced and not self.ledger.has_history()
         for order in self.registry.open_orders():
             if order.state is OrderState.SUBMITTING and order.exchange_id is None:
                 # the previous run died between storing the intent and learning its fate

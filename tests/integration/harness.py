@@ -78,3 +78,9 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 60.0,
             await trio.sleep(poll)
         return True
     return False
+
+
+def market_book(bot: Any, slug: str) -> Any:
+    """A market's book in the ledger, in memory or (once retired and folded away) in the store."""
+    held = bot.ledger.markets.get(slug)
+    return held if held is not None else bot.store.read_market(slug)

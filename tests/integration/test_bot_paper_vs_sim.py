@@ -91,7 +91,7 @@ async def test_paper_settles_a_resolved_market_at_its_settlement_value(tmp_path)
             assert await wait_for(lambda: bot.ledger.position(slug).net_qty == 0, 30), (
                 f"paper position {bot.ledger.position(slug).net_qty} 30 s after settlement, "
                 f"equity {bot.ledger.equity}")
-            assert bot.ledger.markets[slug].settled_value == D("0")
+            assert harness.market_book(bot, slug).settled_value == D("0")
             assert bot.ledger.cash == cash_before  # a losing long pays nothing
             assert bot.ledger.equity == bot.ledger.cash
             assert bot.usd_at_risk() == 0

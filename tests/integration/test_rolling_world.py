@@ -158,7 +158,9 @@ async def test_six_hours_of_two_leagues_list_trade_settle_and_retire_with_no_res
             for slug in games:
                 value = sim.exchange.settlement(slug)
                 assert value is not None
-                market = bot.ledger.markets[slug]
+                assert slug not in bot.ledger.markets  # retired: folded out of memory
+                market = bot.store.read_market(slug)  # its history, kept by the store
+                assert market is not None
                 assert market.net_qty == 0  # settled, or traded out before the end
                 assert market.settled_value in (None, value)
                 expected = _pnl_from_fills([f for f in fills if f["market_slug"] == slug], value)
@@ -167,6 +169,8 @@ async def test_six_hours_of_two_leagues_list_trade_settle_and_retire_with_no_res
                 total += expected
             assert bot.ledger.positions == {}
             assert abs(bot.ledger.cash - (D("1000") + total)) < D("1e-9")
+            # the folded markets' P&L and fees are still in the ledger's totals
+            assert abs(bot.ledger.realized_pnl - bot.ledger.fees_total - total) < D("1e-9")
             assert bot.universe.retired == len(games) and len(bot.universe) == 0
             assert bot.supervisor.state().restarts == 0
             # the trading day rolled inside the run (and nothing above restarted or halted)

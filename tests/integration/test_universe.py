@@ -10,7 +10,7 @@ import trio.testing
 
 from polybot.sim.harness import running_sim
 from polybot.sim.scenario import script_book
-from tests.integration.harness import running_bot, wait_for
+from tests.integration.harness import market_book, running_bot, wait_for
 
 
 @pytest.fixture
@@ -37,6 +37,6 @@ async def test_a_held_market_outside_market_slugs_is_marked_counted_and_settled(
             assert held in [row.slug for row in bot.status_report().markets]
             sim.exchange.settle(held, D("1"))
             assert await wait_for(lambda: bot.ledger.position(held).net_qty == 0, 60)
-            assert bot.ledger.markets[held].settled_value == D("1")
+            assert market_book(bot, held).settled_value == D("1")
             assert bot.exposure.market(held) == 0
             assert qty > 0
