@@ -207,6 +207,8 @@ class Lifecycle:
         end (for the caller to report)."""
         failed: Exception | None = None
         for slug in self.due_refresh(now(), mono(), skip):
+            if slug not in self.universe:
+                continue  # retired while an earlier read was awaited: nothing to keep for it
             self._refreshed[slug] = mono()
             try:
                 info = await rest.market_by_slug(slug)
@@ -217,6 +219,8 @@ class Lifecycle:
                 continue
             self.note_status(slug, info.status)
         for slug in self.due_settlement(now(), mono()):
+            if slug not in self.universe:
+                continue
             self._asked[slug] = mono()
             try:
                 value = await rest.settlement(slug)

@@ -149,6 +149,27 @@ async def test_a_refresh_reads_status_then_the_settlement_of_markets_that_are_ov
     assert calls == ["market m", "settlement m"]  # resolved and recorded: not asked again
 
 
+async def test_a_market_retired_while_a_refresh_awaits_another_leaves_nothing_behind():
+    # the acceptance run under load: two markets over and due; while the first one's settlement
+    # read is awaited the second retires, and the pass must not then note it as asked
+    w = World()
+    for slug in ("a", "b"):
+        w.universe.put(info(slug, MarketStatus.CLOSED))
+
+    class Rest:
+        async def market_by_slug(self, slug: str) -> MarketInfo:
+            return info(slug, MarketStatus.CLOSED)
+
+        async def settlement(self, slug: str) -> D | None:
+            if slug == "a":
+                w.universe.retire("b", "over, flat")  # retired meanwhile
+            return None
+
+    await w.lifecycle.refresh(Rest(), lambda: NOW, lambda: 100.0)
+    assert "b" not in w.universe
+    assert w.lifecycle.keys() <= set(w.universe), w.lifecycle.keys()
+
+
 def test_the_ledger_forgets_the_marks_of_a_market_it_never_traded_but_keeps_its_history():
     ledger = Ledger(D(1000))
     ledger.update_marks("quiet", D("0.40"), D("0.42"))
