@@ -79,6 +79,25 @@ UNIVERSE_DEBOUNCE_SECONDS = 0.2  # universe changes gathered into one subscripti
 UNIVERSE_DEBOUNCE_MAX_SECONDS = 2.0  # ...while they keep coming, for at most this long
 
 
+class Wake:
+    """A wake-up a follower task resets before each wait: `set()` (from any listener) wakes it,
+    and a `set()` from before its last `reset()` does not count again."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def reset(self) -> None:
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
 class Bot:
     """The components of one process, and the supervised children that drive them."""
 
@@ -122,8 +141,8 @@ class Bot:
         self._stop_deadline: float | None = None
         # the markets stream and the odds feed follow the universe: its listeners (registered
         # once here, since the universe outlives group restarts) wake their follower tasks
-        self._markets_wake = trio.Event()
-        self._odds_wake = trio.Event()
+        self._markets_wake = Wake()
+        self._odds_wake = Wake()
         self.universe.add_listener(self._universe_changed)
         self.universe.add_retire_listener(self._universe_retired)
         self.views = StatusViews(self)
@@ -316,21 +335,21 @@ class Bot:
         """Keep the markets stream's subscriptions equal to the universe: woken by the universe's
         listeners, debounced so a discovery pass adding 50 markets makes one change."""
         while True:
-            self._markets_wake = trio.Event()
+            self._markets_wake.reset()
             await stream.set_markets(list(self.universe))
             await self._markets_wake.wait()
-            await self._settle("_markets_wake")
+            await self._settle(self._markets_wake)
 
-    async def _settle(self, wake: str) -> None:
+    @staticmethod
+    async def _settle(wake: Wake) -> None:
         """Wait until the universe was quiet for UNIVERSE_DEBOUNCE_SECONDS (a discovery pass
         adds its markets one by one), but no longer than UNIVERSE_DEBOUNCE_MAX_SECONDS."""
         end = trio.current_time() + UNIVERSE_DEBOUNCE_MAX_SECONDS
         while trio.current_time() < end:
-            event = trio.Event()
-            setattr(self, wake, event)
+            wake.reset()
             with trio.move_on_after(UNIVERSE_DEBOUNCE_SECONDS):
-                await event.wait()
-            if not event.is_set():
+                await wake.wait()
+            if not wake.is_set():
                 return
 
     def _market_no_data(self, slug: str, no_data: bool) -> None:
@@ -410,7 +429,7 @@ class Bot:
         A feed with no target (no game matched yet, an off-season) streams nothing and so shows
         no progress of its own: that is idle, not hung, and is beaten for here."""
         while True:
-            self._odds_wake = trio.Event()
+            self._odds_wake.reset()
             feed.set_targets(self._odds_targets())
             while True:
                 if not feed.market_keys():
@@ -419,7 +438,7 @@ class Bot:
                     await self._odds_wake.wait()
                 if self._odds_wake.is_set():
                     break
-            await self._settle("_odds_wake")
+            await self._settle(self._odds_wake)
 
     async def discovery_child(self, progress: Progress, *,
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
