@@ -95,6 +95,7 @@ def build(settings: Settings, clock: Clock) -> Components:
     universe.add_listener(lambda listing: _follow_event(exposure, listing))
     ledger = _restore_ledger(store, settings)
     ledger.attach_store(store.read_booking, store.read_market)  # retired markets leave memory
+    universe.add_listener(lambda listing: ledger.recall(listing.slug))
     ledger.on_position = exposure.on_position
     for position in ledger.positions.values():
         exposure.on_position(position)

@@ -456,7 +456,9 @@ class Ledger:
         """Record the best prices of a trusted book; missing sides keep their last trusted mark."""
         if not trusted or (best_bid is None and best_offer is None):
             return
-        m = self._book_of(market_slug)
+        # no store read here (the book frame's path): `recall` brought back any history when the
+        # market joined the universe
+        m = self._markets.get(market_slug) or MarketBook(market_slug)
         bid = m.mark_bid if best_bid is None else best_bid
         offer = m.mark_offer if best_offer is None else best_offer
         if bid == m.mark_bid and offer == m.mark_offer:
@@ -497,21 +499,23 @@ class Ledger:
         for order_id in [o for o, b in self._bookings.items() if b.market_slug == market_slug]:
             del self._bookings[order_id]
 
+    def recall(self, market_slug: str) -> None:
+        """A market joined the universe: a market folded away comes back with its history (out
+        of the folded totals), before any book of it is marked."""
+        if market_slug in self._markets or self._read_market is None:
+            return
+        stored = self._dirty_markets.get(market_slug) or self._read_market(market_slug)
+        if stored is not None:
+            self._folded_realized -= stored.realized_pnl
+            self._folded_fees -= stored.fees
+            self._folded -= 1
+            self._markets[market_slug] = stored
+
     def _book_of(self, market_slug: str) -> MarketBook:
-        """The market's book to change: in memory, else the store's (a market folded away and
-        traded again comes back with its history, out of the folded totals), else a new one."""
-        m = self._markets.get(market_slug)
-        if m is not None:
-            return m
-        if self._read_market is not None:
-            stored = self._dirty_markets.get(market_slug) or self._read_market(market_slug)
-            if stored is not None:
-                self._folded_realized -= stored.realized_pnl
-                self._folded_fees -= stored.fees
-                self._folded -= 1
-                self._markets[market_slug] = stored
-                return stored
-        return MarketBook(market_slug)
+        """The market's book to change: in memory, else the store's (`recall`: a market traded
+        outside the universe, an adopted position), else a new one."""
+        self.recall(market_slug)
+        return self._markets.get(market_slug) or MarketBook(market_slug)
 
     def marked_only(self) -> set[str]:
         """Markets the ledger holds only marks for (the per-market keys check)."""

@@ -98,6 +98,7 @@ class Wake:
     async def wait(self) -> None:
         await self._event.wait()
 
+
 class Bot:
     """The components of one process, and the supervised children that drive them."""
 

@@ -40,7 +40,7 @@ from contextlib import closing
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -157,6 +157,7 @@ class StoreOverflow(StoreError):
 
 
 Op = Callable[[sqlite3.Connection], None]
+T = TypeVar("T")
 
 
 @attrs.define(eq=False)
@@ -460,18 +461,14 @@ class Store:
                    for m in changes.markets]
         bookings = [(b.order_id, str(b.cum_qty), str(b.notional), str(b.fees))
                     for b in changes.bookings]
-        queued = {b.order_id: b for b in changes.bookings}
-        queued_markets = {m.market_slug: m for m in changes.markets}
-        self._unsaved_bookings.update(queued)
-        self._unsaved_markets.update(queued_markets)
+        saved_bookings = _queue_unsaved(self._unsaved_bookings,
+                                        {b.order_id: b for b in changes.bookings})
+        saved_markets = _queue_unsaved(self._unsaved_markets,
+                                       {m.market_slug: m for m in changes.markets})
 
         def saved() -> None:
-            for order_id, b in queued.items():
-                if self._unsaved_bookings.get(order_id) is b:
-                    del self._unsaved_bookings[order_id]
-            for slug, m in queued_markets.items():
-                if self._unsaved_markets.get(slug) is m:
-                    del self._unsaved_markets[slug]
+            saved_bookings()
+            saved_markets()
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO ledger VALUES (1,?,?,?,?,?,?,?)", scalars)
@@ -485,27 +482,24 @@ class Store:
     def read_market(self, market_slug: str) -> MarketBook | None:
         """One market's book as last saved (queued or committed): for the ledger, a market it
         folded away (`Ledger.attach_store`)."""
-        queued = self._unsaved_markets.get(market_slug)
-        if queued is not None:
-            return queued
-        with closing(self._reader()) as conn:
-            r = conn.execute("SELECT * FROM positions WHERE market_slug = ?",
-                             (market_slug,)).fetchone()
-        return None if r is None else _market_book(r)
+        return self._read_saved(self._unsaved_markets, "positions", "market_slug", market_slug,
+                                _market_book)
 
     def read_booking(self, order_id: str) -> OrderBooking | None:
         """One order's booking as last saved (queued or committed): for the ledger, an order
         of a market it folded away (`Ledger.attach_store`)."""
-        queued = self._unsaved_bookings.get(order_id)
+        return self._read_saved(self._unsaved_bookings, "order_bookings", "order_id", order_id,
+                                _order_booking)
+
+    def _read_saved(self, unsaved: Mapping[str, T], table: str, key_column: str, key: str,
+                    row_to: Callable[[sqlite3.Row], T]) -> T | None:
+        """The row handed to a queued write and not committed yet, else the committed one."""
+        queued = unsaved.get(key)
         if queued is not None:
             return queued
         with closing(self._reader()) as conn:
-            r = conn.execute("SELECT * FROM order_bookings WHERE order_id = ?",
-                             (order_id,)).fetchone()
-        if r is None:
-            return None
-        return OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),
-                            Decimal(r["fees"]))
+            r = conn.execute(f"SELECT * FROM {table} WHERE {key_column} = ?", (key,)).fetchone()
+        return None if r is None else row_to(r)
 
     def load_ledger(self) -> LedgerState | None:
         """The ledger as last committed, or None on a fresh database."""
@@ -691,6 +685,24 @@ def _archive_other_mode(conn: sqlite3.Connection, mode: str, now: str) -> ModeSw
                       tuple(o["local_id"] for o in orders))
 
 
+def _queue_unsaved(unsaved: dict[str, T], queued: dict[str, T]) -> Callable[[], None]:
+    """Note rows handed to a queued write; the callable drops them once committed (unless a
+    newer write queued the same key since)."""
+    unsaved.update(queued)
+
+    def saved() -> None:
+        for key, row in queued.items():
+            if unsaved.get(key) is row:
+                del unsaved[key]
+    return saved
+
+
+def _order_booking(r: sqlite3.Row) -> OrderBooking:
+    slug = r["market_slug"] if "market_slug" in r.keys() else None  # read_ledger_state joins it
+    return OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),
+                        Decimal(r["fees"]), slug or "")
+
+
 def _market_book(r: sqlite3.Row) -> MarketBook:
     return MarketBook(r["market_slug"], Decimal(r["net_qty"]), Decimal(r["avg_price"]),
                       Decimal(r["realized_pnl"]), Decimal(r["fees"]), _dec(r["mark_bid"]),
@@ -713,8 +725,7 @@ def read_ledger_state(conn: sqlite3.Connection) -> LedgerState | None:
     # each booking with its order's market (the bot's order id is the local id in paper mode
     # and the exchange's id in live mode; both are indexed)
     bookings = tuple(
-        OrderBooking(r["order_id"], Decimal(r["cum_qty"]), Decimal(r["notional"]),
-                     Decimal(r["fees"]), r["market_slug"] or "")
+        _order_booking(r)
         for r in conn.execute(
             "SELECT b.*, COALESCE("
             " (SELECT market_slug FROM orders WHERE local_id = b.order_id),"
