@@ -436,6 +436,8 @@ class Ledger:
                 net -= opening
         self._set_market(attrs.evolve(m, net_qty=net, avg_price=avg, realized_pnl=realized,
                                       settled_value=None, cost_known=known))
+        if opening > 0:
+            self._cap_halt_px(slug, price)
 
     def _book_fee(self, slug: str, fee: Decimal) -> None:
         if fee == 0:
@@ -619,6 +621,26 @@ class Ledger:
             h.px = m.avg_price  # a new position (or a flip): its own price until a book walks it
         self._revalue(h, m.net_qty)
         self._keep_halt_px(m.market_slug, h.px)
+
+    def _cap_halt_px(self, slug: str, price: Decimal) -> None:
+        """A position just grew at `price` (YES): its halt mark is no better than that price.
+
+        Buying takes the offer, and closing gets at most the bid below it, so the price paid is
+        an upper bound on what the position fetches. A mark held through a continuity loss (on
+        probation) or read from a stale book may be above it: counting the new contracts at it
+        would lift the high-water mark to equity the account never had, and the drawdown halt
+        would fire once the true book is walked (chaos seed 3, contracts bought at 0.05 on a
+        book the feed last showed at 0.14).
+        """
+        h = self._halt.get(slug)
+        m = self._markets.get(slug)
+        if h is None or m is None or m.net_qty == 0:
+            return
+        capped = min(h.px, price) if m.net_qty > 0 else max(h.px, price)
+        if capped != h.px:
+            h.px = capped
+            self._revalue(h, m.net_qty)
+            self._keep_halt_px(slug, capped)
 
     def settle(self, market_slug: str, value: Decimal) -> Decimal:
         """Resolve a market at `value` in [0, 1]; returns the P&L realized by it (gross of fees)."""

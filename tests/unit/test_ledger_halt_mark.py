@@ -228,3 +228,22 @@ def test_a_held_mark_counts_into_the_baselines_at_no_more_than_the_book_now_show
     ts.observe(led.halt_equity(14.0), at, baseline=led.baseline_equity(14.0))
     assert led.halt_equity(14.0) == D(980)
     assert ts.halt_reasons(at) == []
+
+
+def test_contracts_bought_below_a_held_mark_never_count_above_their_price():
+    # chaos seed 3 again: after a reconnect the held mark was 0.09 (on probation, no trusted
+    # frame yet); the bot bought 100 more at 0.05 on the exchange's fallen book. Counting them
+    # at 0.09 added 4 of equity the account never had: the high-water mark rose to it and the
+    # drawdown halt fired when the probation ended on the true book.
+    led = held_500_at_0_09()  # 950 cash + 500 x 0.09 = 995
+    led.on_continuity_lost(None, at=10.0)
+    buy(led, 100, "0.05")  # cash 945
+    assert led.halt_mark("m") == D("0.05")
+    assert led.halt_equity(11.0) == D(945) + 600 * D("0.05")  # 975, not 945 + 600 x 0.09 = 999
+    # a short (YES sold) is capped from below: its halt mark never under the YES price paid
+    short = Ledger(D(100))
+    buy(short, 10, "0.40", slug="s", intent=Intent.BUY_SHORT)
+    short.on_book(book([("0.35", 10)], [("0.38", 10)], slug="s", at=1.0))
+    assert short.halt_mark("s") == D("0.38")
+    buy(short, 5, "0.45", slug="s", intent=Intent.BUY_SHORT)
+    assert short.halt_mark("s") == D("0.45")
