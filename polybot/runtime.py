@@ -138,7 +138,6 @@ class Bot:
         self._discovery: Any = None  # polybot.discovery.Discovery, kept across group restarts
         self._reference_loaded = False
         self._flattening = False
-        self._submits_in_flight = 0
         self._stop_deadline: float | None = None
         # the markets stream and the odds feed follow the universe: its listeners (registered
         # once here, since the universe outlives group restarts) wake their follower tasks
@@ -299,7 +298,7 @@ class Bot:
             async for event in recv:
                 now = trio.current_time()
                 if isinstance(event, wire.BookReplaced):
-                    self.on_market_book(event.book, now)  # it drops a market retired meanwhile
+                    await self.on_book_frame(event.book, now)
                 elif isinstance(event, wire.TradePrinted):
                     self.executor.on_trade(event.trade)
                 elif isinstance(event, ContinuityLost):
@@ -362,18 +361,25 @@ class Bot:
                         f"{slug}: no snapshot after every re-send; the market is not traded "
                         "(no_data) until its data arrives", key="no_data")
 
-    def on_market_book(self, book: Any, now: float) -> None:
-        """A full book from the markets stream: the engine, the venue, then the trader."""
+    async def on_book_frame(self, book: Any, now: float) -> None:
+        """A full book from the markets stream, in the socket's task: the book, then the decision
+        for its market and any order it makes, with no task hop in between (issue 15)."""
+        if self.on_market_book(book, now):
+            await self.evaluate_market(book.market_slug)
+
+    def on_market_book(self, book: Any, now: float) -> bool:
+        """A full book: the engine and the venue take it. False for a retired market's last
+        frames (before its unsubscribe lands): nothing is kept, nothing to decide."""
         slug = book.market_slug
         if self._reference_loaded and slug not in self.universe:
-            return  # a retired market's last frames, before its unsubscribe lands: nothing to keep
+            return False
         commands = self.engine.book_replaced(book)
         self.executor.on_book(book, trusted=self.books.is_trusted(slug))
         for cmd in commands:
             if isinstance(cmd, MarketStateChanged):
                 self.executor.on_market_state(cmd.market_slug, cmd.state)
         self._received_at[slug] = now
-        self._mark_dirty(slug)
+        return True
 
     async def odds_child(self, progress: Progress, *,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -527,14 +533,17 @@ class Bot:
                 await self.evaluate_market(slug)
 
     async def evaluate_market(self, slug: str) -> None:
-        signals_before = self.counters.signals
-        decision = self.engine.decide(slug, self.clock.now(), trio.current_time(),
-                                      self._received_at.get(slug))
-        if self.counters.signals > signals_before:
-            self.metrics.signals.labels(market=slug).inc(self.counters.signals - signals_before)
-        await self.execute(decision.commands)
-        if decision.again:
-            self._mark_dirty(slug)
+        """Decide for one market and carry the commands out; again while the engine says a
+        further signal of the same market is waiting (at most one order per decision)."""
+        again = True
+        while again and not self.stopping:
+            signals_before = self.counters.signals
+            decision = self.engine.decide(slug, self.clock.now(), trio.current_time(),
+                                          self._received_at.get(slug))
+            await self.execute(decision.commands)
+            if self.counters.signals > signals_before:  # metrics after the send
+                self.metrics.signals.labels(market=slug).inc(self.counters.signals - signals_before)
+            again = decision.again
 
     async def execute(self, commands: list[Command]) -> None:
         """Carry out the engine's commands, in order."""
@@ -555,14 +564,12 @@ class Bot:
                 self.executor.on_market_state(cmd.market_slug, cmd.state)
 
     async def _submit(self, cmd: PlaceOrder) -> Any:
+        """Send one order (the venue awaits the exchange's answer in a task of its own); the
+        metrics and the fair value's row are written after the send."""
         request = cmd.request
+        order = await self.executor.send(request)
         if cmd.received_at is not None:
             self.metrics.decision_latency.observe(max(0.0, trio.current_time() - cmd.received_at))
-        self._submits_in_flight += 1
-        try:
-            order = await self.executor.submit(request)
-        finally:
-            self._submits_in_flight -= 1
         outcome = order.state.name.lower() if order is not None else "refused"
         self.metrics.orders.labels(outcome=outcome).inc()
         fair = request.signal.fair_q if request.signal is not None else None
@@ -683,7 +690,7 @@ class Bot:
             self._stop_deadline = trio.current_time() + SHUTDOWN_BOUND_SECONDS
         self.stopping = True
         with trio.move_on_after(CREATE_WAIT_SECONDS):
-            while self._submits_in_flight:
+            while self.executor.creates_in_flight:
                 await trio.sleep(0.02)
         self.supervisor.stop()
 

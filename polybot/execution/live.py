@@ -507,30 +507,86 @@ class LiveExecutor:
     # --- submitting -------------------------------------------------------------------------------
 
     async def submit(self, request: OrderRequest) -> TrackedOrder | None:
-        """Store the intent, then POST it once. None (nothing sent) when refused; see `refusal`."""
+        """Store the intent, then POST it once, and wait for the answer. None (nothing sent) when
+        refused; see `refusal`. The trading path uses `send`, which does not wait."""
+        order, answer = await self._send(request)
+        if answer is not None:
+            await answer()
+        return order
+
+    @property
+    def creates_in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def send(self, request: OrderRequest) -> TrackedOrder | None:
+        """Store the intent, put the create on the wire and return: a task of the executor awaits
+        the answer, so the caller (the markets socket's task) goes on with the next frame.
+
+        The market stays frozen (`refusal`) until the answer, so at most one create per market is
+        in flight, and any number across markets. Without a running executor (a unit test) the
+        answer is awaited here.
+        """
+        order, answer = await self._send(request)
+        if answer is not None:
+            try:
+                if self._nursery is None:
+                    raise RuntimeError("executor not running")
+                self._nursery.start_soon(answer)
+            except RuntimeError:
+                await answer()
+        return order
+
+    async def _send(self, request: OrderRequest
+                    ) -> tuple[TrackedOrder | None, Callable[[], Awaitable[None]] | None]:
+        """The order and the coroutine function that waits for its create's answer (None when
+        nothing was sent)."""
         why = self.refusal(request.market_slug)
         if why:
             log.warning("live: order for %s not sent: %s", request.market_slug, why)
-            return None
-        order = self.registry.new_order(request, now=self._clock.now())
+            return None, None
+        order = self.registry.new_order(request, now=self._clock.now(), log_intent=False)
         self._inflight.add(order.local_id)
         self._inflight_idle = trio.Event()
-        posted = False
+        answer: Callable[[], Awaitable[None]] | None = None
         try:
             try:
                 await self.store.record_intent(order)
             except Exception as exc:
+                self.registry.log_intent(order)
                 self.registry.handle(order, OrderEvent.SEND_FAILED, reason=f"intent not stored: {exc}")
                 log.error("live: intent %s not stored (%s): order NOT sent", order.local_id, exc)
-                return order
+                return order, None
             if not self.may_send(request):
+                self.registry.log_intent(order)
                 self.registry.handle(order, OrderEvent.SEND_FAILED,
                                      reason="trading halted before the send")
                 log.warning("live: order %s not sent: trading halted meanwhile", order.local_id)
-                return order
-            posted = True
+                return order, None
+            create = self.rest.create_order(request)
+            self.registry.log_intent(order)
+
+            async def answer_fn() -> None:
+                await self._answered(order, create)
+
+            answer = answer_fn
+            return order, answer
+        except BaseException:
+            if answer is None:  # cancelled before anything was sent
+                if order.state is OrderState.SUBMITTING and order.exchange_id is None:
+                    self.registry.log_intent(order)
+                    self.registry.handle(order, OrderEvent.SEND_FAILED,
+                                         reason="cancelled before sending")
+                    self._record_order(order)
+            raise
+        finally:
+            if answer is None:
+                self._done_inflight(order)
+
+    async def _answered(self, order: TrackedOrder, create: Awaitable[str]) -> None:
+        """Wait for a create's answer and book what it says (the create was sent, or is being)."""
+        try:
             try:
-                exchange_id = await self.rest.create_order(request)
+                exchange_id = await create
             except E.OutcomeUnknown as exc:
                 self._outcome_unknown(order, str(exc))
             except E.PolymarketError as exc:  # a definite refusal: nothing was placed
@@ -540,22 +596,23 @@ class LiveExecutor:
                 self._outcome_unknown(order, f"unexpected {type(exc).__name__}: {exc}")
             else:
                 self._acknowledged(order, exchange_id)
-            return order
         except trio.Cancelled:
             if order.exchange_id is None and order.state is OrderState.SUBMITTING:
-                if posted:  # the order may exist: resolve it (or the next start will)
-                    self.registry.handle(order, OrderEvent.OUTCOME_UNKNOWN,
-                                         reason="cancelled in flight")
-                    self._start_resolver(order)
-                else:
-                    self.registry.handle(order, OrderEvent.SEND_FAILED,
-                                         reason="cancelled before sending")
+                # the order may exist: resolve it (or the next start will)
+                self.registry.handle(order, OrderEvent.OUTCOME_UNKNOWN, reason="cancelled in flight")
+                self._start_resolver(order)
                 self._record_order(order)
             raise
         finally:
-            self._inflight.discard(order.local_id)
-            if not self._inflight:
-                self._inflight_idle.set()
+            close = getattr(create, "close", None)
+            if close is not None:  # a coroutine never awaited (cancelled before its start)
+                close()
+            self._done_inflight(order)
+
+    def _done_inflight(self, order: TrackedOrder) -> None:
+        self._inflight.discard(order.local_id)
+        if not self._inflight:
+            self._inflight_idle.set()
 
     def _acknowledged(self, order: TrackedOrder, exchange_id: str) -> None:
         if order.exchange_id == exchange_id:

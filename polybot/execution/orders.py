@@ -225,8 +225,12 @@ class OrderRegistry:
 
     # --- creating and finding ------------------------------------------------------------------
 
-    def new_order(self, request: OrderRequest, *, now: datetime | None = None) -> TrackedOrder:
-        """A SUBMITTING order for an approved request (store its intent before sending it)."""
+    def new_order(self, request: OrderRequest, *, now: datetime | None = None,
+                  log_intent: bool = True) -> TrackedOrder:
+        """A SUBMITTING order for an approved request (store its intent before sending it).
+
+        `log_intent=False` leaves its trades-log line to `log_intent`, called after the send: the
+        live order path formats nothing before the create is on the wire."""
         sig = request.signal
         order = TrackedOrder(
             local_id=f"{self._prefix}-{next(self._seq)}", market_slug=request.market_slug,
@@ -236,8 +240,13 @@ class OrderRegistry:
             fair_q=sig.fair_q if sig else None, edge=sig.edge if sig else None,
             reason=request.reason)
         self.add(order)
-        log_trade("order_intent", order.created_at, **_order_fields(order))
+        if log_intent:
+            self.log_intent(order)
         return order
+
+    @staticmethod
+    def log_intent(order: TrackedOrder) -> None:
+        log_trade("order_intent", order.created_at, **_order_fields(order))
 
     def add(self, order: TrackedOrder) -> None:
         """Track an order (new, restored from the store, or adopted at reconciliation)."""

@@ -179,6 +179,14 @@ class PaperExecutor:
                 self._resting[order.order_id] = sim
         return order
 
+    @property
+    def creates_in_flight(self) -> int:
+        return 0
+
+    async def send(self, request: OrderRequest) -> TrackedOrder:
+        """Paper answers at once: `submit`."""
+        return await self.submit(request)
+
     def _reject_reason(self, order: TrackedOrder, book: BookSnapshot | None) -> str:
         if book is None or book.state is not MarketState.OPEN:
             return "ORD_REJECT_REASON_EXCHANGE_CLOSED"

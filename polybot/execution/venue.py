@@ -12,7 +12,8 @@ Calls, in the order a tick meets them:
 - deciding: `effective_book` (the book minus liquidity paper orders already took; live: the
   book), `sync_signals` (cancel resting orders whose signal went or moved), `can_submit`
   (live: not while a create in `slug` is in flight or its outcome unknown);
-- acting: `submit`, `cancel`, `cancel_all` (synchronous: cancels are queued or booked at once);
+- acting: `submit` (and `send`, which does not wait for the answer), `cancel`, `cancel_all`
+  (synchronous: cancels are queued or booked at once);
 - risk and readiness: `risk_orders` (open orders counted at risk, unknown ones included),
   `trading_allowed` and `readiness_reason`, `status` (for /status);
 - lifecycle: `run` (the venue's own tasks; paper has none), `shutdown`.
@@ -76,6 +77,16 @@ class Venue(Protocol):
     # --- acting ---
     async def submit(self, request: OrderRequest) -> TrackedOrder | None:
         """The tracked order, or None when the venue refused it before sending anything."""
+        ...
+
+    @property
+    def creates_in_flight(self) -> int:
+        """Creates sent and not answered yet (paper: none)."""
+        ...
+
+    async def send(self, request: OrderRequest) -> TrackedOrder | None:
+        """As `submit`, but returns once the order is sent: live waits for the exchange's answer
+        in a task of its own (the market stays frozen until then); paper is `submit`."""
         ...
 
     def cancel(self, order_id: str, reason: str = "cancel requested") -> bool: ...
