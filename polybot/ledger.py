@@ -127,6 +127,19 @@ class _HaltMark:
     seen: deque[tuple[float, Decimal]] = attrs.field(factory=deque)
 
 
+def _value(m: MarketBook) -> Decimal:
+    """A market's position at its display mark: long qty × bid, short |qty| × (1 − offer);
+    settled at the settlement value; never marked at its average cost."""
+    if m.net_qty == 0:
+        return ZERO
+    if m.settled_value is not None:
+        mark = m.settled_value
+    else:
+        quote = m.mark_bid if m.net_qty > 0 else m.mark_offer
+        mark = m.avg_price if quote is None else quote
+    return m.net_qty * mark if m.net_qty > 0 else -m.net_qty * (ONE - mark)
+
+
 def _halt_value(net_qty: Decimal, px: Decimal) -> Decimal:
     return net_qty * px if net_qty > 0 else -net_qty * (ONE - px)
 
@@ -170,6 +183,7 @@ class Ledger:
         self.on_position: Callable[[Position], None] | None = None
         self._halt: dict[str, _HaltMark] = {}
         self._halt_total = ZERO  # Σ _halt[s].value, kept running
+        self._value_total = ZERO  # Σ _value(m) over _markets (the positions at display marks), kept running
         self._probation: set[str] = set()  # markets whose _HaltMark.lost_at is set
 
     # --- reading ---------------------------------------------------------------------------------
@@ -241,12 +255,7 @@ class Ledger:
     def market_value(self, market_slug: str) -> Decimal:
         """What the position is worth now: long qty × bid, short |qty| × (1 − offer)."""
         m = self._markets.get(market_slug)
-        mark = self.mark_price(market_slug)
-        if m is None or mark is None:
-            return ZERO
-        if m.net_qty > 0:
-            return m.net_qty * mark
-        return -m.net_qty * (ONE - mark)
+        return ZERO if m is None else _value(m)
 
     def unrealized_pnl(self, market_slug: str | None = None) -> Decimal:
         slugs: Iterable[str] = self._markets if market_slug is None else [market_slug]
@@ -261,8 +270,11 @@ class Ledger:
 
     @property
     def equity(self) -> Decimal:
-        """Cash + positions marked: long at the bid, short at the offer, through empty books."""
-        return self.cash + sum((self.market_value(s) for s in self._markets), ZERO)
+        """Cash + positions marked: long at the bid, short at the offer, through empty books.
+
+        The positions' sum is a running total (`_value_total`), moved whenever a market's row
+        changes, so sizing an order never walks every market the bot knows."""
+        return self.cash + self._value_total
 
     def halt_mark(self, market_slug: str) -> Decimal | None:
         """The YES price a position is valued at for halts (None when flat); see `_HaltMark`."""
@@ -512,6 +524,7 @@ class Ledger:
             self._folded_fees -= stored.fees
             self._folded -= 1
             self._markets[market_slug] = stored
+            self._value_total += _value(stored)
 
     def _book_of(self, market_slug: str) -> MarketBook:
         """The market's book to change: in memory, else the store's (`recall`: a market traded
@@ -704,6 +717,7 @@ class Ledger:
     def _store_market(self, m: MarketBook) -> None:
         old = self._markets.get(m.market_slug)
         self._markets[m.market_slug] = self._dirty_markets[m.market_slug] = m
+        self._value_total += _value(m) - (ZERO if old is None else _value(old))
         if self.on_position is not None and (
                 old is None or old.net_qty != m.net_qty or old.avg_price != m.avg_price):
             self.on_position(m.to_position())
@@ -733,6 +747,7 @@ class Ledger:
         led = cls(state.cash, initial_cash=state.initial_cash)
         led.net_transfers = state.net_transfers
         led._markets = {m.market_slug: m for m in state.markets}
+        led._value_total = sum((_value(m) for m in state.markets), ZERO)
         led._bookings = {b.order_id: b for b in state.bookings}
         for m in state.markets:
             if m.net_qty != 0 and m.settled_value is None:

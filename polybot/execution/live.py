@@ -94,6 +94,7 @@ import trio
 
 from polybot.clock import Clock
 from polybot.execution.orders import (
+    UNRESOLVED,
     OrderEvent,
     OrderRegistry,
     TrackedOrder,
@@ -136,7 +137,6 @@ from polybot.pricing import MAKER_THETA, TAKER_THETA, FeeAccumulator
 
 log = logging.getLogger(__name__)
 
-UNRESOLVED = frozenset({OrderState.SUBMITTING, OrderState.OUTCOME_UNKNOWN})
 RESTING = frozenset({OrderState.PENDING_NEW, OrderState.PENDING_RISK, OrderState.NEW,
                      OrderState.PARTIALLY_FILLED, OrderState.PENDING_REPLACE})
 MAX_CANCEL_BATCH = 20
@@ -365,8 +365,7 @@ class LiveExecutor:
 
     def frozen_markets(self) -> dict[str, str]:
         """Markets with a create in flight or an unknown outcome -> the order's local id."""
-        return {o.market_slug: o.local_id for o in self.registry.open_orders()
-                if o.state in UNRESOLVED}
+        return self.registry.unresolved_markets()
 
     def refusal(self, market_slug: str) -> str:
         """Why an order in `market_slug` may not be sent now ("" when it may)."""
@@ -374,7 +373,7 @@ class LiveExecutor:
             return self.readiness_reason
         if market_slug not in self.slugs and self.ledger.position(market_slug).net_qty == 0:
             return f"{market_slug} is not a configured market"
-        frozen = self.frozen_markets().get(market_slug)
+        frozen = self.registry.unresolved_in(market_slug)
         if frozen is not None:
             return f"{market_slug} frozen: order {frozen} in flight or outcome unknown"
         return ""

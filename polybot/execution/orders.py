@@ -208,6 +208,11 @@ class TrackedOrder:
             tif=self.tif, avg_px=self.avg_px, create_time=self.created_at)
 
 
+# an order's create in flight, or its outcome unknown: the exchange may hold it under an id the
+# bot has not learnt (its market is frozen until it resolves)
+UNRESOLVED = frozenset({OrderState.SUBMITTING, OrderState.OUTCOME_UNKNOWN})
+
+
 class OrderRegistry:
     """The bot's orders by local id and exchange id; the executor is its only writer."""
 
@@ -219,6 +224,9 @@ class OrderRegistry:
         self.on_change = on_change
         self._by_local: dict[str, TrackedOrder] = {}
         self._by_exchange: dict[str, TrackedOrder] = {}
+        # market -> local ids of its orders whose create is in flight or of unknown outcome
+        # (what freezes a market), kept by `changed` so the order path never scans all orders
+        self._unresolved: dict[str, dict[str, None]] = {}
         self._prefix = id_prefix or f"pb-{uuid.uuid4().hex[:8]}"
         self._seq = itertools.count(1)
         self.illegal_transitions = 0
@@ -257,8 +265,26 @@ class OrderRegistry:
 
     def changed(self, order: TrackedOrder) -> None:
         """Tell the listener an order's state or quantities changed."""
+        slug = order.market_slug
+        if order.state in UNRESOLVED:
+            self._unresolved.setdefault(slug, {})[order.local_id] = None
+        elif order.local_id in self._unresolved.get(slug, ()):
+            ids = self._unresolved[slug]
+            del ids[order.local_id]
+            if not ids:
+                del self._unresolved[slug]
         if self.on_change is not None:
             self.on_change(order.local_id, order.to_order())
+
+    def unresolved_in(self, market_slug: str) -> str | None:
+        """The local id of an order in `market_slug` whose create is in flight or of unknown
+        outcome (the oldest), if any."""
+        ids = self._unresolved.get(market_slug)
+        return next(iter(ids)) if ids else None
+
+    def unresolved_markets(self) -> dict[str, str]:
+        """Each market with such an order -> the oldest one's local id."""
+        return {slug: next(iter(ids)) for slug, ids in self._unresolved.items()}
 
     def get(self, local_id: str) -> TrackedOrder | None:
         return self._by_local.get(local_id)

@@ -168,6 +168,9 @@ def test_the_running_halt_total_always_equals_a_full_recompute(evs):
             (p.net_qty * led.halt_mark(s) if p.net_qty > 0 else -p.net_qty * (1 - led.halt_mark(s))
              for s, p in led.positions.items()), D(0))
         assert abs(halt_equity - full) < D("1e-18")
+        # the display equity's running total too (what sizing reads)
+        display = led.cash + sum((led.market_value(s) for s in led.markets), D(0))
+        assert abs(led.equity - display) < D("1e-18")
 
 
 def test_a_restart_keeps_the_trusted_halt_mark_not_a_stub_the_last_life_displayed():

@@ -194,3 +194,18 @@ def test_trades_log_gets_one_json_line_per_order_event(caplog):
     assert [(x["event"], x["state"]) for x in lines] == [
         ("order_intent", "SUBMITTING"), ("order_state", "PENDING_NEW"), ("order_state", "NEW")]
     assert lines[0]["local_id"] == "t-1" and lines[0]["qty"] == "3" and lines[2]["order_id"] == "x1"
+
+
+def test_a_market_is_frozen_exactly_while_one_of_its_creates_is_unanswered_or_unknown():
+    # the order path asks this on every decision: an index kept by the registry, not a scan
+    reg = OrderRegistry()
+    a = reg.new_order(request())
+    slug = a.market_slug
+    assert reg.unresolved_in(slug) == a.local_id
+    b = reg.new_order(request("3"))  # after a restart two may be open at once
+    reg.submitted(a, "x1")
+    assert reg.unresolved_in(slug) == b.local_id
+    reg.handle(b, OrderEvent.OUTCOME_UNKNOWN, reason="timeout")
+    assert reg.unresolved_markets() == {slug: b.local_id}
+    reg.handle(b, OrderEvent.PROVEN_ABSENT)
+    assert reg.unresolved_in(slug) is None and reg.unresolved_markets() == {}
