@@ -242,11 +242,12 @@ class RiskGate:
         self._recent_orders.setdefault((slug, flatten), deque()).append(now)
         self.approved += 1
         self._last_rejection.pop(slug, None)
-        log.info(
-            "risk: approved %s %s %s @ %s (%s)",
-            slug, intent.name, result.quantity, result.price, result.reason,
-        )
-        return result
+        return result  # logged by `log_approved` once the order is sent: nothing formats before
+
+    @staticmethod
+    def log_approved(request: OrderRequest) -> None:
+        log.info("risk: approved %s %s %s @ %s (%s)", request.market_slug, request.intent.name,
+                 request.quantity, request.price, request.reason)
 
     def _size_closing(
         self,

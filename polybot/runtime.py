@@ -568,6 +568,7 @@ class Bot:
         metrics and the fair value's row are written after the send."""
         request = cmd.request
         order = await self.executor.send(request)
+        self.gate.log_approved(request)
         if cmd.received_at is not None:
             self.metrics.decision_latency.observe(max(0.0, trio.current_time() - cmd.received_at))
         outcome = order.state.name.lower() if order is not None else "refused"
