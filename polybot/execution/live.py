@@ -559,6 +559,7 @@ class LiveExecutor:
                 self.registry.log_intent(order)
                 self.registry.handle(order, OrderEvent.SEND_FAILED,
                                      reason="trading halted before the send")
+                self._record_order(order)  # its intent is stored: so must be its end
                 log.warning("live: order %s not sent: trading halted meanwhile", order.local_id)
                 return order, None
             create = self.rest.create_order(request)

@@ -312,6 +312,19 @@ async def test_an_intent_the_store_cannot_commit_is_never_sent(h, autojump_clock
     assert "create" not in h.fake.calls
 
 
+async def test_an_intent_stored_then_halted_before_the_send_is_stored_as_rejected(h, autojump_clock):
+    # chaos seed 3 (CI): the drawdown halt came between the intent's commit and the POST; the
+    # order was rejected in memory but its row stayed SUBMITTING, an unresolved create for ever
+    await h.start()
+    h.ex.may_send = lambda request: False
+    order = await h.ex.submit(req())
+    assert order.state is OrderState.REJECTED and "halted" in order.reject_reason
+    assert "create" not in h.fake.calls
+    await h.store.flush()
+    assert [(o.local_id, o.state) for o in h.store.load_orders(open_only=False)
+            if o.local_id == order.local_id] == [(order.local_id, OrderState.REJECTED)]
+
+
 async def test_nothing_is_sent_before_startup_reconciliation_or_while_the_stream_is_down(h, autojump_clock):
     h.fake.fail_reads = 2
     await h.start(ready=False)
