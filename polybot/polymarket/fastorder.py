@@ -244,6 +244,15 @@ class _Connection:
                 return False
         return True
 
+    def _lost(self, pending: PendingCreate, cause: E.PolymarketError) -> None:
+        """The create's answer will never come: `OutcomeUnknown` (unless already settled)."""
+        if pending.done:
+            return
+        self.pool.rest.errors += 1
+        log.warning("fast create [correlation-id %s]: outcome unknown: %s",
+                    pending.correlation_id, cause.message)
+        pending._unknown(cause)
+
     def close(self) -> None:
         """Stop the reader; it settles any create in flight and closes the socket."""
         self.dead = True
@@ -272,7 +281,7 @@ class _Connection:
                     f"no answer within {self.pool.config.timeout} s", **_ctx(pending))
             else:
                 cause = E.TransportError(f"{type(exc).__name__}: {exc}", **_ctx(pending))
-            pending._unknown(cause)  # some bytes may have left: the order may exist
+            self._lost(pending, cause)  # some bytes may have left: the order may exist
             if isinstance(exc, trio.Cancelled):
                 raise
             # a partial write: the caller learns it from result(), like any lost connection
@@ -290,7 +299,7 @@ class _Connection:
                     self._scope = None
                     if scope.cancelled_caught:
                         if self.pending is not None:
-                            self.pending._unknown(E.Timeout(
+                            self._lost(self.pending, E.Timeout(
                                 f"no answer within {self.pool.config.timeout} s",
                                 **_ctx(self.pending)))
                         reason = "deadline passed"
@@ -309,7 +318,7 @@ class _Connection:
         finally:
             self.dead = True
             if self.pending is not None:
-                self.pending._unknown(E.TransportError(reason, **_ctx(self.pending)))
+                self._lost(self.pending, E.TransportError(reason, **_ctx(self.pending)))
                 self.pending = None
             self.pool._gone(self)
             with trio.CancelScope(shield=True):
@@ -382,7 +391,8 @@ class FastCreate:
         # the constant part of every create's head, built once
         self._head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {host_header}\r\n"
-            f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+            f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nAccept-Encoding: identity\r\n"
+            "Content-Type: application/json\r\n"
             f"{ACCESS_KEY_HEADER}: {self.signer.key_id}\r\n"
         ).encode("ascii")
         self._idle: list[_Connection] = []  # most recently used last

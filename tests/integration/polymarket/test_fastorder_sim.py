@@ -338,3 +338,44 @@ async def test_a_write_that_sends_nothing_is_a_definite_failure_and_a_closed_pee
         await pending.result()
     assert conn.dead
     await rest.aclose()
+
+
+@pytest.mark.parametrize("answer, cause", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nnot-js!", ServerError),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", ServerError),  # no order id
+    (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", ServerError),
+    (b"SPDY/9 what\r\n\r\n", TransportError),  # not HTTP at all
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"id\":", TransportError),  # cut short
+])
+async def test_a_malformed_or_idless_answer_is_outcome_unknown(mock_clock, answer, cause):
+    requests: list[bytes] = []
+
+    async def exchange(stream: trio.SocketStream) -> None:
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += await stream.receive_some(65536)
+        head, _, body = got.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += await stream.receive_some(65536)
+        requests.append(body)
+        await stream.send_all(answer)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: trio.serve_tcp(exchange, 0, host="127.0.0.1",
+                                               task_status=task_status))
+        port = listeners[0].socket.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        rest = PolymarketRestClient(_config(url, url), _signer())
+        fast = FastCreate(rest, FastConfig(warm=1))
+        await nursery.start(fast.run)
+        await _warm(fast, 1)
+        with pytest.raises(OutcomeUnknown) as info:
+            await fast.create_order(order("m-1", Intent.BUY_LONG, "0.30", "1"))
+        assert isinstance(info.value.cause, cause) and info.value.sent["marketSlug"] == "m-1"
+        assert len(requests) == 1 and b'"marketSlug":"m-1"' in requests[0]
+        assert rest.errors == 1
+        nursery.cancel_scope.cancel()
+    await rest.aclose()
