@@ -541,9 +541,10 @@ class FastCreate:
     ) -> PendingCreate:
         """Hand a create to a warm connection; returns once its bytes are with the socket.
 
-        Raises a definite error when nothing was sent (`SendFailed`); every later failure comes
-        from `PendingCreate.result()`. Falls back to the httpx create when no connection is warm
-        (then the returned pending is already answered).
+        Raises a definite error only when nothing was sent; every later failure comes from
+        `PendingCreate.result()`. Goes through the httpx create instead (the returned pending is
+        then already answered) when no connection is warm, or when the write failed before a
+        single byte left (nothing reached the exchange, so this is not a resend).
         """
         if not self.running or not self._idle:
             return await self._fallback(req, post_only, good_till_time, paid=False)
@@ -565,13 +566,15 @@ class FastCreate:
             content,
         ))
         pending = PendingCreate(body, cid, trio.current_time() + self.config.timeout)
-        self.rest.requests += 1
-        self.creates += 1
         try:
             await conn.send(data, pending)
-        except SendFailed:
-            self.rest.errors += 1
-            raise
+        except SendFailed as exc:
+            # not one byte left, so no order can exist: this token's request goes through httpx
+            # instead (not a resend: the exchange never saw the first)
+            log.info("fast create: %s; sending through httpx", exc.message)
+            return await self._fallback(req, post_only, good_till_time, paid=True)
+        self.rest.requests += 1
+        self.creates += 1
         return pending
 
     async def create_order(

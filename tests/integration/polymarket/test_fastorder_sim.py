@@ -379,3 +379,27 @@ async def test_a_malformed_or_idless_answer_is_outcome_unknown(mock_clock, answe
         assert rest.errors == 1
         nursery.cancel_scope.cancel()
     await rest.aclose()
+
+
+async def test_a_write_that_left_nothing_goes_through_httpx_once(sim, mock_clock, monkeypatch):
+    real_send_all = _CountingStream.send_all
+    failed = []
+
+    async def refuse_once(self, data):
+        if not failed:
+            failed.append(True)
+            raise trio.BrokenResourceError("connection reset before the first byte")
+        await real_send_all(self, data)
+
+    monkeypatch.setattr(_CountingStream, "send_all", refuse_once)
+    async with (PolymarketRestClient(_config(sim.api_url, sim.gateway_url),
+                                     Signer(sim.key_id, sim.secret_key)) as rest,
+                trio.open_nursery() as nursery):
+        fast = await _pool(nursery, rest)
+        oid = await rest.create_order(order(sim.markets[0], Intent.BUY_LONG, "0.30", "1"))
+        assert failed and _accepted(sim) == [oid]  # placed once, by the httpx fallback
+        assert (fast.creates, fast.fallbacks, rest.requests, rest.errors) == (0, 1, 1, 0)
+        await _warm(fast)
+        assert await rest.create_order(order(sim.markets[0], Intent.BUY_LONG, "0.31", "1"))
+        assert fast.creates == 1 and len(_accepted(sim)) == 2
+        nursery.cancel_scope.cancel()
