@@ -273,7 +273,7 @@ class _Connection:
             if self.raw.sent == before:  # not one byte left: no order can exist
                 err = SendFailed(f"nothing sent: {type(exc).__name__}: {exc}", **_ctx(pending))
                 pending._settle(None, err)
-                if isinstance(exc, trio.Cancelled):
+                if not isinstance(exc, Exception):  # Cancelled, KeyboardInterrupt: theirs
                     raise
                 raise err from None
             if isinstance(exc, trio.TooSlowError):
@@ -282,7 +282,7 @@ class _Connection:
             else:
                 cause = E.TransportError(f"{type(exc).__name__}: {exc}", **_ctx(pending))
             self._lost(pending, cause)  # some bytes may have left: the order may exist
-            if isinstance(exc, trio.Cancelled):
+            if not isinstance(exc, Exception):
                 raise
             # a partial write: the caller learns it from result(), like any lost connection
 
