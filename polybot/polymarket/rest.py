@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 import httpx
@@ -60,6 +60,24 @@ MAX_BATCH = 20
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 Kind = Literal["read", "cancel", "create"]
+
+
+class SentCreate(Protocol):
+    """A create handed to the wire (`send_create`); its answer is awaited apart."""
+
+    async def result(self) -> str: ...
+
+
+class _DeferredCreate:
+    """`send_create` without the fast path: the httpx create runs when the answer is awaited."""
+
+    __slots__ = ("_create",)
+
+    def __init__(self, create: Callable[[], Awaitable[str]]) -> None:
+        self._create = create
+
+    async def result(self) -> str:
+        return await self._create()
 
 
 @attrs.frozen
@@ -479,6 +497,26 @@ class PolymarketRestClient:
                                                good_till_time=good_till_time))
         return await self.create_order_httpx(req, post_only=post_only,
                                              good_till_time=good_till_time)
+
+    async def send_create(
+        self,
+        req: OrderRequest,
+        *,
+        post_only: bool = False,
+        good_till_time: datetime | None = None,
+    ) -> SentCreate:
+        """Put a create on the wire where that can be done apart from its answer (the fast path
+        while it runs): returns once the request is with the socket; `await sent.result()` for
+        the exchange id, with `create_order`'s errors. On httpx the whole create runs in
+        `result()`, so the caller's task is never held by the round trip either way.
+        """
+        fast = self.fast
+        if fast is not None and fast.running:
+            sent: SentCreate = await fast.send_create(req, post_only=post_only,
+                                                      good_till_time=good_till_time)
+            return sent
+        return _DeferredCreate(lambda: self.create_order_httpx(
+            req, post_only=post_only, good_till_time=good_till_time))
 
     async def create_order_httpx(
         self,

@@ -403,3 +403,19 @@ async def test_a_write_that_left_nothing_goes_through_httpx_once(sim, mock_clock
         assert await rest.create_order(order(sim.markets[0], Intent.BUY_LONG, "0.31", "1"))
         assert fast.creates == 1 and len(_accepted(sim)) == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_the_clients_send_create_hands_over_on_either_path(sim, mock_clock):
+    slug = sim.markets[0]
+    async with (PolymarketRestClient(_config(sim.api_url, sim.gateway_url),
+                                     Signer(sim.key_id, sim.secret_key)) as rest,
+                trio.open_nursery() as nursery):
+        deferred = await rest.send_create(order(slug, Intent.BUY_LONG, "0.30", "1"))
+        assert _accepted(sim) == []  # httpx: nothing goes out until the answer is awaited
+        first = await deferred.result()
+        fast = await _pool(nursery, rest)
+        sent = await rest.send_create(order(slug, Intent.BUY_LONG, "0.31", "1"))
+        assert isinstance(sent, PendingCreate) and fast.creates == 1
+        second = await sent.result()
+        assert _accepted(sim) == [first, second]
+        nursery.cancel_scope.cancel()
