@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark in turn (see BENCHMARKS.md), each with its default sizes.
 
-    .venv/bin/python -m bench [hot_path tick_to_order scale client ...]
+    .venv/bin/python -m bench [hot_path tick_to_order scale client fast_create ...]
 
 With no names, runs all of them. Each prints its table and writes its JSON to bench/results/.
 """
@@ -63,11 +63,18 @@ def _scale() -> None:
     scale.run()
 
 
+def _fast_create() -> None:
+    from bench import fast_create
+
+    fast_create.run()
+
+
 BENCHMARKS = {
     "client": _client,
     "hot_path": _hot_path,
     "tick_to_order": _tick_to_order,
     "scale": _scale,
+    "fast_create": _fast_create,
 }
 
 

@@ -125,6 +125,10 @@ def build(settings: Settings, clock: Clock) -> Components:
         paper.cancel_restored(store.load_orders())
         executor = paper
     else:
+        if settings.pm_fast_create:  # creates over kept-alive sockets while its pool runs
+            from polybot.polymarket.fastorder import FastCreate
+
+            rest.fast = FastCreate(rest)
         executor = LiveExecutor(
             rest, registry, ledger, recorder, follow=universe,
             config=LiveConfig(cancel_unknown_orders=settings.cancel_unknown_orders),

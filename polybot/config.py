@@ -416,6 +416,8 @@ VARIABLES: tuple[Var, ...] = (
             "bots on one host give each 20/N (discovery listings use at most half of it)"),
     Var("HTTP_TIMEOUT_SECONDS", "10", _seconds(), group="Exchange",
         doc="overall deadline of one REST call"),
+    Var("PM_FAST_CREATE", "true", _bool, group="Exchange",
+        doc="live order creates over kept-alive sockets with a prebuilt request (false: httpx)"),
     # discovery
     Var("MARKET_LEAGUES", "", _leagues, group="Discovery", empty_ok=True,
         doc="Polymarket US league slugs whose games are discovered and traded, e.g. nba,nhl,cbb "
@@ -522,6 +524,7 @@ class Settings:
     pm_rate_limit_per_second: float
     pm_public_rate_limit_per_second: float
     http_timeout_seconds: float
+    pm_fast_create: bool
     market_leagues: tuple[str, ...] = ()
     market_types: tuple[str, ...] = ("moneyline",)
     discovery_horizon_hours: float = 36.0

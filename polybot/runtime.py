@@ -502,6 +502,8 @@ class Bot:
                                clock=self.clock)
         self._private_stream = stream
         async with trio.open_nursery() as nursery:
+            if getattr(self.rest, "fast", None) is not None:  # warm sockets for order creates
+                await nursery.start(self.rest.fast.run)
             await nursery.start(stream.run)
             await nursery.start(live.run, recv)
             task_status.started()

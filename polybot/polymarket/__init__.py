@@ -18,6 +18,7 @@ from polybot.polymarket.errors import (
     Timeout,
     TransportError,
 )
+from polybot.polymarket.fastorder import FastConfig, FastCreate, PendingCreate, SendFailed
 from polybot.polymarket.rest import (
     PolymarketRestClient,
     RestConfig,
@@ -63,11 +64,14 @@ __all__ = [
     "CredentialsRejected",
     "ExchangePosition",
     "ExecutionReported",
+    "FastConfig",
+    "FastCreate",
     "InvalidSecretKey",
     "MarketsStream",
     "NotFound",
     "OrdersSnapshotted",
     "OutcomeUnknown",
+    "PendingCreate",
     "PolymarketAuth",
     "PolymarketError",
     "PolymarketRestClient",
@@ -75,6 +79,7 @@ __all__ = [
     "PrivateStream",
     "RateLimited",
     "RestConfig",
+    "SendFailed",
     "ServerError",
     "Signer",
     "StreamConfig",

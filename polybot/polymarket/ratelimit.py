@@ -38,6 +38,15 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
+    def try_acquire(self) -> bool:
+        """Take a token if one is free now (no waiter is ahead then: waiters leave the bucket
+        in debt); False leaves the bucket as it was. Never yields to the scheduler."""
+        self._refill(trio.current_time())
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
     async def acquire(self) -> None:
         now = trio.current_time()
         self._refill(now)

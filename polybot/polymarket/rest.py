@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 import httpx
@@ -62,6 +62,24 @@ RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 Kind = Literal["read", "cancel", "create"]
 
 
+class SentCreate(Protocol):
+    """A create handed to the wire (`send_create`); its answer is awaited apart."""
+
+    async def result(self) -> str: ...
+
+
+class _DeferredCreate:
+    """`send_create` without the fast path: the httpx create runs when the answer is awaited."""
+
+    __slots__ = ("_create",)
+
+    def __init__(self, create: Callable[[], Awaitable[str]]) -> None:
+        self._create = create
+
+    async def result(self) -> str:
+        return await self._create()
+
+
 @attrs.frozen
 class EventsPage:
     """One page of an events listing: the events that parsed, how many rows the page held (a
@@ -87,7 +105,7 @@ class RestConfig:
     skew_warn_seconds: float = 5.0
 
 
-def _error_for(status: int, message: str, **kw: Any) -> E.PolymarketError:
+def error_for(status: int, message: str, **kw: Any) -> E.PolymarketError:
     kw["status"] = status
     if status == 400:
         return E.BadRequest(message, **kw)
@@ -139,6 +157,8 @@ class PolymarketRestClient:
         )
         self._gateway = httpx.AsyncClient(base_url=config.gateway_url.rstrip("/"), **common)
         self._authed_bucket = TokenBucket.under_limit(config.rate_limit_per_second)
+        # order creates over kept-alive sockets (`fastorder.FastCreate`), used while it runs
+        self.fast: Any = None
         self._public_bucket = TokenBucket.under_limit(config.public_rate_limit_per_second)
         # discovery's listings take at most half the public budget, so the public reads trading
         # needs (settlement, metadata) keep the other half; creates and cancels are signed and
@@ -190,6 +210,7 @@ class PolymarketRestClient:
         query: Sequence[tuple[str, str]] | None = None,
         body: Any = None,
         listing: bool = False,
+        paid: bool = False,
     ) -> Any:
         if authed and self.signer is None:
             raise E.AuthError(
@@ -206,7 +227,10 @@ class PolymarketRestClient:
         while True:
             if listing:
                 await self._listing_bucket.acquire()
-            await bucket.acquire()
+            if paid:  # the caller took this attempt's token already (the fast create's fallback)
+                paid = False
+            else:
+                await bucket.acquire()
             self.requests += 1
             err: E.PolymarketError
             unknown = False  # for creates: may the request have reached the exchange?
@@ -241,7 +265,7 @@ class PolymarketRestClient:
                         unknown = True
                 else:
                     msg, ebody = _error_message(resp)
-                    err = _error_for(resp.status_code, msg, body=ebody, **ctx)
+                    err = error_for(resp.status_code, msg, body=ebody, **ctx)
                     unknown = resp.status_code in (408,) or resp.status_code >= 500
                     if resp.status_code not in RETRYABLE_STATUS:
                         self.errors += 1
@@ -450,6 +474,11 @@ class PolymarketRestClient:
 
     # --- orders (signed) -------------------------------------------------------------------------
 
+    @property
+    def signed_bucket(self) -> TokenBucket:
+        """The budget of every signed call (creates on any path share it)."""
+        return self._authed_bucket
+
     async def create_order(
         self,
         req: OrderRequest,
@@ -459,12 +488,50 @@ class PolymarketRestClient:
     ) -> str:
         """Submit one order; returns the exchange order id ("submitted", not "accepted").
 
-        Never retried. Raises OutcomeUnknown when it may or may not have been placed.
+        Never retried. Raises OutcomeUnknown when it may or may not have been placed. Goes over
+        the fast path (`self.fast`, a running `fastorder.FastCreate`) when there is one.
         """
+        fast = self.fast
+        if fast is not None and fast.running:
+            return str(await fast.create_order(req, post_only=post_only,
+                                               good_till_time=good_till_time))
+        return await self.create_order_httpx(req, post_only=post_only,
+                                             good_till_time=good_till_time)
+
+    async def send_create(
+        self,
+        req: OrderRequest,
+        *,
+        post_only: bool = False,
+        good_till_time: datetime | None = None,
+    ) -> SentCreate:
+        """Put a create on the wire where that can be done apart from its answer (the fast path
+        while it runs): returns once the request is with the socket; `await sent.result()` for
+        the exchange id, with `create_order`'s errors. On httpx the whole create runs in
+        `result()`, so the caller's task is never held by the round trip either way.
+        """
+        fast = self.fast
+        if fast is not None and fast.running:
+            sent: SentCreate = await fast.send_create(req, post_only=post_only,
+                                                      good_till_time=good_till_time)
+            return sent
+        return _DeferredCreate(lambda: self.create_order_httpx(
+            req, post_only=post_only, good_till_time=good_till_time))
+
+    async def create_order_httpx(
+        self,
+        req: OrderRequest,
+        *,
+        post_only: bool = False,
+        good_till_time: datetime | None = None,
+        paid: bool = False,
+    ) -> str:
+        """`create_order` through httpx; `paid`: the caller already took the bucket's token."""
         body = wire.order_body(
             req, participate_dont_initiate=post_only, good_till_time=good_till_time
         )
-        data = await self._request("POST", "/v1/orders", authed=True, kind="create", body=body)
+        data = await self._request("POST", "/v1/orders", authed=True, kind="create", body=body,
+                                   paid=paid)
         oid = data.get("id")
         if not oid:
             raise E.OutcomeUnknown(

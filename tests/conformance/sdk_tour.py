@@ -297,3 +297,15 @@ def rate_limited(c: dict[str, Any]) -> list[str]:
             except RateLimitError:
                 outcomes.append("429")
         return outcomes
+
+
+def open_orders(c: dict[str, Any], slug: str) -> dict[str, Any]:
+    """The SDK's view of the open orders in `slug` (one `orders.list`)."""
+    with PolymarketUS(
+        key_id=c["key_id"],
+        secret_key=c["secret_key"],
+        gateway_base_url=c["gateway_url"],
+        api_base_url=c["api_url"],
+        max_retries=0,
+    ) as client:
+        return client.orders.list({"slugs": [slug]})

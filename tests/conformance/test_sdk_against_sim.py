@@ -12,8 +12,11 @@ from decimal import Decimal
 import httpx
 import pytest
 import trio
+import trio.testing
 
-from polybot.model import Intent, OrderState
+from polybot.model import Intent, OrderRequest, OrderState, TimeInForce
+from polybot.polymarket import PolymarketRestClient, RestConfig, Signer
+from polybot.polymarket.fastorder import FastCreate
 from polybot.sim.engine import OrderSpec
 from polybot.sim.harness import running_sim
 
@@ -142,3 +145,39 @@ async def test_sdk_sees_429_past_20_requests_per_second_on_public_endpoints():
     async with running_sim(run_scenario=False) as s:
         outcomes = await trio.to_thread.run_sync(sdk_tour.rate_limited, _creds(s))
     assert outcomes[:20] == ["ok"] * 20 and "429" in outcomes[20:]
+
+
+@pytest.fixture
+def mock_clock():
+    return trio.testing.MockClock(autojump_threshold=0.05)
+
+
+async def test_orders_created_by_the_fast_path_look_the_same_to_the_sdk_as_httpx_ones(
+        sim, mock_clock):
+    slug = sim.markets[0]
+    config = RestConfig(api_url=sim.api_url, gateway_url=sim.gateway_url, timeout=5.0)
+    async with (PolymarketRestClient(config, Signer(sim.key_id, sim.secret_key)) as rest,
+                trio.open_nursery() as nursery):
+        fast = FastCreate(rest)
+        await nursery.start(fast.run)
+        with trio.fail_after(5):
+            while not fast.warm:
+                await trio.sleep(0.01)
+        ids: dict[str, tuple[str, str]] = {}
+        for intent, price, qty, tif in ((Intent.BUY_LONG, "0.31", "2", TimeInForce.GTC),
+                                        (Intent.BUY_SHORT, "0.77", "5", TimeInForce.GTC)):
+            req = OrderRequest(slug, intent, Decimal(price), Decimal(qty), tif)
+            ids[f"{intent}/{price}"] = (await rest.create_order_httpx(req),
+                                        await fast.create_order(req))
+        assert fast.creates == 2 and fast.fallbacks == 0
+        nursery.cancel_scope.cancel()
+
+    out = await trio.to_thread.run_sync(sdk_tour.open_orders, _creds(sim), slug)
+    seen = {o["id"]: o for o in out["orders"]}
+    assert set(seen) == {oid for pair in ids.values() for oid in pair}
+    volatile = {"id", "createTime", "updateTime", "insertTime", "transactTime"}
+    for slow_id, fast_id in ids.values():
+        slow = {k: v for k, v in seen[slow_id].items() if k not in volatile}
+        quick = {k: v for k, v in seen[fast_id].items() if k not in volatile}
+        assert quick == slow
+        assert quick["manualOrderIndicator"] == "MANUAL_ORDER_INDICATOR_AUTOMATIC"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import hot_path, scale, tick_to_order
+from bench import fast_create, hot_path, scale, tick_to_order
 
 TOP_KEYS = {"benchmark", "started_at", "duration_seconds", "machine", "params", "rows", "summary"}
 
@@ -72,3 +72,11 @@ def test_scale_samples_idle_and_load_for_each_size_and_the_bot_keeps_count(tmp_p
     assert row["bot_frames"] >= row["frames_sent"]  # heartbeats count too
     assert row["ready_s"] > 0
     assert set(data["summary"]) >= {"m3_ready_s", "m3_idle_rss_mib", "m3_load_cpu_pct"}
+
+
+def test_fast_create_times_every_create_of_both_paths_without_a_fallback(tmp_path: Path) -> None:
+    result = fast_create.run(n=20, per_round=10, out_dir=tmp_path)
+    data = _written(tmp_path, "fast_create", result)
+    assert [r["n"] for r in data["rows"]] == [20, 20, 20]
+    s = data["summary"]
+    assert s["fast_creates"] == 20 + 3 and s["fast_fallbacks"] == 0  # 3 warm-up creates

@@ -41,6 +41,26 @@ async def test_bucket_refills_while_idle(autojump_clock):
     assert bucket.waits == 0
 
 
+async def test_try_acquire_takes_only_a_free_token_and_never_jumps_the_queue(autojump_clock):
+    bucket = TokenBucket(rate=10, burst=2)
+    assert bucket.try_acquire() and bucket.try_acquire()
+    assert not bucket.try_acquire()  # empty: nothing taken, nothing owed
+    taken = []
+
+    async def waiter():
+        await bucket.acquire()
+        taken.append(trio.current_time())
+
+    async with trio.open_nursery() as n:
+        start = trio.current_time()
+        n.start_soon(waiter)
+        await trio.sleep(0.05)  # half a token's refill: the waiter is queued, in debt
+        assert not bucket.try_acquire()
+    assert taken == [pytest.approx(start + 0.1)]  # the waiter's slot was not taken from it
+    await trio.sleep(0.1)
+    assert bucket.try_acquire()
+
+
 async def test_concurrent_waiters_share_the_rate(autojump_clock):
     bucket = TokenBucket(rate=5, burst=1)
     done = []
