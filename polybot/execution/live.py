@@ -132,6 +132,7 @@ from polybot.model import (
 from polybot.polymarket import errors as E
 from polybot.polymarket import wire
 from polybot.polymarket.ratelimit import Backoff
+from polybot.polymarket.rest import SentCreate
 from polybot.polymarket.stream import ContinuityLost, StreamConnected
 from polybot.pricing import MAKER_THETA, TAKER_THETA, FeeAccumulator
 
@@ -169,6 +170,7 @@ class ExchangeApi(Protocol):
     """The part of `PolymarketRestClient` the executor uses."""
 
     async def create_order(self, req: OrderRequest) -> str: ...
+    async def send_create(self, req: OrderRequest) -> SentCreate: ...
     async def cancel_order(self, order_id: str, market_slug: str) -> None: ...
     async def cancel_orders(self, orders: Sequence[tuple[str, str]]) -> list[str]: ...
     async def open_orders(self, slugs: Iterable[str] = ()) -> list[Order]: ...
@@ -547,6 +549,7 @@ class LiveExecutor:
         self._inflight.add(order.local_id)
         self._inflight_idle = trio.Event()
         answer: Callable[[], Awaitable[None]] | None = None
+        posted = False
         try:
             try:
                 await self.store.record_intent(order)
@@ -562,38 +565,44 @@ class LiveExecutor:
                 self._record_order(order)  # its intent is stored: so must be its end
                 log.warning("live: order %s not sent: trading halted meanwhile", order.local_id)
                 return order, None
-            create = self.rest.create_order(request)
+            posted = True  # from here on bytes may reach the exchange
+            try:
+                sent = await self.rest.send_create(request)
+            except Exception as exc:
+                self.registry.log_intent(order)
+                self._create_failed(order, exc)
+                return order, None
             self.registry.log_intent(order)
 
             async def answer_fn() -> None:
-                await self._answered(order, create)
+                await self._answered(order, sent)
 
             answer = answer_fn
             return order, answer
         except BaseException:
-            if answer is None:  # cancelled before anything was sent
-                if order.state is OrderState.SUBMITTING and order.exchange_id is None:
-                    self.registry.log_intent(order)
+            if answer is None and order.state is OrderState.SUBMITTING \
+                    and order.exchange_id is None:  # cancelled
+                self.registry.log_intent(order)
+                if posted:  # the order may exist: resolve it (or the next start will)
+                    self.registry.handle(order, OrderEvent.OUTCOME_UNKNOWN,
+                                         reason="cancelled while sending")
+                    self._start_resolver(order)
+                else:
                     self.registry.handle(order, OrderEvent.SEND_FAILED,
                                          reason="cancelled before sending")
-                    self._record_order(order)
+                self._record_order(order)
             raise
         finally:
             if answer is None:
                 self._done_inflight(order)
 
-    async def _answered(self, order: TrackedOrder, create: Awaitable[str]) -> None:
-        """Wait for a create's answer and book what it says (the create was sent, or is being)."""
+    async def _answered(self, order: TrackedOrder, sent: SentCreate) -> None:
+        """Wait for a sent create's answer and book what it says."""
         try:
             try:
-                exchange_id = await create
-            except E.OutcomeUnknown as exc:
-                self._outcome_unknown(order, str(exc))
-            except E.PolymarketError as exc:  # a definite refusal: nothing was placed
-                self._send_failed(order, exc)
-            except Exception as exc:  # a bug below us: we cannot know, so assume it may exist
-                log.exception("live: create of %s failed unexpectedly", order.local_id)
-                self._outcome_unknown(order, f"unexpected {type(exc).__name__}: {exc}")
+                exchange_id = await sent.result()
+            except Exception as exc:
+                self._create_failed(order, exc)
             else:
                 self._acknowledged(order, exchange_id)
         except trio.Cancelled:
@@ -604,10 +613,16 @@ class LiveExecutor:
                 self._record_order(order)
             raise
         finally:
-            close = getattr(create, "close", None)
-            if close is not None:  # a coroutine never awaited (cancelled before its start)
-                close()
             self._done_inflight(order)
+
+    def _create_failed(self, order: TrackedOrder, exc: Exception) -> None:
+        if isinstance(exc, E.OutcomeUnknown):
+            self._outcome_unknown(order, str(exc))
+        elif isinstance(exc, E.PolymarketError):  # a definite refusal: nothing was placed
+            self._send_failed(order, exc)
+        else:  # a bug below us: we cannot know, so assume it may exist
+            log.error("live: create of %s failed unexpectedly", order.local_id, exc_info=exc)
+            self._outcome_unknown(order, f"unexpected {type(exc).__name__}: {exc}")
 
     def _done_inflight(self, order: TrackedOrder) -> None:
         self._inflight.discard(order.local_id)

@@ -68,7 +68,7 @@ class SentCreate(Protocol):
     async def result(self) -> str: ...
 
 
-class _DeferredCreate:
+class DeferredCreate:
     """`send_create` without the fast path: the httpx create runs when the answer is awaited."""
 
     __slots__ = ("_create",)
@@ -515,7 +515,7 @@ class PolymarketRestClient:
             sent: SentCreate = await fast.send_create(req, post_only=post_only,
                                                       good_till_time=good_till_time)
             return sent
-        return _DeferredCreate(lambda: self.create_order_httpx(
+        return DeferredCreate(lambda: self.create_order_httpx(
             req, post_only=post_only, good_till_time=good_till_time))
 
     async def create_order_httpx(

@@ -44,6 +44,7 @@ from polybot.model import (
 )
 from polybot.polymarket import errors as E
 from polybot.polymarket import wire
+from polybot.polymarket.rest import DeferredCreate
 from polybot.polymarket.stream import ContinuityLost, StreamConnected
 from polybot.store import Store, StoreError
 
@@ -153,6 +154,9 @@ class FakeExchange:
         if self.create is not None:
             return await self.create(req)
         return self.place(req).order_id
+
+    async def send_create(self, req: OrderRequest) -> DeferredCreate:
+        return DeferredCreate(lambda: self.create_order(req))
 
     async def cancel_order(self, order_id: str, market_slug: str) -> None:
         await self.cancel_orders([(order_id, market_slug)])

@@ -30,6 +30,7 @@ from polybot.polymarket import (
     Signer,
     StreamConfig,
 )
+from polybot.polymarket.rest import DeferredCreate
 from polybot.sim.harness import running_sim
 from polybot.store import Store
 
@@ -265,6 +266,9 @@ def crash_after_post(rest: Any, scope: trio.CancelScope) -> Any:
     class Crashing:
         def __getattr__(self, name: str) -> Any:
             return getattr(rest, name)
+
+        async def send_create(self, req: OrderRequest) -> DeferredCreate:
+            return DeferredCreate(lambda: self.create_order(req))
 
         async def create_order(self, req: OrderRequest) -> str:
             await rest.create_order(req)
@@ -530,6 +534,9 @@ async def test_random_crashes_restarts_and_maintenance_never_duplicate_and_conve
         class Wrapped:
             def __getattr__(self, name: str) -> Any:
                 return getattr(rest, name)
+
+            async def send_create(self, req: OrderRequest) -> DeferredCreate:
+                return DeferredCreate(lambda: self.create_order(req))
 
             async def create_order(self, req: OrderRequest) -> str:
                 oid = await rest.create_order(req)
