@@ -3,9 +3,15 @@
 Every component that wants something persisted calls a `Store` method from the trio thread; the
 method only captures the values (frozen, or copied right there) and queues a write. The writer
 task (`Store.run`) drains the queue in batches and commits each batch in one transaction, so a
-burst of fills costs one commit. A write the caller must rely on before acting — an order's
-intent before its POST is sent — is awaited until committed (`await store.record_intent(...)` or
-`await store.write_and_wait(fn)`); the flag is the trio Event set after COMMIT returned.
+burst of fills costs one commit. A write the caller must rely on before acting is awaited until
+committed (`await store.write_and_wait(fn)`); the flag is the trio Event set after COMMIT returned.
+
+An order's intent, which must be durable before its create is sent, does not wait for SQLite:
+`store.note_intent(order)` writes one line to the intent journal (`polybot/journal.py`,
+`DATA_DIR/polybot.db-intents`) and returns; `Store.run` also runs the journal's task, which
+fdatasyncs the journal after the send and copies its lines into the `orders` table through this
+writer. Opening the store replays the journal lines SQLite lacks as unacknowledged intents.
+`await store.record_intent(order)` (committed in SQLite before it returns) stays for tools.
 
 Durability: WAL journal with `synchronous=FULL`, so a committed intent survives a power cut, not
 only a crash. The sqlite calls run in `trio.to_thread.run_sync` by default so an fsync never
@@ -32,6 +38,7 @@ A database newer than this code is refused rather than misread.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -47,6 +54,14 @@ import trio
 
 from polybot.clock import LIVE_CLOCK, Clock
 from polybot.execution.orders import TrackedOrder
+from polybot.journal import (
+    DEFAULT_ROTATE_BYTES,
+    IntentJournal,
+    JournalError,
+    Row,
+    journal_path,
+    read_journal,
+)
 from polybot.ledger import Ledger, LedgerState, MarketBook, OrderBooking
 from polybot.model import (
     Execution,
@@ -144,6 +159,13 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 _HALT_SQL = "INSERT OR REPLACE INTO halt_state VALUES (1,?,?,?,?)"
+# the orders columns `Store._order_row` fills, in its order (an intent journal line's keys)
+_ORDER_COLUMNS = ("local_id", "exchange_id", "market_slug", "intent", "price", "quantity", "tif",
+                  "order_type", "state", "cum_qty", "avg_px", "fair_q", "edge", "reason",
+                  "reject_reason", "created_at", "updated_at", "cancel_requested")
+# an intent is the oldest version of its order's row: a row already there is newer and wins
+_INTENT_COPY_SQL = (f"INSERT OR IGNORE INTO orders ({', '.join(_ORDER_COLUMNS)})"
+                    f" VALUES ({','.join('?' * len(_ORDER_COLUMNS))})")
 META_MODE = "mode"  # "paper" or "live": whose ledger, halt state and meta this database holds
 _OPEN_STATES = tuple(s.name for s in OrderState if s.is_open)
 
@@ -246,7 +268,8 @@ def _ts(value: datetime) -> str:
 
 class Store:
     def __init__(self, path: Path, *, queue_size: int = 10_000, in_thread: bool = True,
-                 synchronous: str = "FULL", clock: Clock = LIVE_CLOCK) -> None:
+                 synchronous: str = "FULL", clock: Clock = LIVE_CLOCK,
+                 journal_rotate_bytes: int = DEFAULT_ROTATE_BYTES) -> None:
         self.path = Path(path)
         self.clock = clock  # stamps rows written without a time of their own
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,6 +280,8 @@ class Store:
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA foreign_keys=ON")
         migrate(self._conn)
+        self._journal = IntentJournal(journal_path(self.path), rotate_bytes=journal_rotate_bytes)
+        self.journal_replayed, self.journal_torn = self._replay_journal()
         self._send, self._recv = trio.open_memory_channel[_Write](queue_size)
         self.failed_writes = 0
         self.committed_batches = 0
@@ -272,12 +297,67 @@ class Store:
         """`ts`, or the clock's now: the host's calendar only through the injected clock."""
         return _ts(ts or self.clock.now())
 
+    # --- the intent journal ------------------------------------------------------------------------
+
+    def _replay_journal(self) -> tuple[int, int]:
+        """Insert the journal's intents SQLite lacks (a crash before their copy), then empty the
+        journal: (intents replayed, lines that did not parse). Inline, before the writer runs."""
+        read = read_journal(self._journal.path)
+        if read.torn:
+            log.error("store: %d line(s) of the intent journal did not parse (a write the crash "
+                      "cut short): skipped", read.torn)
+        replayed = 0
+        if read.rows:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for row in read.rows:
+                    replayed += conn.execute(_INTENT_COPY_SQL, _intent_values(row)).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if replayed:
+                log.warning("store: %d intent(s) from the journal were not in the database "
+                            "(the process stopped before their copy): replayed as unacknowledged",
+                            replayed)
+        if self._journal.size:
+            self._journal.truncate()  # after the COMMIT: a crash before this replays them again
+        return replayed, read.torn
+
+    def note_intent(self, order: TrackedOrder) -> None:
+        """Make a new order's intent durable against a crash (one journal line) before it is
+        sent; StoreError if it could not be written (then it must not be sent)."""
+        row = dict(zip(_ORDER_COLUMNS, self._order_row(order), strict=True))
+        try:
+            self._journal.append(row)
+        except JournalError as exc:
+            self.failed_writes += 1
+            raise StoreError(f"intent {order.local_id} not journaled: {exc}") from exc
+
+    def _copy_intents(self, rows: list[Row], after: Callable[[], None]) -> None:
+        values = [_intent_values(row) for row in rows]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(_INTENT_COPY_SQL, values)
+        try:
+            self.submit(op, f"{len(rows)} journaled intent(s)", after=after)
+        except StoreOverflow:  # they stay in the journal: the next start copies them
+            log.error("store: queue full; %d journaled intent(s) not copied", len(rows))
+
     # --- the writer task --------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
                   max_batch: int = 500) -> None:
-        """The single writer. Safe to restart: the queue outlives the task."""
-        task_status.started()
+        """The single writer, and the intent journal's sync-and-copy task. Safe to restart: the
+        queue and the journal outlive the task."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(self._journal.run, self._copy_intents,
+                                                 in_thread=self._in_thread))
+            task_status.started()
+            await self._write_loop(max_batch)
+
+    async def _write_loop(self, max_batch: int) -> None:
         while True:
             batch = [await self._recv.receive()]
             while len(batch) < max_batch:
@@ -338,7 +418,11 @@ class Store:
         return len(batch)
 
     def close(self) -> None:
+        self._journal.flush(self._copy_intents)
         self.drain_sync()
+        if not self._journal.pending() and self._journal.size:
+            self._journal.truncate()  # every line is committed in SQLite
+        self._journal.close()
         self._conn.close()
 
     # --- queuing writes ---------------------------------------------------------------------------
@@ -427,9 +511,16 @@ class Store:
         self.submit(op, f"execution {execution.exec_id}")
 
     def load_orders(self, *, open_only: bool = True) -> list[TrackedOrder]:
-        """The bot's orders (open ones by default: SUBMITTING and OUTCOME_UNKNOWN included)."""
+        """The bot's orders (open ones by default: SUBMITTING and OUTCOME_UNKNOWN included),
+        journaled intents not copied into SQLite yet included."""
         with closing(self._reader()) as conn:
-            rows = conn.execute("SELECT * FROM orders ORDER BY created_at, local_id").fetchall()
+            rows: list[Mapping[str, Any]] = list(conn.execute(
+                "SELECT * FROM orders ORDER BY created_at, local_id").fetchall())
+        journaled = self._journal.pending()
+        if journaled:
+            known = {r["local_id"] for r in rows}
+            rows += [row for key, row in journaled.items() if key not in known]
+            rows.sort(key=lambda r: (r["created_at"], r["local_id"]))
         out = []
         for r in rows:
             state = OrderState[r["state"]]
@@ -683,6 +774,10 @@ def _archive_other_mode(conn: sqlite3.Connection, mode: str, now: str) -> ModeSw
     return ModeSwitch(old, mode, int(cur.lastrowid or 0),
                       sum(1 for p in positions if Decimal(p["net_qty"]) != 0),
                       tuple(o["local_id"] for o in orders))
+
+
+def _intent_values(row: Row) -> tuple[Any, ...]:
+    return tuple(row.get(c) for c in _ORDER_COLUMNS)
 
 
 def _queue_unsaved(unsaved: dict[str, T], queued: dict[str, T]) -> Callable[[], None]:

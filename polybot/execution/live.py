@@ -4,8 +4,9 @@ The exchange has no client order id and no idempotency key, its streams replay n
 reconnect, and acceptance arrives asynchronously. So:
 
 **Durable intent, then submit.** `submit` takes an `OrderRequest` (only the risk gate makes
-those), registers a SUBMITTING order, awaits the store until its intent is committed, and only
-then POSTs. An id back: tracked. A definite refusal (4xx, nothing sent): rejected. Anything
+those), registers a SUBMITTING order, writes its intent to the store's journal (one `os.write`:
+it survives a crash; the fsync and the SQLite copy follow the send, see `polybot/journal.py`) and
+only then POSTs. An id back: tracked. A definite refusal (4xx, nothing sent): rejected. Anything
 ambiguous (`OutcomeUnknown`: timeout, connection lost after sending, 5xx) is never resent: the
 order becomes OUTCOME_UNKNOWN, its market is frozen (no new order there) and a resolver task
 looks for it — the order stream, `GET /v1/orders/open`, the market's position and its trade
@@ -185,7 +186,7 @@ class ExchangeApi(Protocol):
 class LiveStore(Protocol):
     """The part of `store.Store` the executor uses."""
 
-    async def record_intent(self, order: TrackedOrder) -> None: ...
+    def note_intent(self, order: TrackedOrder) -> None: ...
     def record_order(self, order: TrackedOrder) -> None: ...
     def record_execution(self, execution: Execution, fill: Fill | None,
                          order: TrackedOrder | None) -> None: ...
@@ -552,7 +553,7 @@ class LiveExecutor:
         posted = False
         try:
             try:
-                await self.store.record_intent(order)
+                self.store.note_intent(order)  # one journal line; synced after the send
             except Exception as exc:
                 self.registry.log_intent(order)
                 self.registry.handle(order, OrderEvent.SEND_FAILED, reason=f"intent not stored: {exc}")

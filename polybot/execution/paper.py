@@ -86,7 +86,7 @@ class BookSource(Protocol):
 
 
 class IntentRecorder(ExecutionRecorder, Protocol):
-    async def record_intent(self, order: TrackedOrder) -> None: ...
+    def note_intent(self, order: TrackedOrder) -> None: ...
 
 
 class Beat(Protocol):
@@ -160,7 +160,7 @@ class PaperExecutor:
         """Store the intent, then match it against the current book. Returns the tracked order."""
         order = self.registry.new_order(request, now=self._clock.now())
         if self._recorder is not None:
-            await self._recorder.record_intent(order)  # durable before "sending", as in live
+            self._recorder.note_intent(order)  # durable before "sending", as in live
         self.registry.submitted(order, order.local_id)  # the paper exchange's id is the local one
         sim = _Sim(order, FeeAccumulator(self._taker_theta(order.market_slug)))
         book = self._books.get(order.market_slug)

@@ -307,10 +307,10 @@ async def test_the_intent_is_committed_before_the_post_is_sent(h, autojump_clock
 async def test_an_intent_the_store_cannot_commit_is_never_sent(h, autojump_clock):
     await h.start()
 
-    async def broken(order: Any) -> None:
+    def broken(order: Any) -> None:
         raise StoreError("disk full")
 
-    h.store.record_intent = broken  # type: ignore[method-assign]
+    h.store.note_intent = broken  # type: ignore[method-assign]
     order = await h.ex.submit(req())
     assert order.state is OrderState.REJECTED and "intent not stored" in order.reject_reason
     assert "create" not in h.fake.calls

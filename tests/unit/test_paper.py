@@ -161,7 +161,7 @@ class Recorder:
     def __init__(self):
         self.events = []
 
-    async def record_intent(self, order):
+    def note_intent(self, order):
         self.events.append(("intent", order.state))
 
     def record_order(self, order):
