@@ -3,8 +3,9 @@
 #
 # The bot must be stopped: a database replaced under a running bot is overwritten by its next
 # write, or worse, mixed with it. The current database is never deleted: it and its -wal/-shm side
-# files are moved to DATA_DIR/pre-restore-<time>/. Moving the side files matters: a stale -wal left
-# next to the restored file would be replayed into it by SQLite on the next open and corrupt it.
+# files and intent journal (-intents) are moved to DATA_DIR/pre-restore-<time>/. Moving the side
+# files matters: a stale -wal left next to the restored file would be replayed into it by SQLite
+# on the next open and corrupt it; a stale journal would add intents of another history.
 # .env is never overwritten (the archive holds a redacted copy only).
 set -euo pipefail
 
@@ -161,7 +162,9 @@ fi
 chmod 0640 "$DATA_DIR/.polybot.db.restoring"
 
 ASIDE=""
-for f in "$DB" "$DB-wal" "$DB-shm" "$DB-journal"; do
+# -intents: the bot's intent journal (polybot/journal.py); replayed into the restored database it
+# would add intents of another history
+for f in "$DB" "$DB-wal" "$DB-shm" "$DB-journal" "$DB-intents"; do
     if [ -e "$f" ]; then
         ASIDE="$DATA_DIR/pre-restore-$STAMP"
         mkdir -p "$ASIDE"

@@ -279,15 +279,18 @@ def test_restore_moves_the_old_database_and_its_stale_wal_aside_instead_of_mixin
     make_db(data / "polybot.db", rows=2)
     (data / "polybot.db-wal").write_bytes(b"stale wal from another database")
     (data / "polybot.db-shm").write_bytes(b"stale shm")
+    (data / "polybot.db-intents").write_bytes(b'{"v":1,"row":{"local_id":"stale"}}\n')
     result = run(
         RESTORE, "--bot-dir", str(target), "--with-logs", str(only_archive(tmp_path / "backups"))
     )
     assert result.returncode == 0, result.stderr
 
     assert not (data / "polybot.db-wal").exists() and not (data / "polybot.db-shm").exists()
+    assert not (data / "polybot.db-intents").exists()  # the next start replays no stale intent
     assert rows_of(data / "polybot.db") == rows_of(source / "data" / "polybot.db")
     (aside,) = data.glob("pre-restore-*")
-    assert {p.name for p in aside.iterdir()} == {"polybot.db", "polybot.db-wal", "polybot.db-shm"}
+    assert {p.name for p in aside.iterdir()} == {"polybot.db", "polybot.db-wal", "polybot.db-shm",
+                                                 "polybot.db-intents"}
     assert (aside / "polybot.db-wal").read_bytes() == b"stale wal from another database"
     (logs,) = (target / "logs").glob("restored-*")
     assert (logs / "trades.log").exists()

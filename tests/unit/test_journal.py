@@ -15,7 +15,7 @@ import trio
 from polybot.execution.orders import OrderRegistry, TrackedOrder
 from polybot.journal import IntentJournal, encode, journal_path, read_journal
 from polybot.model import Intent, OrderRequest, OrderState, Signal
-from polybot.store import Store, StoreError, db_path
+from polybot.store import Store, StoreError, db_path, read_open_orders
 
 
 def request(qty: str = "10") -> OrderRequest:
@@ -143,3 +143,16 @@ def test_a_clean_close_copies_every_line_and_leaves_an_empty_journal(tmp_path):
     store.close()
     assert sqlite_orders(tmp_path) == {order.local_id: ("SUBMITTING", None)}
     assert journal_path(db_path(tmp_path)).stat().st_size == 0
+
+
+def test_the_operators_view_of_open_orders_includes_intents_only_in_the_journal(tmp_path):
+    store = Store.open(tmp_path, in_thread=False)
+    reg = OrderRegistry(id_prefix="t")
+    acked, unacked = reg.new_order(request()), reg.new_order(request("5"))
+    store.note_intent(acked)
+    reg.submitted(acked, "x1")
+    store.record_order(acked)
+    store.drain_sync()  # the acknowledged one reached SQLite
+    store.note_intent(unacked)
+    killed(store)  # `cancel-all --direct` with the bot down, before any restart replayed it
+    assert read_open_orders(tmp_path) == [(acked.local_id, "x1", "m"), (unacked.local_id, None, "m")]
