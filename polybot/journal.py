@@ -10,9 +10,10 @@ and a thread hop) on the path from a book frame to the order; this costs ~2 µs.
   opened with `O_APPEND` and no Python buffering. The kernel holds the line from then on: a
   process crash, SIGKILL or OOM kill cannot lose it. A failed or short write raises
   `JournalError` (a short write is cut off again first) and the caller does not send.
-- **Sync** (`IntentJournal.run`, off the path): a background task wakes after the send and
-  fdatasyncs the journal in a worker thread; lines written while a sync runs share the next one
-  (group commit). Then it hands the synced lines to `copy` (the store's writer, which commits them
+- **Sync** (`IntentJournal.run`, off the path): a background task wakes on the first line,
+  waits `SYNC_DELAY` (0.5 ms: by then the create is on the wire, so the thread hop and the
+  fsync's wake-up never land before the send) and fdatasyncs the journal in a worker thread;
+  lines written during the wait or the sync share the next one (group commit). Then it hands the synced lines to `copy` (the store's writer, which commits them
   into SQLite as `INSERT OR IGNORE`: an intent is the oldest version of its order row, so a newer
   row the executor wrote meanwhile always wins).
 - **Truncate** (`IntentJournal.copied`, in the Trio thread): once every line written is committed
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 JOURNAL_SUFFIX = "-intents"  # DATA_DIR/polybot.db-intents, next to SQLite's -wal and -shm
 FORMAT = 1  # the "v" of every line
 DEFAULT_ROTATE_BYTES = 1 << 20
+SYNC_DELAY = 0.0005  # seconds from the first unsynced line to its fdatasync's start
 
 Row = Mapping[str, Any]  # one order row: column -> value (str, int or None)
 CopyFn = Callable[[list[Row], Callable[[], None]], None]  # rows, run-once-committed
@@ -146,10 +148,12 @@ class IntentJournal:
         os.fdatasync(self._fd)
         self.syncs += 1
 
-    async def run(self, copy: CopyFn, *, in_thread: bool = True) -> None:
+    async def run(self, copy: CopyFn, *, in_thread: bool = True,
+                  delay: float = SYNC_DELAY) -> None:
         """Sync what was written (group commit), then hand it to `copy`; forever."""
         while True:
             await self._wake.wait()
+            await trio.sleep(delay)  # the create goes on the wire first
             self._wake = trio.Event()
             batch, self._unsynced = self._unsynced, []
             if not batch:
