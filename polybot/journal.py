@@ -187,7 +187,10 @@ class IntentJournal:
         for key in keys:
             self._pending.pop(key, None)
         if not self._pending and self._size >= self.rotate_bytes:
-            self.truncate()
+            try:
+                self.truncate()
+            except OSError:  # the writer that called us must not die of it: cut it next time
+                log.exception("journal: could not truncate %s", self.path)
 
     def truncate(self) -> None:
         """Cut the file to zero. Only when every line in it is committed in SQLite."""
