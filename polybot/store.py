@@ -15,8 +15,8 @@ writer. Opening the store replays the journal lines SQLite lacks as unacknowledg
 
 Durability: WAL journal with `synchronous=FULL`, so a committed write survives a power cut, not
 only a crash (a journaled intent survives a crash at once, a power cut once synced: see
-docs/design-notes.md "Durable intent"). The sqlite calls run in `trio.to_thread.run_sync` by default so an fsync never
-stalls the event loop that also reads the market feed. Measured (100 awaited intents, dev box,
+docs/design-notes.md "Durable intent"). The sqlite calls run in `trio.to_thread.run_sync` by
+default so an fsync never stalls the event loop that also reads the market feed. Measured (100 awaited intents, dev box,
 overlay filesystem): inline NORMAL p50 0.06 ms, inline FULL p50 0.32 ms, thread FULL p50 0.39 ms
 (p99 7.8 ms). The thread hop costs ~0.1 ms; an fsync on a real disk can cost tens of ms, which
 must not block the loop, so threads are the default; `in_thread=False` runs inline (tests, tools).
