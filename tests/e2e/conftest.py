@@ -202,7 +202,17 @@ class Bot:
         return (self.data_dir / "stderr.txt").read_text(errors="replace")[-4000:]
 
     def wait_ready(self, timeout: float = 30) -> None:
-        wait_until(lambda: self.get("/ready").status_code == 200, timeout, "/ready to be 200")
+        last: list[str] = []
+
+        def ready() -> bool:
+            r = self.get("/ready")
+            last[:] = [r.text[:300]]
+            return r.status_code == 200
+
+        try:
+            wait_until(ready, timeout, "/ready to be 200")
+        except AssertionError as exc:  # say why the bot was not ready
+            raise AssertionError(f"{exc}; last /ready answer: {last[0] if last else None}") from None
 
     def command(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """An operator command (`cancel-all`, `flatten`, ...) with this bot's settings."""
