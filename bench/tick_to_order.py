@@ -703,6 +703,7 @@ def run(events: int = 1000, block: int = 100, idle_spacing: float = 0.25,
     summary.update({
         "pass": ok,
         "verdict": line,
+        "loadavg_end": list(os.getloadavg()),
         "split_unmatched": split["split_unmatched"],
         "events": events,
         "event_market": res["event_market"],
@@ -736,6 +737,7 @@ def run(events: int = 1000, block: int = 100, idle_spacing: float = 0.25,
               f"{summary[f'{scen}_polybot_missed']} / {summary[f'{scen}_baseline_missed']}")
     print(f"polybot counters {summary['polybot_counters']}; exit codes polybot "
           f"{pb.exit_codes}, baseline {bl.exit_codes}")
+    print(f"load average at the end {summary['loadavg_end']}")
     print(line)
     result, _ = run_.write(rows, summary, out_dir)
     return result
