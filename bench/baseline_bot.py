@@ -81,9 +81,12 @@ def decide(book: dict[str, Any], q: Decimal, theta: Decimal, min_edge: Decimal,
     position up to the Kelly target."""
     if book.get("state") not in (None, "MARKET_STATE_OPEN"):
         return None
+    bids, offers = book.get("bids") or (), book.get("offers") or ()
+    if bids and offers and Decimal(bids[0]["px"]["value"]) >= Decimal(offers[0]["px"]["value"]):
+        return None  # crossed: no market to reason about
     # buy YES at offers a while q - a - fee(a) >= min_edge (or close a NO position)
     limit, avail = None, Decimal(0)
-    for lv in book.get("offers") or ():
+    for lv in offers:
         a = Decimal(lv["px"]["value"])
         if q - a - fee(a, theta) < min_edge:
             break
@@ -95,7 +98,7 @@ def decide(book: dict[str, Any], q: Decimal, theta: Decimal, min_edge: Decimal,
         return ("ORDER_INTENT_BUY_LONG", limit, qty) if qty > 0 else None
     # sell YES at bids b while (1 - q) - (1 - b) - fee(b) >= min_edge (or close a YES position)
     limit, avail = None, Decimal(0)
-    for lv in book.get("bids") or ():
+    for lv in bids:
         b = Decimal(lv["px"]["value"])
         if (ONE - q) - (ONE - b) - fee(b, theta) < min_edge:
             break
