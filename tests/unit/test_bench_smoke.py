@@ -47,7 +47,7 @@ def test_hot_path_result_has_both_pipelines_their_ratio_and_a_profile(tmp_path: 
 
 @pytest.mark.slow
 def test_tick_to_order_measures_both_bots_at_the_socket_in_both_scenarios(tmp_path: Path) -> None:
-    result = tick_to_order.run(events=4, block=2, idle_spacing=0.03, loaded_spacing=0.03,
+    result = tick_to_order.run(events=4, block=4, idle_spacing=0.03, loaded_spacing=0.03,
                                load_rate=100.0, timeout=3.0, out_dir=tmp_path)
     data = _written(tmp_path, "tick_to_order", result)
     s = data["summary"]
