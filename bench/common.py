@@ -180,13 +180,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
-def spawn_bot(env: dict[str, str], stderr_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m polybot run` with `env`, its stderr to a file, tied to this process's life."""
-    with open(stderr_path, "wb") as err:
+def spawn(argv: list[str], env: dict[str, str], stderr_path: Path | None,
+          stdout: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """`argv` as a child tied to this process's life, its stderr to a file (or inherited)."""
+    with open(stderr_path, "wb") if stderr_path is not None else open(os.devnull, "wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "polybot", "run"],
+            argv,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
+            stdout=stdout,
+            stderr=err if stderr_path is not None else None,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+
+
+def spawn_bot(env: dict[str, str], stderr_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m polybot run` with `env`, its stderr to a file, tied to this process's life."""
+    return spawn([sys.executable, "-m", "polybot", "run"], env, stderr_path)

@@ -20,15 +20,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# (benchmark, summary key, better direction): the figures issue 13 compares
+# (benchmark, summary key, better direction): the figures issues 13 and 15 compare
 FIGURES: list[tuple[str, str, str]] = [
     ("hot_path", "ratio_polybot_full_over_sdk_decode", "higher"),
     ("hot_path", "ratio_polybot_decode_over_sdk_decode", "higher"),
     ("hot_path", "polybot_frames_per_s", "higher"),
     ("hot_path", "polybot_p50_us", "lower"),
     ("hot_path", "polybot_order_frames_p50_us", "lower"),
-    ("tick_to_order", "ratio_tick_to_order_over_rtt_p50", "lower"),
-    ("tick_to_order", "ratio_tick_to_order_over_ping_p50", "lower"),
+    ("tick_to_order", "loaded_ratio_polybot_over_baseline_p50", "lower"),
+    ("tick_to_order", "loaded_polybot_p50_us", "lower"),
+    ("tick_to_order", "loaded_polybot_share_p50_us", "lower"),
     ("scale", "cpu_us_per_frame", "lower"),
     ("scale", "m500_load_cpu_pct", "lower"),
     ("scale", "m500_ready_s", "lower"),
