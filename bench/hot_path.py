@@ -51,7 +51,7 @@ import trio
 from bench.common import RESULTS_DIR, Run, percentile, print_table
 
 Q = Decimal("0.01")
-CANDIDATES = ("sdk", "decode", "poly")
+CANDIDATES = ("sdk", "decode", "poly", "quiet")
 
 
 def make_slugs(n: int) -> list[str]:
@@ -179,6 +179,20 @@ async def polybot_frame(bot: Any, msg: str) -> None:
     await bot.evaluate_market(slug)
 
 
+async def quiet_frame(bot: Any, msg: str) -> None:
+    """One book frame that does not trade, as the markets task handles it once it calls the
+    engine directly: the stream's decode, the book handler (engine.book_replaced, the venue)
+    and the market's decision (engine.decide and its commands) in the same task."""
+    from polybot.polymarket import wire
+
+    now = trio.current_time()
+    event = wire.decode_frame(msg, now)
+    slug = event.book.market_slug
+    bot.on_market_book(event.book, now)
+    bot._dirty.discard(slug)
+    await bot.evaluate_market(slug)
+
+
 def make_sdk_handler() -> tuple[Any, list[int]]:
     from polymarket_us.websocket.markets import MarketsWebSocket
 
@@ -195,7 +209,9 @@ def make_sdk_handler() -> tuple[Any, list[int]]:
 
 
 async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
-                      profile_path: Path | None, html: bool = False) -> dict[str, Any]:
+                      profile_path: Path | None, html: bool = False,
+                      quiet_frames: list[str] | None = None,
+                      candidates: tuple[str, ...] = CANDIDATES) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="polybot-bench-hot-"))
     bot = build_bot(slugs, data_dir)
     sdk_handle, sdk_seen = make_sdk_handler()
@@ -209,6 +225,9 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
     dec_lat: list[int] = []
     order_lat: list[int] = []  # frames whose evaluation placed an order
     quiet_lat: list[int] = []  # the rest
+    nontrading_lat: list[int] = []  # "quiet": frames with no edge, book → decision in one task
+    nontrading_orders = 0  # orders placed by the "quiet" frames (0 when they are what they claim)
+    quiet_frames = quiet_frames or []
     async with trio.open_nursery() as nursery:
         await nursery.start(bot.store.run)
         # warm-up: every market gets a first book (and imports/caches are hot)
@@ -217,7 +236,8 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
             sdk_handle(msg)
         for r in range(rounds):
             # interleaved; the order of the candidates rotates every round
-            order = CANDIDATES[r % 3:] + CANDIDATES[: r % 3]
+            k = r % len(candidates)
+            order = candidates[k:] + candidates[:k]
             # what the housekeeping child does every 60 s: drop closed orders from the registry
             # (its open-orders scan walks every tracked order; a round is ~1/3 of a minute's
             # worth of orders at this edge share)
@@ -235,6 +255,13 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                         a = perf()
                         decode(msg, 0.0)
                         dec_lat.append(perf() - a)
+                elif who == "quiet":
+                    before = bot.counters.orders
+                    for msg in quiet_frames:
+                        a = perf()
+                        await quiet_frame(bot, msg)
+                        nontrading_lat.append(perf() - a)
+                    nontrading_orders += bot.counters.orders - before
                 else:
                     for msg in frames:
                         before = bot.counters.orders
@@ -243,8 +270,9 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                         took = perf() - a
                         poly_lat.append(took)
                         (order_lat if bot.counters.orders != before else quiet_lat).append(took)
-                rates[who].append(len(frames) / ((perf() - t0) / 1e9))
-                cpu[who].append((time.process_time() - c0) / len(frames) * 1e6)
+                n = len(quiet_frames) if who == "quiet" else len(frames)
+                rates[who].append(n / ((perf() - t0) / 1e9))
+                cpu[who].append((time.process_time() - c0) / n * 1e6)
         profile_info = None
         if profile_path is not None:
             bot.registry.forget_closed()
@@ -256,7 +284,8 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
         await bot.rest.aclose()  # never used (no network here), but opened by Bot()
         nursery.cancel_scope.cancel()
     bot.store.close()
-    assert sdk_seen[0] >= len(frames) * rounds, "the SDK did not dispatch every frame"
+    if "sdk" in candidates:
+        assert sdk_seen[0] >= len(frames) * rounds, "the SDK did not dispatch every frame"
     return {
         "rates": rates,
         "cpu": cpu,
@@ -265,6 +294,8 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
         "dec_lat": dec_lat,
         "order_lat": order_lat,
         "quiet_lat": quiet_lat,
+        "nontrading_lat": nontrading_lat,
+        "nontrading_orders": nontrading_orders,
         "signals": counters.signals,
         "orders": orders,
         "fills": fills,
@@ -302,10 +333,11 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
     run_ = Run("hot_path", params)
     slugs = make_slugs(markets)
     frame_list = make_frames(slugs, frames, edge_share)
+    quiet_list = make_frames(slugs, frames, 0.0, seed=11)  # no edge: none of them trades
     out = out_dir or RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     res = trio.run(_run_rounds, frame_list, slugs, rounds,
-                   out / "hot_path_profile" if profile else None, html)
+                   out / "hot_path_profile" if profile else None, html, quiet_list)
 
     def row(name: str, rates: list[float], lat: list[int],
             cpu: list[float] | None = None) -> dict[str, Any]:
@@ -326,16 +358,22 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
             res["poly_lat"], res["cpu"]["poly"]),
         row("  of which frames that placed an order", [], res["order_lat"]),
         row("  of which frames that did not", [], res["quiet_lat"]),
+        row("polybot: non-trading frame, decode → book → engine.decide in one task", r["quiet"],
+            res["nontrading_lat"], res["cpu"]["quiet"]),
         row("polybot: wire.decode_frame only", r["decode"], res["dec_lat"], res["cpu"]["decode"]),
         row("polymarket-us SDK: _handle_message → no-op callback", r["sdk"], res["sdk_lat"],
             res["cpu"]["sdk"]),
     ]
-    ratio = rows[0]["frames_per_s_median"] / rows[4]["frames_per_s_median"]
-    decode_ratio = rows[3]["frames_per_s_median"] / rows[4]["frames_per_s_median"]
+    ratio = rows[0]["frames_per_s_median"] / rows[5]["frames_per_s_median"]
+    decode_ratio = rows[4]["frames_per_s_median"] / rows[5]["frames_per_s_median"]
     summary = {
         "polybot_frames_per_s": round(rows[0]["frames_per_s_median"]),
-        "sdk_frames_per_s": round(rows[4]["frames_per_s_median"]),
-        "polybot_decode_frames_per_s": round(rows[3]["frames_per_s_median"]),
+        "sdk_frames_per_s": round(rows[5]["frames_per_s_median"]),
+        "polybot_decode_frames_per_s": round(rows[4]["frames_per_s_median"]),
+        # the issue-15 target: CPU per book frame that does not trade (median of the rounds)
+        "polybot_cpu_us_per_nontrading_frame": round(rows[3]["cpu_us_per_frame"], 1),
+        "polybot_nontrading_frames_p50_us": round(rows[3]["p50_us"], 1),
+        "polybot_nontrading_orders": res["nontrading_orders"],
         "ratio_polybot_full_over_sdk_decode": round(ratio, 3),
         "ratio_polybot_decode_over_sdk_decode": round(decode_ratio, 3),
         "polybot_order_frames_p50_us": round(rows[1]["p50_us"], 1),
@@ -343,11 +381,11 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
         "polybot_quiet_frames_p50_us": round(rows[2]["p50_us"], 1),
         "polybot_quiet_frames_p99_us": round(rows[2]["p99_us"], 1),
         "polybot_cpu_us_per_frame": round(rows[0]["cpu_us_per_frame"], 1),
-        "sdk_cpu_us_per_frame": round(rows[4]["cpu_us_per_frame"], 1),
+        "sdk_cpu_us_per_frame": round(rows[5]["cpu_us_per_frame"], 1),
         "polybot_p50_us": round(rows[0]["p50_us"], 1),
         "polybot_p99_us": round(rows[0]["p99_us"], 1),
-        "sdk_p50_us": round(rows[4]["p50_us"], 1),
-        "sdk_p99_us": round(rows[4]["p99_us"], 1),
+        "sdk_p50_us": round(rows[5]["p50_us"], 1),
+        "sdk_p99_us": round(rows[5]["p99_us"], 1),
         "frame_bytes_mean": round(sum(map(len, frame_list)) / len(frame_list)),
         "signals": res["signals"],
         "orders": res["orders"],
@@ -366,6 +404,10 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
     print(f"ratio polybot full pipeline / SDK decode only (throughput): {ratio:.3f}"
           f"  (SDK is {1 / ratio:.1f}x faster: it only parses and dispatches)")
     print(f"ratio polybot decode only / SDK decode only (throughput): {decode_ratio:.3f}")
+    print(f"CPU per non-trading frame (decode → book → decision): "
+          f"{summary['polybot_cpu_us_per_nontrading_frame']} µs "
+          f"(median of {rounds} rounds of {frames:,}; orders placed by them: "
+          f"{res['nontrading_orders']})")
     print(f"signals {res['signals']}  orders {res['orders']}  filled {res['fills']}  "
           f"rejections {res['rejections']}")
     result, _ = run_.write(rows, summary, out_dir)
