@@ -186,7 +186,7 @@ async def quiet_frame(bot: Any, msg: str) -> None:
     from polybot.polymarket import wire
 
     now = trio.current_time()
-    event = wire.decode_frame(msg, now)
+    event = wire.decode_market_frame(msg, now)  # MarketsStream's decoder
     slug = event.book.market_slug
     bot.on_market_book(event.book, now)
     bot._dirty.discard(slug)

@@ -268,16 +268,31 @@ class PaperExecutor:
                 del per_market[key]
 
     def effective_book(self, book: BookSnapshot) -> BookSnapshot:
-        """`book` minus the liquidity paper orders already took from it (empty levels dropped)."""
+        """`book` minus the liquidity paper orders already took from it (empty levels dropped).
+        On every frame's path: a book nothing was taken from comes back as it is (no copy)."""
+        taken = self._taken.get(book.market_slug) or {}
+        changed = False
+
         def left(levels: tuple[PriceLevel, ...], side: Side) -> tuple[PriceLevel, ...]:
+            nonlocal changed
             out = []
             for lv in levels:
-                qty = self._available(book.market_slug, side, lv)
+                qty = lv.qty
+                mem = taken.get((side, lv.price)) if taken else None
+                if mem is not None and mem.level_qty == qty:  # as `_available`
+                    qty = max(qty - mem.taken, ZERO)
                 if qty > 0:
-                    out.append(lv if qty == lv.qty else PriceLevel(lv.price, qty))
+                    if qty == lv.qty:
+                        out.append(lv)
+                        continue
+                    out.append(PriceLevel(lv.price, qty))
+                changed = True
             return tuple(out)
-        return attrs.evolve(book, bids=left(book.bids, Side.SELL),
-                            offers=left(book.offers, Side.BUY))
+
+        bids, offers = left(book.bids, Side.SELL), left(book.offers, Side.BUY)
+        if not changed:
+            return book
+        return attrs.evolve(book, bids=bids, offers=offers)
 
     # --- market data driving resting orders -------------------------------------------------------
 
