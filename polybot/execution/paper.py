@@ -270,7 +270,11 @@ class PaperExecutor:
     def effective_book(self, book: BookSnapshot) -> BookSnapshot:
         """`book` minus the liquidity paper orders already took from it (empty levels dropped).
         On every frame's path: a book nothing was taken from comes back as it is (no copy)."""
-        taken = self._taken.get(book.market_slug) or {}
+        taken = self._taken.get(book.market_slug)
+        if not taken:  # the usual case: only empty levels would go (a stored book has none)
+            if all(lv.qty > 0 for lv in book.bids) and all(lv.qty > 0 for lv in book.offers):
+                return book
+            taken = {}
         changed = False
 
         def left(levels: tuple[PriceLevel, ...], side: Side) -> tuple[PriceLevel, ...]:
@@ -278,7 +282,7 @@ class PaperExecutor:
             out = []
             for lv in levels:
                 qty = lv.qty
-                mem = taken.get((side, lv.price)) if taken else None
+                mem = taken.get((side, lv.price))
                 if mem is not None and mem.level_qty == qty:  # as `_available`
                     qty = max(qty - mem.taken, ZERO)
                 if qty > 0:

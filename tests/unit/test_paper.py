@@ -296,6 +296,8 @@ async def test_effective_book_takes_off_only_what_paper_orders_took_and_copies_n
     ex, books, _led = make()
     frame = book(bids=[("0.38", "4")], offers=[("0.40", "10"), ("0.50", "10")])
     assert ex.effective_book(frame) is frame  # nothing taken in this market: the book as it is
+    hollow = book(offers=[("0.40", "0"), ("0.50", "10")])
+    assert ex.effective_book(hollow).offers == levels(("0.50", "10"))  # an empty level still goes
     books.update(frame)
     await ex.submit(req(Intent.BUY_LONG, "0.50", "14"))  # all of 0.40, 4 of 0.50
     ex.on_book(frame)
