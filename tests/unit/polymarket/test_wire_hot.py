@@ -247,3 +247,27 @@ def test_the_hot_decoder_agrees_with_the_full_decoder_on_any_frame(frame: str | 
 @given(st.one_of(st.text(max_size=40), st.binary(max_size=40)))
 def test_the_hot_decoder_agrees_on_arbitrary_text(data: str | bytes) -> None:
     same(data)
+
+
+def _time_outcome(parse: Any, text: Any) -> tuple[Any, ...]:
+    try:
+        return ("value", repr(parse(text)))
+    except Exception as exc:  # the comparison is the point
+        return ("raised", type(exc), str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.builds("{}-{}-{}T{}:{}:{}{}Z".format,
+              st.sampled_from(["2026", "0000", "9999", "20x6"]),
+              st.sampled_from(["01", "12", "13", "00", "1a"]),
+              st.sampled_from(["01", "28", "31", "32"]),
+              st.sampled_from(["00", "23", "24"]),
+              st.sampled_from(["00", "59", "60"]),
+              st.sampled_from(["00", "59", "60", "5."]),
+              st.one_of(st.just(""), st.from_regex(r"\A\.[0-9]{1,10}\Z"),
+                        st.sampled_from([".", ".12a", ".١٢٣", ".+12", ". 12"]))),
+    st.from_regex(r"\A[0-9T:.\-Z+ ]{18,31}\Z"),
+))
+def test_the_hot_time_reader_agrees_with_parse_time(text: str) -> None:
+    assert _time_outcome(wire._hot_time, text) == _time_outcome(wire.parse_time, text)
