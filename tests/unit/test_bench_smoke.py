@@ -42,6 +42,10 @@ def test_hot_path_result_has_both_pipelines_their_ratio_and_a_profile(tmp_path: 
     assert s["ratio_polybot_full_over_sdk_decode"] == pytest.approx(
         s["polybot_frames_per_s"] / s["sdk_frames_per_s"], abs=6e-4)  # rounded to 3 decimals
     assert s["orders"] > 0  # the edge frames reached the gate and the paper executor
+    quiet = next(r for r in data["rows"] if r["pipeline"].startswith("polybot: non-trading"))
+    assert quiet["frames"] == 200 * 3 and quiet["cpu_us_per_frame"] > 0
+    assert s["polybot_nontrading_orders"] == 0  # what it measures is frames that do not trade
+    assert s["polybot_cpu_us_per_nontrading_frame"] == round(quiet["cpu_us_per_frame"], 1)
     assert "polybot_frame" in (tmp_path / "hot_path_profile.txt").read_text()
 
 
