@@ -96,7 +96,7 @@ def _in_order(levels: tuple[PriceLevel, ...], descending: bool) -> bool:
     """Every level has size and the prices run best first (ties kept): what sorting would keep."""
     prev = None
     for lv in levels:
-        if not lv.qty > 0:
+        if not lv.qty > ZERO:
             return False
         price = lv.price
         if prev is not None and (price > prev if descending else price < prev):
