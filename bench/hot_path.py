@@ -6,7 +6,8 @@ executor — against the official SDK's websocket message handling of the same f
 **Subject.** A real `polybot.runtime.Bot` in paper mode (settings from env, SQLite store in a
 temporary DATA_DIR with its writer task running) with its market metadata and fair values
 filled in, as the reference and odds children would. Each frame goes through exactly what the
-markets socket and the runtime do with it: `wire.decode_frame(text, now)` (the stream's call),
+markets socket and the runtime do with it: `wire.decode_market_frame(text, now)` (the markets
+stream's call: the full decoder's events, quicker for a book),
 then `Bot.on_market_book` (the markets task's handler: `TradingEngine.book_replaced`, the
 venue's `on_book`, mark dirty), then `Bot.evaluate_market(slug)` (the trader's call:
 `TradingEngine.decide` → evaluate → RiskGate.check → the commands carried out:
@@ -51,7 +52,7 @@ import trio
 from bench.common import RESULTS_DIR, Run, percentile, print_table
 
 Q = Decimal("0.01")
-CANDIDATES = ("sdk", "decode", "poly", "quiet")
+CANDIDATES = ("sdk", "decode", "poly", "quiet", "hotdecode")
 
 
 def make_slugs(n: int) -> list[str]:
@@ -172,7 +173,7 @@ async def polybot_frame(bot: Any, msg: str) -> None:
     from polybot.polymarket import wire
 
     now = trio.current_time()
-    event = wire.decode_frame(msg, now)
+    event = wire.decode_market_frame(msg, now)
     slug = event.book.market_slug
     bot.on_market_book(event.book, now)
     bot._dirty.discard(slug)
@@ -217,12 +218,14 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
     sdk_handle, sdk_seen = make_sdk_handler()
     perf = time.perf_counter_ns
     from polybot.polymarket.wire import decode_frame as decode
+    from polybot.polymarket.wire import decode_market_frame as hot_decode
 
     rates: dict[str, list[float]] = {c: [] for c in CANDIDATES}
     cpu: dict[str, list[float]] = {c: [] for c in CANDIDATES}  # CPU µs per frame, all threads
     poly_lat: list[int] = []
     sdk_lat: list[int] = []
     dec_lat: list[int] = []
+    hot_lat: list[int] = []
     order_lat: list[int] = []  # frames whose evaluation placed an order
     quiet_lat: list[int] = []  # the rest
     nontrading_lat: list[int] = []  # "quiet": frames with no edge, book → decision in one task
@@ -255,6 +258,11 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                         a = perf()
                         decode(msg, 0.0)
                         dec_lat.append(perf() - a)
+                elif who == "hotdecode":
+                    for msg in frames:
+                        a = perf()
+                        hot_decode(msg, 0.0)
+                        hot_lat.append(perf() - a)
                 elif who == "quiet":
                     before = bot.counters.orders
                     for msg in quiet_frames:
@@ -292,6 +300,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
         "poly_lat": poly_lat,
         "sdk_lat": sdk_lat,
         "dec_lat": dec_lat,
+        "hot_lat": hot_lat,
         "order_lat": order_lat,
         "quiet_lat": quiet_lat,
         "nontrading_lat": nontrading_lat,
@@ -363,6 +372,8 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
         row("polybot: wire.decode_frame only", r["decode"], res["dec_lat"], res["cpu"]["decode"]),
         row("polymarket-us SDK: _handle_message → no-op callback", r["sdk"], res["sdk_lat"],
             res["cpu"]["sdk"]),
+        row("polybot: wire.decode_market_frame only (the markets stream's decoder)",
+            r["hotdecode"], res["hot_lat"], res["cpu"]["hotdecode"]),
     ]
     ratio = rows[0]["frames_per_s_median"] / rows[5]["frames_per_s_median"]
     decode_ratio = rows[4]["frames_per_s_median"] / rows[5]["frames_per_s_median"]
@@ -374,6 +385,8 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
         "polybot_cpu_us_per_nontrading_frame": round(rows[3]["cpu_us_per_frame"], 1),
         "polybot_nontrading_frames_p50_us": round(rows[3]["p50_us"], 1),
         "polybot_nontrading_orders": res["nontrading_orders"],
+        "polybot_hot_decode_cpu_us_per_frame": round(rows[6]["cpu_us_per_frame"], 1),
+        "polybot_decode_cpu_us_per_frame": round(rows[4]["cpu_us_per_frame"], 1),
         "ratio_polybot_full_over_sdk_decode": round(ratio, 3),
         "ratio_polybot_decode_over_sdk_decode": round(decode_ratio, 3),
         "polybot_order_frames_p50_us": round(rows[1]["p50_us"], 1),
