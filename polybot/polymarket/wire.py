@@ -814,8 +814,12 @@ _set_price = PriceLevel.__dict__["price"].__set__  # type: ignore[index]
 _set_qty = PriceLevel.__dict__["qty"].__set__  # type: ignore[index]
 # `_hot_levels` skips PriceLevel.__init__: valid only while it has nothing to run (else every
 # frame takes the full decoder)
-_PLAIN_LEVEL = [(f.name, f.validator, f.converter) for f in attrs.fields(PriceLevel)] == [
-    ("price", None, None), ("qty", None, None)] and attrs.has(PriceLevel)
+_PLAIN_LEVEL = (
+    [(f.name, f.validator, f.converter) for f in attrs.fields(PriceLevel)]
+    == [("price", None, None), ("qty", None, None)]
+    and not hasattr(PriceLevel, "__attrs_pre_init__")
+    and not hasattr(PriceLevel, "__attrs_post_init__")
+)
 
 
 class _Unusual(Exception):

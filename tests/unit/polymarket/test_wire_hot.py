@@ -271,3 +271,13 @@ def _time_outcome(parse: Any, text: Any) -> tuple[Any, ...]:
 ))
 def test_the_hot_time_reader_agrees_with_parse_time(text: str) -> None:
     assert _time_outcome(wire._hot_time, text) == _time_outcome(wire.parse_time, text)
+
+
+def test_without_the_level_shortcut_every_frame_takes_the_full_decoder(
+    monkeypatch: pytest.MonkeyPatch, full_calls: list[Any],
+) -> None:
+    # PriceLevel with a validator, converter or post-init would turn the shortcut off at import
+    assert wire._PLAIN_LEVEL  # today it has none
+    monkeypatch.setattr(wire, "_PLAIN_LEVEL", False)
+    assert repr(wire.decode_market_frame(PLAIN, 1.0)) == repr(wire.decode_frame(PLAIN, 1.0))
+    assert full_calls == [PLAIN, PLAIN]  # the hot path's fallback, then the direct call
