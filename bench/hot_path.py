@@ -8,13 +8,10 @@ temporary DATA_DIR with its writer task running) with its market metadata and fa
 filled in, as the reference and odds children would. Each frame goes through exactly what the
 markets socket and the runtime do with it: `wire.decode_market_frame(text, now)` (the markets
 stream's call: the full decoder's events, quicker for a book),
-then `Bot.on_market_book` (the markets task's handler: `TradingEngine.book_replaced`, the
-venue's `on_book`, mark dirty), then `Bot.evaluate_market(slug)` (the trader's call:
-`TradingEngine.decide` → evaluate → RiskGate.check → the commands carried out:
-PaperExecutor.submit, which waits for the intent to be committed to SQLite).
-Every frame is evaluated at once, the worst case: the real trader task batches markets that
-changed while it worked. The memory channel between the socket task and the consumer is not
-included (one `send`/`receive` pair per frame).
+then `Bot.on_book_frame` (what the markets socket's task awaits for a book, no channel in
+between: `Bot.on_market_book` — `TradingEngine.book_replaced`, the venue's `on_book` — then
+`Bot.evaluate_market(slug)`: `TradingEngine.decide` → evaluate → RiskGate.check → the commands
+carried out by the paper executor). The socket itself is `bench.stream_cpu`'s part.
 
 **Frames.** 100 markets, 10 levels a side, encoded by the local exchange's own encoder
 (`polybot.sim.wire.book` in the envelope of `polybot.sim.ws.WsConnection.send_frame`), so they
@@ -168,16 +165,13 @@ def build_bot(slugs: list[str], data_dir: Path) -> Any:
 
 
 async def polybot_frame(bot: Any, msg: str) -> None:
-    """One frame through the bot's real path: the stream's decode, the markets task's handler
-    (engine.book_replaced, the venue), then the trader's decision (engine.decide, commands)."""
+    """One frame through the bot's real path: the stream's decode, then the markets task's
+    handler (engine.book_replaced, the venue, engine.decide and its commands)."""
     from polybot.polymarket import wire
 
     now = trio.current_time()
     event = wire.decode_market_frame(msg, now)
-    slug = event.book.market_slug
-    bot.on_market_book(event.book, now)
-    bot._dirty.discard(slug)
-    await bot.evaluate_market(slug)
+    await bot.on_book_frame(event.book, now)
 
 
 async def quiet_frame(bot: Any, msg: str) -> None:
@@ -188,10 +182,7 @@ async def quiet_frame(bot: Any, msg: str) -> None:
 
     now = trio.current_time()
     event = wire.decode_market_frame(msg, now)  # MarketsStream's decoder
-    slug = event.book.market_slug
-    bot.on_market_book(event.book, now)
-    bot._dirty.discard(slug)
-    await bot.evaluate_market(slug)
+    await bot.on_book_frame(event.book, now)  # Bot.markets_child's handler for a book
 
 
 def make_sdk_handler() -> tuple[Any, list[int]]:
