@@ -6,14 +6,12 @@ executor — against the official SDK's websocket message handling of the same f
 **Subject.** A real `polybot.runtime.Bot` in paper mode (settings from env, SQLite store in a
 temporary DATA_DIR with its writer task running) with its market metadata and fair values
 filled in, as the reference and odds children would. Each frame goes through exactly what the
-markets socket and the runtime do with it: `wire.decode_frame(text, now)` (the stream's call),
-then `Bot.on_market_book` (the markets task's handler: `TradingEngine.book_replaced`, the
-venue's `on_book`, mark dirty), then `Bot.evaluate_market(slug)` (the trader's call:
-`TradingEngine.decide` → evaluate → RiskGate.check → the commands carried out:
-PaperExecutor.submit, which waits for the intent to be committed to SQLite).
-Every frame is evaluated at once, the worst case: the real trader task batches markets that
-changed while it worked. The memory channel between the socket task and the consumer is not
-included (one `send`/`receive` pair per frame).
+markets socket and the runtime do with it: `wire.decode_market_frame(text, now)` (the markets
+stream's call: the full decoder's events, quicker for a book),
+then `Bot.on_book_frame` (what the markets socket's task awaits for a book, no channel in
+between: `Bot.on_market_book` — `TradingEngine.book_replaced`, the venue's `on_book` — then
+`Bot.evaluate_market(slug)`: `TradingEngine.decide` → evaluate → RiskGate.check → the commands
+carried out by the paper executor). The socket itself is `bench.stream_cpu`'s part.
 
 **Frames.** 100 markets, 10 levels a side, encoded by the local exchange's own encoder
 (`polybot.sim.wire.book` in the envelope of `polybot.sim.ws.WsConnection.send_frame`), so they
@@ -51,7 +49,7 @@ import trio
 from bench.common import RESULTS_DIR, Run, percentile, print_table
 
 Q = Decimal("0.01")
-CANDIDATES = ("sdk", "decode", "poly")
+CANDIDATES = ("sdk", "decode", "poly", "quiet", "hotdecode")
 
 
 def make_slugs(n: int) -> list[str]:
@@ -167,16 +165,24 @@ def build_bot(slugs: list[str], data_dir: Path) -> Any:
 
 
 async def polybot_frame(bot: Any, msg: str) -> None:
-    """One frame through the bot's real path: the stream's decode, the markets task's handler
-    (engine.book_replaced, the venue), then the trader's decision (engine.decide, commands)."""
+    """One frame through the bot's real path: the stream's decode, then the markets task's
+    handler (engine.book_replaced, the venue, engine.decide and its commands)."""
     from polybot.polymarket import wire
 
     now = trio.current_time()
-    event = wire.decode_frame(msg, now)
-    slug = event.book.market_slug
-    bot.on_market_book(event.book, now)
-    bot._dirty.discard(slug)
-    await bot.evaluate_market(slug)
+    event = wire.decode_market_frame(msg, now)
+    await bot.on_book_frame(event.book, now)
+
+
+async def quiet_frame(bot: Any, msg: str) -> None:
+    """One book frame that does not trade, as the markets task handles it once it calls the
+    engine directly: the stream's decode, the book handler (engine.book_replaced, the venue)
+    and the market's decision (engine.decide and its commands) in the same task."""
+    from polybot.polymarket import wire
+
+    now = trio.current_time()
+    event = wire.decode_market_frame(msg, now)  # MarketsStream's decoder
+    await bot.on_book_frame(event.book, now)  # Bot.markets_child's handler for a book
 
 
 def make_sdk_handler() -> tuple[Any, list[int]]:
@@ -195,20 +201,27 @@ def make_sdk_handler() -> tuple[Any, list[int]]:
 
 
 async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
-                      profile_path: Path | None, html: bool = False) -> dict[str, Any]:
+                      profile_path: Path | None, html: bool = False,
+                      quiet_frames: list[str] | None = None,
+                      candidates: tuple[str, ...] = CANDIDATES) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="polybot-bench-hot-"))
     bot = build_bot(slugs, data_dir)
     sdk_handle, sdk_seen = make_sdk_handler()
     perf = time.perf_counter_ns
     from polybot.polymarket.wire import decode_frame as decode
+    from polybot.polymarket.wire import decode_market_frame as hot_decode
 
     rates: dict[str, list[float]] = {c: [] for c in CANDIDATES}
     cpu: dict[str, list[float]] = {c: [] for c in CANDIDATES}  # CPU µs per frame, all threads
     poly_lat: list[int] = []
     sdk_lat: list[int] = []
     dec_lat: list[int] = []
+    hot_lat: list[int] = []
     order_lat: list[int] = []  # frames whose evaluation placed an order
     quiet_lat: list[int] = []  # the rest
+    nontrading_lat: list[int] = []  # "quiet": frames with no edge, book → decision in one task
+    nontrading_orders = 0  # orders placed by the "quiet" frames (0 when they are what they claim)
+    quiet_frames = quiet_frames or []
     async with trio.open_nursery() as nursery:
         await nursery.start(bot.store.run)
         # warm-up: every market gets a first book (and imports/caches are hot)
@@ -217,7 +230,8 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
             sdk_handle(msg)
         for r in range(rounds):
             # interleaved; the order of the candidates rotates every round
-            order = CANDIDATES[r % 3:] + CANDIDATES[: r % 3]
+            k = r % len(candidates)
+            order = candidates[k:] + candidates[:k]
             # what the housekeeping child does every 60 s: drop closed orders from the registry
             # (its open-orders scan walks every tracked order; a round is ~1/3 of a minute's
             # worth of orders at this edge share)
@@ -235,6 +249,18 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                         a = perf()
                         decode(msg, 0.0)
                         dec_lat.append(perf() - a)
+                elif who == "hotdecode":
+                    for msg in frames:
+                        a = perf()
+                        hot_decode(msg, 0.0)
+                        hot_lat.append(perf() - a)
+                elif who == "quiet":
+                    before = bot.counters.orders
+                    for msg in quiet_frames:
+                        a = perf()
+                        await quiet_frame(bot, msg)
+                        nontrading_lat.append(perf() - a)
+                    nontrading_orders += bot.counters.orders - before
                 else:
                     for msg in frames:
                         before = bot.counters.orders
@@ -243,8 +269,9 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                         took = perf() - a
                         poly_lat.append(took)
                         (order_lat if bot.counters.orders != before else quiet_lat).append(took)
-                rates[who].append(len(frames) / ((perf() - t0) / 1e9))
-                cpu[who].append((time.process_time() - c0) / len(frames) * 1e6)
+                n = len(quiet_frames) if who == "quiet" else len(frames)
+                rates[who].append(n / ((perf() - t0) / 1e9))
+                cpu[who].append((time.process_time() - c0) / n * 1e6)
         profile_info = None
         if profile_path is not None:
             bot.registry.forget_closed()
@@ -256,15 +283,19 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
         await bot.rest.aclose()  # never used (no network here), but opened by Bot()
         nursery.cancel_scope.cancel()
     bot.store.close()
-    assert sdk_seen[0] >= len(frames) * rounds, "the SDK did not dispatch every frame"
+    if "sdk" in candidates:
+        assert sdk_seen[0] >= len(frames) * rounds, "the SDK did not dispatch every frame"
     return {
         "rates": rates,
         "cpu": cpu,
         "poly_lat": poly_lat,
         "sdk_lat": sdk_lat,
         "dec_lat": dec_lat,
+        "hot_lat": hot_lat,
         "order_lat": order_lat,
         "quiet_lat": quiet_lat,
+        "nontrading_lat": nontrading_lat,
+        "nontrading_orders": nontrading_orders,
         "signals": counters.signals,
         "orders": orders,
         "fills": fills,
@@ -302,10 +333,11 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
     run_ = Run("hot_path", params)
     slugs = make_slugs(markets)
     frame_list = make_frames(slugs, frames, edge_share)
+    quiet_list = make_frames(slugs, frames, 0.0, seed=11)  # no edge: none of them trades
     out = out_dir or RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     res = trio.run(_run_rounds, frame_list, slugs, rounds,
-                   out / "hot_path_profile" if profile else None, html)
+                   out / "hot_path_profile" if profile else None, html, quiet_list)
 
     def row(name: str, rates: list[float], lat: list[int],
             cpu: list[float] | None = None) -> dict[str, Any]:
@@ -326,16 +358,26 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
             res["poly_lat"], res["cpu"]["poly"]),
         row("  of which frames that placed an order", [], res["order_lat"]),
         row("  of which frames that did not", [], res["quiet_lat"]),
+        row("polybot: non-trading frame, decode → book → engine.decide in one task", r["quiet"],
+            res["nontrading_lat"], res["cpu"]["quiet"]),
         row("polybot: wire.decode_frame only", r["decode"], res["dec_lat"], res["cpu"]["decode"]),
         row("polymarket-us SDK: _handle_message → no-op callback", r["sdk"], res["sdk_lat"],
             res["cpu"]["sdk"]),
+        row("polybot: wire.decode_market_frame only (the markets stream's decoder)",
+            r["hotdecode"], res["hot_lat"], res["cpu"]["hotdecode"]),
     ]
-    ratio = rows[0]["frames_per_s_median"] / rows[4]["frames_per_s_median"]
-    decode_ratio = rows[3]["frames_per_s_median"] / rows[4]["frames_per_s_median"]
+    ratio = rows[0]["frames_per_s_median"] / rows[5]["frames_per_s_median"]
+    decode_ratio = rows[4]["frames_per_s_median"] / rows[5]["frames_per_s_median"]
     summary = {
         "polybot_frames_per_s": round(rows[0]["frames_per_s_median"]),
-        "sdk_frames_per_s": round(rows[4]["frames_per_s_median"]),
-        "polybot_decode_frames_per_s": round(rows[3]["frames_per_s_median"]),
+        "sdk_frames_per_s": round(rows[5]["frames_per_s_median"]),
+        "polybot_decode_frames_per_s": round(rows[4]["frames_per_s_median"]),
+        # the issue-15 target: CPU per book frame that does not trade (median of the rounds)
+        "polybot_cpu_us_per_nontrading_frame": round(rows[3]["cpu_us_per_frame"], 1),
+        "polybot_nontrading_frames_p50_us": round(rows[3]["p50_us"], 1),
+        "polybot_nontrading_orders": res["nontrading_orders"],
+        "polybot_hot_decode_cpu_us_per_frame": round(rows[6]["cpu_us_per_frame"], 1),
+        "polybot_decode_cpu_us_per_frame": round(rows[4]["cpu_us_per_frame"], 1),
         "ratio_polybot_full_over_sdk_decode": round(ratio, 3),
         "ratio_polybot_decode_over_sdk_decode": round(decode_ratio, 3),
         "polybot_order_frames_p50_us": round(rows[1]["p50_us"], 1),
@@ -343,11 +385,11 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
         "polybot_quiet_frames_p50_us": round(rows[2]["p50_us"], 1),
         "polybot_quiet_frames_p99_us": round(rows[2]["p99_us"], 1),
         "polybot_cpu_us_per_frame": round(rows[0]["cpu_us_per_frame"], 1),
-        "sdk_cpu_us_per_frame": round(rows[4]["cpu_us_per_frame"], 1),
+        "sdk_cpu_us_per_frame": round(rows[5]["cpu_us_per_frame"], 1),
         "polybot_p50_us": round(rows[0]["p50_us"], 1),
         "polybot_p99_us": round(rows[0]["p99_us"], 1),
-        "sdk_p50_us": round(rows[4]["p50_us"], 1),
-        "sdk_p99_us": round(rows[4]["p99_us"], 1),
+        "sdk_p50_us": round(rows[5]["p50_us"], 1),
+        "sdk_p99_us": round(rows[5]["p99_us"], 1),
         "frame_bytes_mean": round(sum(map(len, frame_list)) / len(frame_list)),
         "signals": res["signals"],
         "orders": res["orders"],
@@ -366,6 +408,10 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
     print(f"ratio polybot full pipeline / SDK decode only (throughput): {ratio:.3f}"
           f"  (SDK is {1 / ratio:.1f}x faster: it only parses and dispatches)")
     print(f"ratio polybot decode only / SDK decode only (throughput): {decode_ratio:.3f}")
+    print(f"CPU per non-trading frame (decode → book → decision): "
+          f"{summary['polybot_cpu_us_per_nontrading_frame']} µs "
+          f"(median of {rounds} rounds of {frames:,}; orders placed by them: "
+          f"{res['nontrading_orders']})")
     print(f"signals {res['signals']}  orders {res['orders']}  filled {res['fills']}  "
           f"rejections {res['rejections']}")
     result, _ = run_.write(rows, summary, out_dir)

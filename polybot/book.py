@@ -92,8 +92,24 @@ class _Entry:
     lost_at: float | None = None  # clock time of the last continuity loss
 
 
+def _in_order(levels: tuple[PriceLevel, ...], descending: bool) -> bool:
+    """Every level has size and the prices run best first (ties kept): what sorting would keep."""
+    prev = None
+    for lv in levels:
+        if not lv.qty > ZERO:
+            return False
+        price = lv.price
+        if prev is not None and (price > prev if descending else price < prev):
+            return False
+        prev = price
+    return True
+
+
 def _normalise(book: BookSnapshot) -> BookSnapshot:
-    """Drop empty levels and make sure each side is sorted best first (cheap; books are short)."""
+    """Drop empty levels and make sure each side is sorted best first (cheap; books are short).
+    The exchange sends them so: that case is one pass over the levels, with no copy."""
+    if _in_order(book.bids, True) and _in_order(book.offers, False):
+        return book
     bids = tuple(sorted((lv for lv in book.bids if lv.qty > 0), key=lambda lv: lv.price, reverse=True))
     offers = tuple(sorted((lv for lv in book.offers if lv.qty > 0), key=lambda lv: lv.price))
     if bids == book.bids and offers == book.offers:

@@ -281,9 +281,23 @@ class Bot:
             stream_config_from_settings,
         )
 
-        send, recv = trio.open_memory_channel[Any](10_000)
-        stream = MarketsStream(stream_config_from_settings(self.settings), self.signer, send,
-                               list(self.universe),
+        async def on_event(event: Any) -> None:
+            # awaited by the socket-reading task for each event, in order (no channel, no hop):
+            # while it runs the socket is not read, so a slow handler slows the feed
+            now = trio.current_time()
+            if type(event) is wire.BookReplaced:
+                await self.on_book_frame(event.book, now)  # the book, then its decision
+            elif isinstance(event, wire.TradePrinted):
+                self.executor.on_trade(event.trade)
+            elif isinstance(event, ContinuityLost):
+                self.engine.continuity_lost(at=now)
+                self.executor.on_continuity_lost()
+                progress.degraded(f"exchange market feed down: {event.reason}")
+            elif isinstance(event, StreamConnected):
+                progress.recovered()
+
+        stream = MarketsStream(stream_config_from_settings(self.settings), self.signer,
+                               slugs=list(self.universe), deliver=on_event,
                                subscription_types=("SUBSCRIPTION_TYPE_MARKET_DATA",
                                                    "SUBSCRIPTION_TYPE_TRADE"),
                                on_no_data=self._market_no_data,
@@ -292,21 +306,9 @@ class Bot:
         self._markets_stream = stream
         self.engine.continuity_lost(at=trio.current_time())
         async with trio.open_nursery() as nursery:
-            await nursery.start(stream.run)
             nursery.start_soon(self._follow_universe, stream)
-            task_status.started()
-            async for event in recv:
-                now = trio.current_time()
-                if isinstance(event, wire.BookReplaced):
-                    await self.on_book_frame(event.book, now)
-                elif isinstance(event, wire.TradePrinted):
-                    self.executor.on_trade(event.trade)
-                elif isinstance(event, ContinuityLost):
-                    self.engine.continuity_lost(at=now)
-                    self.executor.on_continuity_lost()
-                    progress.degraded(f"exchange market feed down: {event.reason}")
-                elif isinstance(event, StreamConnected):
-                    progress.recovered()
+            task_status.started()  # before the first event can reach the handler
+            await stream.run()
 
     def _universe_changed(self, listing: Any) -> None:
         """A market added or changed: wake the followers whose set it may change."""

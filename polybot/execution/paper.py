@@ -122,6 +122,13 @@ class _Sim:
         return self.taker_fees.total + self.maker_fees
 
 
+def _all_sized(levels: tuple[PriceLevel, ...]) -> bool:
+    for lv in levels:  # a plain loop: cheaper than all() over a generator, on every frame
+        if not lv.qty > ZERO:
+            return False
+    return True
+
+
 class PaperExecutor:
     def __init__(
         self,
@@ -268,16 +275,35 @@ class PaperExecutor:
                 del per_market[key]
 
     def effective_book(self, book: BookSnapshot) -> BookSnapshot:
-        """`book` minus the liquidity paper orders already took from it (empty levels dropped)."""
+        """`book` minus the liquidity paper orders already took from it (empty levels dropped).
+        On every frame's path: a book nothing was taken from comes back as it is (no copy)."""
+        taken = self._taken.get(book.market_slug)
+        if not taken:  # the usual case: only empty levels would go (a stored book has none)
+            if _all_sized(book.bids) and _all_sized(book.offers):
+                return book
+            taken = {}
+        changed = False
+
         def left(levels: tuple[PriceLevel, ...], side: Side) -> tuple[PriceLevel, ...]:
+            nonlocal changed
             out = []
             for lv in levels:
-                qty = self._available(book.market_slug, side, lv)
+                qty = lv.qty
+                mem = taken.get((side, lv.price))
+                if mem is not None and mem.level_qty == qty:  # as `_available`
+                    qty = max(qty - mem.taken, ZERO)
                 if qty > 0:
-                    out.append(lv if qty == lv.qty else PriceLevel(lv.price, qty))
+                    if qty == lv.qty:
+                        out.append(lv)
+                        continue
+                    out.append(PriceLevel(lv.price, qty))
+                changed = True
             return tuple(out)
-        return attrs.evolve(book, bids=left(book.bids, Side.SELL),
-                            offers=left(book.offers, Side.BUY))
+
+        bids, offers = left(book.bids, Side.SELL), left(book.offers, Side.BUY)
+        if not changed:
+            return book
+        return attrs.evolve(book, bids=bids, offers=offers)
 
     # --- market data driving resting orders -------------------------------------------------------
 

@@ -157,6 +157,43 @@ def test_markets_socket_docs_examples_decode_to_their_events():
     assert (trade.trade.price, trade.trade.qty) == (D("0.555"), D("0.50"))
 
 
+def test_the_markets_hot_decoder_agrees_with_the_full_decoder_on_every_recorded_payload(
+    monkeypatch,
+):
+    """Every Polymarket payload recorded (the live frame, the docs' frames, each REST body)
+    decodes to the same event or the
+    same rejection through `decode_market_frame` as through `decode_frame`; the recorded open
+    books take the hot path itself (the halted one is the full decoder's)."""
+    def outcome(decode, data):
+        try:
+            return ("event", repr(decode(data, 1.5)))
+        except Exception as exc:  # the comparison is the point
+            return ("raised", type(exc), str(exc))
+
+    texts: dict[str, str] = {}
+    for path in sorted((ROOT / "polymarket-us").iterdir()):
+        rel = f"polymarket-us/{path.name}"
+        if path.name.endswith("-docs-examples.txt"):
+            for i, block in enumerate(_docs_blocks(rel)):
+                texts[f"{rel}#{i}"] = block
+            continue
+        texts[rel] = _text(rel).strip()  # a REST book body is a `marketData` frame too
+    hot: list[str] = []
+    full = pw.decode_frame
+    calls: list[object] = []
+    monkeypatch.setattr(pw, "decode_frame", lambda *a, **k: calls.append(a) or full(*a, **k))
+    for name, text in texts.items():
+        calls.clear()
+        assert outcome(pw.decode_market_frame, text) == outcome(full, text), name
+        if not calls:  # the hot decoder built it without the full decoder
+            hot.append(name)
+    assert sorted(hot) == [
+        "polymarket-us/book-aec-ufc-casone-edumou-2026-09-19.json",
+        "polymarket-us/ws-markets-docs-examples.txt#0",
+        "polymarket-us/ws-markets-marketdata-frame-atc-lal-elc-fcb-2026-08-23.txt",
+    ]
+
+
 # --- OpticOdds ---------------------------------------------------------------------------------
 
 

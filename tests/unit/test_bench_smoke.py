@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import fast_create, hot_path, scale, tick_to_order
+from bench import fast_create, hot_path, scale, stream_cpu, tick_to_order
 
 TOP_KEYS = {"benchmark", "started_at", "duration_seconds", "machine", "params", "rows", "summary"}
 
@@ -42,7 +42,19 @@ def test_hot_path_result_has_both_pipelines_their_ratio_and_a_profile(tmp_path: 
     assert s["ratio_polybot_full_over_sdk_decode"] == pytest.approx(
         s["polybot_frames_per_s"] / s["sdk_frames_per_s"], abs=6e-4)  # rounded to 3 decimals
     assert s["orders"] > 0  # the edge frames reached the gate and the paper executor
+    quiet = next(r for r in data["rows"] if r["pipeline"].startswith("polybot: non-trading"))
+    assert quiet["frames"] == 200 * 3 and quiet["cpu_us_per_frame"] > 0
+    assert s["polybot_nontrading_orders"] == 0  # what it measures is frames that do not trade
+    assert s["polybot_cpu_us_per_nontrading_frame"] == round(quiet["cpu_us_per_frame"], 1)
     assert "polybot_frame" in (tmp_path / "hot_path_profile.txt").read_text()
+
+
+def test_stream_cpu_delivers_every_frame_of_the_burst_and_reports_cpu(tmp_path: Path) -> None:
+    result = stream_cpu.run(frames=400, rounds=1, out_dir=tmp_path)
+    data = _written(tmp_path, "stream_cpu", result)
+    (row,) = data["rows"]
+    assert row["cpu_us_per_frame"] > 0 and len(row["cpu_us_rounds"]) == 1
+    assert data["summary"]["malformed"] == 0  # every frame decoded (the burst's last one ends it)
 
 
 @pytest.mark.slow

@@ -1,6 +1,9 @@
 from decimal import Decimal as D
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polybot.book import BookStore, depth_walk
 from polybot.model import BookSnapshot, MarketState, PriceLevel, Side
@@ -127,3 +130,32 @@ def test_loss_of_all_at_a_time_also_covers_markets_seen_later():
 def test_walk_rejects_unknown_side():
     with pytest.raises(ValueError):
         depth_walk(BOOK, Side.UNKNOWN, D("0.5"))
+
+
+# the store keeps what sorting best first and dropping empty levels gives, whatever the order
+# it came in; a book already so (every exchange frame) is kept as it is, not copied
+_LEVELS = st.lists(st.tuples(st.sampled_from(["0.40", "0.41", "0.42", "0.5", "0.50"]),
+                             st.sampled_from(["0", "1", "2.5", "-1"])), max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_LEVELS, _LEVELS)
+def test_store_holds_each_side_sorted_best_first_without_empty_levels(bids, offers):
+    s = BookStore()
+    sent = book(bids=bids, offers=offers)
+    s.update(sent)
+    kept = s.get("m1")
+    want_bids = tuple(sorted((x for x in sent.bids if x.qty > 0), key=lambda x: x.price,
+                             reverse=True))
+    want_offers = tuple(sorted((x for x in sent.offers if x.qty > 0), key=lambda x: x.price))
+    assert (kept.bids, kept.offers) == (want_bids, want_offers)
+    assert kept == attrs.evolve(sent, bids=want_bids, offers=want_offers)
+    if (want_bids, want_offers) == (sent.bids, sent.offers):
+        assert kept is sent
+
+
+def test_an_exchange_ordered_book_is_stored_without_a_copy():
+    s = BookStore()
+    sent = book(bids=[("0.42", "3"), ("0.42", "1"), ("0.40", "1")], offers=[("0.55", "1")])
+    s.update(sent)
+    assert s.get("m1") is sent

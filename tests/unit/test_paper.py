@@ -1,5 +1,6 @@
 from decimal import Decimal as D
 
+import attrs
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -289,3 +290,20 @@ def test_after_a_restart_unchanged_levels_are_not_taken_a_second_time():
     other = PaperExecutor(OrderRegistry(), Ledger(D(1000)), BookStore())  # never traded there
     other.on_book(same)
     assert other.effective_book(same).offers == (PriceLevel(D("0.45"), D(30)),)
+
+
+async def test_effective_book_takes_off_only_what_paper_orders_took_and_copies_nothing_else():
+    ex, books, _led = make()
+    frame = book(bids=[("0.38", "4")], offers=[("0.40", "10"), ("0.50", "10")])
+    assert ex.effective_book(frame) is frame  # nothing taken in this market: the book as it is
+    hollow = book(offers=[("0.40", "0"), ("0.50", "10")])
+    assert ex.effective_book(hollow).offers == levels(("0.50", "10"))  # an empty level still goes
+    books.update(frame)
+    await ex.submit(req(Intent.BUY_LONG, "0.50", "14"))  # all of 0.40, 4 of 0.50
+    ex.on_book(frame)
+    seen = ex.effective_book(frame)
+    assert (seen.bids, seen.offers) == (frame.bids, levels(("0.50", "6")))
+    assert seen == attrs.evolve(frame, offers=levels(("0.50", "6")))
+    moved = book(bids=[("0.38", "4")], offers=[("0.41", "3"), ("0.50", "12")])  # refreshed
+    ex.on_book(moved)
+    assert ex.effective_book(moved) is moved
