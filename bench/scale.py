@@ -428,7 +428,11 @@ async def _start_main(n_markets: int, leagues: tuple[str, ...], modes: list[str]
         sim.server.rest.limiter = CountingLimiter(sim.server.rest.limiter.limit)
         for mode in modes:
             for i in range(runs):
-                row = await one_start(sim, leagues, n_markets, mode)
+                try:
+                    row = await one_start(sim, leagues, n_markets, mode)
+                except RuntimeError as exc:  # e.g. its health port was taken meanwhile: again
+                    print(f"run {i + 1} ({mode}) failed, repeated: {exc}")
+                    row = await one_start(sim, leagues, n_markets, mode)
                 row["run"] = i + 1
                 rows.append(row)
                 await trio.sleep(1.5)  # the per-IP window of the last run empties
