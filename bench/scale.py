@@ -60,6 +60,7 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 from bench.common import Run, print_table, spawn_bot
 from bench.hot_path import book_levels, encode_frame
 from bench.tick_to_order import bot_env, free_port, stop_bot, wait_ready
+from polybot.sim.rest import RateLimiter
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 RID = "__RID__"
@@ -295,19 +296,16 @@ def run(sizes: tuple[int, ...] = (10, 100, 500), rate: float = 1000.0, idle: flo
 # --- start: process start -> first 200 on /ready, markets discovered by league ---------------
 
 
-class CountingLimiter:
+class CountingLimiter(RateLimiter):
     """The exchange's rate limiter, counting what it let through and what it refused (429)."""
 
     def __init__(self, limit: float) -> None:
-        from polybot.sim.rest import RateLimiter
-
-        self.limit = limit
-        self._inner = RateLimiter(limit)
+        super().__init__(limit)
         self.allowed = 0
         self.refused = 0
 
     def allow(self, bucket: str) -> bool:
-        ok = self._inner.allow(bucket)
+        ok = super().allow(bucket)
         if ok:
             self.allowed += 1
         else:
