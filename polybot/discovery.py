@@ -32,6 +32,9 @@ listed) for 3 intervals. A league with no game inside the horizon (off-season) i
 Listings go through the REST client's listing budget (half the public per-IP budget), so public
 reads the trading needs keep their share, and creates and cancels (the signed budget) never wait
 behind discovery.
+
+The bot is not ready (`/ready` 503) until the first pass has listed every league (or failed to):
+its first 200 means the leagues' games are in, subscribed and priced, not an empty universe.
 """
 
 from __future__ import annotations
@@ -316,6 +319,9 @@ class Discovery:
         self.partner_lookups = 0
         self.not_admitted = 0  # markets left out by MAX_MARKETS in the last pass
         self._alerted_stalled = False
+        # every league listed (or its listing failed) at least once: the bot's readiness waits
+        # for it, so a first 200 from /ready means the configured leagues' games are in
+        self.listed_once = False
 
     # --- the task ----------------------------------------------------------------------------
 
@@ -346,6 +352,9 @@ class Discovery:
         for state in due:
             await self.pass_league(state.league)
             progress.beat()
+        if not self.listed_once:
+            self.listed_once = all(s.last_pass is not None or s.errors
+                                   for s in self.leagues.values())
         if due and all(s.failed_in_a_row == 0 for s in self.leagues.values()):
             self.last_complete_pass = trio.current_time()
             self.passes += 1

@@ -37,11 +37,22 @@ class StatusViews:
         if stream is None or not stream.status.connected:
             return "exchange market feed not connected" + (
                 f" ({stream.status.describe()})" if stream is not None else "")
+        discovery = bot._discovery
+        if bot.settings.market_leagues and (discovery is None or not discovery.listed_once):
+            return "discovering the games of " + ", ".join(bot.settings.market_leagues)
+        unwatched = sum(1 for slug in bot.universe if not stream.watches(slug))
+        if unwatched:
+            return f"subscribing to {unwatched} market(s) on the exchange market feed"
         if bot.settings.opticodds_api_key is None:
             return "no OPTICODDS_API_KEY: cannot price, so no trading"
         feed = bot._odds_feed
         if feed is None:
             return "matching markets to OpticOdds fixtures"
+        unpriced = sum(1 for listing in bot.universe.listings()
+                       if (target := bot._odds_target(listing)) is not None
+                       and feed.target_of(listing.slug) != target)
+        if unpriced:
+            return f"odds feed: {unpriced} matched market(s) not streamed yet"
         if feed.status.state.value != "live":
             return f"odds feed not live ({feed.status.state.value})"
         if bot.live is not None and not bot.live.trading_allowed:

@@ -302,3 +302,28 @@ async def test_teams_named_differently_by_the_two_vendors_are_found_through_the_
         for listing in u.listings():
             assert (listing.target.fixture_id, listing.target.yes_selection) == want[listing.slug]
 
+
+
+async def test_the_first_ready_comes_with_every_league_s_games_subscribed_and_priced(
+        tmp_path, mock_clock):
+    # a 200 from /ready over a universe discovery has not filled yet would tell an operator
+    # the bot trades its leagues while it trades nothing
+    spec = league_schedule_spec(14, ("nba", "nhl"), games_per_wave=3)
+    async with running_sim(scenario=spec, opticodds=True, run_scenario=False) as sim:
+        async with running_bot(sim, tmp_path, live=False, clock=SimClock(sim), MARKET_SLUGS="",
+                               MARKET_LEAGUES="nba,nhl") as bot:
+            reasons = []
+            with trio.fail_after(60):
+                while (reason := bot.not_ready_reason()) is not None:
+                    if not reasons or reasons[-1] != reason:
+                        reasons.append(reason)
+                    await trio.sleep(0.01)
+            want = expected_targets(sim)
+            assert len(want) >= 6 and set(bot.universe) == set(want)
+            assert all(bot._markets_stream.watches(slug) for slug in want)
+            feed = bot._odds_feed
+            for listing in bot.universe.listings():
+                assert listing.target_confirmed
+                assert feed.target_of(listing.slug) == listing.target
+            assert feed.status.state.value == "live"
+            assert "discovering the games of nba, nhl" in reasons
