@@ -31,7 +31,8 @@ listed) for 3 intervals. A league with no game inside the horizon (off-season) i
 
 Listings go through the REST client's listing budget (half the public per-IP budget), so public
 reads the trading needs keep their share, and creates and cancels (the signed budget) never wait
-behind discovery.
+behind discovery. The first pass is the exception: it runs before the bot can trade, so it takes
+the whole public budget (`whole_public_budget`), and the leagues are listed side by side.
 
 The bot is not ready (`/ready` 503) until the first pass has listed every league (or failed to):
 its first 200 means the leagues' games are in, subscribed and priced, not an empty universe.
@@ -40,7 +41,8 @@ its first 200 means the leagues' games are in, subscribed and priced, not an emp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -223,6 +225,22 @@ async def _paged(fetch: Callable[[int], Any], what: str,
     return list(rows.values()), False, malformed
 
 
+@contextmanager
+def _bare_fatal() -> Iterator[None]:
+    """A fatal error of one league's pass (a rejected key) leaves the leagues' nursery bare, not
+    inside a group, so the supervisor maps it to its exit code as before."""
+    try:
+        yield
+    except BaseExceptionGroup as eg:
+        fatal, _ = eg.split((pm.AuthError, FatalCredentialsError, oc.AuthError))
+        if fatal is not None:
+            first: BaseException = fatal
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from eg
+        raise
+
+
 # --- the running task --------------------------------------------------------------------------
 
 
@@ -349,9 +367,19 @@ class Discovery:
         """List every league whose time has come (a new pass, or the retry of a failed one)."""
         now = trio.current_time()
         due = [s for s in self.leagues.values() if s.next_due <= now]
-        for state in due:
-            await self.pass_league(state.league)
+
+        async def one(league: str) -> None:
+            await self.pass_league(league)
             progress.beat()
+
+        # the leagues side by side: one league's fixtures listing and matching overlap the next
+        # league's exchange listing (the REST client's buckets pace the exchange calls). The
+        # first pass, before the bot can trade, may take the whole public budget: no public
+        # read of the trading's is there to leave room for.
+        with self._budget(first=not self.listed_once), _bare_fatal():
+            async with trio.open_nursery() as nursery:
+                for state in due:
+                    nursery.start_soon(one, state.league)
         if not self.listed_once:
             self.listed_once = all(s.last_pass is not None or s.errors
                                    for s in self.leagues.values())
@@ -366,6 +394,10 @@ class Discovery:
             progress.degraded("discovery: listing failed for " + ", ".join(failing))
         elif due:
             progress.recovered()
+
+    def _budget(self, *, first: bool) -> AbstractContextManager[object]:
+        whole = getattr(self.rest, "whole_public_budget", None)
+        return whole() if first and whole is not None else nullcontext()
 
     def check_alerts(self) -> None:
         now = trio.current_time()

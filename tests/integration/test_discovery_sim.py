@@ -304,6 +304,27 @@ async def test_teams_named_differently_by_the_two_vendors_are_found_through_the_
 
 
 
+async def test_the_first_pass_takes_the_whole_public_budget_and_later_passes_half(mock_clock):
+    # before the bot trades, no public read of the trading's needs the listing budget's other
+    # half: the first pass is paced by the public bucket alone (it still stays under the
+    # exchange's per-IP limit: no 429), every later pass by the listing share
+    spec = league_schedule_spec(15, ("nba", "nhl"), games_per_wave=3)
+    async with running_sim(scenario=spec, opticodds=True, run_scenario=False) as sim:
+        rest, odds = clients(sim)
+        async with rest, odds:
+            u, alerts = Universe(), []
+            d = make(sim, rest, odds, u, alerts)
+            for state in d.leagues.values():
+                state.next_due = trio.current_time()
+            await d.run_due(Progress())
+            assert d.listed_once and set(u) == set(expected_targets(sim))
+            assert rest._listing_bucket.waits == 0 and rest.retries == 0
+            for state in d.leagues.values():
+                state.next_due = trio.current_time()
+            await d.run_due(Progress())
+            assert rest._listing_bucket.waits > 0 and rest.retries == 0
+
+
 async def test_the_first_ready_comes_with_every_league_s_games_subscribed_and_priced(
         tmp_path, mock_clock):
     # a 200 from /ready over a universe discovery has not filled yet would tell an operator
