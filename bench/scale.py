@@ -363,6 +363,7 @@ async def one_start(sim: Any, leagues: tuple[str, ...], n_markets: int, mode: st
     env = start_env(sim, leagues, n_markets, data_dir, port, mode)
     counter = sim.server.rest.limiter
     counted0 = (counter.allowed, counter.refused)
+    odds0 = (sim.opticodds_control.rest_requests, sim.opticodds_control.stream_connects)
     t0 = time.perf_counter()
     proc = spawn_bot(env, data_dir / "stderr.txt")
     health = f"http://127.0.0.1:{port}"
@@ -414,6 +415,8 @@ async def one_start(sim: Any, leagues: tuple[str, ...], n_markets: int, mode: st
         "partner_lookups": disc.get("partner_lookups"),
         "exchange_calls": counter.allowed - counted0[0],  # REST calls the exchange served...
         "http_429": counter.refused - counted0[1],  # ...and refused over its rate limit
+        "odds_calls": sim.opticodds_control.rest_requests - odds0[0],  # OpticOdds REST calls
+        "odds_streams": sim.opticodds_control.stream_connects - odds0[1],
         "exit_code": code,
     }
 
@@ -456,7 +459,8 @@ def run_start(n_markets: int = 500, leagues: tuple[str, ...] = ("nba", "nhl"),
          ("cpu_to_ready_s", "bot CPU s"),
          ("listed_at_first", "listed then"), ("matched_at_first", "matched then"),
          ("ready_all_s", "all matched s"), ("cpu_to_all_s", "CPU s"), ("exchange_calls", "REST calls"),
-         ("http_429", "429s"), ("partner_lookups", "partner calls")],
+         ("http_429", "429s"), ("partner_lookups", "partner calls"),
+         ("odds_calls", "OpticOdds calls"), ("odds_streams", "streams")],
         rows,
         digits=2,
     )
