@@ -36,7 +36,10 @@ its default budgets), its own markets websocket, and the local OpticOdds. The wo
 (a 200 over a half-discovered universe would not count: ``ready_all`` is then the first 200
 with every market listed and matched). Paper and live mode (``--mode paper,live``), each
 ``--runs`` times; the median is the figure. The bot's own CPU time (user + system) until that
-first 200 is given too: on a shared machine it varies far less than the wall time.
+first 200 is given too: on a shared machine it varies far less than the wall time. polybot's
+bytecode is compiled first, as the image and the EC2 setup do at install (``--no-compile``
+measures the tree as found: with PYTHONDONTWRITEBYTECODE and no bytecode, every start compiles
+polybot from source).
 
     .venv/bin/python -m bench.scale --start [--markets 500] [--leagues nba,nhl] [--runs 3]
 """
@@ -46,6 +49,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -445,11 +450,22 @@ async def _start_main(n_markets: int, leagues: tuple[str, ...], modes: list[str]
     return rows
 
 
+def compile_bytecode() -> None:
+    """polybot's bytecode, as the image and the EC2 setup build it at install: the bot imports
+    the source tree, and under PYTHONDONTWRITEBYTECODE nothing else would ever write it."""
+    import polybot
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(polybot.__file__).parent)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
 def run_start(n_markets: int = 500, leagues: tuple[str, ...] = ("nba", "nhl"),
               modes: tuple[str, ...] = ("paper", "live"), runs: int = 3,
-              out_dir: Path | None = None) -> dict[str, Any]:
+              out_dir: Path | None = None, bytecode: bool = True) -> dict[str, Any]:
     params = {"markets": n_markets, "leagues": list(leagues), "modes": list(modes), "runs": runs,
-              "public_rate_limit_per_ip": 20.0}
+              "public_rate_limit_per_ip": 20.0, "bytecode_compiled_first": bytecode}
+    if bytecode:
+        compile_bytecode()
     run_ = Run("scale-start", params)
     rows = trio.run(_start_main, n_markets, tuple(leagues), list(modes), runs)
     print_table(
@@ -492,10 +508,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--leagues", default="nba,nhl")
     ap.add_argument("--mode", default="paper,live")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-compile", action="store_true",
+                    help="--start: do not compile polybot's bytecode first (measure as found)")
     a = ap.parse_args(argv)
     if a.start:
         run_start(int(a.markets or 500), tuple(a.leagues.split(",")),
-                  tuple(a.mode.split(",")), a.runs)
+                  tuple(a.mode.split(",")), a.runs, bytecode=not a.no_compile)
         return
     run(tuple(int(x) for x in (a.markets or "10,100,500").split(",")), a.rate, a.idle, a.load)
 
