@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -348,3 +349,10 @@ async def test_the_first_ready_comes_with_every_league_s_games_subscribed_and_pr
                 assert feed.target_of(listing.slug) == listing.target
             assert feed.status.state.value == "live"
             assert "discovering the games of nba, nhl" in reasons
+            # a game a later pass adds joins the feeds a moment after the universe: the markets
+            # already trading stay ready meanwhile
+            later = next(iter(bot.universe.listings()))
+            bot.universe.put(attrs.evolve(later.info, slug=later.slug + "-2"), event=later.event,
+                             origin=Origin.DISCOVERED, league=later.league)
+            assert not bot._markets_stream.watches(later.slug + "-2")
+            assert bot.not_ready_reason() is None
