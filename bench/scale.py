@@ -439,6 +439,8 @@ async def _start_main(n_markets: int, leagues: tuple[str, ...], modes: list[str]
         sim.server.rest.limiter = CountingLimiter(sim.server.rest.limiter.limit)
         for mode in modes:
             for i in range(runs):
+                if rows:
+                    await trio.sleep(1.5)  # the per-IP window of the last run empties
                 try:
                     row = await one_start(sim, leagues, n_markets, mode)
                 except RuntimeError as exc:  # e.g. its health port was taken meanwhile: again
@@ -446,7 +448,6 @@ async def _start_main(n_markets: int, leagues: tuple[str, ...], modes: list[str]
                     row = await one_start(sim, leagues, n_markets, mode)
                 row["run"] = i + 1
                 rows.append(row)
-                await trio.sleep(1.5)  # the per-IP window of the last run empties
     return rows
 
 
