@@ -435,7 +435,7 @@ async def _start_main(n_markets: int, leagues: tuple[str, ...], modes: list[str]
                       runs: int) -> list[dict[str, Any]]:
     from polybot.sim.harness import running_sim
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     # the local exchange with its public per-IP rate limit (20/s), its own markets websocket and
     # the local OpticOdds; no background traders, so the books sit empty and the CPU is the bot's
     async with running_sim(seed=11, scenario=league_scenario(n_markets, leagues), opticodds=True,
