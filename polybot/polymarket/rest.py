@@ -162,8 +162,9 @@ class PolymarketRestClient:
         self.fast: Any = None
         self._public_bucket = TokenBucket.under_limit(config.public_rate_limit_per_second)
         # discovery's listings take at most half the public budget, so the public reads trading
-        # needs (settlement, metadata) keep the other half; creates and cancels are signed and
-        # use the authed bucket, so they never wait behind discovery at all
+        # needs (settlement, metadata) keep the other half (its first pass, before the bot
+        # trades, takes it all: `whole_public_budget`); creates and cancels are signed and use
+        # the authed bucket, so they never wait behind discovery at all
         self._listing_bucket = TokenBucket.under_limit(config.public_rate_limit_per_second / 2)
         self._whole_budget = 0  # > 0: inside `whole_public_budget`
         self.clock_skew_seconds: float | None = None  # server minus local, from `Date`
