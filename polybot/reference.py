@@ -41,7 +41,7 @@ async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str],
     """
     from polybot.polymarket import wire
 
-    infos = await market_infos(rest, slugs)
+    infos = {slug: await rest.market_by_slug(slug) for slug in slugs}
     settled: dict[str, Any] = {}
     for slug in infos:
         known = universe.get(slug)
@@ -72,29 +72,6 @@ async def load_markets(rest: Any, universe: Universe, slugs: Iterable[str],
             log.warning("%s will not be opened: %s", slug, reason)
         universe.put(info, unknown_reason=reason, event=event)
     log.info("market metadata loaded for %d market(s)", len(universe))
-
-
-METADATA_BATCH = 100  # slugs per `GET /v1/markets?slug=…` (one page)
-
-
-async def market_infos(rest: Any, slugs: Iterable[str]) -> dict[str, Any]:
-    """Every slug's market object, in the order given: `GET /v1/markets` filtered by slug, 100 at
-    a time, then one `GET /v1/market/slug/{slug}` for each the listing did not return (a venue
-    ignoring the filter costs one wasted call per 100, never a wrong market: rows are kept only
-    for the slugs asked). A static list of 500 markets was 500 calls at start, and again every
-    refresh."""
-    wanted = list(dict.fromkeys(slugs))
-    found: dict[str, Any] = {}
-    for i in range(0, len(wanted), METADATA_BATCH):
-        chunk = wanted[i:i + METADATA_BATCH]
-        if len(chunk) < 2:
-            continue
-        asked = set(chunk)
-        for info in await rest.list_markets(slugs=chunk, limit=len(chunk)):
-            if info.slug in asked:
-                found.setdefault(info.slug, info)
-    return {slug: found[slug] if slug in found else await rest.market_by_slug(slug)
-            for slug in wanted}
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -114,28 +114,3 @@ async def test_a_market_whose_event_cannot_be_established_is_named_and_not_given
         finally:
             await bot.rest.aclose()
             bot.store.close()
-
-
-async def test_the_configured_markets_metadata_is_one_listing_not_one_call_per_market(
-        tmp_path, slow_autojump_clock):
-    # a static list of 500 markets made 500 metadata calls at start (and at every refresh),
-    # 25 s under the exchange's 20/s public limit: the markets come from `GET /v1/markets`
-    # filtered by slug, 100 at a time, the same objects the per-slug call answers
-    async with running_sim(run_scenario=False, cash=Decimal("1000")) as sim:
-        slugs = list(sim.markets)
-        assert len(slugs) >= 3
-        bot = _bot(sim, tmp_path, slugs)
-        try:
-            before = bot.rest.requests
-            await load_markets(bot.rest, bot.universe, slugs)
-            assert bot.rest.requests - before == 2  # the markets listing and the events listing
-            for slug in slugs:
-                listing = bot.universe.get(slug)
-                assert listing is not None and listing.unknown_reason == ""
-                one = await bot.rest.market_by_slug(slug)
-                assert (listing.info.market_id, listing.info.tick, listing.info.status) == (
-                    one.market_id, one.tick, one.status)
-                assert listing.event_id == str(sim.exchange.markets[slug].event_id)
-        finally:
-            await bot.rest.aclose()
-            bot.store.close()
