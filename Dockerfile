@@ -23,7 +23,11 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 COPY README.md ./
 COPY polybot ./polybot
+# CMD runs `python -m polybot` from WORKDIR, so this source tree (first on sys.path), not the
+# installed copy, is what the bot imports; read-only and with PYTHONDONTWRITEBYTECODE, nothing
+# would ever cache its bytecode and every start would compile all of polybot first.
 RUN pip install --no-deps . \
+    && python -m compileall -q polybot \
     && rm -rf build ./*.egg-info
 
 # A fixed uid/gid: the host's `polybot` user (scripts/setup-ec2.sh) gets the same numbers, so the

@@ -26,6 +26,22 @@ frames but heartbeats; load = the replayed rate. The frames the bot counted
 to show it kept up. Time to ready runs from `Popen` to the first 200 from ``/ready`` (interpreter
 start and imports, N market-metadata calls, connecting, subscribing, odds matching and the odds
 feed going live).
+
+**Start** (``--start``, issue 15's criterion: start to ready < 3 s with 500 markets): the bot
+configured as an operator would, by ``MARKET_LEAGUES`` alone (no ``MARKET_SLUGS``), against the
+whole local exchange: its REST gateway *with its public per-IP rate limit on* (20/s, the bot at
+its default budgets), its own markets websocket, and the local OpticOdds. The world holds
+``--markets`` games split evenly over ``--leagues``. Timed from ``Popen`` to the first 200 from
+``/ready``; at that moment ``/status`` must already list every market, matched to its fixture
+(a 200 over a half-discovered universe would not count: ``ready_all`` is then the first 200
+with every market listed and matched). Paper and live mode (``--mode paper,live``), each
+``--runs`` times; the median is the figure. The bot's own CPU time (user + system) until that
+first 200 is given too: on a shared machine it varies far less than the wall time. polybot's
+bytecode is compiled first, as the image and the EC2 setup do at install (``--no-compile``
+measures the tree as found: with PYTHONDONTWRITEBYTECODE and no bytecode, every start compiles
+polybot from source).
+
+    .venv/bin/python -m bench.scale --start [--markets 500] [--leagues nba,nhl] [--runs 3]
 """
 
 from __future__ import annotations
@@ -33,6 +49,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -48,6 +66,7 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 from bench.common import Run, print_table, spawn_bot
 from bench.hot_path import book_levels, encode_frame
 from bench.tick_to_order import bot_env, free_port, stop_bot, wait_ready
+from polybot.sim.rest import RateLimiter
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 RID = "__RID__"
@@ -280,14 +299,229 @@ def run(sizes: tuple[int, ...] = (10, 100, 500), rate: float = 1000.0, idle: flo
     return result
 
 
+# --- start: process start -> first 200 on /ready, markets discovered by league ---------------
+
+
+class CountingLimiter(RateLimiter):
+    """The exchange's rate limiter, counting what it let through and what it refused (429)."""
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(limit)
+        self.allowed = 0
+        self.refused = 0
+
+    def allow(self, bucket: str) -> bool:
+        ok = super().allow(bucket)
+        if ok:
+            self.allowed += 1
+        else:
+            self.refused += 1
+        return ok
+
+
+def league_scenario(n_games: int, leagues: tuple[str, ...]) -> Any:
+    """`n_games` synthetic games with unique teams, dealt round-robin over `leagues`, all
+    pre-game (starting 6 h from now, one a second), fair value 0.50."""
+    from polybot.sim.scenario import LEAGUES, GameSpec, ScenarioSpec, TeamSpec, Timing
+
+    games = tuple(
+        GameSpec(
+            league=(league := leagues[i % len(leagues)]),
+            sport=LEAGUES[league][0],
+            home=TeamSpec(f"Home Team {i:03d}", f"H{i:03d}"),
+            away=TeamSpec(f"Away Team {i:03d}", f"A{i:03d}"),
+            start_offset_seconds=6 * 3600 + i,
+            length_seconds=3 * 3600,
+            true_prob=Decimal("0.5"),
+        )
+        for i in range(n_games)
+    )
+    return ScenarioSpec(seed=11, games=games, timing=Timing(respawn=False))
+
+
+def start_env(sim: Any, leagues: tuple[str, ...], n_markets: int, data_dir: Path, port: int,
+              mode: str) -> dict[str, str]:
+    """The bot as an operator configures discovery: leagues, no slugs, default rate budgets."""
+    env = bot_env(sim, [], data_dir, port, mode=mode)
+    for key in ("MARKET_SLUGS", "PM_RATE_LIMIT_PER_SECOND", "PM_PUBLIC_RATE_LIMIT_PER_SECOND"):
+        env.pop(key, None)
+    env.update({
+        "MARKET_LEAGUES": ",".join(leagues),
+        "DISCOVERY_HORIZON_HOURS": "12",
+        "DISCOVERY_INTERVAL_SECONDS": "300",
+        "MAX_MARKETS": str(max(500, n_markets)),
+        "RISK_MAX_POSITIONS": str(max(10000, n_markets)),
+    })
+    return env
+
+
+# /ready polled this often: each poll costs the bot a request's CPU (~1-2 ms through hypercorn),
+# so polling every 20 ms took ~10 % of its CPU during a start; the figure's resolution is this
+POLL_SECONDS = 0.05
+
+
+def _market_rows(status: dict[str, Any]) -> tuple[int, int]:
+    """(markets listed, markets matched to a fixture) in a /status answer."""
+    rows = status.get("markets", [])
+    return len(rows), sum(1 for row in rows if row.get("fixture"))
+
+
+async def one_start(sim: Any, leagues: tuple[str, ...], n_markets: int, mode: str,
+                    timeout: float = 120.0) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"polybot-bench-start{n_markets}-"))
+    port = free_port()
+    env = start_env(sim, leagues, n_markets, data_dir, port, mode)
+    counter = sim.server.rest.limiter
+    counted0 = (counter.allowed, counter.refused)
+    odds0 = (sim.opticodds_control.rest_requests, sim.opticodds_control.stream_connects)
+    t0 = time.perf_counter()
+    proc = spawn_bot(env, data_dir / "stderr.txt")
+    health = f"http://127.0.0.1:{port}"
+    first: float | None = None
+    first_listed = first_matched = 0
+    first_cpu = all_cpu = 0.0
+    ready_all: float | None = None
+    last = ""
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            while time.perf_counter() - t0 < timeout:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"bot exited with {proc.returncode} before /ready "
+                                       f"(stderr: {data_dir / 'stderr.txt'})")
+                try:
+                    r = await client.get(health + "/ready")
+                except httpx.HTTPError:
+                    await trio.sleep(POLL_SECONDS)
+                    continue
+                if r.status_code != 200:
+                    last = r.text[:300]
+                    await trio.sleep(POLL_SECONDS)
+                    continue
+                at = time.perf_counter() - t0
+                cpu = proc_sample(proc.pid)[1]  # before /status, which costs the bot CPU too
+                listed, matched = _market_rows((await client.get(health + "/status")).json())
+                if first is None:
+                    first, first_listed, first_matched, first_cpu = at, listed, matched, cpu
+                if listed >= n_markets and matched >= n_markets:
+                    ready_all, all_cpu = at, cpu
+                    break
+                await trio.sleep(POLL_SECONDS)
+            else:
+                raise RuntimeError(f"not ready with {n_markets} markets after {timeout} s: {last}")
+            status = (await client.get(health + "/status")).json()
+    finally:
+        code = await stop_bot(proc)
+    disc = status.get("extra", {}).get("discovery", {})
+    return {
+        "mode": mode,
+        "markets": n_markets,
+        "leagues": ",".join(leagues),
+        "first_ready_s": first,
+        "cpu_to_ready_s": first_cpu,  # the bot's own CPU (user + system) until then
+        "listed_at_first": first_listed,
+        "matched_at_first": first_matched,
+        "ready_all_s": ready_all,
+        "cpu_to_all_s": all_cpu,
+        "partner_lookups": disc.get("partner_lookups"),
+        "exchange_calls": counter.allowed - counted0[0],  # REST calls the exchange served...
+        "http_429": counter.refused - counted0[1],  # ...and refused over its rate limit
+        "odds_calls": sim.opticodds_control.rest_requests - odds0[0],  # OpticOdds REST calls
+        "odds_streams": sim.opticodds_control.stream_connects - odds0[1],
+        "exit_code": code,
+    }
+
+
+async def _start_main(n_markets: int, leagues: tuple[str, ...], modes: list[str],
+                      runs: int) -> list[dict[str, Any]]:
+    from polybot.sim.harness import running_sim
+
+    rows: list[dict[str, Any]] = []
+    # the local exchange with its public per-IP rate limit (20/s), its own markets websocket and
+    # the local OpticOdds; no background traders, so the books sit empty and the CPU is the bot's
+    async with running_sim(seed=11, scenario=league_scenario(n_markets, leagues), opticodds=True,
+                           run_scenario=False, heartbeat_seconds=5.0) as sim:
+        assert sim.server.rest.limiter.limit is not None
+        sim.server.rest.limiter = CountingLimiter(sim.server.rest.limiter.limit)
+        for mode in modes:
+            for i in range(runs):
+                if rows:
+                    await trio.sleep(1.5)  # the per-IP window of the last run empties
+                try:
+                    row = await one_start(sim, leagues, n_markets, mode)
+                except RuntimeError as exc:  # e.g. its health port was taken meanwhile: again
+                    print(f"run {i + 1} ({mode}) failed, repeated: {exc}")
+                    row = await one_start(sim, leagues, n_markets, mode)
+                row["run"] = i + 1
+                rows.append(row)
+    return rows
+
+
+def compile_bytecode() -> None:
+    """polybot's bytecode, as the image and the EC2 setup build it at install: the bot imports
+    the source tree, and under PYTHONDONTWRITEBYTECODE nothing else would ever write it."""
+    import polybot
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(polybot.__file__).parent)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def run_start(n_markets: int = 500, leagues: tuple[str, ...] = ("nba", "nhl"),
+              modes: tuple[str, ...] = ("paper", "live"), runs: int = 3,
+              out_dir: Path | None = None, bytecode: bool = True) -> dict[str, Any]:
+    params = {"markets": n_markets, "leagues": list(leagues), "modes": list(modes), "runs": runs,
+              "public_rate_limit_per_ip": 20.0, "bytecode_compiled_first": bytecode}
+    if bytecode:
+        compile_bytecode()
+    run_ = Run("scale-start", params)
+    rows = trio.run(_start_main, n_markets, tuple(leagues), list(modes), runs)
+    print_table(
+        f"start: process start -> first 200 on /ready, {n_markets} markets discovered in "
+        f"{','.join(leagues)} (exchange rate limit on)",
+        [("mode", "mode"), ("run", "run"), ("first_ready_s", "first 200 s"),
+         ("cpu_to_ready_s", "bot CPU s"),
+         ("listed_at_first", "listed then"), ("matched_at_first", "matched then"),
+         ("ready_all_s", "all matched s"), ("cpu_to_all_s", "CPU s"), ("exchange_calls", "REST calls"),
+         ("http_429", "429s"), ("partner_lookups", "partner calls"),
+         ("odds_calls", "OpticOdds calls"), ("odds_streams", "streams")],
+        rows,
+        digits=2,
+    )
+    summary: dict[str, Any] = {}
+    for mode in modes:
+        mine = [r for r in rows if r["mode"] == mode]
+        firsts = sorted(r["first_ready_s"] for r in mine)
+        alls = sorted(r["ready_all_s"] for r in mine)
+        summary[f"{mode}_first_ready_median_s"] = round(firsts[len(firsts) // 2], 2)
+        summary[f"{mode}_ready_all_median_s"] = round(alls[len(alls) // 2], 2)
+        cpus = sorted(r["cpu_to_ready_s"] for r in mine)
+        summary[f"{mode}_cpu_to_ready_median_s"] = round(cpus[len(cpus) // 2], 2)
+        summary[f"{mode}_first_ready_had_all"] = all(
+            r["listed_at_first"] >= n_markets and r["matched_at_first"] >= n_markets
+            for r in mine)
+    print(summary)
+    result, _ = run_.write(rows, summary, out_dir)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--markets", default="10,100,500")
+    ap.add_argument("--markets", default=None, help="sizes (default 10,100,500; --start: 500)")
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--idle", type=float, default=8.0)
     ap.add_argument("--load", type=float, default=12.0)
+    ap.add_argument("--start", action="store_true",
+                    help="only the start criterion: start -> /ready with markets discovered")
+    ap.add_argument("--leagues", default="nba,nhl")
+    ap.add_argument("--mode", default="paper,live")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-compile", action="store_true",
+                    help="--start: do not compile polybot's bytecode first (measure as found)")
     a = ap.parse_args(argv)
-    run(tuple(int(x) for x in a.markets.split(",")), a.rate, a.idle, a.load)
+    if a.start:
+        run_start(int(a.markets or 500), tuple(a.leagues.split(",")),
+                  tuple(a.mode.split(",")), a.runs, bytecode=not a.no_compile)
+        return
+    run(tuple(int(x) for x in (a.markets or "10,100,500").split(",")), a.rate, a.idle, a.load)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,18 @@ listed) for 3 intervals. A league with no game inside the horizon (off-season) i
 
 Listings go through the REST client's listing budget (half the public per-IP budget), so public
 reads the trading needs keep their share, and creates and cancels (the signed budget) never wait
-behind discovery.
+behind discovery. The first pass is the exception: it runs before the bot can trade, so it takes
+the whole public budget (`whole_public_budget`), and the leagues are listed side by side.
+
+The bot is not ready (`/ready` 503) until the first pass has listed every league (or failed to):
+its first 200 means the leagues' games are in, subscribed and priced, not an empty universe.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -220,6 +225,22 @@ async def _paged(fetch: Callable[[int], Any], what: str,
     return list(rows.values()), False, malformed
 
 
+@contextmanager
+def _bare_fatal() -> Iterator[None]:
+    """A fatal error of one league's pass (a rejected key) leaves the leagues' nursery bare, not
+    inside a group, so the supervisor maps it to its exit code as before."""
+    try:
+        yield
+    except BaseExceptionGroup as eg:
+        fatal, _ = eg.split((pm.AuthError, FatalCredentialsError, oc.AuthError))
+        if fatal is not None:
+            first: BaseException = fatal
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from eg
+        raise
+
+
 # --- the running task --------------------------------------------------------------------------
 
 
@@ -316,6 +337,9 @@ class Discovery:
         self.partner_lookups = 0
         self.not_admitted = 0  # markets left out by MAX_MARKETS in the last pass
         self._alerted_stalled = False
+        # every league listed (or its listing failed) at least once: the bot's readiness waits
+        # for it, so a first 200 from /ready means the configured leagues' games are in
+        self.listed_once = False
 
     # --- the task ----------------------------------------------------------------------------
 
@@ -343,9 +367,22 @@ class Discovery:
         """List every league whose time has come (a new pass, or the retry of a failed one)."""
         now = trio.current_time()
         due = [s for s in self.leagues.values() if s.next_due <= now]
-        for state in due:
-            await self.pass_league(state.league)
+
+        async def one(league: str) -> None:
+            await self.pass_league(league)
             progress.beat()
+
+        # the leagues side by side: one league's fixtures listing and matching overlap the next
+        # league's exchange listing (the REST client's buckets pace the exchange calls). The
+        # first pass, before the bot can trade, may take the whole public budget: no public
+        # read of the trading's is there to leave room for.
+        with self._budget(first=not self.listed_once), _bare_fatal():
+            async with trio.open_nursery() as nursery:
+                for state in due:
+                    nursery.start_soon(one, state.league)
+        if not self.listed_once:
+            self.listed_once = all(s.last_pass is not None or s.errors
+                                   for s in self.leagues.values())
         if due and all(s.failed_in_a_row == 0 for s in self.leagues.values()):
             self.last_complete_pass = trio.current_time()
             self.passes += 1
@@ -357,6 +394,10 @@ class Discovery:
             progress.degraded("discovery: listing failed for " + ", ".join(failing))
         elif due:
             progress.recovered()
+
+    def _budget(self, *, first: bool) -> AbstractContextManager[object]:
+        whole = getattr(self.rest, "whole_public_budget", None)
+        return whole() if first and whole is not None else nullcontext()
 
     def check_alerts(self) -> None:
         now = trio.current_time()

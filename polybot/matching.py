@@ -242,20 +242,32 @@ def match_bulk(events: Iterable[tuple[EventInfo, MarketInfo]], fixtures: Sequenc
     selection is the OpticOdds competitor of the market's long side, never the order of teams.
     """
     out: dict[str, BulkMatch] = {}
+    # the listing indexed once by both teams' ids and by both teams' names (in listing order),
+    # so a league of n games matches in O(n), not by scanning every fixture for every game
+    by_ids: dict[frozenset[str], list[Fixture]] = {}
+    by_names: dict[frozenset[str], list[Fixture]] = {}
+    for f in fixtures:
+        if f.start_date is None:
+            continue
+        by_ids.setdefault(f.team_ids, []).append(f)
+        by_names.setdefault(frozenset(_norm(c.name) for c in (*f.home, *f.away)), []).append(f)
+
+    def near(candidates: list[Fixture], start: datetime) -> list[Fixture]:
+        return [f for f in candidates
+                if f.start_date is not None and abs(f.start_date - start) <= tolerance]
+
     for event, market in events:
         slug = market.slug
         start = event.start_time or market.start_time
         if start is None:
             out[slug] = BulkMatch(slug, None, False, f"event {event.slug} has no start time")
             continue
-        near = [f for f in fixtures
-                if f.start_date is not None and abs(f.start_date - start) <= tolerance]
         yes_team = _yes_team(market, event)
         names = " vs ".join(t.name for t in event.teams)
         ids = [t.provider_id(PROVIDER_OPTICODDS) for t in event.teams]
         if len(event.teams) == 2 and all(ids):
-            picked = _pick([f for f in near if f.team_ids == frozenset(i for i in ids if i)],
-                           start, "provider ids")
+            picked = _pick(near(by_ids.get(frozenset(i for i in ids if i), []), start), start,
+                           "provider ids")
             if isinstance(picked, str) and picked:
                 out[slug] = BulkMatch(slug, None, False, picked)
                 continue
@@ -274,9 +286,7 @@ def match_bulk(events: Iterable[tuple[EventInfo, MarketInfo]], fixtures: Sequenc
         if len(want) != 2:
             out[slug] = BulkMatch(slug, None, False, f"event {event.slug} has no two named teams")
             continue
-        by_name = [f for f in near
-                   if frozenset(_norm(c.name) for c in (*f.home, *f.away)) == want]
-        picked = _pick(by_name, start, "team names")
+        picked = _pick(near(by_names.get(want, []), start), start, "team names")
         if isinstance(picked, str):
             out[slug] = BulkMatch(slug, None, False, picked or
                                   f"no OpticOdds fixture for {names} near {start.isoformat()}")

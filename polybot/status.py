@@ -25,8 +25,24 @@ class StatusViews:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
         self._day_base: tuple[Any, int, Decimal, int] | None = None  # counts when the day began
+        self._ready_once = False  # the start-up's conditions were met once (see not_ready_reason)
 
     def not_ready_reason(self) -> str | None:
+        """Why `/ready` says 503, or None: trading is allowed.
+
+        Until the bot was first ready, start-up is part of it: with MARKET_LEAGUES, discovery's
+        first pass listed every league, and every market of the universe is on the market feed
+        and every confirmed target on the odds feed, so the first 200 means the configured
+        leagues' games are in. Later additions (a discovery pass every few minutes) join those
+        feeds a moment after they joined the universe without taking /ready down for the markets
+        already trading.
+        """
+        reason = self._not_ready_reason()
+        if reason is None:
+            self._ready_once = True
+        return reason
+
+    def _not_ready_reason(self) -> str | None:
         bot = self.bot
         sup = bot.supervisor.state()
         if sup.phase.name != "RUNNING":
@@ -37,11 +53,24 @@ class StatusViews:
         if stream is None or not stream.status.connected:
             return "exchange market feed not connected" + (
                 f" ({stream.status.describe()})" if stream is not None else "")
+        discovery = bot._discovery
+        starting = not self._ready_once
+        if starting and bot.settings.market_leagues and (discovery is None
+                                                         or not discovery.listed_once):
+            return "discovering the games of " + ", ".join(bot.settings.market_leagues)
+        unwatched = sum(1 for slug in bot.universe if not stream.watches(slug)) if starting else 0
+        if unwatched:
+            return f"subscribing to {unwatched} market(s) on the exchange market feed"
         if bot.settings.opticodds_api_key is None:
             return "no OPTICODDS_API_KEY: cannot price, so no trading"
         feed = bot._odds_feed
         if feed is None:
             return "matching markets to OpticOdds fixtures"
+        unpriced = sum(1 for listing in bot.universe.listings()
+                       if (target := bot._odds_target(listing)) is not None
+                       and feed.target_of(listing.slug) != target) if starting else 0
+        if unpriced:
+            return f"odds feed: {unpriced} matched market(s) not streamed yet"
         if feed.status.state.value != "live":
             return f"odds feed not live ({feed.status.state.value})"
         if bot.live is not None and not bot.live.trading_allowed:

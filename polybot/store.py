@@ -290,6 +290,10 @@ class Store:
         # bookings handed to a queued ledger write and not committed yet (`read_booking`)
         self._unsaved_bookings: dict[str, OrderBooking] = {}
         self._unsaved_markets: dict[str, MarketBook] = {}
+        # every market slug with a positions row, committed or queued (read once, then kept by
+        # `save_ledger`): `read_market` of a market never saved (every market discovered at start)
+        # answers without opening the database
+        self._saved_markets: set[str] | None = None
 
     @classmethod
     def open(cls, data_dir: Path, **kwargs: Any) -> Store:
@@ -558,6 +562,8 @@ class Store:
                                         {b.order_id: b for b in changes.bookings})
         saved_markets = _queue_unsaved(self._unsaved_markets,
                                        {m.market_slug: m for m in changes.markets})
+        if self._saved_markets is not None:
+            self._saved_markets.update(m.market_slug for m in changes.markets)
 
         def saved() -> None:
             saved_bookings()
@@ -575,6 +581,13 @@ class Store:
     def read_market(self, market_slug: str) -> MarketBook | None:
         """One market's book as last saved (queued or committed): for the ledger, a market it
         folded away (`Ledger.attach_store`)."""
+        if market_slug not in self._unsaved_markets:
+            if self._saved_markets is None:  # rows queued and not committed yet are unsaved
+                with closing(self._reader()) as conn:
+                    self._saved_markets = {r[0] for r in conn.execute(
+                        "SELECT market_slug FROM positions")} | set(self._unsaved_markets)
+            if market_slug not in self._saved_markets:
+                return None
         return self._read_saved(self._unsaved_markets, "positions", "market_slug", market_slug,
                                 _market_book)
 

@@ -136,6 +136,9 @@ else
     python3.11 -m venv "$APP_DIR/venv"
     "$APP_DIR/venv/bin/pip" install --upgrade pip
     "$APP_DIR/venv/bin/pip" install "$APP_DIR"
+    # the unit runs `python -m polybot` from $APP_DIR, so this source tree is what it imports: its
+    # bytecode compiled now (the polybot user cannot write it), or every start compiles it all
+    "$APP_DIR/venv/bin/python" -m compileall -q "$APP_DIR/polybot"
     rm -rf "$APP_DIR/build" "$APP_DIR"/*.egg-info
     sed "s#/opt/polymarket-bot#$APP_DIR#g" "$APP_DIR/systemd/polymarket-bot.service" \
         > /etc/systemd/system/polymarket-bot.service

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_BOOKS_PER_REQUEST = 5
 MAX_FIXTURES_PER_REQUEST = 5
+CONCURRENT_GETS = 8  # batched snapshot requests in flight at once (fixture_odds)
 WINDOW_SECONDS = 15.0
 
 
@@ -282,6 +283,30 @@ class OpticOddsClient:
         assert last is not None
         raise last
 
+    async def _get_all(self, path: str, requests: Sequence[list[tuple[str, str]]]) -> list[Any]:
+        """`_get` of each parameter list, at most CONCURRENT_GETS in flight; the answers in
+        request order. The first failure cancels the rest and is raised as `_get` raised it."""
+        if len(requests) <= 1:
+            return [await self._get(path, params) for params in requests]
+        answers: list[Any] = [None] * len(requests)
+        failed: list[Exception] = []
+        limit = trio.CapacityLimiter(CONCURRENT_GETS)
+
+        async def one(i: int, params: list[tuple[str, str]], scope: trio.CancelScope) -> None:
+            async with limit:
+                try:
+                    answers[i] = await self._get(path, params)
+                except Exception as exc:  # an OpticOddsError: raised below, bare
+                    failed.append(exc)
+                    scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for i, params in enumerate(requests):
+                nursery.start_soon(one, i, params, nursery.cancel_scope)
+        if failed:
+            raise failed[0]
+        return answers
+
     async def _paged(self, path: str, params: list[tuple[str, str]]) -> list[Any]:
         rows: list[Any] = []
         page = 1
@@ -367,6 +392,7 @@ class OpticOddsClient:
             raise BadRequestError("fixture_odds needs at least one sportsbook")
         out: dict[str, FixtureOdds] = {}
         fids = list(dict.fromkeys(fixture_ids))
+        requests: list[list[tuple[str, str]]] = []
         for books in _chunks(list(dict.fromkeys(sportsbooks)), MAX_BOOKS_PER_REQUEST):
             for group in _chunks(fids, MAX_FIXTURES_PER_REQUEST):
                 params = [("fixture_id", f) for f in group] + [("sportsbook", b) for b in books]
@@ -374,24 +400,28 @@ class OpticOddsClient:
                 params.append(("odds_format", odds_format))
                 if is_main is not None:
                     params.append(("is_main", "true" if is_main else "false"))
-                body = await self._get("/fixtures/odds", params)
-                rows = body.get("data") if isinstance(body, Mapping) else None
-                if not isinstance(rows, list):
-                    raise MalformedResponseError("OpticOdds GET /fixtures/odds: 'data' is not a list")
-                for r in rows:
-                    try:
-                        fo = parse_fixture_odds(r, book_ids=book_ids)
-                    except WireError as e:
-                        log.warning("OpticOdds /fixtures/odds: skipped a malformed fixture (%s)", e)
-                        continue
-                    if fo.skipped:
-                        log.warning("OpticOdds /fixtures/odds: skipped %d malformed odds of %s",
-                                    fo.skipped, fo.fixture.id)
-                    prev = out.get(fo.fixture.id)
-                    if prev is not None:
-                        fo = FixtureOdds(fixture=fo.fixture, odds=prev.odds + fo.odds,
-                                         skipped=prev.skipped + fo.skipped)
-                    out[fo.fixture.id] = fo
+                requests.append(params)
+        # a few requests in flight at once (a league's snapshot is 50 of them: in turn, they made
+        # the feed's start wait on 50 round trips); answers are merged in request order
+        bodies = await self._get_all("/fixtures/odds", requests)
+        for body in bodies:
+            rows = body.get("data") if isinstance(body, Mapping) else None
+            if not isinstance(rows, list):
+                raise MalformedResponseError("OpticOdds GET /fixtures/odds: 'data' is not a list")
+            for r in rows:
+                try:
+                    fo = parse_fixture_odds(r, book_ids=book_ids)
+                except WireError as e:
+                    log.warning("OpticOdds /fixtures/odds: skipped a malformed fixture (%s)", e)
+                    continue
+                if fo.skipped:
+                    log.warning("OpticOdds /fixtures/odds: skipped %d malformed odds of %s",
+                                fo.skipped, fo.fixture.id)
+                prev = out.get(fo.fixture.id)
+                if prev is not None:
+                    fo = FixtureOdds(fixture=fo.fixture, odds=prev.odds + fo.odds,
+                                     skipped=prev.skipped + fo.skipped)
+                out[fo.fixture.id] = fo
         return out
 
     # --- SSE stream ---------------------------------------------------------------------------

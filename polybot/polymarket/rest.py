@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -161,15 +162,28 @@ class PolymarketRestClient:
         self.fast: Any = None
         self._public_bucket = TokenBucket.under_limit(config.public_rate_limit_per_second)
         # discovery's listings take at most half the public budget, so the public reads trading
-        # needs (settlement, metadata) keep the other half; creates and cancels are signed and
-        # use the authed bucket, so they never wait behind discovery at all
+        # needs (settlement, metadata) keep the other half (its first pass, before the bot
+        # trades, takes it all: `whole_public_budget`); creates and cancels are signed and use
+        # the authed bucket, so they never wait behind discovery at all
         self._listing_bucket = TokenBucket.under_limit(config.public_rate_limit_per_second / 2)
+        self._whole_budget = 0  # > 0: inside `whole_public_budget`
         self.clock_skew_seconds: float | None = None  # server minus local, from `Date`
         self._skew_warned = False
         # counters for metrics
         self.requests = 0
         self.retries = 0
         self.errors = 0
+
+    @contextmanager
+    def whole_public_budget(self) -> Iterator[None]:
+        """Listings made meanwhile take the whole public budget, not half: discovery's first
+        pass, before the bot trades, when no public read of the trading's needs the other half.
+        The public bucket still keeps every call under the per-IP limit."""
+        self._whole_budget += 1
+        try:
+            yield
+        finally:
+            self._whole_budget -= 1
 
     async def __aenter__(self) -> PolymarketRestClient:
         return self
@@ -225,7 +239,7 @@ class PolymarketRestClient:
         retryable = kind != "create"
         attempt = 0
         while True:
-            if listing:
+            if listing and not self._whole_budget:
                 await self._listing_bucket.acquire()
             if paid:  # the caller took this attempt's token already (the fast create's fallback)
                 paid = False

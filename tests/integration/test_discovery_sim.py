@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -302,3 +303,56 @@ async def test_teams_named_differently_by_the_two_vendors_are_found_through_the_
         for listing in u.listings():
             assert (listing.target.fixture_id, listing.target.yes_selection) == want[listing.slug]
 
+
+
+async def test_the_first_pass_takes_the_whole_public_budget_and_later_passes_half(mock_clock):
+    # before the bot trades, no public read of the trading's needs the listing budget's other
+    # half: the first pass is paced by the public bucket alone (it still stays under the
+    # exchange's per-IP limit: no 429), every later pass by the listing share
+    spec = league_schedule_spec(15, ("nba", "nhl"), games_per_wave=3)
+    async with running_sim(scenario=spec, opticodds=True, run_scenario=False) as sim:
+        rest, odds = clients(sim)
+        async with rest, odds:
+            u, alerts = Universe(), []
+            d = make(sim, rest, odds, u, alerts)
+            for state in d.leagues.values():
+                state.next_due = trio.current_time()
+            await d.run_due(Progress())
+            assert d.listed_once and set(u) == set(expected_targets(sim))
+            assert rest._listing_bucket.waits == 0 and rest.retries == 0
+            for state in d.leagues.values():
+                state.next_due = trio.current_time()
+            await d.run_due(Progress())
+            assert rest._listing_bucket.waits > 0 and rest.retries == 0
+
+
+async def test_the_first_ready_comes_with_every_league_s_games_subscribed_and_priced(
+        tmp_path, mock_clock):
+    # a 200 from /ready over a universe discovery has not filled yet would tell an operator
+    # the bot trades its leagues while it trades nothing
+    spec = league_schedule_spec(14, ("nba", "nhl"), games_per_wave=3)
+    async with running_sim(scenario=spec, opticodds=True, run_scenario=False) as sim:
+        async with running_bot(sim, tmp_path, live=False, clock=SimClock(sim), MARKET_SLUGS="",
+                               MARKET_LEAGUES="nba,nhl") as bot:
+            reasons = []
+            with trio.fail_after(60):
+                while (reason := bot.not_ready_reason()) is not None:
+                    if not reasons or reasons[-1] != reason:
+                        reasons.append(reason)
+                    await trio.sleep(0.01)
+            want = expected_targets(sim)
+            assert len(want) >= 6 and set(bot.universe) == set(want)
+            assert all(bot._markets_stream.watches(slug) for slug in want)
+            feed = bot._odds_feed
+            for listing in bot.universe.listings():
+                assert listing.target_confirmed
+                assert feed.target_of(listing.slug) == listing.target
+            assert feed.status.state.value == "live"
+            assert "discovering the games of nba, nhl" in reasons
+            # a game a later pass adds joins the feeds a moment after the universe: the markets
+            # already trading stay ready meanwhile
+            later = next(iter(bot.universe.listings()))
+            bot.universe.put(attrs.evolve(later.info, slug=later.slug + "-2"), event=later.event,
+                             origin=Origin.DISCOVERED, league=later.league)
+            assert not bot._markets_stream.watches(later.slug + "-2")
+            assert bot.not_ready_reason() is None

@@ -106,3 +106,16 @@ def test_fast_create_times_every_create_of_both_paths_without_a_fallback(tmp_pat
     assert [r["n"] for r in data["rows"]] == [20, 20, 20]
     s = data["summary"]
     assert s["fast_creates"] == 20 + 3 and s["fast_fallbacks"] == 0  # 3 warm-up creates
+
+
+@pytest.mark.slow
+def test_scale_start_times_the_first_ready_with_every_discovered_market_in(tmp_path: Path) -> None:
+    result = scale.run_start(n_markets=4, leagues=("nba", "nhl"), modes=("paper",), runs=1,
+                             out_dir=tmp_path, bytecode=False)
+    data = _written(tmp_path, "scale-start", result)
+    (row,) = data["rows"]
+    assert row["listed_at_first"] == 4 and row["matched_at_first"] == 4
+    assert row["first_ready_s"] == row["ready_all_s"] > 0 and row["cpu_to_ready_s"] > 0
+    assert row["http_429"] == 0 and row["partner_lookups"] == 0
+    assert row["exchange_calls"] <= 4  # per league: the league and one events page
+    assert data["summary"]["paper_first_ready_had_all"] is True

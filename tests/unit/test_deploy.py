@@ -234,6 +234,15 @@ def test_dockerfile_installs_dependencies_in_a_layer_before_the_code():
     assert any(w == "RUN" and "pip install -r" in r for w, r in before)
 
 
+def test_dockerfile_compiles_the_source_tree_its_cmd_imports():
+    # `python -m polybot` from WORKDIR imports the copied tree (first on sys.path), read-only and
+    # under PYTHONDONTWRITEBYTECODE: without bytecode built here every start compiled all of it
+    steps = [(w, r) for w, r in dockerfile_instructions() if w in {"COPY", "RUN"}]
+    code = next(i for i, (w, r) in enumerate(steps) if w == "COPY" and r.startswith("polybot"))
+    assert any(w == "RUN" and "compileall" in r and "polybot" in r for w, r in steps[code:])
+    assert "compileall" in (REPO / "scripts" / "setup-ec2.sh").read_text()
+
+
 def test_dockerfile_healthcheck_calls_the_health_path_with_the_standard_library():
     (healthcheck,) = dockerfile("HEALTHCHECK")
     command = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())

@@ -127,3 +127,31 @@ async def test_a_market_folded_away_and_traded_again_comes_back_with_its_history
     row = {m.market_slug: m for m in state.markets}["done"]
     assert (row.realized_pnl, row.fees, row.net_qty) == (D(12), D("0.30"), D(5))
     store.close()
+
+
+async def test_the_store_answers_for_every_saved_market_whenever_it_first_looked(tmp_path):
+    # `read_market` keeps the set of saved markets (so the 500 markets discovered at start are
+    # answered without a database read each): a market queued before the set was read and
+    # committed after, one saved after it, and one in the file at a restart are all found
+    store = Store.open(tmp_path, in_thread=False)
+    led = Ledger(D(1000))
+    fill(led, "o1", 10, "0.40", slug="early")
+    store.save_ledger(led.drain_changes())  # queued; the writer is not running yet
+    assert store.read_market("never-traded") is None  # the set is read now
+    async with trio.open_nursery() as n:
+        await n.start(store.run)
+        await store.flush()  # "early" committed: no longer queued
+        early = store.read_market("early")
+        assert early is not None and early.net_qty == D(10)
+        fill(led, "o2", 5, "0.40", slug="late")
+        store.save_ledger(led.drain_changes())
+        await store.flush()
+        late = store.read_market("late")
+        assert late is not None and late.net_qty == D(5)
+        n.cancel_scope.cancel()
+    assert store.read_market("never-traded") is None
+    store.close()
+    again = Store.open(tmp_path, in_thread=False)
+    assert {slug for slug in ("early", "late", "never-traded")
+            if again.read_market(slug) is not None} == {"early", "late"}
+    again.close()

@@ -40,6 +40,20 @@ async def test_odds_requests_are_batched_by_five_books_and_five_fixtures(local_o
     assert {o.book for o in snap[games[0].fixture_id].odds} == set(books)
 
 
+async def test_a_failing_snapshot_request_raises_its_own_error_not_a_group(local_odds, mock_clock):
+    # the batched requests run a few at a time: the first failure cancels the others and the
+    # caller still catches meaning (ServerError), as it did when they ran one by one
+    games = local_odds.world.games
+    fids = [g.fixture_id for g in games] + [f"MISSING{i}" for i in range(7)]  # 2 requests
+    async with OpticOddsClient(local_odds.url, local_odds.key, retries=1) as c:
+        local_odds.control.error_burst = 100
+        with pytest.raises(ServerError, match="500"):
+            await c.fixture_odds(fids, ["pinnacle"])
+        local_odds.control.error_burst = 0
+        snap = await c.fixture_odds(fids, ["pinnacle"])
+    assert set(snap) == {g.fixture_id for g in games}
+
+
 async def test_bad_key_is_reported_as_auth_error_without_leaking_the_key(local_odds, caplog):
     caplog.set_level(logging.DEBUG)
     async with OpticOddsClient(local_odds.url, "wrong-key-123456") as c:
