@@ -33,6 +33,8 @@ FIGURES: list[tuple[str, str, str]] = [
     ("scale", "cpu_us_per_frame", "lower"),
     ("scale", "m500_load_cpu_pct", "lower"),
     ("scale", "m500_ready_s", "lower"),
+    ("scale", "m500_load_rss_mib", "lower"),
+    ("scale", "m500_idle_rss_mib", "lower"),
     ("client", "book_frame_decode_us", "lower"),
 ]
 
