@@ -208,6 +208,16 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
     bot = build_bot(slugs, data_dir)
     sdk_handle, sdk_seen = make_sdk_handler()
     perf = time.perf_counter_ns
+    # the markets task awaits the socket between frames; nothing here does, so each frame ends
+    # with a checkpoint (outside its latency) or the store's writer never runs and its queue fills
+    store_queue = bot.store._send.statistics
+
+    async def checkpoint() -> None:
+        await trio.lowlevel.checkpoint()
+        if store_queue().current_buffer_used > 1000:
+            # an order a frame outruns the writer's thread on this loop (the paper executor no
+            # longer waits for a commit): let it catch up, outside any frame's latency
+            await bot.store.flush()
     from polybot.polymarket.wire import decode_frame as decode
     from polybot.polymarket.wire import decode_market_frame as hot_decode
 
@@ -227,6 +237,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
         # warm-up: every market gets a first book (and imports/caches are hot)
         for msg in frames[: len(slugs)]:
             await polybot_frame(bot, msg)
+            await checkpoint()
             sdk_handle(msg)
         for r in range(rounds):
             # interleaved; the order of the candidates rotates every round
@@ -260,6 +271,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                         a = perf()
                         await quiet_frame(bot, msg)
                         nontrading_lat.append(perf() - a)
+                        await checkpoint()  # the socket's next read: the store's writer runs
                     nontrading_orders += bot.counters.orders - before
                 else:
                     for msg in frames:
@@ -269,6 +281,7 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                         took = perf() - a
                         poly_lat.append(took)
                         (order_lat if bot.counters.orders != before else quiet_lat).append(took)
+                        await checkpoint()
                 n = len(quiet_frames) if who == "quiet" else len(frames)
                 rates[who].append(n / ((perf() - t0) / 1e9))
                 cpu[who].append((time.process_time() - c0) / n * 1e6)
@@ -312,6 +325,7 @@ async def _profile(bot: Any, frames: list[str], path: Path, html: bool) -> dict[
     profiler.start()
     for msg in frames:
         await polybot_frame(bot, msg)
+        await trio.lowlevel.checkpoint()
     profiler.stop()
     text = profiler.output_text(unicode=True, color=False, show_all=False)
     path.with_suffix(".txt").write_text(text, encoding="utf-8")
