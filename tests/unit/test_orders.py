@@ -209,3 +209,35 @@ def test_a_market_is_frozen_exactly_while_one_of_its_creates_is_unanswered_or_un
     assert reg.unresolved_markets() == {slug: b.local_id}
     reg.handle(b, OrderEvent.PROVEN_ABSENT)
     assert reg.unresolved_in(slug) is None and reg.unresolved_markets() == {}
+
+
+def test_a_markets_open_orders_follow_every_transition_in_creation_order():
+    # sync_signals lists a market's open orders on every book frame: an index kept by the
+    # registry, which must always say what a walk of every tracked order says
+    import random
+
+    rng = random.Random(3)
+    reg = OrderRegistry(id_prefix="t")
+    orders = []
+    for k in range(300):
+        if not orders or rng.random() < 0.4:
+            req = request(str(rng.randint(1, 9)))
+            orders.append(reg.new_order(OrderRequest(
+                market_slug=rng.choice(["m", "n", "o"]), intent=req.intent, price=req.price,
+                quantity=req.quantity, tif=req.tif), log_intent=False))
+        else:
+            order = rng.choice(orders)
+            event = rng.choice([e for e in OrderEvent if next_state(order.state, e) is not None]
+                               or [E.SUBMITTED])
+            if event in (E.SUBMITTED, E.FOUND) and order.exchange_id is None:
+                reg._set_exchange_id(order, f"x{k}")
+            reg.handle(order, event)
+        if k % 50 == 49:
+            reg.forget_closed()
+        for slug in ("m", "n", "o", "p"):
+            walk = [o for o in orders if o.is_open and o.market_slug == slug]
+            assert reg.open_orders(slug) == walk
+        # and it holds nothing else: a closed order left in it would be walked on every frame
+        assert sum(map(len, reg._open.values())) == sum(o.is_open for o in orders)
+    assert any(reg.open_orders(s) for s in "mno")
+    assert any(not o.is_open for o in orders)
