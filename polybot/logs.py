@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -89,10 +90,42 @@ class _TradesLineFormatter(logging.Formatter):
         return record.getMessage()
 
 
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """`RotatingFileHandler`, formatting each record once instead of twice (the stdlib formats it
+    for the size check and again to write it; ours redacts secrets each time) and checking that
+    the file is a regular one once per opened stream instead of two `stat`s a line (bpo-45401:
+    never roll over /dev/null). A line cost ~22 µs in the markets task, several per order."""
+
+    _checked: Any = None  # the stream whose file was found to be regular (or not)
+    _regular = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+            if self.maxBytes > 0 and self._is_regular():
+                self.stream.seek(0, 2)
+                if self.stream.tell() + len(msg) >= self.maxBytes:
+                    self.doRollover()
+            self.stream.write(msg)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _is_regular(self) -> bool:
+        if self._checked is not self.stream:
+            self._checked = self.stream
+            self._regular = not (os.path.exists(self.baseFilename)
+                                 and not os.path.isfile(self.baseFilename))
+        return self._regular
+
+
 def _file_handler(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return logging.handlers.RotatingFileHandler(
-        path, maxBytes=_ROTATE_BYTES, backupCount=_ROTATE_COUNT, encoding="utf-8")
+    return _RotatingFile(path, maxBytes=_ROTATE_BYTES, backupCount=_ROTATE_COUNT, encoding="utf-8")
 
 
 def configure_logging(

@@ -80,3 +80,35 @@ def test_level_filters_lower_records():
     logging.getLogger("polybot.test").info("quiet")
     logging.getLogger("polybot.test").warning("loud")
     assert "quiet" not in out.getvalue() and "loud" in out.getvalue()
+
+
+def test_log_files_rotate_at_their_size_with_every_line_written_once_and_formatted_once(tmp_path):
+    from polybot.logs import _file_handler
+
+    calls = []
+
+    class Counting(logging.Formatter):
+        def format(self, record):
+            calls.append(record.getMessage())
+            return record.getMessage()
+
+    handler = _file_handler(tmp_path / "trades.jsonl")
+    handler.maxBytes, handler.backupCount = 100, 5
+    handler.setFormatter(Counting())
+    log = logging.getLogger("test.rotation")
+    log.propagate, log.level = False, logging.INFO
+    log.addHandler(handler)
+    try:
+        lines = [f"line {i:03d} " + "x" * 20 for i in range(12)]  # 30 bytes a line
+        for line in lines:
+            log.info(line)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert calls == lines  # the redacting formatter runs once a line, not twice
+    files = [tmp_path / "trades.jsonl"] + [tmp_path / f"trades.jsonl.{k}" for k in range(1, 6)]
+    written = [p.read_text(encoding="utf-8").splitlines() for p in reversed(files) if p.exists()]
+    assert [x for chunk in written for x in chunk] == lines
+    assert all(p.stat().st_size < 100 for p in files if p.exists())
+    assert (tmp_path / "trades.jsonl.3").exists()
+
