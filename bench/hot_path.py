@@ -115,10 +115,10 @@ def make_frames(slugs: list[str], n: int, edge_share: float, seed: int = 7) -> l
     return frames
 
 
-def bench_env(slugs: list[str], data_dir: Path) -> dict[str, str]:
+def bench_env(slugs: list[str], data_dir: Path, live: bool = False) -> dict[str, str]:
     seed = base64.b64encode(bytes(range(32))).decode()
     return {
-        "TRADING_MODE": "paper",
+        "TRADING_MODE": "live" if live else "paper",
         "PM_API_KEY_ID": str(uuid.UUID(int=1)),
         "PM_PRIVATE_KEY": seed,
         "MARKET_SLUGS": ",".join(slugs),
@@ -144,13 +144,17 @@ def bench_env(slugs: list[str], data_dir: Path) -> dict[str, str]:
     }
 
 
-def build_bot(slugs: list[str], data_dir: Path) -> Any:
-    """A paper-mode Bot whose reference data and fair values are filled in (no network)."""
+def build_bot(slugs: list[str], data_dir: Path, live: bool = False) -> Any:
+    """A paper-mode Bot whose reference data and fair values are filled in (no network).
+
+    `live`: a live-mode bot instead (LiveExecutor). Never started or reconciled, it sends
+    nothing (every market refuses an order), so its frames show the live venue's per-frame
+    work (`on_book`, `sync_signals` over the registry) and the decision up to the gate."""
     from polybot.config import load_settings
     from polybot.model import FairValue, MarketInfo, MarketTarget
     from polybot.runtime import Bot
 
-    bot = Bot(load_settings(bench_env(slugs, data_dir)))
+    bot = Bot(load_settings(bench_env(slugs, data_dir, live)))
     start = bot.clock.now() + timedelta(days=2)  # pre-game on the bot's clock: opening allowed
     for i, slug in enumerate(slugs):
         bot.universe.put(MarketInfo(slug, market_id=str(i), event_id=f"ev{i // 2}",
@@ -162,6 +166,19 @@ def build_bot(slugs: list[str], data_dir: Path) -> Any:
     bot.fair_values.set_trusted(slugs, True, 0.0)
     bot._reference_loaded = True
     return bot
+
+
+def seed_closed_orders(bot: Any, slugs: list[str], n: int = 600) -> None:
+    """What a live registry holds between housekeeping's minute sweeps at ten IOC orders a
+    second: `n` closed orders across the markets (the live bot keeps them until `forget_closed`)."""
+    from polybot.execution.orders import OrderEvent
+    from polybot.model import Intent, OrderRequest, TimeInForce
+
+    for k in range(n):
+        req = OrderRequest(slugs[k % len(slugs)], Intent.BUY_LONG, Decimal("0.40"), Decimal(10),
+                           tif=TimeInForce.IOC)
+        order = bot.registry.new_order(req, log_intent=False)
+        bot.registry.handle(order, OrderEvent.SEND_FAILED)
 
 
 async def polybot_frame(bot: Any, msg: str) -> None:
@@ -203,9 +220,10 @@ def make_sdk_handler() -> tuple[Any, list[int]]:
 async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
                       profile_path: Path | None, html: bool = False,
                       quiet_frames: list[str] | None = None,
-                      candidates: tuple[str, ...] = CANDIDATES) -> dict[str, Any]:
+                      candidates: tuple[str, ...] = CANDIDATES,
+                      live: bool = False) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="polybot-bench-hot-"))
-    bot = build_bot(slugs, data_dir)
+    bot = build_bot(slugs, data_dir, live)
     sdk_handle, sdk_seen = make_sdk_handler()
     perf = time.perf_counter_ns
     # the markets task awaits the socket between frames; nothing here does, so each frame ends
@@ -247,6 +265,8 @@ async def _run_rounds(frames: list[str], slugs: list[str], rounds: int,
             # (its open-orders scan walks every tracked order; a round is ~1/3 of a minute's
             # worth of orders at this edge share)
             bot.registry.forget_closed()
+            if live:
+                seed_closed_orders(bot, slugs)
             for who in order:
                 c0 = time.process_time()
                 t0 = perf()
@@ -341,17 +361,19 @@ async def _profile(bot: Any, frames: list[str], path: Path, html: bool) -> dict[
 
 def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: float = 0.1,
         profile: bool = True, out_dir: Path | None = None,
-        html: bool = False) -> dict[str, Any]:
+        html: bool = False, live: bool = False) -> dict[str, Any]:
     params = {"markets": markets, "frames_per_round": frames, "rounds": rounds,
-              "edge_share": edge_share, "levels_per_side": 10}
-    run_ = Run("hot_path", params)
+              "edge_share": edge_share, "levels_per_side": 10,
+              "mode": "live (nothing sent)" if live else "paper"}
+    run_ = Run("hot_path_live" if live else "hot_path", params)
     slugs = make_slugs(markets)
     frame_list = make_frames(slugs, frames, edge_share)
     quiet_list = make_frames(slugs, frames, 0.0, seed=11)  # no edge: none of them trades
     out = out_dir or RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     res = trio.run(_run_rounds, frame_list, slugs, rounds,
-                   out / "hot_path_profile" if profile else None, html, quiet_list)
+                   out / "hot_path_profile" if profile else None, html, quiet_list, CANDIDATES,
+                   live)
 
     def row(name: str, rates: list[float], lat: list[int],
             cpu: list[float] | None = None) -> dict[str, Any]:
@@ -441,8 +463,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--html", action="store_true",
                     help="also write pyinstrument's interactive HTML to the temp directory")
+    ap.add_argument("--live", action="store_true",
+                    help="a live-mode bot that sends nothing (results in hot_path_live.json), its "
+                         "registry holding a minute of closed IOC orders as housekeeping leaves it")
     a = ap.parse_args(argv)
-    run(a.markets, a.frames, a.rounds, a.edge_share, profile=not a.no_profile, html=a.html)
+    run(a.markets, a.frames, a.rounds, a.edge_share, profile=not a.no_profile, html=a.html,
+        live=a.live)
 
 
 if __name__ == "__main__":
