@@ -86,7 +86,7 @@ class MarketBook:
                         cost_known=self.cost_known)
 
 
-# `update_marks` runs for most book frames; `attrs.evolve` costs ~2 µs there, the constructor
+# `update_marks` runs for most book frames (and `_keep_halt_px` for a held market's); `attrs.evolve` costs ~2 µs there, the constructor
 # with every field named ~0.8. Import fails if MarketBook's fields change without `_marked`.
 _MARKET_BOOK_FIELDS = ("market_slug", "net_qty", "avg_price", "realized_pnl", "fees", "mark_bid",
                        "mark_offer", "settled_value", "cost_known", "halt_mark")
@@ -94,10 +94,11 @@ if tuple(f.name for f in attrs.fields(MarketBook)) != _MARKET_BOOK_FIELDS:
     raise ImportError("ledger: MarketBook's fields changed; update _marked")
 
 
-def _marked(m: MarketBook, bid: Decimal | None, offer: Decimal | None) -> MarketBook:
-    """`attrs.evolve(m, mark_bid=bid, mark_offer=offer)`, quicker."""
+def _marked(m: MarketBook, bid: Decimal | None, offer: Decimal | None,
+            halt_mark: Decimal | None) -> MarketBook:
+    """`attrs.evolve(m, mark_bid=bid, mark_offer=offer, halt_mark=halt_mark)`, quicker."""
     return MarketBook(m.market_slug, m.net_qty, m.avg_price, m.realized_pnl, m.fees, bid, offer,
-                      m.settled_value, m.cost_known, m.halt_mark)
+                      m.settled_value, m.cost_known, halt_mark)
 
 
 @attrs.frozen(slots=True)
@@ -491,7 +492,7 @@ class Ledger:
         offer = m.mark_offer if best_offer is None else best_offer
         if bid == m.mark_bid and offer == m.mark_offer:
             return
-        new = _marked(m, bid, offer)
+        new = _marked(m, bid, offer, m.halt_mark)
         if m.net_qty == 0:
             self._markets[market_slug] = new  # only held positions' marks move equity or persist
             return
@@ -628,7 +629,8 @@ class Ledger:
         """Record a trusted halt mark on the market's row, so a restart starts from it."""
         m = self._markets.get(slug)
         if m is not None and m.halt_mark != px:
-            self._markets[slug] = self._dirty_markets[slug] = attrs.evolve(m, halt_mark=px)
+            self._markets[slug] = self._dirty_markets[slug] = _marked(m, m.mark_bid,
+                                                                     m.mark_offer, px)
 
     def _revalue(self, h: _HaltMark, net_qty: Decimal) -> None:
         value = _halt_value(net_qty, h.px) if net_qty != 0 else ZERO
