@@ -86,8 +86,9 @@ class MarketBook:
                         cost_known=self.cost_known)
 
 
-# `update_marks` runs for most book frames (and `_keep_halt_px` for a held market's); `attrs.evolve` costs ~2 µs there, the constructor
-# with every field named ~0.8. Import fails if MarketBook's fields change without `_marked`.
+# `update_marks` runs for most book frames (and `_keep_halt_px` for a held market's): there
+# `attrs.evolve` costs ~2 µs, the constructor with every field named ~0.8. Import fails if
+# MarketBook's fields change without `_marked`.
 _MARKET_BOOK_FIELDS = ("market_slug", "net_qty", "avg_price", "realized_pnl", "fees", "mark_bid",
                        "mark_offer", "settled_value", "cost_known", "halt_mark")
 if tuple(f.name for f in attrs.fields(MarketBook)) != _MARKET_BOOK_FIELDS:
