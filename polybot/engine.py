@@ -262,7 +262,9 @@ class TradingEngine:
                                      market_info=market, now=now)
             if isinstance(result, OrderRequest):
                 self.counters.orders += 1
-                commands.append(PlaceOrder(attrs.evolve(result, tif=self.tif), received_at))
+                if result.tif is not self.tif:  # an evolve costs ~3 µs on the way to the wire
+                    result = attrs.evolve(result, tif=self.tif)
+                commands.append(PlaceOrder(result, received_at))
                 return Decision(commands, again=i + 1 < len(signals))
             self.counters.rejections += 1
             commands.append(RecordRejection(result))
