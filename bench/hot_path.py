@@ -416,8 +416,9 @@ def run(markets: int = 100, frames: int = 10_000, rounds: int = 5, edge_share: f
         "polybot_decode_cpu_us_per_frame": round(rows[4]["cpu_us_per_frame"], 1),
         "ratio_polybot_full_over_sdk_decode": round(ratio, 3),
         "ratio_polybot_decode_over_sdk_decode": round(decode_ratio, 3),
-        "polybot_order_frames_p50_us": round(rows[1]["p50_us"], 1),
-        "polybot_order_frames_p99_us": round(rows[1]["p99_us"], 1),
+        # None when no frame placed an order (--live sends nothing)
+        "polybot_order_frames_p50_us": round(rows[1]["p50_us"], 1) if res["order_lat"] else None,
+        "polybot_order_frames_p99_us": round(rows[1]["p99_us"], 1) if res["order_lat"] else None,
         "polybot_quiet_frames_p50_us": round(rows[2]["p50_us"], 1),
         "polybot_quiet_frames_p99_us": round(rows[2]["p99_us"], 1),
         "polybot_cpu_us_per_frame": round(rows[0]["cpu_us_per_frame"], 1),

@@ -49,6 +49,17 @@ def test_hot_path_result_has_both_pipelines_their_ratio_and_a_profile(tmp_path: 
     assert "polybot_frame" in (tmp_path / "hot_path_profile.txt").read_text()
 
 
+def test_hot_path_live_sends_nothing_while_its_registry_holds_a_minute_of_closed_orders(
+        tmp_path: Path) -> None:
+    result = hot_path.run(markets=10, frames=200, rounds=2, edge_share=0.2, profile=False,
+                          out_dir=tmp_path, live=True)
+    data = _written(tmp_path, "hot_path_live", result)
+    assert data["params"]["mode"] == "live (nothing sent)"
+    s = data["summary"]
+    assert s["signals"] > 0 and s["orders"] == 0  # decided up to the venue's refusal
+    assert s["polybot_cpu_us_per_nontrading_frame"] > 0
+
+
 def test_stream_cpu_delivers_every_frame_of_the_burst_and_reports_cpu(tmp_path: Path) -> None:
     result = stream_cpu.run(frames=400, rounds=1, out_dir=tmp_path)
     data = _written(tmp_path, "stream_cpu", result)
