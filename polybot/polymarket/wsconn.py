@@ -4,7 +4,7 @@ Why not trio-websocket: it runs a reader task of its own that parses frames with
 each message through a channel to `get_message()`, one task hop and ~25-30 us of CPU per frame
 before the stream can decide anything (perf probe §5). Here `await conn.receive()` parses the
 socket's bytes in the task that awaits it: a frame already in the buffer costs no await at all,
-and the socket is read 64 KiB at a time.
+and the socket is read 64 KiB at a time (with a checkpoint at least every 32 messages).
 
 What it does, and the traps:
 
@@ -57,6 +57,10 @@ __all__ = [
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _READ_SIZE = 65536
 _MAX_HEAD = 65536  # bytes of an upgrade answer's head (and of a refusal's body) we read
+# A message already buffered is returned without a checkpoint (no scheduler pass before the
+# decision), so a backlog of small frames could hold the scheduler for a whole 64 KiB read;
+# one checkpoint every this many messages bounds that (and lets a cancellation in).
+_MAX_UNYIELDED = 32
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -142,6 +146,7 @@ class WsConnection:
         self._parts_op = 0
         self.closed: CloseReason | None = None  # set once the connection ended
         self._close_sent = False
+        self._unyielded = 0  # messages returned since the last checkpoint
 
     # --- receiving ------------------------------------------------------------------------------
 
@@ -152,6 +157,10 @@ class WsConnection:
         connection has ended (a close frame, a broken socket, or a refused frame)."""
         if self.closed is not None:
             raise ConnectionClosed(self.closed)
+        if self._unyielded >= _MAX_UNYIELDED:
+            self._unyielded = 0  # a backlog: let the other tasks run now and then
+            await trio.lowlevel.checkpoint()
+        self._unyielded += 1
         while True:
             buf, pos = self._buf, self._pos
             avail = len(buf) - pos
@@ -208,6 +217,7 @@ class WsConnection:
                 await self._abort(f"{type(exc).__name__}: {exc}")
             if not data:
                 await self._abort("the peer closed the socket without a close frame")
+            self._unyielded = 0  # receive_some is a checkpoint
             parts.append(bytes(data))
             have += len(data)
             if have >= need:

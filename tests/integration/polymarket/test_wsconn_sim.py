@@ -123,15 +123,13 @@ class FrameTap:
     async def _client_to_sim(self, client: trio.abc.Stream, up: trio.abc.Stream) -> None:
         buf, head = bytearray(), True
         while data := await client.receive_some(65536):
-            await up.send_all(data)
             buf += data
-            if head:
-                if b"\r\n\r\n" not in buf:
-                    continue
+            if head and b"\r\n\r\n" in buf:
                 del buf[: buf.index(b"\r\n\r\n") + 4]
                 head = False
-            while (frame := _parse(buf)) is not None:
-                self.client_frames.append(frame)
+            while not head and (frame := _parse(buf)) is not None:
+                self.client_frames.append(frame)  # recorded even if the sim has hung up
+            await up.send_all(data)
         await trio.aclose_forcefully(up)
 
     async def _sim_to_client(self, up: trio.abc.Stream, client: trio.abc.Stream) -> None:
@@ -163,7 +161,8 @@ class FrameTap:
                 out += _server_frame(opcode, payload, fin)
             if out:
                 await client.send_all(out)
-        await trio.aclose_forcefully(client)
+        # the sim hung up: the client side stays open until the client closes it (its close
+        # frame, answering the sim's, must still be seen)
 
 
 def _port(url: str) -> int:
