@@ -410,7 +410,8 @@ async def _upgrade(stream: trio.abc.Stream, host: str, target: str, key: bytes,
         ("Sec-WebSocket-Version", "13"),
         *headers,
     ])
-    await stream.send_all(conn.send(request) or b"")
+    # the request is complete (no body), so h11 takes a 101 as the switch, not as an interim answer
+    await stream.send_all((conn.send(request) or b"") + (conn.send(h11.EndOfMessage()) or b""))
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
