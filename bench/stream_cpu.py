@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.stream_cpu [--frames 20000] [--rounds 3]
 
 `bench.hot_path` measures what the bot does with a decoded frame; this measures what it costs to
-get there: the socket read, trio-websocket (its reader task, wsproto, its message channel), the
-stream's per-frame bookkeeping (staleness scope, counters, progress) and the hot decoder, with a
+get there: the socket read, the frame parse in the reading task (`polybot.polymarket.wsconn`), the
+stream's per-frame bookkeeping (staleness stamps, counters, progress) and the hot decoder, with a
 no-op handler delivered to directly (`MarketsStream(deliver=...)`, as `Bot.markets_child` runs it).
 A child process (a trio-websocket server) answers the subscription with a burst of `--frames`
 book frames from `bench.hot_path.make_frames` (no edge, 10 levels a side); this process's CPU
@@ -115,7 +115,7 @@ def run(frames: int = 20_000, rounds: int = 3, out_dir: Path | None = None) -> d
             except subprocess.TimeoutExpired:
                 child.kill()
     cpu = [r["cpu_us"] for r in results]
-    rows = [{"path": "socket → trio-websocket → MarketsStream → decode_market_frame → no-op",
+    rows = [{"path": "socket → wsconn → MarketsStream → decode_market_frame → no-op",
              "cpu_us_per_frame": statistics.median(cpu), "cpu_us_rounds": [round(c, 1) for c in cpu],
              "wall_us_per_frame": statistics.median(r["wall_us"] for r in results)}]
     summary = {"stream_cpu_us_per_frame": round(statistics.median(cpu), 1),

@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
@@ -52,19 +53,19 @@ from typing import Any
 import attrs
 import orjson
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
 
 from polybot.clock import LIVE_CLOCK, Clock
 from polybot.polymarket import wire
 from polybot.polymarket.auth import Signer
 from polybot.polymarket.errors import AuthError, CredentialsRejected
 from polybot.polymarket.ratelimit import Backoff
+from polybot.polymarket.wsconn import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WsConnection,
+    connect_websocket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class StreamConfig:
     max_message_size: int = 16 * 1024 * 1024
     snapshot_timeout: float = 10.0  # a (re)sent market-data subscription owes each snapshot by
     snapshot_resends: int = 3  # re-sends of a market's subscription before it is marked no_data
+    # TLS for a wss:// URL: None = the system's default context (tests pass a test CA's)
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
 
 
 def stream_config_from_settings(settings: Any) -> StreamConfig:
@@ -182,7 +185,7 @@ class _Stream:
         self._auth_probe = auth_probe
         self._backoff = Backoff(config.backoff_base, config.backoff_cap, rng=rng)
         self.status = StreamStatus(self.name)
-        self._ws: WebSocketConnection | None = None
+        self._ws: WsConnection | None = None
         self._connection_no = 0
         self._request_no = 0
         # counters (plain attributes for metrics)
@@ -196,6 +199,10 @@ class _Stream:
         self.reconnects = 0
         self.stale_teardowns = 0
         self._answered = False
+        # staleness (see _read)
+        self._answer_by = 0.0  # trio time by which a data frame must have answered
+        self._waiting_since: float | None = None  # start of the current wait for a frame
+        self._stale_reason = ""
 
     @property
     def url(self) -> str:
@@ -205,11 +212,11 @@ class _Stream:
         self._request_no += 1
         return f"{prefix}-{self._connection_no}-{self._request_no}"
 
-    async def _send(self, ws: WebSocketConnection, msg: dict[str, Any]) -> None:
-        await ws.send_message(orjson.dumps(msg).decode())
+    async def _send(self, ws: WsConnection, msg: dict[str, Any]) -> None:
+        await ws.send(orjson.dumps(msg).decode())
 
     async def _subscribe(
-        self, ws: WebSocketConnection, prefix: str, sub_type: str, slugs: Sequence[str] = (),
+        self, ws: WsConnection, prefix: str, sub_type: str, slugs: Sequence[str] = (),
         rid: str = "",
     ) -> str:
         rid = rid or self._request_id(prefix)
@@ -220,7 +227,7 @@ class _Stream:
         return rid
 
     # hooks for the two streams
-    async def _on_connect(self, ws: WebSocketConnection) -> None:
+    async def _on_connect(self, ws: WsConnection) -> None:
         raise NotImplementedError
 
     async def _deliver(self, event: Any) -> None:
@@ -257,24 +264,26 @@ class _Stream:
 
     async def _connect_once(self) -> str:
         """One connection attempt and, if it opens, one session; returns why it ended."""
-        headers = [(k.encode(), v.encode()) for k, v in self.signer.ws_headers(self.url)]
+        headers = self.signer.ws_headers(self.url)
         opened = False
         reason = ""
         try:
-            async with open_websocket_url(
+            ws = await connect_websocket(
                 self.url,
-                extra_headers=headers,
+                headers,
                 connect_timeout=self.config.connect_timeout,
                 disconnect_timeout=self.config.disconnect_timeout,
                 max_message_size=self.config.max_message_size,
-            ) as ws:
+                ssl_context=self.config.ssl_context,
+            )
+            async with ws:
                 opened = True
                 reason = await self._session(ws)
         except ConnectionRejected as exc:
             if exc.status_code in (401, 403):
                 await self._confirm_credentials(exc.status_code)
             reason = f"upgrade rejected with HTTP {exc.status_code}"
-        except HandshakeError as exc:  # includes a slow close after we gave up on a session
+        except HandshakeError as exc:  # TCP, TLS or the upgrade failed, or connect_timeout
             cause = exc.__cause__ or exc
             reason = reason or f"connect failed: {type(cause).__name__}: {cause}"
         except (OSError, ConnectionClosed) as exc:
@@ -283,7 +292,7 @@ class _Stream:
             await self._deliver(ContinuityLost(self.name, reason, trio.current_time()))
         return reason
 
-    async def _session(self, ws: WebSocketConnection) -> str:
+    async def _session(self, ws: WsConnection) -> str:
         now = trio.current_time()
         self._connection_no += 1
         self.connects += 1
@@ -311,34 +320,79 @@ class _Stream:
             if trio.current_time() - now >= self.config.stable_after:
                 self._backoff.reset()
 
-    async def _read(self, ws: WebSocketConnection) -> str:
+    async def _read(self, ws: WsConnection) -> str:
+        """Read and handle frames until the connection ends or goes stale; why it ended.
+
+        Only the wait for a frame is timed: a slow consumer must never cancel a delivery. A
+        scope per frame costs ~6 us, and one re-armed scope whose deadline passed just as a frame
+        arrived would stay cancelled around the handler; so a watchdog task checks the time the
+        current wait started (`_waiting_since`, None while a frame is handled) and cancels the
+        reading scope only during a wait. If it fires as a frame arrives, the reader sees the
+        cancelled scope before it checkpoints again and drops the connection without handling
+        that frame (the consumer then gets ContinuityLost, as for any stale teardown)."""
+        self._answer_by = trio.current_time() + self.config.stale_after  # subscriptions just sent
+        self._waiting_since = None
+        self._stale_reason = ""
+        reading = trio.CancelScope()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_staleness, reading)
+            reason = ""
+            with reading:
+                reason = await self._frames(ws, reading)
+            nursery.cancel_scope.cancel()
+        if reason:
+            return reason
+        return self._stale_teardown()
+
+    def _stale_teardown(self) -> str:
         stale_after = self.config.stale_after
-        st = self.status
-        answer_by = trio.current_time() + stale_after  # subscriptions were just sent
+        self.stale_teardowns += 1
+        if self._stale_reason == "unanswered":
+            log.warning("%s: subscriptions unanswered for %s s (heartbeats only); tearing "
+                        "the connection down", self.name, stale_after)
+            return f"subscriptions unanswered for {stale_after} s"
+        log.warning("%s: no frame for %s s; tearing the connection down", self.name, stale_after)
+        return f"no frame for {stale_after} s (stale feed)"
+
+    async def _watch_staleness(self, reading: trio.CancelScope) -> None:
+        """Cancel `reading` once a wait for a frame has lasted `stale_after` (or the
+        subscriptions are still unanswered at their deadline). Wakes about once per period."""
+        stale_after = self.config.stale_after
         while True:
-            msg = None
-            # only the wait for a frame is timed: a slow consumer must never cancel a delivery
-            # (a scope per frame: one re-armed scope would save ~3 us but a deadline passing as
-            # the frame arrives would leave it cancelled around the handler)
-            deadline = trio.current_time() + stale_after
-            if not self._answered:
-                deadline = min(deadline, answer_by)
-            with trio.move_on_at(deadline):
-                try:
-                    msg = await ws.get_message()
-                except ConnectionClosed as exc:
-                    return f"closed by peer: {exc.reason}"
-            if msg is None and not self._answered and trio.current_time() >= answer_by:
-                self.stale_teardowns += 1
-                log.warning("%s: subscriptions unanswered for %s s (heartbeats only); tearing "
-                            "the connection down", self.name, stale_after)
-                return f"subscriptions unanswered for {stale_after} s"
-            if msg is None:
-                self.stale_teardowns += 1
-                log.warning(
-                    "%s: no frame for %s s; tearing the connection down", self.name, stale_after
-                )
-                return f"no frame for {stale_after} s (stale feed)"
+            now = trio.current_time()
+            since = self._waiting_since
+            unanswered = not self._answered
+            if since is None:  # handling a frame: the next wait starts no earlier than now
+                due = now + stale_after
+                if unanswered and self._answer_by > now:
+                    due = min(due, self._answer_by)
+                await trio.sleep_until(due)
+                continue
+            due = since + stale_after
+            if unanswered:
+                due = min(due, self._answer_by)
+            if now >= due:
+                self._stale_reason = (
+                    "unanswered" if unanswered and now >= self._answer_by else "stale")
+                reading.cancel()
+                return
+            await trio.sleep_until(due)
+
+    async def _frames(self, ws: WsConnection, reading: trio.CancelScope) -> str:
+        """The reading loop; returns why the connection closed, or "" for a stale teardown."""
+        st = self.status
+        while True:
+            since = self._waiting_since = trio.current_time()
+            if not self._answered and since >= self._answer_by:
+                self._stale_reason = "unanswered"  # the deadline passed inside the handler
+                return ""
+            try:
+                msg = await ws.receive()
+            except ConnectionClosed as exc:
+                return f"closed by peer: {exc.reason}"
+            self._waiting_since = None
+            if reading.cancel_called:  # the watchdog fired as this frame arrived
+                return ""
             now = st.last_frame_at = trio.current_time()
             self.frames += 1
             self.bytes += len(msg)
@@ -539,7 +593,7 @@ class MarketsStream(_Stream):
             finally:
                 self._chunks = [c for c in self._chunks if c.slugs]
 
-    async def _send_chunk(self, ws: WebSocketConnection, chunk: _Chunk) -> None:
+    async def _send_chunk(self, ws: WsConnection, chunk: _Chunk) -> None:
         """Subscribe the chunk under new requestIds, then unsubscribe its old ones."""
         old = list(chunk.request_ids.values())
         chunk.request_ids = {}
@@ -565,7 +619,7 @@ class MarketsStream(_Stream):
 
     # --- connection hooks -----------------------------------------------------------------------
 
-    async def _on_connect(self, ws: WebSocketConnection) -> None:
+    async def _on_connect(self, ws: WsConnection) -> None:
         async with self._lock:
             self._chunk_of_rid.clear()
             for chunk in self._chunks:
@@ -575,14 +629,14 @@ class MarketsStream(_Stream):
             if not any(c.awaiting for c in self._chunks):
                 self._answered = True  # no snapshot owed (no market): heartbeats are enough
 
-    async def _read(self, ws: WebSocketConnection) -> str:
+    async def _read(self, ws: WsConnection) -> str:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_snapshots, ws)
             reason = await super()._read(ws)
             nursery.cancel_scope.cancel()
         return reason
 
-    async def _watch_snapshots(self, ws: WebSocketConnection) -> None:
+    async def _watch_snapshots(self, ws: WsConnection) -> None:
         """Re-send a chunk whose snapshots are overdue; give up on a market after the re-sends."""
         while True:
             self._deadline_changed = trio.Event()
@@ -597,7 +651,7 @@ class MarketsStream(_Stream):
             except ConnectionClosed:
                 return  # the reader notices and reconnects
 
-    async def _expire(self, ws: WebSocketConnection) -> None:
+    async def _expire(self, ws: WsConnection) -> None:
         async with self._lock:
             now = trio.current_time()
             for chunk in list(self._chunks):
@@ -676,7 +730,7 @@ class PrivateStream(_Stream):
         # alone does not show the orders were heard, and the executor waits on that eof
         return isinstance(event, wire.OrdersSnapshotted) and event.eof
 
-    async def _on_connect(self, ws: WebSocketConnection) -> None:
+    async def _on_connect(self, ws: WsConnection) -> None:
         await self._subscribe(ws, "orders", ORDER, self.slugs)
         self._snapshot_retries = 0
         self._snapshot_id = await self._subscribe(ws, "snapshot", ORDER_SNAPSHOT, self.slugs)
