@@ -17,17 +17,18 @@ up equal to the exchange's.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import QUIET_SCENARIO, Sim, _running_sim, wait_until
 from tests.e2e.test_orders import cheap_offer, fair_of, order
 from tests.e2e.test_run import families, sample_total
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_run")]
 
-HTTP_TIMEOUT = 8.0  # the withheld answer becomes "outcome unknown" after this (real seconds)
+HTTP_TIMEOUT = 15.0  # the withheld answer becomes "outcome unknown" after this (real seconds)
 
 
 def restarts(bot) -> float:
@@ -38,32 +39,47 @@ def position(sim, slug: str) -> Decimal:
     return Decimal(sim.positions().get(slug, {}).get("netPosition", "0"))
 
 
-def test_a_withheld_answer_freezes_only_its_market_and_the_fill_is_booked(quiet_sim,
+@pytest.fixture
+def own_quiet_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    """A quiet exchange of this test's own: after test_orders.py on the shared one, the bot did
+    not trade the second market within the window in 3 runs of 3 (not understood yet: see the
+    issue-15 note); this test pins the order path, not that interplay."""
+    yield from _running_sim(tmp_path_factory.mktemp("own_quiet_sim"), QUIET_SCENARIO)
+
+
+def test_a_withheld_answer_freezes_only_its_market_and_the_fill_is_booked(own_quiet_sim,
                                                                           start_bot) -> None:
-    slug, other = quiet_sim.markets[3], quiet_sim.markets[2]
+    quiet_sim = own_quiet_sim
+    slug = quiet_sim.markets[3]
     bot = start_bot(quiet_sim, "live", HTTP_TIMEOUT_SECONDS=str(HTTP_TIMEOUT),
                     STALE_FEED_SECONDS="5")
     bot.wait_ready()
+    # the other market: the one priced highest, so a cheap offer there is surely an edge (at a
+    # fair under 0.17 `cheap_offer` cannot go 12 cents under it)
+    other = max((m for m in quiet_sim.markets if m != slug), key=lambda m: fair_of(bot, m))
     known = {o["orderId"] for o in quiet_sim.accepted_orders()}
     before, other_before = position(quiet_sim, slug), position(quiet_sim, other)
 
     price, qty = cheap_offer(fair_of(bot, slug))
     other_price, other_qty = cheap_offer(fair_of(bot, other))
     seller = quiet_sim.new_account()
-    # Requests are held 1 s before they are handled, so the answer to the bot's order (sent as
-    # soon as it sees this offer) is withheld by the switch set once the offer itself is placed.
-    quiet_sim.faults(delay_seconds=1.0)
+    # The hang catches the next order-placing request: the bot's, not the seller's. The bot is
+    # halted while the offer is placed and the switch set, then resumed; it sends on the offer.
+    halted = bot.command("halt")
+    assert halted.returncode == 0, halted.stderr
+    wait_until(lambda: bot.status()["trading_state"] == "HALTED", 5, "HALTED")
     seller.orders.create(order(slug, "BUY_SHORT", price, qty))
     quiet_sim.faults(hang_orders=1, hang_seconds=100.0)
+    resumed = bot.command("resume")
+    assert resumed.returncode == 0, resumed.stderr
     wait_until(lambda: [o for o in quiet_sim.accepted_orders() if o["orderId"] not in known], 10,
                "the bot's order executed by the exchange (its answer withheld)")
-    quiet_sim.faults(delay_seconds=0.0)
     hung_at = time.monotonic()
     assert position(quiet_sim, slug) - before > 0  # the withheld order did execute
 
     # another market trades while that answer is still withheld
     seller.orders.create(order(other, "BUY_SHORT", other_price, other_qty))
-    wait_until(lambda: position(quiet_sim, other) - other_before > 0, HTTP_TIMEOUT - 3,
+    wait_until(lambda: position(quiet_sim, other) - other_before > 0, HTTP_TIMEOUT - 5,
                "an order in another market while the first answer is withheld")
     assert time.monotonic() - hung_at < HTTP_TIMEOUT  # not after the timeout released something
 
