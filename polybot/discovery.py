@@ -41,8 +41,8 @@ its first 200 means the leagues' games are in, subscribed and priced, not an emp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -50,7 +50,7 @@ import attrs
 import trio
 
 from polybot.clock import Clock
-from polybot.errors import FatalCredentialsError
+from polybot.errors import FatalCredentialsError, fatal_unwrapped
 from polybot.matching import BulkMatch, Unmatched, match_bulk, partner_target
 from polybot.model import EventInfo, MarketInfo, MarketStatus, MarketTarget
 from polybot.opticodds import client as oc
@@ -225,22 +225,6 @@ async def _paged(fetch: Callable[[int], Any], what: str,
     return list(rows.values()), False, malformed
 
 
-@contextmanager
-def _bare_fatal() -> Iterator[None]:
-    """A fatal error of one league's pass (a rejected key) leaves the leagues' nursery bare, not
-    inside a group, so the supervisor maps it to its exit code as before."""
-    try:
-        yield
-    except BaseExceptionGroup as eg:
-        fatal, _ = eg.split((pm.AuthError, FatalCredentialsError, oc.AuthError))
-        if fatal is not None:
-            first: BaseException = fatal
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from eg
-        raise
-
-
 # --- the running task --------------------------------------------------------------------------
 
 
@@ -376,7 +360,7 @@ class Discovery:
         # league's exchange listing (the REST client's buckets pace the exchange calls). The
         # first pass, before the bot can trade, may take the whole public budget: no public
         # read of the trading's is there to leave room for.
-        with self._budget(first=not self.listed_once), _bare_fatal():
+        with self._budget(first=not self.listed_once), fatal_unwrapped(pm.AuthError, FatalCredentialsError, oc.AuthError):
             async with trio.open_nursery() as nursery:
                 for state in due:
                     nursery.start_soon(one, state.league)

@@ -7,6 +7,9 @@ subclass's `exit_code` (the systemd unit does not restart on these codes).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 # Every exit code of the process, in one place (they are part of the interface: systemd's
 # RestartPreventExitStatus=2 78 and the operator's scripts rely on them).
 EXIT_OK = 0
@@ -31,3 +34,19 @@ class FatalCredentialsError(FatalError):
     """
 
     exit_code = EXIT_CREDENTIALS
+
+
+@contextlib.contextmanager
+def fatal_unwrapped(*fatal: type[BaseException]) -> Iterator[None]:
+    """Let an error of the `fatal` types leave a nursery bare, not inside an exception group, so
+    the supervisor maps it to its exit code (the first one, when several tasks failed so)."""
+    try:
+        yield
+    except BaseExceptionGroup as eg:
+        found, _ = eg.split(fatal)
+        if found is not None:
+            first: BaseException = found
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from eg
+        raise

@@ -30,15 +30,15 @@ reconnecting since when; `on_progress` is called on every frame, snapshot and re
 from __future__ import annotations
 
 import collections
-import contextlib
 import enum
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
 import attrs
 import trio
 
+from polybot.errors import fatal_unwrapped
 from polybot.fairvalues import FairValues, FixtureInfo
 from polybot.model import FairValue, MarketTarget
 from polybot.opticodds.client import (
@@ -58,22 +58,6 @@ from polybot.opticodds.wire import (
 from polybot.pricing import DEVIG_METHODS, BookMarket, consensus
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _fatal_unwrapped() -> Iterator[None]:
-    """Let a fatal client error (401, bad request) leave a nursery bare, not inside a group,
-    so the supervisor can map it to its exit code."""
-    try:
-        yield
-    except BaseExceptionGroup as eg:
-        fatal, _ = eg.split((AuthError, BadRequestError))
-        if fatal is not None:
-            first: BaseException = fatal
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from eg
-        raise
 
 
 MONEYLINE = "moneyline"  # OpticOdds market id of the full-game winner
@@ -208,7 +192,7 @@ class OddsFeed:
         await self._check_books()
         if not self._sports:
             log.info("odds feed: no matched markets yet; streams start as targets arrive")
-        with _fatal_unwrapped():
+        with fatal_unwrapped(AuthError, BadRequestError):
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
@@ -380,7 +364,7 @@ class OddsFeed:
         rebuilding = True
         outcome = "stream closed by the server"
         reached_live = False
-        with trio.CancelScope() as watchdog, _fatal_unwrapped():
+        with trio.CancelScope() as watchdog, fatal_unwrapped(AuthError, BadRequestError):
             watchdog.deadline = trio.current_time() + self._cfg.stale_seconds
             async with trio.open_nursery() as nursery:
 
