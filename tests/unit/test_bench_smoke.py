@@ -90,6 +90,15 @@ def test_tick_to_order_measures_both_bots_at_the_socket_in_both_scenarios(tmp_pa
     # an order's first bytes precede its ASGI entry
     shares = [r for r in data["rows"] if r["figure"] in ("ws_share", "post_share")]
     assert len(shares) == 8 and all(r["min_us"] >= 0 for r in shares)
+    # the kernel's receive stamp of the POST: taken for every event, never after the read
+    for scen in ("idle", "loaded"):
+        for bot in ("polybot", "baseline"):
+            kernel = next(r for r in data["rows"] if r["figure"] == "kernel"
+                          and r["scenario"] == scen and r["bot"] == bot)
+            socket = next(r for r in data["rows"] if r["figure"] == "socket"
+                          and r["scenario"] == scen and r["bot"] == bot)
+            assert kernel["n"] == socket["n"]
+            assert 0 < kernel["p50_us"] <= socket["p50_us"]
     assert s["pass"] is (s["loaded_ratio_polybot_over_baseline_p50"] <= 0.6
                          and s["loaded_polybot_p50_us"] < 250 and s["loaded_polybot_p99_us"] < 1000)
     assert s["verdict"].startswith("PASS" if s["pass"] else "FAIL")
