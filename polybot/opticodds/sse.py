@@ -45,7 +45,7 @@ class SSEParser:
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""  # text of an unfinished line
+        self._pending: list[str] = []  # the pieces of an unfinished line
         self._pending_cr = False  # the previous chunk ended with \r: a following \n belongs to it
         self._first = True
         self._event = ""
@@ -65,17 +65,25 @@ class SSEParser:
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = False
-        buf = self._pending + text
+        # Only the new text is scanned, and an unfinished line is kept in pieces: a long data
+        # line arriving in many small chunks would otherwise be copied and rescanned for every
+        # chunk (quadratic; 13 MB/s in 512-byte chunks, the odds feed's biggest CPU cost).
         out: list[SSEEvent] = []
         pos = 0
-        for m in _EOL.finditer(buf):  # regex scan: streams carry megabytes per second
-            ev = self._line(buf[pos:m.start()])
+        for m in _EOL.finditer(text):  # regex scan: streams carry megabytes per second
+            line = text[pos:m.start()]
+            if self._pending:
+                self._pending.append(line)
+                line = "".join(self._pending)
+                self._pending = []
+            ev = self._line(line)
             if ev is not None:
                 out.append(ev)
             pos = m.end()
-        if pos and buf[pos - 1] == "\r":
+        if pos and text[pos - 1] == "\r":
             self._pending_cr = True  # a CRLF may be split across chunks
-        self._pending = buf[pos:]
+        if pos < len(text):
+            self._pending.append(text[pos:])
         return out
 
     def _line(self, line: str) -> SSEEvent | None:
