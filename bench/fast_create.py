@@ -8,7 +8,8 @@ paths (httpx `create_order_httpx`, then the fast path), each create awaited befo
 `--gap-ms` of sleep between creates (0 = back to back; on this VM an idle core makes the next
 piece of work slower, so try 5–50 ms too). Between rounds the resting orders are cancelled (not
 timed). Reported per path: the round trip from the call to the exchange id (p50/p90/p99 µs) and,
-for the fast path, the time until `send_create` returned (the request handed to the socket).
+for the fast path, the time until `send_create` returned (the request handed to the socket), and
+how many fast creates went out with a pre-signed pair (`fast_presigned`) or signed inline.
 The orders rest far from any fill (a bid of 0.01), so the exchange's own work is the same for
 both paths.
 """
@@ -93,7 +94,9 @@ async def _measure(c: dict[str, Any], n: int, per_round: int, gap: float) -> dic
                     await trio.sleep(gap)
             await rest.cancel_all([slug])
         counters = {"fast_creates": fast.creates, "fast_fallbacks": fast.fallbacks,
-                    "fast_connects": fast.connects, "fast_closed_by_peer": fast.closed_by_peer}
+                    "fast_connects": fast.connects, "fast_closed_by_peer": fast.closed_by_peer,
+                    "fast_presigned": fast.presigner.presigned,
+                    "fast_signed_inline": fast.presigner.inline}
         nursery.cancel_scope.cancel()
     return {"httpx": httpx_rtt, "fast": fast_rtt, "fast_send": fast_send, **counters}
 
@@ -133,7 +136,7 @@ def run(n: int = 1000, per_round: int = 100, gap_ms: float = 0.0,
         **_stats("fast_send_us", out["fast_send"]),
         "fast_over_httpx_p50": percentile(out["fast"], 50) / percentile(out["httpx"], 50),
         **{k: out[k] for k in ("fast_creates", "fast_fallbacks", "fast_connects",
-                               "fast_closed_by_peer")},
+                               "fast_closed_by_peer", "fast_presigned", "fast_signed_inline")},
     }
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                       for k, v in summary.items()}, indent=1))

@@ -1,7 +1,9 @@
 """Order creates on kept-alive HTTP/1.1 connections with a prebuilt request (issue 15 §3).
 
-httpx spends ~200 µs getting a request head onto the wire; a create here costs one Ed25519
-signature, one `%` of a byte template and ONE `send_all` on a connection that is already open.
+httpx spends ~200 µs getting a request head onto the wire; a create here costs one `%` of a byte
+template and ONE `send_all` on a connection that is already open. Its auth was signed ahead of it
+(`auth.Presigner`, a task of `run`: the signed message has no body): each pre-signed pair goes
+out at most once and only while fresh (≤ 2 s), else the create signs inline as before.
 Everything else (reads, cancels, batches) stays on httpx in `PolymarketRestClient`.
 
 The pool (`FastCreate.run`, a task of the supervised group) keeps `warm` idle connections open
@@ -51,7 +53,13 @@ import trio
 from polybot.model import OrderRequest
 from polybot.polymarket import errors as E
 from polybot.polymarket import wire
-from polybot.polymarket.auth import ACCESS_KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, Signer
+from polybot.polymarket.auth import (
+    ACCESS_KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Presigner,
+    Signer,
+)
 from polybot.polymarket.ratelimit import Backoff, TokenBucket
 from polybot.polymarket.rest import (
     CORRELATION_ID_HEADER,
@@ -385,6 +393,8 @@ class FastCreate:
         self.host = url.hostname or "localhost"
         self.port = url.port or (443 if self.tls else 80)
         self.path = url.path.rstrip("/") + ORDERS_PATH
+        # the create's auth, signed ahead by `run` (each pair used once, at most ~2 s old)
+        self.presigner = Presigner(self.signer, "POST", self.path)
         default_port = 443 if self.tls else 80
         host_header = self.host if self.port == default_port else f"{self.host}:{self.port}"
         self._ssl_context = ssl_context
@@ -426,6 +436,7 @@ class FastCreate:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self.presigner.run)
                 self.running = True
                 task_status.started()
                 while True:
@@ -557,11 +568,11 @@ class FastCreate:
                                good_till_time=good_till_time)
         content = wire.dumps(body)
         cid = str(uuid.uuid4())
-        auth = self.signer.headers("POST", self.path)
+        timestamp, signature = self.presigner.take()
         data = b"".join((
             self._head,
-            (f"{CORRELATION_ID_HEADER}: {cid}\r\n{TIMESTAMP_HEADER}: {auth[TIMESTAMP_HEADER]}\r\n"
-             f"{SIGNATURE_HEADER}: {auth[SIGNATURE_HEADER]}\r\n"
+            (f"{CORRELATION_ID_HEADER}: {cid}\r\n{TIMESTAMP_HEADER}: {timestamp}\r\n"
+             f"{SIGNATURE_HEADER}: {signature}\r\n"
              f"Content-Length: {len(content)}\r\n\r\n").encode("ascii"),
             content,
         ))

@@ -126,6 +126,7 @@ def test_fast_create_times_every_create_of_both_paths_without_a_fallback(tmp_pat
     assert [r["n"] for r in data["rows"]] == [20, 20, 20]
     s = data["summary"]
     assert s["fast_creates"] == 20 + 3 and s["fast_fallbacks"] == 0  # 3 warm-up creates
+    assert s["fast_presigned"] + s["fast_signed_inline"] == s["fast_creates"]
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import trio
 import trio.testing
 import trustme
 
+from polybot.clock import epoch_ms
 from polybot.model import Intent
 from polybot.polymarket import (
     AuthError,
@@ -418,4 +419,92 @@ async def test_the_clients_send_create_hands_over_on_either_path(sim, mock_clock
         assert isinstance(sent, PendingCreate) and fast.creates == 1
         second = await sent.result()
         assert _accepted(sim) == [first, second]
+        nursery.cancel_scope.cancel()
+
+
+# --- pre-signed auth (auth.Presigner): each pair once, only while fresh -----------------------
+
+
+def _record_heads(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+    """The head of every request the fast path writes to a socket, as it left (lower-case names)."""
+    heads: list[dict[str, str]] = []
+    real_send_all = _CountingStream.send_all
+
+    async def recording(self: _CountingStream, data: Any) -> None:
+        head = bytes(data).split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")[1:]
+        heads.append({k.lower(): v for k, _, v in (line.partition(": ") for line in head)})
+        await real_send_all(self, data)
+
+    monkeypatch.setattr(_CountingStream, "send_all", recording)
+    return heads
+
+
+def _still_signer(sim: Any) -> tuple[Signer, list[int]]:
+    """A signer whose clock moves only when the test moves it (starting at the host's now)."""
+    now = [epoch_ms()]
+    return Signer(sim.key_id, sim.secret_key, clock_ms=lambda: now[0]), now
+
+
+async def test_consecutive_creates_each_carry_a_signature_of_their_own_and_all_are_placed(
+        sim, mock_clock, monkeypatch):
+    heads = _record_heads(monkeypatch)
+    signer, _ = _still_signer(sim)  # the clock stands still: a repeated stamp would repeat
+    slug = sim.markets[0]
+    async with (PolymarketRestClient(_config(sim.api_url, sim.gateway_url), signer) as rest,
+                trio.open_nursery() as nursery):
+        fast = await _pool(nursery, rest)
+        ids = [await rest.create_order(order(slug, Intent.BUY_LONG, f"0.{30 + i}", "1"))
+               for i in range(3)]
+        # two sends back to back, before either is answered
+        a = await fast.send_create(order(slug, Intent.BUY_LONG, "0.40", "1"))
+        b = await fast.send_create(order(slug, Intent.BUY_LONG, "0.41", "1"))
+        ids += [await a.result(), await b.result()]
+        stamps = [h["x-pm-timestamp"] for h in heads]
+        signatures = [h["x-pm-signature"] for h in heads]
+        assert len(set(stamps)) == len(set(signatures)) == len(heads) == 5
+        assert _accepted(sim) == ids  # the exchange verified every one of them
+        assert fast.presigner.presigned >= 3 and fast.creates == 5
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_pre_signed_pair_past_its_freshness_limit_is_not_used(sim, mock_clock, monkeypatch):
+    heads = _record_heads(monkeypatch)
+    signer, now = _still_signer(sim)
+    async with (PolymarketRestClient(_config(sim.api_url, sim.gateway_url), signer) as rest,
+                trio.open_nursery() as nursery):
+        fast = await _pool(nursery, rest)
+        presigned_at = now[0]
+        now[0] += fast.presigner.max_age_ms + 1  # the create comes before the refresher wakes
+        oid = await rest.create_order(order(sim.markets[0], Intent.BUY_LONG, "0.30", "1"))
+        assert heads[-1]["x-pm-timestamp"] == str(now[0]) != str(presigned_at)  # signed now
+        assert (fast.presigner.presigned, fast.presigner.inline) == (0, 1)
+        assert _accepted(sim) == [oid]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_create_goes_out_with_the_pair_signed_before_it_was_called(
+        sim, mock_clock, monkeypatch):
+    heads = _record_heads(monkeypatch)
+    signer, now = _still_signer(sim)
+    signed: list[str] = []
+    real_sign = Signer.sign
+
+    def counting_sign(self: Signer, message: str) -> str:
+        signed.append(message)
+        return real_sign(self, message)
+
+    monkeypatch.setattr(Signer, "sign", counting_sign)
+    async with (PolymarketRestClient(_config(sim.api_url, sim.gateway_url), signer) as rest,
+                trio.open_nursery() as nursery):
+        fast = await _pool(nursery, rest)
+        presigned_at = now[0]
+        now[0] += 500  # half a second later: still fresh
+        before = len(signed)
+        pending = await fast.send_create(order(sim.markets[0], Intent.BUY_LONG, "0.30", "1"))
+        assert len(signed) == before  # nothing signed between the call and the send
+        assert heads[-1]["x-pm-timestamp"] == str(presigned_at)
+        oid = await pending.result()
+        assert _accepted(sim) == [oid]
+        assert (fast.presigner.presigned, fast.presigner.inline) == (1, 0)
+        assert signed[before:] == [f"{presigned_at + 500}POST/v1/orders"]  # the next one, ahead
         nursery.cancel_scope.cancel()

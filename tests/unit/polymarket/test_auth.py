@@ -2,9 +2,11 @@ import base64
 
 import httpx
 import pytest
+import trio
+import trio.testing
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from polybot.polymarket.auth import InvalidSecretKey, PolymarketAuth, Signer
+from polybot.polymarket.auth import InvalidSecretKey, PolymarketAuth, Presigner, Signer
 
 SEED = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 SEED_PUB = (
@@ -94,3 +96,68 @@ def test_httpx_auth_signs_the_request_path_without_query():
     flow = PolymarketAuth(signer).auth_flow(request)
     signed = next(flow)
     assert signed.headers["X-PM-Signature"] == VECTORS[0][2]
+
+
+# --- Presigner: the fast create's single-use, pre-signed auth ---------------------------------
+
+T0 = 1700000000000
+
+
+def _verifies(stamp: str, signature: str, path: str = "/v1/orders") -> bool:
+    pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(PUB))
+    pub.verify(base64.b64decode(signature), f"{stamp}POST{path}".encode())
+    return True
+
+
+def test_inline_signatures_never_repeat_even_when_the_clock_stands_still():
+    presigner = Presigner(Signer("k", SEED, clock_ms=lambda: T0), "POST", "/v1/orders")
+    pairs = [presigner.take() for _ in range(3)]
+    assert pairs[0] == (str(T0), VECTORS[1][2])  # the reference signature of this exact stamp
+    assert [p[0] for p in pairs] == [str(T0), str(T0 + 1), str(T0 + 2)]
+    assert len({p[1] for p in pairs}) == 3 and all(_verifies(*p) for p in pairs)
+    assert (presigner.presigned, presigner.inline) == (0, 3)
+
+
+async def test_the_refresher_signs_ahead_and_again_when_its_pair_was_taken_or_aged(mock_clock):
+    # Trio's clock moves only when the test jumps it, the signer's when the test moves `now`
+    now = [T0]
+    presigner = Presigner(Signer("k", SEED, clock_ms=lambda: now[0]), "POST", "/v1/orders")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(presigner.run)
+        await trio.testing.wait_all_tasks_blocked()
+        now[0] += 400
+        assert presigner.take() == (str(T0), VECTORS[1][2])  # signed before it was asked for
+        await trio.testing.wait_all_tasks_blocked()  # taken: the next one is signed at once
+        assert presigner.take()[0] == str(T0 + 400)
+        await trio.testing.wait_all_tasks_blocked()
+        now[0] += 1_500  # the pair is 1.5 s old: still usable, but due to be re-signed
+        mock_clock.jump(1)
+        await trio.testing.wait_all_tasks_blocked()
+        taken = presigner.take()
+        assert taken[0] == str(T0 + 1_900) and _verifies(*taken)
+        assert (presigner.presigned, presigner.inline) == (3, 0)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_refresher_wakes_rarely_when_its_clock_runs_slower_than_trios(autojump_clock):
+    # Trio's mock clock jumps a day while the signer's (the host's) stands still: the refresher
+    # stretches its waits instead of waking once a mock second, and its pair stays usable
+    reads = []
+
+    def clock_ms() -> int:
+        reads.append(trio.current_time())
+        return T0
+
+    presigner = Presigner(Signer("k", SEED, clock_ms=clock_ms), "POST", "/v1/orders")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(presigner.run)
+        await trio.sleep(24 * 3600)
+        assert len(reads) < 60  # about one wake an hour (once a second: 86,400)
+        assert presigner.take() == (str(T0), VECTORS[1][2])
+        nursery.cancel_scope.cancel()
+
+
+def test_a_presigners_repr_shows_no_signature():
+    presigner = Presigner(Signer("k", SEED, clock_ms=lambda: T0), "POST", "/v1/orders")
+    presigner._ready = presigner._sign()
+    assert VECTORS[1][2] not in repr(presigner) and "ready=True" in repr(presigner)
