@@ -161,6 +161,7 @@ CHANGE_COMPLETED = "ACCOUNT_BALANCE_CHANGE_STATUS_COMPLETED"
 CHANGE_PARTIALLY_REFUNDED = "ACCOUNT_BALANCE_CHANGE_STATUS_PARTIALLY_REFUNDED"
 CHANGE_REJECTED = "ACCOUNT_BALANCE_CHANGE_STATUS_REJECTED"
 KEEP_TRANSFER_IDS = 1000
+VIEW_READS = 3  # reads of positions + cash for one view that agrees (`_account_view`)
 TRADE = "ACTIVITY_TYPE_TRADE"
 BUSTED = "TRADE_STATE_BUSTED"
 _REVERSE = {Intent.BUY_LONG: Intent.SELL_LONG, Intent.SELL_LONG: Intent.BUY_LONG,
@@ -1203,14 +1204,11 @@ class LiveExecutor:
                 continue
             self._not_found.pop(order.local_id, None)
             self._apply_report(order, reported)  # monotonic: a stale report changes nothing
-        positions = await self.rest.positions()
-        balances = await self.rest.balances()
+        positions, cash, torn = await self._account_view()
         transfers = await self.rest.activities(types=CASH_ACTIVITY_TYPES, max_pages=1)
         await self._settle_resolved(positions)
         # no I/O below this line: a pass that failed above booked nothing twice on its retry
         self._book_transfers(transfers, baseline=fresh)
-        usd = next((b for b in balances if b.currency == "USD"), balances[0] if balances else None)
-        cash = usd.current_balance if usd is not None else None
         theirs = {s: p.net_qty for s, p in positions.items() if p.net_qty != 0}
         diffs = compare(self.ledger, theirs, cash, cash_tolerance=self.config.cash_tolerance)
         unresolved = {o.market_slug for o in self.registry.open_orders() if o.state in UNRESOLVED}
@@ -1220,7 +1218,8 @@ class LiveExecutor:
         if self._adoption_unmarked:
             self._report_adoption(force=trio.current_time() - self._adopted_at
                                   >= self.config.adoption_mark_wait)
-        quiet = seq_before == self._exec_seq and (startup or self._last_check_seq == seq_before)
+        quiet = (seq_before == self._exec_seq and not torn
+                 and (startup or self._last_check_seq == seq_before))
         self._last_check_seq = self._exec_seq
         if startup and quiet:  # nothing sent yet and nothing arrived meanwhile: fix at once
             to_fix = [d for d in diffs if d.key not in unresolved
@@ -1235,6 +1234,25 @@ class LiveExecutor:
         self._differs = bool(diffs) and len(to_fix) < len(diffs)
         if to_fix:
             self._correct(to_fix, positions, open_orders)
+
+    async def _account_view(self) -> tuple[dict[str, wire.ExchangePosition], Decimal | None, bool]:
+        """The positions and the cash, read so that they agree: (positions, cash, torn).
+
+        They are two requests, and a fill or a settlement between them moves both (a market
+        resolving while we were down: its position read still held, its payout already in the
+        cash). So the cash is read before and after the positions, and all three again while
+        the two cash reads differ. `torn`: they still differed after `VIEW_READS` tries; the
+        caller must not correct anything from this view."""
+        before = _usd(await self.rest.balances())
+        for _ in range(VIEW_READS):
+            positions = await self.rest.positions()
+            after = _usd(await self.rest.balances())
+            if after == before:
+                return positions, after, False
+            log.info("live: the cash moved while the positions were read (%s -> %s): reading "
+                     "again", before, after)
+            before = after
+        return positions, after, True
 
     def _requeue_stale_cancel(self, order: TrackedOrder) -> None:
         sent = self._cancel_sent.get(order.order_id)
@@ -1511,6 +1529,12 @@ class LiveExecutor:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _usd(balances: list[Any]) -> Decimal | None:
+    """The USD balance's current amount (the first balance when none says USD)."""
+    usd = next((b for b in balances if b.currency == "USD"), balances[0] if balances else None)
+    return usd.current_balance if usd is not None else None
 
 
 def _created(order: Order) -> datetime:

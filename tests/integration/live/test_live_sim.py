@@ -426,6 +426,49 @@ async def test_settlement_and_busted_trade_leave_positions_and_pnl_equal_to_the_
     await env.stop(bot)
 
 
+async def test_a_settlement_between_the_startup_reads_of_positions_and_cash_is_booked_once(env):
+    """A market resolves while the bot is down, landing between the startup reconciliation's
+    read of the positions (still held) and of the cash (paid out): a torn view of the account.
+    Chaos seed 5 found it: the cash was "corrected" to the paid-out balance, then the settlement
+    was booked again on the position still held, 6.00 of cash the account never had."""
+    slug = env.sim.markets[0]
+    bot = await env.start_bot()
+    await offer(env, slug, "0.40", "6")
+    order = await bot.executor.submit(request(slug, Intent.BUY_LONG, "0.45", "6", TimeInForce.IOC))
+    await eventually(lambda: order is not None and order.state is OrderState.FILLED)
+    await eventually(lambda: ledger_matches_sim(env, bot, slug))
+    await env.stop(bot)
+
+    class SettlesAfterPositions:  # the exchange resolves the market right after that read
+        def __init__(self, rest: Any) -> None:
+            self._rest = rest
+            self.settled = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._rest, name)
+
+        async def positions(self, *args: Any, **kw: Any) -> Any:
+            out = await self._rest.positions(*args, **kw)
+            if not self.settled:
+                self.settled = True
+                env.sim.exchange.settle(slug, D("1"))
+            return out
+
+    env.sim.faults.ws_silent = True  # as in the chaos run: the private socket not up yet
+    bot2 = await env.start_bot(wrap=lambda rest, scope: SettlesAfterPositions(rest))
+    env.sim.faults.ws_silent = False
+    most = bot2.ledger.cash
+    with trio.move_on_after(2.0):  # a few reconciliations and the stream's settlement events
+        while True:
+            most = max(most, bot2.ledger.cash)
+            await trio.sleep(0.01)
+    assert bot2.ledger.markets[slug].settled_value == 1
+    assert ledger_matches_sim(env, bot2, slug)
+    assert most == env.sim_cash()  # never more cash than the account has
+    assert bot2.executor.corrections == 0  # nothing forced: the torn view was read again
+    await env.stop(bot2)
+
+
 async def test_deposits_and_withdrawals_are_transfers_booked_once_across_a_restart(env):
     bot = await env.start_bot()
     pnl = bot.ledger.pnl
