@@ -195,5 +195,6 @@ def evaluate(
         if sig is not None:
             signals.append(sig)
 
-    signals.sort(key=lambda s: s.intent.is_opening)  # closing first
+    if len(signals) > 1:
+        signals.sort(key=lambda s: s.intent.is_opening)  # closing first
     return signals
