@@ -38,6 +38,8 @@ round: on this shared machine the best round is the steadier figure to compare r
 the live bot's figures are 2-5x these (cache-cold, see issue 15). Compare runs of this benchmark
 with each other, not with tick_to_order.
 
+Then two passes count the calls per event (cProfile): up to the create, and the whole handler.
+
 `--profile`: one more pass under cProfile (call counts and own time per function: what "fewer
 calls" needs) or pyinstrument (a tree), printed after the table.
 """
@@ -81,8 +83,11 @@ class StubVenue:
         self.calls = 0
         self.stamp = 0
         self.requests: list[Any] = []
+        self.on_call: Any = None  # a profiler's `disable`: count the calls up to the create
 
     async def send_create(self, req: Any, **_kw: Any) -> _Answered:
+        if self.on_call is not None:
+            self.on_call()
         self.stamp = perf()
         self.calls += 1
         self.requests.append(req)
@@ -173,6 +178,8 @@ async def _run(markets: int, events: int, rounds: int, profile: str | None,
             out["cpu_handler"].append(handler / len(frames) * 1e6)
             for k, v in lat.items():
                 out[k].append(statistics.median(v) / 1000)
+        bot.registry.forget_closed()
+        out["calls_to_create"], out["calls_event"] = await _count_calls(frames, one, settle, venue)
         if profile:
             bot.registry.forget_closed()
             profile_text = await _profile(profile, frames, one, settle, top)
@@ -184,6 +191,29 @@ async def _run(markets: int, events: int, rounds: int, profile: str | None,
     out["orders"] = bot.counters.orders
     out["rejections"] = bot.counters.rejections
     return out
+
+
+async def _count_calls(frames: list[str], one: Any, settle: Any,
+                       venue: StubVenue) -> tuple[float, float]:
+    """Python and builtin calls per event (cProfile's count): up to the create, and the whole
+    event. Unlike the times, these do not move with the machine's load."""
+    to_create = cProfile.Profile()
+    venue.on_call = to_create.disable
+    for msg in frames:
+        to_create.enable()
+        await one(msg, None)
+        to_create.disable()
+        await settle()
+    venue.on_call = None
+    whole = cProfile.Profile()
+    for msg in frames:
+        whole.enable()
+        await one(msg, None)
+        whole.disable()
+        await settle()
+    n = len(frames)
+    return (pstats.Stats(to_create).total_calls / n,  # type: ignore[attr-defined]
+            pstats.Stats(whole).total_calls / n)  # type: ignore[attr-defined]
 
 
 async def _profile(kind: str, frames: list[str], one: Any, settle: Any, top: int) -> str:
@@ -230,7 +260,13 @@ def run(markets: int = 100, events: int = 2000, rounds: int = 5, profile: str | 
         rows.append({"part": name, "p50_us": round(med(res[key]), 1),
                      "best_us": round(min(res[key]), 1),
                      "rounds": " ".join(f"{v:.1f}" for v in res[key])})
+    for name, key in (("calls per event up to the create (cProfile count)", "calls_to_create"),
+                      ("calls per event, whole handler", "calls_event")):
+        rows.append({"part": name, "p50_us": round(res[key], 1), "best_us": None,
+                     "rounds": "(count, not µs)"})
     summary = {
+        "calls_per_event_to_create": round(res["calls_to_create"], 1),
+        "calls_per_event": round(res["calls_event"], 1),
         "to_create_p50_us": rows[1]["p50_us"],
         "to_create_best_round_us": rows[1]["best_us"],
         "after_create_p50_us": rows[2]["p50_us"],

@@ -65,10 +65,12 @@ def test_trade_path_sends_one_create_per_event_through_the_live_bot(tmp_path: Pa
                             out_dir=tmp_path)
     data = _written(tmp_path, "trade_path", result)
     s = data["summary"]
-    # warm-up (2 per market), every event of every round and of the profiled pass: one order each
-    assert s["orders"] == 2 * 5 + 40 * 2 + 40 and s["rejections"] == 0
+    # warm-up (2 per market), every event of every round, of the two counting passes and of the
+    # profiled one: one order each
+    assert s["orders"] == 2 * 5 + 40 * 2 + 40 * 2 + 40 and s["rejections"] == 0
     assert s["to_create_p50_us"] > 0 and s["cpu_us_per_event_handler"] > 0
-    assert len(data["rows"]) == 6
+    assert 0 < s["calls_per_event_to_create"] < s["calls_per_event"]
+    assert len(data["rows"]) == 8
 
 
 def test_stream_cpu_delivers_every_frame_of_the_burst_and_reports_cpu(tmp_path: Path) -> None:
