@@ -180,7 +180,8 @@ def ceil_to_step(value: Decimal, step: Decimal) -> Decimal:
 
 
 def is_on_step(value: Decimal, step: Decimal) -> bool:
-    return (value / step) == (value / step).to_integral_value()
+    steps = value / step
+    return steps == steps.to_integral_value()
 
 
 def cost_per_contract(intent: Intent, price: Decimal) -> Decimal:
