@@ -22,6 +22,9 @@ returned; then, outside the timing, the order is closed as the exchange's IOC ca
 it (`EXEC_CANCELED`), so the market is unfrozen and holds no position: every event meets the
 same state (one create in flight per market is checked, not bypassed).
 
+**Logging** as `python -m polybot run` sets it up by default (`--no-logs`: none): INFO to a log
+file, the trades log to its own file (in the temporary DATA_DIR), stderr at WARNING.
+
 **Figures** (µs per event; p50 of each round, the median over the rounds reported, and the best
 round: on this shared machine the best round is the steadier figure to compare runs by):
 - *decode*: `wire.decode_market_frame` (not this benchmark's subject; shown for scale);
@@ -118,7 +121,7 @@ def close_orders(bot: Any) -> None:
 
 
 async def _run(markets: int, events: int, rounds: int, profile: str | None,
-               top: int) -> dict[str, Any]:
+               top: int, logs: bool) -> dict[str, Any]:
     from bench.hot_path import build_bot, make_frames, make_slugs
     from polybot.polymarket import wire
 
@@ -126,6 +129,12 @@ async def _run(markets: int, events: int, rounds: int, profile: str | None,
     frames = make_frames(slugs, events, 1.0)  # every frame has an edge: every one trades
     data_dir = Path(tempfile.mkdtemp(prefix="polybot-bench-trade-"))
     bot = build_bot(slugs, data_dir, live=True)
+    if logs:  # as `run` configures them by default: INFO, a log file and the trades log
+        from polybot.logs import configure_logging
+
+        configure_logging(level="INFO", log_file=data_dir / "polybot.log",
+                          trades_log_file=data_dir / "trades.log",
+                          secrets=bot.settings.secret_values(), stderr_level="WARNING")
     venue = StubVenue()
     decode = wire.decode_market_frame
     store_queue = bot.store._send.statistics
@@ -237,15 +246,16 @@ async def _profile(kind: str, frames: list[str], one: Any, settle: Any, top: int
     stats = pstats.Stats(prof, stream=buf)
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("ncalls").print_stats(top)
     return buf.getvalue()
 
 
 def run(markets: int = 100, events: int = 2000, rounds: int = 5, profile: str | None = None,
-        top: int = 40, out_dir: Path | None = None) -> dict[str, Any]:
+        top: int = 40, out_dir: Path | None = None, logs: bool = True) -> dict[str, Any]:
     params = {"markets": markets, "events_per_round": events, "rounds": rounds,
-              "mode": "live, stub venue"}
+              "mode": "live, stub venue", "logs": "INFO + trades log" if logs else "none"}
     run_ = Run("trade_path", params)
-    res = trio.run(_run, markets, events, rounds, profile, top)
+    res = trio.run(_run, markets, events, rounds, profile, top, logs)
     med = statistics.median
     rows = [
         {"part": name, "p50_us": round(med(res[key]), 1), "best_us": round(min(res[key]), 1),
@@ -295,8 +305,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", choices=("cprofile", "pyinstrument"), default=None)
     ap.add_argument("--top", type=int, default=40, help="functions listed by cProfile")
+    ap.add_argument("--no-logs", action="store_true",
+                    help="leave logging unconfigured (no INFO lines, no trades log)")
     a = ap.parse_args(argv)
-    run(a.markets, a.events, a.rounds, a.profile, a.top)
+    run(a.markets, a.events, a.rounds, a.profile, a.top, logs=not a.no_logs)
 
 
 if __name__ == "__main__":
