@@ -458,8 +458,10 @@ class Store:
 
     @staticmethod
     def _order_row(o: TrackedOrder) -> tuple[Any, ...]:
-        return (o.local_id, o.exchange_id, o.market_slug, o.intent.name, str(o.price),
-                str(o.quantity), o.tif.name, o.order_type.name, o.state.name, str(o.cum_qty),
+        # on the path to every create (the intent's line): `_name_` is the member's name
+        # without enum's Python-level `name` property
+        return (o.local_id, o.exchange_id, o.market_slug, o.intent._name_, str(o.price),
+                str(o.quantity), o.tif._name_, o.order_type._name_, o.state._name_, str(o.cum_qty),
                 _d(o.avg_px), _d(o.fair_q), _d(o.edge), o.reason, o.reject_reason,
                 _ts(o.created_at), _ts(o.updated_at) if o.updated_at else None,
                 int(o.cancel_requested))
