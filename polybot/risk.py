@@ -253,7 +253,7 @@ class RiskGate:
 
     @staticmethod
     def log_approved(request: OrderRequest) -> None:
-        log.info("risk: approved %s %s %s @ %s (%s)", request.market_slug, request.intent.name,
+        log.info("risk: approved %s %s %s @ %s (%s)", request.market_slug, request.intent._name_,
                  request.quantity, request.price, request.reason)
 
     def _size_closing(

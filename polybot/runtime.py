@@ -583,7 +583,7 @@ class Bot:
         self.gate.log_approved(request)
         if cmd.received_at is not None:
             self.metrics.decision_latency.observe(max(0.0, trio.current_time() - cmd.received_at))
-        outcome = order.state.name.lower() if order is not None else "refused"
+        outcome = order.state._name_.lower() if order is not None else "refused"
         counted = self._orders_counted.get(outcome)
         if counted is None:
             counted = self._orders_counted[outcome] = self.metrics.orders.labels(outcome=outcome)
