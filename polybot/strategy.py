@@ -56,6 +56,12 @@ class StrategyParams:
     min_edge: Decimal = Decimal("0.02")
     trade_in_play: bool = False
     stop_before_start_minutes: Decimal | int = 0
+    # the blackout as a timedelta, made once (`opening_allowed` runs on every decision)
+    stop_before: timedelta = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "stop_before",
+                           timedelta(minutes=float(self.stop_before_start_minutes)))
 
 
 def edge_buy_yes(q: Decimal, price: Decimal, theta: Decimal) -> Decimal:
@@ -82,7 +88,7 @@ def opening_allowed(
         return False
     if now >= start:
         return params.trade_in_play
-    return now < start - timedelta(minutes=float(params.stop_before_start_minutes))
+    return now < start - params.stop_before
 
 
 def _sweep(
