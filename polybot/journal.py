@@ -77,7 +77,7 @@ def _gil_holding_write() -> Callable[[int, bytes], int] | None:
     try:
         libc = ctypes.PyDLL(None, use_errno=True)
         write = libc.write
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no C library loaded by name (not Linux)
         return None
     write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
     write.restype = ctypes.c_ssize_t
