@@ -98,9 +98,15 @@ def _sweep(
     limit: Decimal | None = None
     size = ZERO
     edge = ZERO
-    edge_fn = edge_buy_yes if offers else edge_buy_no
+    no = ONE - q
     for level in levels:
-        e = edge_fn(q, level.price, theta)
+        p = level.price
+        # edge_buy_yes / edge_buy_no, written out (two calls a level on every frame): the same
+        # operations in the same order, fee = theta * p * (1 - p) as `fee_per_contract`
+        if offers:
+            e = q - p - theta * p * (ONE - p)
+        else:
+            e = no - (ONE - p) - theta * p * (ONE - p)
         if e < min_edge:
             break  # levels are best first, so the edge only shrinks from here
         limit = level.price
