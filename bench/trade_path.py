@@ -51,12 +51,15 @@ calls" needs) or pyinstrument (a tree), printed after the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
+import logging
 import pstats
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -124,18 +127,48 @@ def close_orders(bot: Any) -> None:
 async def _run(markets: int, events: int, rounds: int, profile: str | None,
                top: int, logs: bool) -> dict[str, Any]:
     from bench.hot_path import build_bot, make_frames, make_slugs
-    from polybot.polymarket import wire
 
     slugs = make_slugs(markets)
     frames = make_frames(slugs, events, 1.0)  # every frame has an edge: every one trades
     data_dir = Path(tempfile.mkdtemp(prefix="polybot-bench-trade-"))
     bot = build_bot(slugs, data_dir, live=True)
-    if logs:  # as `run` configures them by default: INFO, a log file and the trades log
-        from polybot.logs import configure_logging
+    with contextlib.ExitStack() as stack:
+        if logs:
+            stack.enter_context(_production_logging(data_dir, bot.settings.secret_values()))
+        return await _events(bot, slugs, frames, markets, rounds, profile, top)
 
-        configure_logging(level="INFO", log_file=data_dir / "polybot.log",
-                          trades_log_file=data_dir / "trades.log",
-                          secrets=bot.settings.secret_values(), stderr_level="WARNING")
+
+@contextlib.contextmanager
+def _production_logging(data_dir: Path, secrets: list[str]) -> Iterator[None]:
+    """Logging as `run` configures it by default (INFO, a log file, the trades log), for the
+    benchmark only: the caller's handlers are set aside (not closed) and put back after."""
+    from polybot.logs import TRADES_LOGGER, configure_logging
+
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate)
+             for lg in (logging.getLogger(), logging.getLogger(TRADES_LOGGER))]
+    for lg, handlers, _, _ in saved:
+        for h in handlers:
+            lg.removeHandler(h)
+    configure_logging(level="INFO", log_file=data_dir / "polybot.log",
+                      trades_log_file=data_dir / "trades.log", secrets=secrets,
+                      stderr_level="WARNING")
+    try:
+        yield
+    finally:
+        for lg, handlers, level, propagate in saved:
+            for h in lg.handlers[:]:
+                lg.removeHandler(h)
+                h.close()
+            for h in handlers:
+                lg.addHandler(h)
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+async def _events(bot: Any, slugs: list[str], frames: list[str], markets: int, rounds: int,
+                  profile: str | None, top: int) -> dict[str, Any]:
+    from polybot.polymarket import wire
+
     venue = StubVenue()
     decode = wire.decode_market_frame
     store_queue = bot.store._send.statistics

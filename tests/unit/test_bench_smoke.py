@@ -8,6 +8,7 @@ by `python -m bench` as ratios against a baseline measured in the same run.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,10 @@ def test_hot_path_live_sends_nothing_while_its_registry_holds_a_minute_of_closed
 
 
 def test_trade_path_sends_one_create_per_event_through_the_live_bot(tmp_path: Path) -> None:
-    # logs=False: configuring the process's logging would take pytest's handlers away
+    root_handlers = logging.getLogger().handlers[:]
     result = trade_path.run(markets=5, events=40, rounds=2, profile="cprofile", top=5,
-                            out_dir=tmp_path, logs=False)
+                            out_dir=tmp_path)
+    assert logging.getLogger().handlers == root_handlers  # its logging set-up was undone
     data = _written(tmp_path, "trade_path", result)
     s = data["summary"]
     # warm-up (2 per market), every event of every round, of the two counting passes and of the
