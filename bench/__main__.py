@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark in turn (see BENCHMARKS.md), each with its default sizes.
 
-    .venv/bin/python -m bench [hot_path tick_to_order scale client fast_create ...]
+    .venv/bin/python -m bench [hot_path tick_to_order scale client fast_create trade_path ...]
 
 With no names, runs all of them. Each prints its table and writes its JSON to bench/results/.
 """
@@ -69,12 +69,19 @@ def _fast_create() -> None:
     fast_create.run()
 
 
+def _trade_path() -> None:
+    from bench import trade_path
+
+    trade_path.run()
+
+
 BENCHMARKS = {
     "client": _client,
     "hot_path": _hot_path,
     "tick_to_order": _tick_to_order,
     "scale": _scale,
     "fast_create": _fast_create,
+    "trade_path": _trade_path,
 }
 
 

@@ -222,6 +222,8 @@ class FillCounting:
         self._store = store
         self._metrics = metrics
         self.fills = 0  # for the demo's status line
+        # the store's own method, without a `__getattr__` hop, on the path to every create
+        self.note_intent = store.note_intent
 
     def record_execution(self, execution: Any, fill: Any, order: Any) -> None:
         self._store.record_execution(execution, fill, order)

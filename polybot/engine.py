@@ -37,13 +37,14 @@ from polybot.ledger import Ledger
 from polybot.model import (
     BookSnapshot,
     Intent,
+    MarketInfo,
     MarketState,
     MarketStatus,
     OrderRequest,
+    Position,
     Rejection,
     Signal,
     TimeInForce,
-    TradingState,
 )
 from polybot.risk import RiskGate
 from polybot.strategy import StrategyParams, evaluate
@@ -215,17 +216,20 @@ class TradingEngine:
     def not_opened(self, slug: str) -> str:
         """Why no opening order goes to `slug` ("" when one may): the universe's facts (no event
         or start time, no confirmed fixture, no data, halted). Closing orders are never held back."""
+        return self._not_opened(slug, self.books.state(slug))
+
+    def _not_opened(self, slug: str, state: MarketState | None) -> str:
+        """`not_opened`, given the market's book state (the decision has its book in hand)."""
         listing = self.universe.get(slug)
         if listing is None:
             return "not in the universe"
         why = listing.why_not_traded()
-        if why and listing.info.status is MarketStatus.HALTED \
-                and self.books.state(slug) is MarketState.OPEN:
+        if why and listing.info.status is MarketStatus.HALTED and state is MarketState.OPEN:
             # the book's state is the market's live state: a halt the cached metadata still
             # shows (refreshed every minute) is over once the book trades again
             live = attrs.evolve(listing, info=attrs.evolve(listing.info, status=MarketStatus.OPEN))
             why = live.why_not_traded()
-        if not why and self.books.state(slug) in (MarketState.HALTED, MarketState.SUSPENDED):
+        if not why and state in (MarketState.HALTED, MarketState.SUSPENDED):
             why = "market halted"  # the book says so before the metadata does
         return why
 
@@ -234,32 +238,46 @@ class TradingEngine:
         book = self.books.get(slug)
         if market is None or book is None:
             return []
-        # paper: liquidity the bot already took stays taken until the book shows it refreshed
-        book = self.venue.effective_book(book)
+        return self._signals(slug, market, book, self.ledger.position(slug), now, mono)
+
+    def _signals(self, slug: str, market: MarketInfo, book: BookSnapshot, position: Position,
+                 now: datetime, mono: float) -> list[Signal]:
         fair = self.fair_values.usable(slug)
         fixture = self.fair_values.fixture(slug)
-        signals = evaluate(book, fair, market, self.ledger.position(slug), self.params, now,
-                           book_trusted=self.books.is_trusted(slug), fair_trusted=fair is not None,
-                           created_at=mono, fallback_start=fixture.start_time if fixture else None)
-        if any(s.intent.is_opening for s in signals) and self.not_opened(slug):
-            signals = [s for s in signals if not s.intent.is_opening]
+        # paper: liquidity the bot already took stays taken until the book shows it refreshed
+        signals = evaluate(self.venue.effective_book(book), fair, market, position, self.params,
+                           now, book_trusted=self.books.is_trusted(slug),
+                           fair_trusted=fair is not None, created_at=mono,
+                           fallback_start=fixture.start_time if fixture else None)
+        for s in signals:
+            if s.intent.is_opening:
+                if self._not_opened(slug, book.state):
+                    return [s for s in signals if not s.intent.is_opening]
+                break
         return signals
 
     def decide(self, slug: str, now: datetime, mono: float,
                received_at: float | None = None) -> Decision:
         """Signals for one market through the gate: at most one order per call."""
-        signals = self.signals_for(slug, now, mono)
-        commands: list[Command] = [SyncResting(slug, tuple(signals))]
-        if self.trading.state is TradingState.HALTED and not signals:
-            return Decision(commands)
+        # the market, its book and its position are read once: nothing changes them in here
         market = self.universe.info(slug)
+        book = self.books.get(slug)
+        if market is None or book is None:
+            signals: list[Signal] = []
+            position = None
+        else:
+            position = self.ledger.position(slug)
+            signals = self._signals(slug, market, book, position, now, mono)
+        commands: list[Command] = [SyncResting(slug, tuple(signals))]
+        if not signals:
+            return Decision(commands)
+        ledger = self.ledger
         for i, sig in enumerate(signals):
             self.counters.signals += 1
             if market is None or not self.venue.can_submit(slug):
                 continue
-            result = self.gate.check(sig, position=self.ledger.position(slug),
-                                     equity=self.ledger.equity, cash=self.ledger.cash,
-                                     market_info=market, now=now)
+            result = self.gate.check(sig, position=position, equity=ledger.equity,
+                                     cash=ledger.cash, market_info=market, now=now)
             if isinstance(result, OrderRequest):
                 self.counters.orders += 1
                 if result.tif is not self.tif:  # an evolve costs ~3 µs on the way to the wire

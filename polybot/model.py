@@ -25,6 +25,11 @@ MAX_PRICE = Decimal("0.99")
 class _WireEnum(enum.Enum):
     """An enum whose value is the exchange's wire string; unknown strings map to UNKNOWN."""
 
+    # Members are singletons compared by identity: hash them by identity too (C), not by name
+    # (`enum.Enum.__hash__` is a Python call, paid at every set or dict lookup of an order state
+    # or intent on the trading path).
+    __hash__ = object.__hash__
+
     @classmethod
     def from_wire(cls, value: str | None) -> Any:
         if value is None:
@@ -42,28 +47,23 @@ class Intent(_WireEnum):
     SELL_SHORT = "ORDER_INTENT_SELL_SHORT"
     UNKNOWN = "ORDER_INTENT_UNSPECIFIED"
 
-    @property
-    def is_opening(self) -> bool:
-        """BUY_LONG and BUY_SHORT open (add) exposure; SELL_* close it."""
-        return self in (Intent.BUY_LONG, Intent.BUY_SHORT)
-
-    @property
-    def book_side(self) -> Side:
-        """The side this intent takes on the YES book (BUY_SHORT sells YES, SELL_SHORT buys it)."""
-        if self in (Intent.BUY_LONG, Intent.SELL_SHORT):
-            return Side.BUY
-        return Side.SELL
-
-    @property
-    def position_sign(self) -> int:
-        """+1 if a fill raises the signed net YES position, -1 if it lowers it."""
-        return 1 if self.book_side is Side.BUY else -1
+    # Constants of each member, set once below (plain attributes: read on every decision, where
+    # a property is a Python call each time).
+    is_opening: bool  # BUY_LONG and BUY_SHORT open (add) exposure; SELL_* close it
+    book_side: Side  # the side it takes on the YES book (BUY_SHORT sells YES, SELL_SHORT buys it)
+    position_sign: int  # +1 if a fill raises the signed net YES position, -1 if it lowers it
 
 
 class Side(_WireEnum):
     BUY = "ORDER_SIDE_BUY"
     SELL = "ORDER_SIDE_SELL"
     UNKNOWN = "ORDER_SIDE_UNSPECIFIED"
+
+
+for _intent in Intent:
+    _intent.is_opening = _intent in (Intent.BUY_LONG, Intent.BUY_SHORT)
+    _intent.book_side = Side.BUY if _intent in (Intent.BUY_LONG, Intent.SELL_SHORT) else Side.SELL
+    _intent.position_sign = 1 if _intent.book_side is Side.BUY else -1
 
 
 class OrderType(_WireEnum):
@@ -99,14 +99,9 @@ class OrderState(_WireEnum):
     PENDING_RISK = "ORDER_STATE_PENDING_RISK"
     UNKNOWN = "ORDER_STATE_UNSPECIFIED"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL_STATES
-
-    @property
-    def is_open(self) -> bool:
-        """Counts as open for USD at risk: working at the exchange, or not yet resolved."""
-        return not self.is_terminal and self is not OrderState.UNKNOWN
+    # Constants of each member, set once below (plain attributes, read on the trading path).
+    is_terminal: bool
+    is_open: bool  # counts as open for USD at risk: working at the exchange, or not yet resolved
 
 
 _TERMINAL_STATES = frozenset(
@@ -118,6 +113,9 @@ _TERMINAL_STATES = frozenset(
         OrderState.EXPIRED,
     }
 )
+for _state in OrderState:
+    _state.is_terminal = _state in _TERMINAL_STATES
+    _state.is_open = not _state.is_terminal and _state is not OrderState.UNKNOWN
 
 
 class ExecutionType(_WireEnum):
@@ -182,7 +180,8 @@ def ceil_to_step(value: Decimal, step: Decimal) -> Decimal:
 
 
 def is_on_step(value: Decimal, step: Decimal) -> bool:
-    return (value / step) == (value / step).to_integral_value()
+    steps = value / step
+    return steps == steps.to_integral_value()
 
 
 def cost_per_contract(intent: Intent, price: Decimal) -> Decimal:

@@ -134,7 +134,11 @@ def effective_cost(intent: Intent, price: Decimal, theta: Decimal) -> Decimal:
 
 def kelly_f(intent: Intent, price: Decimal, q: Decimal, theta: Decimal) -> Decimal:
     """Kelly fraction of a binary contract bought at effective cost c: (w − c)/(1 − c), floored at 0."""
-    c = effective_cost(intent, price, theta)
+    return _kelly_f_at(intent, effective_cost(intent, price, theta), q)
+
+
+def _kelly_f_at(intent: Intent, c: Decimal, q: Decimal) -> Decimal:
+    """`kelly_f` at an effective cost `c` already computed."""
     if c >= ONE:
         return ZERO
     w = q if intent is Intent.BUY_LONG else ONE - q
@@ -239,14 +243,17 @@ class RiskGate:
             result = self._size_closing(signal, position, market_orders, market_info)
         if isinstance(result, tuple):
             return self._reject(signal, result[0], result[1], now)
-        self._recent_orders.setdefault((slug, flatten), deque()).append(now)
+        recent = self._recent_orders.get((slug, flatten))
+        if recent is None:
+            recent = self._recent_orders[(slug, flatten)] = deque()
+        recent.append(now)
         self.approved += 1
         self._last_rejection.pop(slug, None)
         return result  # logged by `log_approved` once the order is sent: nothing formats before
 
     @staticmethod
     def log_approved(request: OrderRequest) -> None:
-        log.info("risk: approved %s %s %s @ %s (%s)", request.market_slug, request.intent.name,
+        log.info("risk: approved %s %s %s @ %s (%s)", request.market_slug, request.intent._name_,
                  request.quantity, request.price, request.reason)
 
     def _size_closing(
@@ -294,8 +301,10 @@ class RiskGate:
         min_qty = market.min_qty
         theta = taker_theta(market)
         cost = cost_per_contract(intent, price)
-        c = effective_cost(intent, price, theta)
-        target = kelly_target(intent, price, signal.fair_q, equity, limits.kelly_fraction, theta)
+        fee = fee_per_contract(price, theta)
+        c = cost + fee  # effective_cost
+        # kelly_target (equity > 0 here), at the effective cost just computed
+        target = limits.kelly_fraction * _kelly_f_at(intent, c, signal.fair_q) * equity
         if target <= 0:
             return ("no_kelly_edge", f"q {signal.fair_q} at effective cost {c}")
         current = side_at_risk(intent, position, market_orders)
@@ -309,7 +318,7 @@ class RiskGate:
             return ("max_positions", f"{limits.max_positions} markets already held")
 
         cash_free = cash - exposure.reserved_cash
-        cash_per_contract = cost + max(fee_per_contract(price, theta), ZERO)
+        cash_per_contract = cost + max(fee, ZERO)
         caps = (
             ("size_available", floor_to_step(signal.size_available, min_qty)),
             ("max_position_per_market",

@@ -458,10 +458,14 @@ class Store:
 
     @staticmethod
     def _order_row(o: TrackedOrder) -> tuple[Any, ...]:
-        return (o.local_id, o.exchange_id, o.market_slug, o.intent.name, str(o.price),
-                str(o.quantity), o.tif.name, o.order_type.name, o.state.name, str(o.cum_qty),
-                _d(o.avg_px), _d(o.fair_q), _d(o.edge), o.reason, o.reject_reason,
-                _ts(o.created_at), _ts(o.updated_at) if o.updated_at else None,
+        # on the path to every create (the intent's line), so `_d` and `_ts` are written out
+        # (a call each) and `_name_` is the member's name without enum's Python-level `name`
+        avg_px, fair_q, edge, updated_at = o.avg_px, o.fair_q, o.edge, o.updated_at
+        return (o.local_id, o.exchange_id, o.market_slug, o.intent._name_, str(o.price),
+                str(o.quantity), o.tif._name_, o.order_type._name_, o.state._name_, str(o.cum_qty),
+                None if avg_px is None else str(avg_px), None if fair_q is None else str(fair_q),
+                None if edge is None else str(edge), o.reason, o.reject_reason,
+                o.created_at.isoformat(), updated_at.isoformat() if updated_at else None,
                 int(o.cancel_requested))
 
     def _order_op(self, order: TrackedOrder) -> Op:

@@ -56,6 +56,12 @@ class StrategyParams:
     min_edge: Decimal = Decimal("0.02")
     trade_in_play: bool = False
     stop_before_start_minutes: Decimal | int = 0
+    # the blackout as a timedelta, made once (`opening_allowed` runs on every decision)
+    stop_before: timedelta = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "stop_before",
+                           timedelta(minutes=float(self.stop_before_start_minutes)))
 
 
 def edge_buy_yes(q: Decimal, price: Decimal, theta: Decimal) -> Decimal:
@@ -82,7 +88,7 @@ def opening_allowed(
         return False
     if now >= start:
         return params.trade_in_play
-    return now < start - timedelta(minutes=float(params.stop_before_start_minutes))
+    return now < start - params.stop_before
 
 
 def _sweep(
@@ -92,9 +98,15 @@ def _sweep(
     limit: Decimal | None = None
     size = ZERO
     edge = ZERO
-    edge_fn = edge_buy_yes if offers else edge_buy_no
+    no = ONE - q
     for level in levels:
-        e = edge_fn(q, level.price, theta)
+        p = level.price
+        # edge_buy_yes / edge_buy_no, written out (two calls a level on every frame): the same
+        # operations in the same order, fee = theta * p * (1 - p) as `fee_per_contract`
+        if offers:
+            e = q - p - theta * p * (ONE - p)
+        else:
+            e = no - (ONE - p) - theta * p * (ONE - p)
         if e < min_edge:
             break  # levels are best first, so the edge only shrinks from here
         limit = level.price
@@ -195,5 +207,6 @@ def evaluate(
         if sig is not None:
             signals.append(sig)
 
-    signals.sort(key=lambda s: s.intent.is_opening)  # closing first
+    if len(signals) > 1:
+        signals.sort(key=lambda s: s.intent.is_opening)  # closing first
     return signals

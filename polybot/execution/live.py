@@ -549,7 +549,8 @@ class LiveExecutor:
             return None, None
         order = self.registry.new_order(request, now=self._clock.now(), log_intent=False)
         self._inflight.add(order.local_id)
-        self._inflight_idle = trio.Event()
+        if self._inflight_idle.is_set():  # a waiter on the unset one is woken when all are done
+            self._inflight_idle = trio.Event()
         answer: Callable[[], Awaitable[None]] | None = None
         posted = False
         try:
@@ -1358,9 +1359,12 @@ class LiveExecutor:
 
     def sync_signals(self, slug: str, signals: Iterable[Signal]) -> list[TrackedOrder]:
         """Cancel resting orders in `slug` whose signal disappeared or whose limit moved."""
+        open_orders = self.registry.open_orders(slug)
+        if not open_orders:  # every trading event of a market with nothing open
+            return []
         limits = {s.intent: s.limit_price for s in signals if s.market_slug == slug}
         cancelled = []
-        for order in self.registry.open_orders(slug):
+        for order in open_orders:
             if order.tif in (TimeInForce.IOC, TimeInForce.FOK) or order.cancel_requested:
                 continue
             limit = limits.get(order.intent)

@@ -71,3 +71,48 @@ def test_daily_stats_row_counts_only_what_happened_since_the_trading_day_began(t
         "SELECT day, start_equity, end_equity, rejections FROM daily_stats").fetchall()
     assert rows == [("2026-11-26", "1000.00", "1000.00", 2)]
     assert Decimal(rows[0][1]) == b.ledger.equity
+
+
+def test_a_market_back_after_retiring_counts_its_signals_in_a_series_that_is_exported(tmp_path):
+    # The runtime keeps each market's signals counter child (a `labels` lookup per decision cost
+    # a lock and a tuple); a retirement removes the market's series, so the kept child must go
+    # too, or the market's signals after it comes back are counted where nothing exports them.
+    from datetime import timedelta
+    from decimal import Decimal as D
+
+    import attrs
+    import trio
+
+    from polybot.model import FairValue, MarketInfo, MarketTarget, PriceLevel
+
+    b = bot(tmp_path)
+    b._reference_loaded = True
+    # every signal is rejected (no room in the market): nothing fills, the market can retire
+    b.gate.limits = attrs.evolve(b.gate.limits, max_position_per_market=D(0))
+
+    def add() -> None:
+        b.universe.put(MarketInfo(SLUG, market_id="1", event_id="e1", event_slug="e1",
+                                  start_time=b.clock.now() + timedelta(days=1)))
+        b.universe.update(SLUG, target=MarketTarget(SLUG, "fx1", "yes", "basketball"),
+                          target_confirmed=True)
+        b.fair_values.track(SLUG, "fx1")
+        b.fair_values.set(FairValue(SLUG, D("0.60"), "t", (), 0.0, "fx1"))
+        b.fair_values.set_trusted([SLUG], True, 0.0)
+
+    def exported() -> str:
+        return b.metrics.render().decode()
+
+    async def edge_frame(offer: str) -> None:  # an offer well under the fair value: one signal
+        await b.on_book_frame(BookSnapshot(SLUG, (PriceLevel(D("0.30"), D(5)),),
+                                           (PriceLevel(D(offer), D(7)),)), trio.current_time())
+
+    add()
+    trio.run(edge_frame, "0.50")
+    assert f'polybot_signals_total{{market="{SLUG}"}} 1.0' in exported()
+    assert b.universe.retire(SLUG, "test")
+    assert f'market="{SLUG}"' not in exported().split("polybot_signals_total", 1)[1].split("#")[0]
+    add()
+    trio.run(edge_frame, "0.50")
+    assert b.counters.signals == 2 and b.counters.orders == 0
+    assert f'polybot_signals_total{{market="{SLUG}"}} 1.0' in exported()
+    b.store.close()

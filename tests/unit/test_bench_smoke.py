@@ -8,12 +8,13 @@ by `python -m bench` as ratios against a baseline measured in the same run.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import fast_create, hot_path, scale, stream_cpu, tick_to_order
+from bench import fast_create, hot_path, scale, stream_cpu, tick_to_order, trade_path
 
 TOP_KEYS = {"benchmark", "started_at", "duration_seconds", "machine", "params", "rows", "summary"}
 
@@ -58,6 +59,21 @@ def test_hot_path_live_sends_nothing_while_its_registry_holds_a_minute_of_closed
     s = data["summary"]
     assert s["signals"] > 0 and s["orders"] == 0  # decided up to the venue's refusal
     assert s["polybot_cpu_us_per_nontrading_frame"] > 0
+
+
+def test_trade_path_sends_one_create_per_event_through_the_live_bot(tmp_path: Path) -> None:
+    root_handlers = logging.getLogger().handlers[:]
+    result = trade_path.run(markets=5, events=40, rounds=2, profile="cprofile", top=5,
+                            out_dir=tmp_path)
+    assert logging.getLogger().handlers == root_handlers  # its logging set-up was undone
+    data = _written(tmp_path, "trade_path", result)
+    s = data["summary"]
+    # warm-up (2 per market), every event of every round, of the two counting passes and of the
+    # profiled one: one order each
+    assert s["orders"] == 2 * 5 + 40 * 2 + 40 * 2 + 40 and s["rejections"] == 0
+    assert s["to_create_p50_us"] > 0 and s["cpu_us_per_event_handler"] > 0
+    assert 0 < s["calls_per_event_to_create"] < s["calls_per_event"]
+    assert len(data["rows"]) == 9
 
 
 def test_stream_cpu_delivers_every_frame_of_the_burst_and_reports_cpu(tmp_path: Path) -> None:

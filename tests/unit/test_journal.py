@@ -3,6 +3,7 @@ the send, synced and copied into SQLite after it, replayed at the next open."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -123,6 +124,22 @@ async def test_the_copy_of_an_intent_never_overwrites_a_newer_row_of_its_order(
         n.cancel_scope.cancel()
     assert sqlite_orders(tmp_path) == {order.local_id: ("PENDING_NEW", "x1")}
     store.close()
+
+
+def test_the_journal_writes_with_libc_holding_the_gil_and_maps_its_errors(tmp_path):
+    from polybot import journal
+
+    # on Linux the line goes through libc's write(2) called with the GIL held (no thread switch
+    # on the path to the create), with os.write's contract: bytes written, or OSError(errno)
+    assert journal._write is not os.write
+    fd = os.open(tmp_path / "j", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    assert journal._write(fd, b"one line\n") == 9
+    assert journal._write(fd, b"two\n") == 4
+    os.close(fd)
+    assert (tmp_path / "j").read_bytes() == b"one line\ntwo\n"
+    with pytest.raises(OSError) as err:
+        journal._write(fd, b"x")  # closed
+    assert err.value.errno == errno.EBADF
 
 
 def test_an_intent_the_journal_cannot_write_raises_and_is_not_remembered(tmp_path):

@@ -1,7 +1,10 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polybot.exposure import exposure_of, full_totals, order_at_risk, position_at_risk
 from polybot.model import (
@@ -20,6 +23,7 @@ from polybot.risk import (
     FLATTEN_ORDERS_PER_MINUTE,
     RiskGate,
     RiskLimits,
+    effective_cost,
     kelly_f,
     kelly_target,
     kelly_topup_qty,
@@ -86,6 +90,31 @@ def check(gate, signal, *, positions=None, orders=(), equity="1000", cash="1000"
 
 def usd_at_risk(position, orders):
     return position_at_risk(position) + sum((order_at_risk(o) for o in orders), D(0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(intent=st.sampled_from([Intent.BUY_LONG, Intent.BUY_SHORT]), price=st.integers(1, 99),
+       q=st.integers(1, 99), equity=st.integers(1, 100_000), kelly=st.integers(1, 100),
+       theta=st.sampled_from([None, D("0.0695"), D("0.03"), D("0.1")]),
+       min_qty=st.sampled_from([D("1"), D("0.01"), D("5")]))
+def test_an_opening_order_is_sized_by_the_public_kelly_formulas(intent, price, q, equity, kelly,
+                                                                theta, min_qty):
+    """The gate sizes with the fee computed once; the size must be the one the public formulas
+    give (kelly_target at the effective cost, topped up from nothing) whenever no cap binds."""
+    p, fair, eq, kf = D(price) / 100, D(q) / 100, D(equity), D(kelly) / 100
+    limits = attrs.evolve(LIMITS, kelly_fraction=kf, min_trade_size=D(0),
+                          max_position_per_market=D(10**9), max_portfolio_exposure=D(10**9),
+                          max_correlated_exposure=D(10**9), max_daily_loss=D(10**9))
+    market = attrs.evolve(MARKET, fee_coefficient=theta, min_qty=min_qty)
+    th = theta if theta is not None else THETA
+    signal = sig(intent=intent, price=str(p), q=str(fair), size="1000000000", edge="0.5")
+    result = check(new_gate(limits), signal, equity=str(eq), cash=str(eq * 1000), market=market)
+    target = kelly_target(intent, p, fair, eq, kf, th)
+    expected = kelly_topup_qty(target, D(0), effective_cost(intent, p, th), min_qty)
+    if isinstance(result, OrderRequest):
+        assert result.quantity == expected
+    else:
+        assert expected < min_qty or target <= 0, result
 
 
 # --- USD at risk --------------------------------------------------------------------------------

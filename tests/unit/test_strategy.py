@@ -1,6 +1,10 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from polybot.model import (
     BookSnapshot,
     FairValue,
@@ -199,3 +203,36 @@ def test_fixture_start_time_is_only_a_fallback():
     # the exchange's own start time wins over the fixture's
     assert evaluate(YES_BOOK, fair("0.60"), MARKET, None, PARAMS, NOW, book_trusted=True,
                     fair_trusted=True, fallback_start=started) != []
+
+
+@settings(max_examples=300, deadline=None)
+@given(q=st.integers(2, 98), best_bid=st.integers(1, 97), spread=st.integers(1, 5),
+       sizes=st.lists(st.integers(1, 50), min_size=1, max_size=6),
+       theta=st.sampled_from([D("0.0695"), D("0.03"), D("0.1"), D(0)]),
+       min_edge=st.sampled_from([D("0.01"), D("0.02"), D("0.005")]))
+def test_each_level_is_tested_with_the_public_edge_functions(q, best_bid, spread, sizes, theta,
+                                                              min_edge):
+    """The sweep writes the edge out per level; its signals must be what the public edge
+    functions say: the limit the worst level that clears, the size every level up to it, the
+    edge the limit's."""
+    fq = D(q) / 100
+    bids = [(D(best_bid - i) / 100, D(s)) for i, s in enumerate(sizes) if best_bid - i >= 1]
+    offers = [(D(best_bid + spread + i) / 100, D(s)) for i, s in enumerate(sizes)
+              if best_bid + spread + i <= 99]
+    b = BookSnapshot("m1", tuple(PriceLevel(p, s) for p, s in bids),
+                     tuple(PriceLevel(p, s) for p, s in offers))
+    market = attrs.evolve(MARKET, fee_coefficient=theta)
+    signals = run(b, fair(str(fq)), market=market, params=StrategyParams(min_edge=min_edge))
+    expected = []
+    for levels, fn, intent in ((bids, edge_buy_no, Intent.BUY_SHORT),
+                               (offers, edge_buy_yes, Intent.BUY_LONG)):
+        passing = []
+        for p, s in levels:
+            if fn(fq, p, theta) < min_edge:
+                break
+            passing.append((p, s))
+        if passing:
+            limit = passing[-1][0]
+            expected.append((intent, limit, sum(s for _, s in passing), fn(fq, limit, theta)))
+    assert sorted((s.intent.name, s.limit_price, s.size_available, s.edge) for s in signals) \
+        == sorted((i.name, p, n, e) for i, p, n, e in expected)
