@@ -143,16 +143,23 @@ class _HaltMark:
     seen: deque[tuple[float, Decimal]] = attrs.field(factory=deque)
 
 
-def _value(m: MarketBook) -> Decimal:
-    """A market's position at its display mark: long qty × bid, short |qty| × (1 − offer);
-    settled at the settlement value; never marked at its average cost."""
+def _mark_of(m: MarketBook) -> Decimal | None:
+    """A position's display mark as a YES price (None when flat): the settlement value once
+    settled, else the bid for a long and the offer for a short, else (no quote yet) its average
+    price. The one place this choice is made (`mark_price`, `_value`)."""
     if m.net_qty == 0:
-        return ZERO
+        return None
     if m.settled_value is not None:
-        mark = m.settled_value
-    else:
-        quote = m.mark_bid if m.net_qty > 0 else m.mark_offer
-        mark = m.avg_price if quote is None else quote
+        return m.settled_value
+    quote = m.mark_bid if m.net_qty > 0 else m.mark_offer
+    return m.avg_price if quote is None else quote
+
+
+def _value(m: MarketBook) -> Decimal:
+    """A market's position at its display mark: long qty × mark, short |qty| × (1 − mark)."""
+    mark = _mark_of(m)
+    if mark is None:
+        return ZERO
     return m.net_qty * mark if m.net_qty > 0 else -m.net_qty * (ONE - mark)
 
 
@@ -261,12 +268,7 @@ class Ledger:
     def mark_price(self, market_slug: str) -> Decimal | None:
         """Value of one contract of the current position, as a YES price (None when flat)."""
         m = self._markets.get(market_slug)
-        if m is None or m.net_qty == 0:
-            return None
-        if m.settled_value is not None:
-            return m.settled_value
-        mark = m.mark_bid if m.net_qty > 0 else m.mark_offer
-        return m.avg_price if mark is None else mark
+        return None if m is None else _mark_of(m)
 
     def market_value(self, market_slug: str) -> Decimal:
         """What the position is worth now: long qty × bid, short |qty| × (1 − offer)."""
