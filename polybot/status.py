@@ -129,6 +129,7 @@ class StatusViews:
                                  "universe": self.universe_summary(now)}
         if bot.live is not None:
             extra["executor"] = bot.live.status()
+            extra["journal"] = bot.store.journal_status()
         if bot._discovery is not None:
             extra["discovery"] = bot._discovery.status()
         return StatusReport(mode=bot.mode, trading_state=bot.trading.state.value,

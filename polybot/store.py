@@ -331,6 +331,15 @@ class Store:
             self._journal.truncate()  # after the COMMIT: a crash before this replays them again
         return replayed, read.torn
 
+    def journal_status(self) -> dict[str, int]:
+        """The intent journal's counters for /status: lines written, fdatasyncs (group commit:
+        fewer), truncations, lines not yet in SQLite, its size; and at this store's open, the
+        intents replayed from it and the lines that did not parse."""
+        j = self._journal
+        return {"lines": j.lines, "syncs": j.syncs, "truncations": j.truncations,
+                "pending": len(j.pending()), "size_bytes": j.size,
+                "replayed_at_open": self.journal_replayed, "torn_at_open": self.journal_torn}
+
     def note_intent(self, order: TrackedOrder) -> None:
         """Make a new order's intent durable against a crash (one journal line) before it is
         sent; StoreError if it could not be written (then it must not be sent)."""

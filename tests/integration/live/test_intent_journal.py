@@ -116,6 +116,8 @@ async def test_intents_lost_to_a_power_loss_come_back_as_unknown_orders_at_risk_
                 order = await bot.live.submit(gtc(slug, price, "5"))
                 assert order is not None and order.exchange_id is not None
                 placed.append(order)
+            journal = bot.status_report().extra["journal"]
+            assert journal["lines"] == 3 and journal["replayed_at_open"] == 0
         sim.faults.ws_silent = False
         accepted = [a.order_id for a in sim.exchange.orders_accepted
                     if a.account_id == sim.account_id]
