@@ -22,15 +22,12 @@ from decimal import Decimal
 import pytest
 
 from tests.e2e.conftest import wait_until
-from tests.e2e.test_orders import cheap_offer, fair_of, order
+from tests.e2e.test_orders import DEEPER, cheap_offer, fair_of, order
 from tests.e2e.test_run import families, sample_total
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_run")]
 
 HTTP_TIMEOUT = 15.0  # the withheld answer becomes "outcome unknown" after this (real seconds)
-
-
-DEEPER = Decimal("0.13")  # the other market's offer: 25 cents under its fair (12 + 13)
 
 
 def restarts(bot) -> float:
