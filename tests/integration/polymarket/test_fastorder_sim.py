@@ -43,6 +43,7 @@ from polybot.polymarket.fastorder import (
     _CountingStream,
 )
 from polybot.sim.harness import running_sim
+from tests.integration.polymarket.loopback import open_loopback_listeners
 
 from .conftest import order
 
@@ -62,13 +63,7 @@ class Forwarder:
         self.accepted = 0
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        if self.ssl_context is not None:
-            listeners = await trio.open_ssl_over_tcp_listeners(
-                0, self.ssl_context, host="127.0.0.1", https_compatible=True)
-            port = listeners[0].transport_listener.socket.getsockname()[1]
-        else:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
+        listeners, port = await open_loopback_listeners(self.ssl_context)
         task_status.started(port)
         await trio.serve_listeners(self._handle, listeners)
 

@@ -31,6 +31,7 @@ from polybot.polymarket.wsconn import (
     connect_websocket,
 )
 from polybot.sim.harness import running_sim
+from tests.integration.polymarket.loopback import open_loopback_listeners
 
 PING, PONG, CLOSE, TEXT, CONT = 0x9, 0xA, 0x8, 0x1, 0x0
 
@@ -98,13 +99,7 @@ class FrameTap:
         return [p for _, op, _, p in self.client_frames if op == opcode]
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        if self.ssl_context is not None:
-            listeners = await trio.open_ssl_over_tcp_listeners(
-                0, self.ssl_context, host="127.0.0.1", https_compatible=True)
-            port = listeners[0].transport_listener.socket.getsockname()[1]
-        else:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
+        listeners, port = await open_loopback_listeners(self.ssl_context)
         task_status.started(port)
         await trio.serve_listeners(self._handle, listeners)
 
