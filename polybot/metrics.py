@@ -11,6 +11,8 @@ Money gauges take floats: metrics are observability, not accounting, so convert 
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -60,6 +62,9 @@ class Metrics:
     up: Gauge  # polybot_up: 1 while the supervised group runs, 0 while starting/restarting
     restarts: Counter  # polybot_restarts_total: group restarts after a crash
     alerts: Counter  # polybot_alerts_total{channel,outcome}: sent / failed / dropped / coalesced
+    # the labelled children the trading path increments, looked up once (a `labels` call is a
+    # lock and a tuple build each time); a market's go with its label sets in `forget_market`
+    _children: dict[tuple[str, str], Any] = attrs.field(factory=dict, init=False, repr=False)
 
     @classmethod
     def create(cls) -> Metrics:
@@ -99,8 +104,23 @@ class Metrics:
         """The metrics labelled by market (their label sets follow the universe)."""
         return (self.book_age, self.fair_value_age, self.signals, self.fills)
 
+    def count_signals(self, slug: str, n: int) -> None:
+        """`signals{market=slug}` += n."""
+        child = self._children.get(("signals", slug))
+        if child is None:
+            child = self._children[("signals", slug)] = self.signals.labels(market=slug)
+        child.inc(n)
+
+    def count_order(self, outcome: str) -> None:
+        """`orders{outcome}` += 1."""
+        child = self._children.get(("orders", outcome))
+        if child is None:
+            child = self._children[("orders", outcome)] = self.orders.labels(outcome=outcome)
+        child.inc()
+
     def forget_market(self, slug: str) -> None:
         """A retired market's label sets go (a series per retired market would grow for ever)."""
+        self._children.pop(("signals", slug), None)
         for metric in self.per_market():
             try:
                 metric.remove(slug)

@@ -132,10 +132,6 @@ class Bot:
         self._wake = trio.Event()
         self._last_halt_state: Any = None
         self._received_at: dict[str, float] = {}
-        # the labelled metric children the trading path increments, looked up once (a `labels`
-        # call is a lock and a tuple build each time); a market's go when it retires
-        self._orders_counted: dict[str, Any] = {}
-        self._signals_counted: dict[str, Any] = {}
         self._markets_stream: Any = None
         self._private_stream: Any = None
         self._odds_feed: Any = None
@@ -331,7 +327,6 @@ class Bot:
         `polybot.components`."""
         self._received_at.pop(slug, None)
         self._dirty.discard(slug)
-        self._signals_counted.pop(slug, None)
         self.metrics.forget_market(slug)
         if self._odds_feed is not None:
             self._odds_feed.set_targets(self._odds_targets())
@@ -551,10 +546,7 @@ class Bot:
                                           self._received_at.get(slug))
             await self.execute(decision.commands)
             if self.counters.signals > signals_before:  # metrics after the send
-                counted = self._signals_counted.get(slug)
-                if counted is None:
-                    counted = self._signals_counted[slug] = self.metrics.signals.labels(market=slug)
-                counted.inc(self.counters.signals - signals_before)
+                self.metrics.count_signals(slug, self.counters.signals - signals_before)
             again = decision.again
 
     async def execute(self, commands: list[Command]) -> None:
@@ -584,10 +576,7 @@ class Bot:
         if cmd.received_at is not None:
             self.metrics.decision_latency.observe(max(0.0, trio.current_time() - cmd.received_at))
         outcome = order.state._name_.lower() if order is not None else "refused"
-        counted = self._orders_counted.get(outcome)
-        if counted is None:
-            counted = self._orders_counted[outcome] = self.metrics.orders.labels(outcome=outcome)
-        counted.inc()
+        self.metrics.count_order(outcome)
         fair = request.signal.fair_q if request.signal is not None else None
         if fair is not None:
             self.store.record_fair_value(request.market_slug, fair)
