@@ -221,3 +221,30 @@ def test_the_wall_time_of_a_record_is_the_injected_clocks(tmp_path):
     (got,) = read_recording(tmp_path)
     assert got.wall_ns == wall_ns(datetime(1999, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert [p.name for p in tmp_path.glob("*.rec.gz")] == ["19990102T03.0001.rec.gz"]
+
+
+# --- wiring: RECORD_DIR and `run --record DIR` ----------------------------------------------------
+
+
+def run_settings(monkeypatch, tmp_path, argv: list[str], **env: str):
+    """The Settings `python -m polybot run ...` would run the bot with (the bot is not run)."""
+    from polybot import app, cli
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in dict(PM_API_KEY_ID="123e4567-e89b-12d3-a456-426614174000",
+                            PM_PRIVATE_KEY=SEED, MARKET_SLUGS="aec-nba-bos-nyk", LOG_FILE="",
+                            TRADES_LOG_FILE="", **env).items():
+        monkeypatch.setenv(name, value)
+    seen = []
+    monkeypatch.setattr(app, "configure_from_settings", lambda settings: None)
+    monkeypatch.setattr(app.trio, "run", lambda fn, settings: seen.append(settings) or 0)
+    assert cli.main(argv) == 0
+    return seen[0]
+
+
+def test_run_records_into_record_dir_and_the_record_flag_overrides_it(monkeypatch, tmp_path):
+    assert run_settings(monkeypatch, tmp_path, ["run"]).record_dir is None
+    assert run_settings(monkeypatch, tmp_path, ["run"], RECORD_DIR="").record_dir is None
+    assert run_settings(monkeypatch, tmp_path, ["run"], RECORD_DIR="rec").record_dir == Path("rec")
+    assert run_settings(monkeypatch, tmp_path, ["run", "--record", "other"],
+                        RECORD_DIR="rec").record_dir == Path("other")
