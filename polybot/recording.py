@@ -6,9 +6,10 @@ A recording is a directory:
     20261206T22.0002.rec.gz    counter (the counter orders them; a new file when the hour changes)
     index.jsonl                one line per closed data file: name, seqs, wall times, counts, drops
 
-A data file is a series of gzip members (one per batch the writer wrote), so a process killed
-mid-write loses at most its last member and every member before it stays readable. Decompressed,
-it is a header followed by records:
+A data file is one gzip stream, sync-flushed after every batch the writer writes: while it is
+open, everything written so far can be read back; a writer killed mid-run leaves a file without
+its gzip trailer, which the next recorder opened on the directory finishes (keeping every complete
+record) and indexes as `recovered`. Decompressed, a file is a header followed by records:
 
     header  MAGIC, u32 length, JSON {"format", "bot_version", "started_at", "settings", ...}
     record  u32 crc32 | u64 seq | i64 mono_ns | i64 wall_ns | u8 flags | u8 len(stream) |
@@ -38,7 +39,6 @@ Each record carries its own CRC, so a corrupt stretch that still inflates is not
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -101,7 +101,8 @@ class RecordingFormatError(RecordingError):
 class RecordingDamaged(RecordingError):
     """A data file is truncated or corrupt; every record before the damage was yielded."""
 
-    def __init__(self, path: Path, offset: int, last_seq: int | None, reason: str) -> None:
+    def __init__(self, path: Path, offset: int, last_seq: int | None, reason: str, *,
+                 truncated: bool = False) -> None:
         last = "none" if last_seq is None else str(last_seq)
         super().__init__(f"{path}: damaged at decompressed byte {offset} ({reason}); "
                          f"last good record: seq {last}")
@@ -109,6 +110,7 @@ class RecordingDamaged(RecordingError):
         self.offset = offset
         self.last_seq = last_seq
         self.reason = reason
+        self.truncated = truncated  # the data just ends (a writer stopped), nothing is garbled
 
 
 # --- records --------------------------------------------------------------------------------------
@@ -153,6 +155,7 @@ class _OpenFile:
     name: str
     hour: int  # wall_ns // _HOUR_NS of its first record
     fh: IO[bytes]
+    z: Any  # zlib compressobj: one gzip stream per file, sync-flushed after every batch
     first_seq: int | None = None
     last_seq: int | None = None
     first_wall_ns: int | None = None
@@ -293,7 +296,7 @@ class Recorder:
             self._counter = max(self._counter, _counter_of(path))
             if path.name in indexed:
                 continue
-            row = _recover(path)
+            row = _recover(path, self.compresslevel)
             self._append_index(row)
             if row["last_seq"] is not None:
                 last = max(last, row["last_seq"])
@@ -322,36 +325,34 @@ class Recorder:
             f.dropped += dropped
 
     def _flush(self, parts: list[bytes]) -> None:
-        if not parts or self._file is None:
+        f = self._file
+        if not parts or f is None:
             return
-        member = gzip.compress(b"".join(parts), compresslevel=self.compresslevel, mtime=0)
-        self._file.fh.write(member)
-        self._file.fh.flush()
-        self.bytes_written += len(member)
+        out = f.z.compress(b"".join(parts)) + f.z.flush(zlib.Z_SYNC_FLUSH)
+        f.fh.write(out)
+        f.fh.flush()
+        self.bytes_written += len(out)
 
     def _rotate(self, hour: int, first_wall: int) -> _OpenFile:
         self._close_file()
         self._counter += 1
         stamp = _wall(hour * _HOUR_NS).strftime("%Y%m%dT%H")
         name = f"{stamp}.{self._counter:04d}{SUFFIX}"
-        fh = open(self.directory / name, "xb")  # closed by _close_file
         header = {"format": FORMAT, "bot_version": polybot.__version__,
                   "started_at": self._started_at, "file": name,
                   "opened_at": _wall(first_wall).isoformat(),
                   "settings": self._settings}
-        data = json.dumps(header, sort_keys=True).encode()
-        member = gzip.compress(MAGIC + _HEADER_LEN.pack(len(data)) + data, mtime=0)
-        fh.write(member)
-        fh.flush()
-        self.bytes_written += len(member)
+        fh = open(self.directory / name, "xb")  # closed by _close_file
+        self._file = _OpenFile(name=name, hour=hour, fh=fh, z=_compressor(self.compresslevel))
+        self._flush([_header_bytes(header)])
         self.files += 1
-        self._file = _OpenFile(name=name, hour=hour, fh=fh)
         return self._file
 
     def _close_file(self) -> None:
         f, self._file = self._file, None
         if f is None:
             return
+        f.fh.write(f.z.flush())  # the gzip trailer: the file is complete
         f.fh.close()
         self._append_index(f.index_line())
 
@@ -362,21 +363,63 @@ class Recorder:
             os.fsync(fh.fileno())
 
 
-def _recover(path: Path) -> dict[str, Any]:
-    """The index line of a data file a killed process left unindexed (read to its end)."""
+def _compressor(level: int) -> Any:
+    return zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+
+
+def _header_bytes(header: dict[str, Any]) -> bytes:
+    data = json.dumps(header, sort_keys=True).encode()
+    return MAGIC + _HEADER_LEN.pack(len(data)) + data
+
+
+def _recover(path: Path, level: int) -> dict[str, Any]:
+    """Index a data file a killed process left unindexed.
+
+    A writer killed mid-run leaves its file without the gzip trailer (and maybe half a batch):
+    the file is rewritten with every complete record and properly ended, so the recording reads
+    through it. Anything worse than a cut-off end is damage: the original is kept beside it as
+    NAME.damaged and the index line says what was wrong."""
     row: dict[str, Any] = {"name": path.name, "first_seq": None, "last_seq": None,
                            "first_wall_ns": None, "last_wall_ns": None, "records": 0,
                            "dropped": 0, "recovered": True}
+    good: list[Record] = []
+    damage: RecordingDamaged | None = None
     try:
-        _header, chunks, base = _read_header(path)
-        for rec in _file_records(path, chunks, base=base):
-            if row["first_seq"] is None:
-                row["first_seq"], row["first_wall_ns"] = rec.seq, rec.wall_ns
-            row["last_seq"], row["last_wall_ns"] = rec.seq, rec.wall_ns
-            row["records"] += 1
-    except RecordingError as exc:
+        header, chunks, base = _read_header(path)
+    except RecordingError as exc:  # not even a header: nothing to keep
         row["damaged"] = str(exc)
         log.warning("recording: %s", exc)
+        return row
+    try:
+        for rec in _file_records(path, chunks, base=base):
+            good.append(rec)
+    except RecordingDamaged as exc:
+        damage = exc
+    if good:
+        row.update(first_seq=good[0].seq, first_wall_ns=good[0].wall_ns,
+                   last_seq=good[-1].seq, last_wall_ns=good[-1].wall_ns, records=len(good))
+    if damage is None:
+        return row
+    z = _compressor(level)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(z.compress(_header_bytes(header)))
+        for rec in good:
+            fh.write(z.compress(_encode(rec.seq, rec.stream, rec.payload, rec.mono_ns,
+                                        rec.wall_ns)))
+        fh.write(z.flush())
+        fh.flush()
+        os.fsync(fh.fileno())
+    if damage.truncated:
+        log.warning("recording: %s was left unfinished (the writer stopped); %d record(s) kept",
+                    path, len(good))
+        os.replace(tmp, path)
+    else:
+        row["damaged"] = str(damage)
+        log.error("recording: %s; its good records are kept, the original is %s.damaged",
+                  damage, path.name)
+        os.replace(path, path.with_name(path.name + ".damaged"))
+        os.replace(tmp, path)
     return row
 
 
@@ -409,6 +452,10 @@ def read_index(directory: Path) -> list[dict[str, Any]]:
 
 class _Broken(Exception):
     """The compressed data stops making sense (or stops): the reader reports where."""
+
+    def __init__(self, reason: str, *, truncated: bool = False) -> None:
+        super().__init__(reason)
+        self.truncated = truncated
 
 
 class _Inflater:
@@ -445,7 +492,7 @@ class _Inflater:
                     tail = b""
                 if tail:
                     yield tail
-                raise _Broken("the file ends inside a compressed member (truncated)")
+                raise _Broken("the file ends before its gzip trailer (truncated)", truncated=True)
 
     def _inflate(self, d: Any, data: bytes) -> Iterator[bytes]:
         saved = d.copy()
@@ -536,7 +583,8 @@ def _file_records(path: Path, chunks: Iterator[bytes], *, after: int | None = No
                 last = seq
                 pos = end
     except _Broken as exc:
-        raise RecordingDamaged(path, offset + pos, last, str(exc)) from None
+        raise RecordingDamaged(path, offset + pos, last, str(exc),
+                               truncated=exc.truncated) from None
     if pos < len(buf):
         raise RecordingDamaged(path, offset + pos, last, "the file ends inside a record")
 

@@ -248,3 +248,43 @@ def test_run_records_into_record_dir_and_the_record_flag_overrides_it(monkeypatc
     assert run_settings(monkeypatch, tmp_path, ["run"], RECORD_DIR="rec").record_dir == Path("rec")
     assert run_settings(monkeypatch, tmp_path, ["run", "--record", "other"],
                         RECORD_DIR="rec").record_dir == Path("other")
+
+
+async def test_the_file_of_a_killed_writer_is_finished_and_indexed_by_the_next_session(
+        tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", "a"), ("markets", "b")])
+    path = next(tmp_path.glob("*.rec.gz"))
+    # as a SIGKILL leaves it: not in the index, and without the end of its gzip stream (the
+    # final empty block and the 8-byte trailer the close writes after the last sync flush)
+    (tmp_path / "index.jsonl").unlink()
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(RecordingDamaged) as exc:
+        list(read_recording(tmp_path))
+    assert exc.value.truncated and exc.value.last_seq == 1
+    await record_all(tmp_path, [("markets", "c")])
+    assert [r.payload for r in read_recording(tmp_path)] == ["a", "b", "c"]
+    rows = read_index(tmp_path)
+    assert [(r["name"], r["last_seq"], r.get("recovered", False), "damaged" in r)
+            for r in rows] == [("20261206T21.0001.rec.gz", 1, True, False),
+                               ("20261206T21.0002.rec.gz", 2, False, False)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "20261206T21.0001.rec.gz", "20261206T21.0002.rec.gz", "index.jsonl"]
+
+
+async def test_a_corrupt_unindexed_file_keeps_its_good_records_and_its_original(
+        tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", p) for p in payloads(40)], every=0.05)
+    path = next(tmp_path.glob("*.rec.gz"))
+    (tmp_path / "index.jsonl").unlink()
+    data = bytearray(path.read_bytes())
+    data[len(data) * 4 // 5:len(data) * 4 // 5 + 16] = b"\x55" * 16
+    path.write_bytes(bytes(data))
+    kept = []
+    with pytest.raises(RecordingDamaged):
+        for r in read_recording(tmp_path):
+            kept.append(r.payload)
+    await record_all(tmp_path, [("markets", "after")])
+    assert [r.payload for r in read_recording(tmp_path)] == [*kept, "after"]
+    (row, _) = read_index(tmp_path)
+    assert row["recovered"] and "damaged" in row and row["records"] == len(kept)
+    assert (tmp_path / (path.name + ".damaged")).read_bytes() == bytes(data)
