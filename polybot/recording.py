@@ -203,6 +203,7 @@ class Recorder:
         self.records = 0  # written
         self.bytes_written = 0  # compressed
         self.files = 0
+        self.failed: str | None = None  # why recording stopped (the disk refused), else None
 
     # --- ingest (the caller's task: no I/O) ----------------------------------------------------
 
@@ -223,8 +224,10 @@ class Recorder:
 
     def _drop(self, seq: int) -> None:
         self.dropped += 1
+        if self._closed:  # stopped (or failed): nothing more is written
+            return
         self._dropped_unfiled += 1
-        if self._episode == 0 and not self._closed:
+        if self._episode == 0:
             log.warning("recording %s: the writer is behind (buffer over %d bytes): dropping "
                         "records from seq %d on (counted in index.jsonl)", self.directory,
                         self.max_buffer_bytes, seq)
@@ -246,7 +249,10 @@ class Recorder:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open (or continue) the recording, then write what was recorded every `interval` s;
         on cancellation, write the rest and close the current file (shielded)."""
-        await self.open()
+        try:
+            await self.open()
+        except OSError as exc:
+            self._fail(exc)
         task_status.started()
         try:
             while True:
@@ -256,7 +262,21 @@ class Recorder:
             with trio.CancelScope(shield=True):
                 await self.drain()
                 self._closed = True
-                await trio.to_thread.run_sync(self._close_file)
+                try:
+                    await trio.to_thread.run_sync(self._close_file)
+                except OSError as exc:
+                    self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        """The disk refused (full, unwritable, gone): recording stops, trading goes on. What is
+        recorded from now on is dropped and counted."""
+        if self.failed is None:
+            log.error("recording %s stopped: %s: %s; the bot runs on without recording",
+                      self.directory, type(exc).__name__, exc)
+        self.failed = f"{type(exc).__name__}: {exc}"
+        self._closed = True
+        self.dropped += len(self._buffer)
+        self._buffer, self._buffered = [], 0
 
     async def open(self) -> None:
         """Continue the directory's recording: index what a killed process left unindexed, and
@@ -272,7 +292,7 @@ class Recorder:
 
     async def drain(self) -> None:
         """Write everything buffered so far (in a worker thread)."""
-        if not self._opened:
+        if not self._opened and self.failed is None:
             raise RuntimeError("Recorder.drain before open()")
         batch, self._buffer, self._buffered = self._buffer, [], 0
         dropped, self._dropped_unfiled = self._dropped_unfiled, 0
@@ -280,9 +300,15 @@ class Recorder:
             log.warning("recording %s: %d record(s) dropped while the writer was behind",
                         self.directory, self._episode)
             self._episode = 0
+        if self.failed is not None:
+            return
         if batch or dropped:
-            await trio.to_thread.run_sync(self._write, batch, dropped,
-                                          wall_ns(self._clock.now()))
+            try:
+                await trio.to_thread.run_sync(self._write, batch, dropped,
+                                              wall_ns(self._clock.now()))
+            except OSError as exc:
+                self.dropped += len(batch)
+                self._fail(exc)
 
     # --- in the worker thread ------------------------------------------------------------------
 

@@ -288,3 +288,32 @@ async def test_a_corrupt_unindexed_file_keeps_its_good_records_and_its_original(
     (row, _) = read_index(tmp_path)
     assert row["recovered"] and "damaged" in row and row["records"] == len(kept)
     assert (tmp_path / (path.name + ".damaged")).read_bytes() == bytes(data)
+
+
+async def test_a_disk_that_refuses_stops_the_recording_not_the_caller(
+        tmp_path, autojump_clock, caplog):
+    # recording must never stop trading: an unwritable RECORD_DIR or a full disk is logged,
+    # and what is recorded afterwards is dropped and counted
+    clock = ReplayClock(EPOCH, origin=trio.current_time())
+    (tmp_path / "a-file").write_text("")
+    unwritable = Recorder(tmp_path / "a-file" / "rec", clock=clock)
+    full = Recorder(tmp_path / "rec", clock=clock)
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    async with trio.open_nursery() as n:
+        await n.start(unwritable.run)
+        await n.start(full.run)
+        full._write = disk_full  # type: ignore[method-assign]
+        for rec in (unwritable, full):
+            rec.tap("markets")("frame", trio.current_time())
+        await trio.sleep(1)
+        for rec in (unwritable, full):
+            rec.tap("markets")("frame", trio.current_time())
+        n.cancel_scope.cancel()
+    assert unwritable.failed and "NotADirectoryError" in unwritable.failed
+    assert full.failed and "No space left" in full.failed
+    assert (unwritable.dropped, full.dropped) == (2, 2)
+    assert sum("recording" in r.getMessage() and "stopped" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.ERROR) == 2
