@@ -58,8 +58,6 @@ async def test_a_live_run_records_every_feed_in_a_form_the_bots_decoders_read(
         elif ev.event == "fixture-status":
             parse_fixture_status(ev.data)
     assert odds > 0
-    print(f"recorded {len(records)}: books {books}, odds {odds}, "
-          + ", ".join(f"{s} {sum(r.stream == s for r in records)}" for s in sorted(streams)))
 
     (row,) = read_index(record_dir)  # closed at the stop, and indexed
     assert row["records"] == len(records) and row["dropped"] == 0
