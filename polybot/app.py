@@ -31,6 +31,8 @@ def main(args: Any) -> int:
     env = environment(args.env_file)
     if args.sim_credentials is not None:
         env.update(credentials_env(args.sim_credentials, env))
+    if getattr(args, "record", None):  # `run --record DIR` wins over RECORD_DIR
+        env["RECORD_DIR"] = str(args.record)
     settings = console.settings_or_exit(env)
     configure_from_settings(settings)
     try:

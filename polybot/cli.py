@@ -53,6 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         return demo.run_demo(duration=args.duration, seed=args.seed, live=args.live,
                              data_dir=Path(args.data_dir) if args.data_dir else None,
+                             record_dir=Path(args.record) if args.record else None,
                              speed=args.speed if args.speed is not None else demo.DEMO_SPEED)
     from polybot import app
 
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --sim: live mode (real REST orders) against the local exchange")
     run.add_argument("--data-dir", default=None, metavar="DIR",
                      help="with --sim: keep state here instead of a temporary directory")
+    run.add_argument("--record", default=None, metavar="DIR",
+                     help="record the raw feeds into DIR (overrides RECORD_DIR; also with --sim)")
     run.add_argument("--sim-credentials", type=Path, default=None, metavar="FILE",
                      help="point an ordinary run at a `polybot sim` started separately "
                           "(URLs, keys, and MARKET_SLUGS when unset)")

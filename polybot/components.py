@@ -38,6 +38,7 @@ from polybot.metrics import Metrics
 from polybot.model import TimeInForce
 from polybot.notify import DiscordWebhook, Level, Notifier, TelegramBot
 from polybot.pricing import TAKER_THETA, taker_theta
+from polybot.recording import Recorder
 from polybot.risk import RiskGate, RiskLimits
 from polybot.store import Store
 from polybot.strategy import StrategyParams
@@ -69,6 +70,7 @@ class Components:
     recorder: Any
     rest: Any
     signer: Any
+    recording: Recorder | None = None  # RECORD_DIR's feed recorder (its task: the runtime's)
 
 
 def build(settings: Settings, clock: Clock) -> Components:
@@ -110,6 +112,8 @@ def build(settings: Settings, clock: Clock) -> Components:
     books = BookStore()
     fair_values = FairValues()
     recorder = FillCounting(store, metrics)
+    recording = (Recorder(settings.record_dir, clock=clock, settings=settings)
+                 if settings.record_dir is not None else None)
     rest = client_from_settings(settings)
 
     def live_notice(notice: LiveNotice) -> None:
@@ -168,7 +172,7 @@ def build(settings: Settings, clock: Clock) -> Components:
                       universe=universe, exposure=exposure, trading=trading, gate=gate,
                       books=books, fair_values=fair_values, engine=engine, executor=executor,
                       lifecycle=lifecycle, recorder=recorder, rest=rest,
-                      signer=signer_from_settings(settings))
+                      signer=signer_from_settings(settings), recording=recording)
 
 
 def _follow_event(exposure: Exposure, listing: Listing) -> None:

@@ -490,6 +490,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("TRADES_LOG_FILE", "logs/trades.log", _optional_path, group="Operations", empty_ok=True,
         doc="one JSON line per order event and fill; empty = into the main log"),
     Var("DATA_DIR", "data", _path, group="Operations", doc="SQLite state lives here"),
+    Var("RECORD_DIR", None, _optional_path, group="Operations",
+        doc="record the raw feeds here (markets and private websockets, OpticOdds events; "
+            "hourly gzip files); empty = off; `run --record DIR` overrides it"),
     Var("HEALTH_HOST", "127.0.0.1", _text, group="Operations", doc="health app bind address"),
     Var("HEALTH_PORT", "8080", _int(0, 65535), group="Operations", doc="health app port"),
     Var("DISCORD_WEBHOOK", None, _webhook, secret=True, group="Operations",
@@ -560,6 +563,7 @@ class Settings:
     log_json: bool
     trades_log_file: Path | None
     data_dir: Path
+    record_dir: Path | None = None
     health_host: str
     health_port: int
     discord_webhook: Secret | None = None

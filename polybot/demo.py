@@ -37,9 +37,10 @@ DEMO_LEAGUES = ("nba", "nhl")  # the leagues `demo_world` schedules
 log = logging.getLogger("polybot.demo")
 
 
-def demo_env(s: SimHandle, *, data_dir: Path, live: bool) -> dict[str, str]:
+def demo_env(s: SimHandle, *, data_dir: Path, live: bool,
+             record_dir: Path | None = None) -> dict[str, str]:
     """The settings an operator would write by hand for this local exchange."""
-    return {
+    env = {
         "TRADING_MODE": "live" if live else "paper",
         "PM_API_KEY_ID": s.key_id,
         "PM_PRIVATE_KEY": s.secret_key,
@@ -57,25 +58,29 @@ def demo_env(s: SimHandle, *, data_dir: Path, live: bool) -> dict[str, str]:
         "TRADES_LOG_FILE": str(data_dir / "trades.log"),
         "HEALTH_PORT": "0",
     }
+    if record_dir is not None:
+        env["RECORD_DIR"] = str(record_dir)
+    return env
 
 
 def run_demo(*, duration: float | None, seed: int, live: bool, data_dir: Path | None,
-             speed: float = DEMO_SPEED) -> int:
+             speed: float = DEMO_SPEED, record_dir: Path | None = None) -> int:
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="polybot-sim-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(level="INFO", log_file=data_dir / "bot.log",
                       trades_log_file=data_dir / "trades.log", stderr_level="WARNING")
     trio_clock = trio.testing.MockClock(rate=speed) if speed != 1.0 else None
-    return trio.run(_demo, duration, seed, live, data_dir, speed, clock=trio_clock)
+    return trio.run(_demo, duration, seed, live, data_dir, speed, record_dir, clock=trio_clock)
 
 
 async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path,
-                speed: float = 1.0) -> int:
+                speed: float = 1.0, record_dir: Path | None = None) -> int:
     # the one wall clock of this process: the bot's and the world's (start times, game clocks)
     clock = ReplayClock(LIVE_CLOCK.now(), origin=trio.current_time())
     async with running_sim(seed=seed, scenario=demo_world(seed), opticodds=True,
                            clock=clock.now) as sim:
-        settings = load_settings(demo_env(sim, data_dir=data_dir, live=live))
+        settings = load_settings(demo_env(sim, data_dir=data_dir, live=live,
+                                          record_dir=record_dir))
         # as a real run configures it (the sim's generated keys redacted), with a quieter stderr
         # so the status lines stay readable
         configure_from_settings(settings, stderr_level="WARNING")
@@ -83,6 +88,8 @@ async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path,
             f"(leagues {','.join(settings.market_leagues)}, markets found by discovery, seed {seed}); "
             f"state in {data_dir}")
         say(f"  exchange {sim.api_url}  odds {sim.opticodds_url}")
+        if settings.record_dir is not None:
+            say(f"  recording the feeds into {settings.record_dir}")
         if speed != 1.0:
             say(f"  accelerated: the world and the bot run {speed:g}x faster than real time on "
                 f"one clock (a {duration or 0:g} s demo covers {(duration or 0) * speed / 60:g} "

@@ -117,6 +117,7 @@ class Bot:
         self.books, self.fair_values, self.engine = c.books, c.fair_values, c.engine
         self.executor, self.recorder, self.rest, self.signer = c.executor, c.recorder, c.rest, c.signer
         self.lifecycle = c.lifecycle
+        self.recording = c.recording  # RECORD_DIR: the raw feeds journalled (polybot.recording)
         self.live: LiveExecutor | None = c.executor if isinstance(c.executor, LiveExecutor) else None
         self.paper: PaperExecutor | None = (c.executor if isinstance(c.executor, PaperExecutor)
                                             else None)
@@ -303,6 +304,8 @@ class Bot:
                                on_no_data=self._market_no_data,
                                progress=progress.beat, auth_probe=self.rest.balances,
                                clock=self.clock)
+        if self.recording is not None:
+            stream.tap = self.recording.tap("markets")
         self._markets_stream = stream
         self.engine.continuity_lost(at=trio.current_time())
         async with trio.open_nursery() as nursery:
@@ -417,6 +420,8 @@ class Bot:
                                     method=s.odds_devig_method, stale_seconds=s.stale_feed_seconds)
             feed = OddsFeed(client, self.fair_values, self._odds_targets(), config,
                             on_progress=progress.beat)
+            if self.recording is not None:
+                feed.tap = self.recording.tap("odds")
             self._odds_feed = feed
             async with trio.open_nursery() as nursery:
                 await nursery.start(feed.run)
@@ -502,6 +507,8 @@ class Bot:
         stream = PrivateStream(stream_config_from_settings(self.settings), self.signer, send,
                                progress=progress.beat, auth_probe=self.rest.balances,
                                clock=self.clock)
+        if self.recording is not None:
+            stream.tap = self.recording.tap("private")
         self._private_stream = stream
         async with trio.open_nursery() as nursery:
             if getattr(self.rest, "fast", None) is not None:  # warm sockets for order creates
@@ -763,6 +770,8 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
     try:
         async with trio.open_nursery() as root:
             await root.start(bot.store.run)
+            if bot.recording is not None:  # written until the root is cancelled, after shutdown
+                await root.start(bot.recording.run)
             await root.start(bot.notifier.run)
             await root.start(functools.partial(serve_health, health, settings.health_host,
                                                settings.health_port, on_listening=listening))

@@ -143,6 +143,8 @@ class OddsFeed:
         self.statuses: dict[str, FeedStatus] = {}
         self._live: dict[str, _SportLink] = {}  # sport -> its running connection loop
         self._nursery: trio.Nursery | None = None
+        # recording (issue 16): called with each stream event as received, as SSE text
+        self.tap: Callable[[str | bytes, float], None] | None = None
         self.added = 0  # targets added at run time (after construction)
         self.removed = 0
         self._apply_targets(targets)
@@ -378,6 +380,8 @@ class OddsFeed:
                             self._progress()
                             if ev is None:
                                 continue
+                            if self.tap is not None:
+                                self.tap(ev.wire(comment=sport), now)
                             if rebuilding:
                                 buffered.append(ev)
                             else:

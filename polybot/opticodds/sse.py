@@ -26,6 +26,16 @@ class SSEEvent:
     id: str | None  # the last event id in force when this event was dispatched
     retry_ms: int | None = None  # the reconnection time in force (the last valid retry: seen)
 
+    def wire(self, comment: str = "") -> str:
+        """This event as event-stream text that `SSEParser` turns back into it (event, data and
+        id; `retry` is the connection's, not the event's), after an optional `: comment` line."""
+        lines = [f": {comment}"] if comment else []
+        lines.append(f"event: {self.event}")
+        if self.id is not None:
+            lines.append(f"id: {self.id}")
+        lines += [f"data: {line}" for line in self.data.split("\n")]
+        return "\n".join(lines) + "\n\n"
+
 
 _EOL = re.compile(r"\r\n|\r|\n")
 

@@ -199,6 +199,8 @@ class _Stream:
         self.reconnects = 0
         self.stale_teardowns = 0
         self._answered = False
+        # recording (issue 16): called with each frame as received, before it is decoded
+        self.tap: Callable[[str | bytes, float], None] | None = None
         # staleness (see _read)
         self._answer_by = 0.0  # trio time by which a data frame must have answered
         self._waiting_since: float | None = None  # start of the current wait for a frame
@@ -408,6 +410,8 @@ class _Stream:
         return wire.decode_frame(msg, now, exact=self.exact_decode)
 
     async def _handle(self, msg: str | bytes, now: float) -> None:
+        if self.tap is not None:
+            self.tap(msg, now)
         try:
             event = self._decode(msg, now)
         except wire.UnknownFrame as exc:

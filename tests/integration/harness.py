@@ -55,6 +55,8 @@ async def running_bot(sim: Any, data_dir: Path, *, live: bool = True, clock: Clo
               clock=clock or replay_clock())
     async with trio.open_nursery() as n:
         await n.start(bot.store.run)
+        if bot.recording is not None:
+            await n.start(bot.recording.run)
         await n.start(bot.notifier.run)
         n.start_soon(bot.supervisor.run)
         try:

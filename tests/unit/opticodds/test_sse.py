@@ -86,3 +86,16 @@ def test_an_empty_chunk_between_the_cr_and_lf_of_a_crlf_does_not_split_the_line_
     p = SSEParser()
     out = p.feed(b"data: a\r") + p.feed(b"") + p.feed(b"\ndata: b\r\n\r\n")
     assert out == [SSEEvent("message", "a\nb", None, None)]
+
+
+LINE = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+               max_size=20)
+
+
+@given(st.sampled_from(["odds", "locked-odds", "fixture-status", "message"]),
+       st.lists(LINE, min_size=1, max_size=4),
+       st.one_of(st.none(), st.text(alphabet="0123456789-abc", min_size=1, max_size=12)))
+def test_an_event_written_back_as_text_parses_to_the_same_event(event, lines, event_id):
+    # a recording keeps each OpticOdds event as this text (polybot.recording)
+    ev = SSEEvent(event, "\n".join(lines), event_id)
+    assert SSEParser().feed(ev.wire(comment="basketball").encode()) == [ev]

@@ -1,0 +1,319 @@
+"""The recording format: its writer (`Recorder`, on Trio's mock clock) and its reader."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import struct
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from polybot import recording
+from polybot.clock import ReplayClock
+from polybot.config import load_settings
+from polybot.recording import (
+    FORMAT,
+    Recorder,
+    RecordingDamaged,
+    RecordingFormatError,
+    read_headers,
+    read_index,
+    read_recording,
+    wall_ns,
+)
+
+# 21:59:50 UTC: ten seconds before the hour turns
+EPOCH = datetime(2026, 12, 6, 21, 59, 50, tzinfo=UTC)
+SEED = base64.b64encode(bytes(range(100, 132))).decode()
+ODDS_KEY = "oo-key-5f3c9e1d7a"
+TELEGRAM = "7341:AAH-telegram-token-xyz"
+WEBHOOK = "https://discord.com/api/webhooks/123/hook-secret-abc"
+
+
+def settings():
+    return load_settings({
+        "PM_API_KEY_ID": "123e4567-e89b-12d3-a456-426614174000", "PM_PRIVATE_KEY": SEED,
+        "MARKET_SLUGS": "aec-nba-bos-nyk", "OPTICODDS_API_KEY": ODDS_KEY,
+        "TELEGRAM_BOT_TOKEN": TELEGRAM, "TELEGRAM_CHAT_ID": "42", "DISCORD_WEBHOOK": WEBHOOK,
+    })
+
+
+def payloads(n: int) -> list[str | bytes]:
+    """Text and binary frames, including bytes that are not UTF-8 and an empty frame."""
+    out: list[str | bytes] = []
+    for i in range(n):
+        if i % 3 == 0:
+            out.append(json.dumps({"marketData": {"i": i, "p": "0.5" + str(i)}, "é": "ü"}))
+        elif i % 3 == 1:
+            out.append(bytes([i % 256, 0xFF, 0x00, 0xC3]) * (i % 7))
+        else:
+            out.append(f"event: odds\ndata: {{\"n\": {i}}}\n\n")
+    return out
+
+
+async def record_all(directory: Path, items: list[tuple[str, str | bytes]], *,
+                     every: float = 0.1, **kw) -> Recorder:
+    """Record `items` one every `every` (mock) seconds through `Recorder.tap`, as a feed does."""
+    clock = ReplayClock(EPOCH, origin=trio.current_time())
+    rec = Recorder(directory, clock=clock, settings=settings(), **kw)
+    async with trio.open_nursery() as n:
+        await n.start(rec.run)
+        taps = {}
+        for stream, payload in items:
+            tap = taps.setdefault(stream, rec.tap(stream))
+            tap(payload, trio.current_time())
+            await trio.sleep(every)
+        n.cancel_scope.cancel()
+    return rec
+
+
+async def test_a_recording_round_trips_byte_for_byte_across_an_hourly_rotation(
+        tmp_path, autojump_clock):
+    sent = [("markets" if i % 2 else "odds", p) for i, p in enumerate(payloads(300))]
+    # 300 records 0.1 s apart from 21:59:50: the hour turns at the 100th
+    start = trio.current_time()
+    rec = await record_all(tmp_path, sent)
+    got = list(read_recording(tmp_path))
+    assert [(r.stream, r.payload) for r in got] == sent
+    assert [type(r.payload) for r in got] == [type(p) for _, p in sent]
+    assert [r.seq for r in got] == list(range(300))
+    assert got[1].mono_ns - got[0].mono_ns == 100_000_000
+    assert got[0].mono_ns == int(start * 1e9)
+    assert got[0].wall_ns == wall_ns(EPOCH)
+    files = sorted(p.name for p in tmp_path.glob("*.rec.gz"))
+    assert files == ["20261206T21.0001.rec.gz", "20261206T22.0002.rec.gz"]
+    index = read_index(tmp_path)
+    assert [(r["name"], r["first_seq"], r["last_seq"], r["records"], r["dropped"])
+            for r in index] == [("20261206T21.0001.rec.gz", 0, 99, 100, 0),
+                                ("20261206T22.0002.rec.gz", 100, 299, 200, 0)]
+    assert index[1]["first_wall_ns"] == wall_ns(datetime(2026, 12, 6, 22, tzinfo=UTC))
+    assert rec.dropped == 0
+    headers = [h for _, h in read_headers(tmp_path)]
+    assert [h["format"] for h in headers] == [FORMAT, FORMAT]
+    assert headers[0]["settings"]["MARKET_SLUGS"] == "aec-nba-bos-nyk"
+    assert headers[0]["bot_version"]
+
+
+async def test_a_second_session_in_the_same_directory_numbers_on(tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", "a"), ("markets", "b")])
+    await record_all(tmp_path, [("markets", "c")])
+    got = list(read_recording(tmp_path))
+    assert [(r.seq, r.payload) for r in got] == [(0, "a"), (1, "b"), (2, "c")]
+
+
+def test_a_recording_of_an_older_format_is_refused_naming_the_file_and_both_versions(tmp_path):
+    header = json.dumps({"format": 0, "bot_version": "0.0.9"}).encode()
+    old = tmp_path / "20261206T21.0001.rec.gz"
+    old.write_bytes(gzip.compress(recording.MAGIC + struct.pack("<I", len(header)) + header))
+    with pytest.raises(RecordingFormatError) as exc:
+        read_recording(tmp_path)  # before any record is read
+    message = str(exc.value)
+    assert str(old) in message and "format 0" in message and f"format {FORMAT}" in message
+    assert "\n" not in message
+
+
+async def test_a_truncated_file_replays_up_to_the_damage_and_says_where(tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", p) for p in payloads(40)], every=0.05)
+    path = next(tmp_path.glob("*.rec.gz"))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])  # a killed writer's file: cut mid-member
+    got = []
+    with pytest.raises(RecordingDamaged) as exc:
+        for r in read_recording(tmp_path):
+            got.append(r)
+    assert 0 < len(got) < 40
+    assert [r.payload for r in got] == payloads(40)[: len(got)]
+    assert exc.value.path == path and exc.value.last_seq == got[-1].seq
+    assert str(path) in str(exc.value) and f"seq {got[-1].seq}" in str(exc.value)
+
+
+async def test_a_corrupt_file_replays_up_to_the_damage_and_says_where(tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", p) for p in payloads(40)], every=0.05)
+    path = next(tmp_path.glob("*.rec.gz"))
+    data = bytearray(path.read_bytes())
+    middle = len(data) * 4 // 5  # past the header and the first batches
+    data[middle:middle + 16] = b"\x55" * 16  # a bad stretch of disk
+    path.write_bytes(bytes(data))
+    got = []
+    with pytest.raises(RecordingDamaged) as exc:
+        for r in read_recording(tmp_path):
+            got.append(r)
+    assert 0 < len(got) < 40
+    assert [r.payload for r in got] == payloads(40)[: len(got)]
+    assert exc.value.last_seq == got[-1].seq and exc.value.offset > 0
+
+
+def test_a_record_whose_bytes_were_altered_inside_valid_compression_is_caught(tmp_path):
+    # the gzip layer cannot see this (the member is recompressed); the record's CRC does
+    name = "20261206T21.0001.rec.gz"
+    header = json.dumps({"format": FORMAT, "bot_version": "x"}).encode()
+    good = recording._encode(0, "markets", "first", 1, 2)
+    bad = bytearray(recording._encode(1, "markets", "second", 3, 4))
+    bad[-1] ^= 0x01
+    (tmp_path / name).write_bytes(gzip.compress(
+        recording.MAGIC + struct.pack("<I", len(header)) + header + good + bytes(bad)))
+    got = []
+    with pytest.raises(RecordingDamaged) as exc:
+        for r in read_recording(tmp_path):
+            got.append(r.payload)
+    assert got == ["first"]
+    assert exc.value.offset == len(recording.MAGIC) + 4 + len(header) + len(good)
+    assert "checksum" in str(exc.value)
+
+
+async def test_past_the_buffer_cap_records_are_dropped_counted_and_logged_once(
+        tmp_path, autojump_clock, caplog):
+    clock = ReplayClock(EPOCH, origin=trio.current_time())
+    rec = Recorder(tmp_path, clock=clock, max_buffer_bytes=10 * (1000 + 64), interval=3600)
+    caplog.set_level(logging.WARNING, logger="polybot.recording")
+    async with trio.open_nursery() as n:
+        await n.start(rec.run)
+        for i in range(25):  # the writer is asleep: only 10 fit
+            rec.record("markets", bytes([i]) * 1000, i, wall_ns(EPOCH) + i)
+        n.cancel_scope.cancel()
+    assert rec.dropped == 15
+    got = list(read_recording(tmp_path))
+    assert [r.seq for r in got] == list(range(10))  # the dropped keep their numbers: 10..24
+    assert [r["dropped"] for r in read_index(tmp_path)] == [15]
+    starts = [r for r in caplog.records if "dropping records" in r.getMessage()]
+    assert len(starts) == 1 and "seq 10" in starts[0].getMessage()
+
+
+async def test_no_secret_is_written_to_a_recording(tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", "x")])
+    raw = b"".join(gzip.decompress(p.read_bytes()) for p in tmp_path.glob("*.rec.gz"))
+    raw += (tmp_path / "index.jsonl").read_bytes()
+    for secret in (SEED, ODDS_KEY, TELEGRAM, WEBHOOK, "hook-secret-abc"):
+        assert secret.encode() not in raw
+    header = read_headers(tmp_path)[0][1]["settings"]
+    assert header["PM_PRIVATE_KEY"] == "***" and header["OPTICODDS_API_KEY"] == "***"
+
+
+async def test_a_file_a_killed_process_left_unindexed_is_indexed_by_the_next_session(
+        tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", "a"), ("markets", "b")])
+    (tmp_path / "index.jsonl").unlink()  # the process died before closing its file
+    await record_all(tmp_path, [("markets", "c")])
+    rows = read_index(tmp_path)
+    assert [(r["name"], r["last_seq"], r.get("recovered", False)) for r in rows] == [
+        ("20261206T21.0001.rec.gz", 1, True), ("20261206T21.0002.rec.gz", 2, False)]
+    assert [r.payload for r in read_recording(tmp_path)] == ["a", "b", "c"]
+
+
+def test_the_wall_time_of_a_record_is_the_injected_clocks(tmp_path):
+    # the recorder reads no host clock: a replayed calendar in 1999 is recorded as 1999
+    async def main() -> None:
+        clock = ReplayClock(datetime(1999, 1, 2, 3, 4, 5, tzinfo=UTC))
+        rec = Recorder(tmp_path, clock=clock)
+        async with trio.open_nursery() as n:
+            await n.start(rec.run)
+            rec.tap("odds")("z", trio.current_time())
+            await trio.sleep(timedelta(minutes=1).total_seconds())
+            n.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    (got,) = read_recording(tmp_path)
+    assert got.wall_ns == wall_ns(datetime(1999, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert [p.name for p in tmp_path.glob("*.rec.gz")] == ["19990102T03.0001.rec.gz"]
+
+
+# --- wiring: RECORD_DIR and `run --record DIR` ----------------------------------------------------
+
+
+def run_settings(monkeypatch, tmp_path, argv: list[str], **env: str):
+    """The Settings `python -m polybot run ...` would run the bot with (the bot is not run)."""
+    from polybot import app, cli
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in dict(PM_API_KEY_ID="123e4567-e89b-12d3-a456-426614174000",
+                            PM_PRIVATE_KEY=SEED, MARKET_SLUGS="aec-nba-bos-nyk", LOG_FILE="",
+                            TRADES_LOG_FILE="", **env).items():
+        monkeypatch.setenv(name, value)
+    seen = []
+    monkeypatch.setattr(app, "configure_from_settings", lambda settings: None)
+    monkeypatch.setattr(app.trio, "run", lambda fn, settings: seen.append(settings) or 0)
+    assert cli.main(argv) == 0
+    return seen[0]
+
+
+def test_run_records_into_record_dir_and_the_record_flag_overrides_it(monkeypatch, tmp_path):
+    assert run_settings(monkeypatch, tmp_path, ["run"]).record_dir is None
+    assert run_settings(monkeypatch, tmp_path, ["run"], RECORD_DIR="").record_dir is None
+    assert run_settings(monkeypatch, tmp_path, ["run"], RECORD_DIR="rec").record_dir == Path("rec")
+    assert run_settings(monkeypatch, tmp_path, ["run", "--record", "other"],
+                        RECORD_DIR="rec").record_dir == Path("other")
+
+
+async def test_the_file_of_a_killed_writer_is_finished_and_indexed_by_the_next_session(
+        tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", "a"), ("markets", "b")])
+    path = next(tmp_path.glob("*.rec.gz"))
+    # as a SIGKILL leaves it: not in the index, and without the end of its gzip stream (the
+    # final empty block and the 8-byte trailer the close writes after the last sync flush)
+    (tmp_path / "index.jsonl").unlink()
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(RecordingDamaged) as exc:
+        list(read_recording(tmp_path))
+    assert exc.value.truncated and exc.value.last_seq == 1
+    await record_all(tmp_path, [("markets", "c")])
+    assert [r.payload for r in read_recording(tmp_path)] == ["a", "b", "c"]
+    rows = read_index(tmp_path)
+    assert [(r["name"], r["last_seq"], r.get("recovered", False), "damaged" in r)
+            for r in rows] == [("20261206T21.0001.rec.gz", 1, True, False),
+                               ("20261206T21.0002.rec.gz", 2, False, False)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "20261206T21.0001.rec.gz", "20261206T21.0002.rec.gz", "index.jsonl"]
+
+
+async def test_a_corrupt_unindexed_file_keeps_its_good_records_and_its_original(
+        tmp_path, autojump_clock):
+    await record_all(tmp_path, [("markets", p) for p in payloads(40)], every=0.05)
+    path = next(tmp_path.glob("*.rec.gz"))
+    (tmp_path / "index.jsonl").unlink()
+    data = bytearray(path.read_bytes())
+    data[len(data) * 4 // 5:len(data) * 4 // 5 + 16] = b"\x55" * 16
+    path.write_bytes(bytes(data))
+    kept = []
+    with pytest.raises(RecordingDamaged):
+        for r in read_recording(tmp_path):
+            kept.append(r.payload)
+    await record_all(tmp_path, [("markets", "after")])
+    assert [r.payload for r in read_recording(tmp_path)] == [*kept, "after"]
+    (row, _) = read_index(tmp_path)
+    assert row["recovered"] and "damaged" in row and row["records"] == len(kept)
+    assert (tmp_path / (path.name + ".damaged")).read_bytes() == bytes(data)
+
+
+async def test_a_disk_that_refuses_stops_the_recording_not_the_caller(
+        tmp_path, autojump_clock, caplog):
+    # recording must never stop trading: an unwritable RECORD_DIR or a full disk is logged,
+    # and what is recorded afterwards is dropped and counted
+    clock = ReplayClock(EPOCH, origin=trio.current_time())
+    (tmp_path / "a-file").write_text("")
+    unwritable = Recorder(tmp_path / "a-file" / "rec", clock=clock)
+    full = Recorder(tmp_path / "rec", clock=clock)
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    async with trio.open_nursery() as n:
+        await n.start(unwritable.run)
+        await n.start(full.run)
+        full._write = disk_full  # type: ignore[method-assign]
+        for rec in (unwritable, full):
+            rec.tap("markets")("frame", trio.current_time())
+        await trio.sleep(1)
+        for rec in (unwritable, full):
+            rec.tap("markets")("frame", trio.current_time())
+        n.cancel_scope.cancel()
+    assert unwritable.failed and "NotADirectoryError" in unwritable.failed
+    assert full.failed and "No space left" in full.failed
+    assert (unwritable.dropped, full.dropped) == (2, 2)
+    assert sum("recording" in r.getMessage() and "stopped" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.ERROR) == 2
