@@ -115,6 +115,8 @@ def build(settings: Settings, clock: Clock) -> Components:
     recording = (Recorder(settings.record_dir, clock=clock, settings=settings)
                  if settings.record_dir is not None else None)
     rest = client_from_settings(settings)
+    if recording is not None:  # the public answers that feed decisions (polybot.recording)
+        rest.recording = recording.rest_tap("polymarket")
 
     def live_notice(notice: LiveNotice) -> None:
         level = notice.level.lower()
