@@ -65,6 +65,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -177,10 +178,16 @@ ENGINE_FLATTEN = "flatten"
 ENGINE_CANCEL_ALL = "cancel_all"
 """An operator's cancel-all request (`request_id`): the bot's open orders are cancelled."""
 ENGINE_RECONCILED = "reconciled"
-"""`engine.reconciled(now, mono)`: the day's baselines (paper: the restored ledger at start)."""
+"""`engine.reconciled(now, mono)`: the day's baselines (paper: the restored ledger at start; live:
+the first reconciliation, unless the account was adopted instead)."""
+ENGINE_ADOPTED = "adopted"
+"""`engine.adopted(now, mono, why)`: live, the account was adopted (a fresh start, a mode switch)
+and its equity is the day's baseline."""
+ENGINE_TRANSFER = "transfer"
+"""`engine.transfer(amount)`: live, a deposit or withdrawal (`amount`, a decimal string)."""
 ENGINE_KINDS = frozenset({ENGINE_CONTINUITY_LOST, ENGINE_STREAM_CONNECTED, ENGINE_TICK,
                           ENGINE_OPERATOR_FILES, ENGINE_FLATTEN, ENGINE_CANCEL_ALL,
-                          ENGINE_RECONCILED})
+                          ENGINE_RECONCILED, ENGINE_ADOPTED, ENGINE_TRANSFER})
 
 # query parameters that would carry a credential (none of the clients sends one in a URL: the
 # OpticOdds key travels in a header, the exchange signs with headers): never recorded
@@ -232,7 +239,9 @@ def engine_input(payload: str | bytes) -> dict[str, Any]:
 
 
 def _json_value(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value) if isinstance(value, Decimal) else value  # money stays exact
 
 
 def header_settings(settings: Settings) -> dict[str, str]:

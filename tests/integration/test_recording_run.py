@@ -22,10 +22,12 @@ from polybot.opticodds.sse import SSEParser
 from polybot.opticodds.wire import parse_fixture_status, parse_odds_message
 from polybot.polymarket import wire
 from polybot.recording import (
+    ENGINE_ADOPTED,
     ENGINE_CANCEL_ALL,
     ENGINE_CONTINUITY_LOST,
     ENGINE_FLATTEN,
     ENGINE_OPERATOR_FILES,
+    ENGINE_RECONCILED,
     ENGINE_STREAM_CONNECTED,
     ENGINE_TICK,
     engine_input,
@@ -147,6 +149,10 @@ async def test_a_live_run_records_every_input_in_a_form_the_bots_decoders_read(
         "at": lost_at_start.mono_ns / 1e9}
     assert engine_input(connected.payload)["connection"] == 1
     assert lost_at_start.seq < connected.seq < first_frame
+    # the day's baselines, once: a fresh live start adopts the account it finds
+    adopted = [(r, e) for r, e in engine if e["kind"] == ENGINE_ADOPTED]
+    assert len(adopted) == 1 and ENGINE_RECONCILED not in kinds
+    assert wall_ns(datetime.fromisoformat(adopted[0][1]["now"])) == adopted[0][0].wall_ns
     ticks = [(r, e) for r, e in engine if e["kind"] == ENGINE_TICK]
     assert len(ticks) >= 10  # one a second
     for r, e in ticks:

@@ -8,6 +8,7 @@ import json
 import logging
 import struct
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -343,6 +344,49 @@ def test_run_records_into_record_dir_and_the_record_flag_overrides_it(monkeypatc
     assert run_settings(monkeypatch, tmp_path, ["run"], RECORD_DIR="rec").record_dir == Path("rec")
     assert run_settings(monkeypatch, tmp_path, ["run", "--record", "other"],
                         RECORD_DIR="rec").record_dir == Path("other")
+
+
+def bot_settings(tmp_path, mode: str):
+    return load_settings({
+        "TRADING_MODE": mode, "PM_API_KEY_ID": "123e4567-e89b-12d3-a456-426614174000",
+        "PM_PRIVATE_KEY": SEED, "MARKET_SLUGS": "aec-nba-bos-nyk", "DATA_DIR": str(tmp_path),
+        "RECORD_DIR": str(tmp_path / "rec"), "LOG_FILE": "", "TRADES_LOG_FILE": "",
+        "HEALTH_PORT": "0"})
+
+
+async def recorded_engine_inputs(bot) -> list[tuple[recording.Record, dict]]:
+    async with trio.open_nursery() as n:
+        await n.start(bot.recording.run)
+        await trio.sleep(1.0)
+        n.cancel_scope.cancel()
+    bot.store.close()
+    return [(r, recording.engine_input(r.payload))
+            for r in read_recording(bot.recording.directory) if r.stream == recording.ENGINE]
+
+
+async def test_a_paper_bot_records_the_days_baseline_it_begins_from(tmp_path, autojump_clock):
+    from polybot.runtime import Bot
+
+    bot = Bot(bot_settings(tmp_path, "paper"), clock=ReplayClock(EPOCH))
+    ((rec, got),) = await recorded_engine_inputs(bot)
+    assert got == {"kind": recording.ENGINE_RECONCILED, "now": EPOCH.isoformat(), "mono": 0.0}
+    assert rec.wall_ns == wall_ns(EPOCH)
+
+
+async def test_a_live_bot_records_an_adopted_account_and_a_transfer(tmp_path, autojump_clock):
+    from polybot.runtime import Bot
+
+    bot = Bot(bot_settings(tmp_path, "live"), clock=ReplayClock(EPOCH))
+    assert bot.live is not None
+    await trio.sleep(2.0)
+    bot.live.on_adopted(D("1000"))
+    bot.live.on_transfer(D("-25.50"))
+    inputs = [got for _rec, got in await recorded_engine_inputs(bot)]
+    assert inputs == [
+        {"kind": recording.ENGINE_ADOPTED, "now": (EPOCH + timedelta(seconds=2)).isoformat(),
+         "mono": 2.0, "why": "the account was adopted"},
+        {"kind": recording.ENGINE_TRANSFER, "amount": "-25.50"}]
+    assert bot.trading.begun  # and the engine was given them
 
 
 async def test_the_file_of_a_killed_writer_is_finished_and_indexed_by_the_next_session(
