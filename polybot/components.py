@@ -17,6 +17,7 @@ Who writes what (the wiring below):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -38,7 +39,7 @@ from polybot.metrics import Metrics
 from polybot.model import TimeInForce
 from polybot.notify import DiscordWebhook, Level, Notifier, TelegramBot
 from polybot.pricing import TAKER_THETA, taker_theta
-from polybot.recording import Recorder
+from polybot.recording import ENGINE_ADOPTED, ENGINE_TRANSFER, Recorder
 from polybot.risk import RiskGate, RiskLimits
 from polybot.store import Store
 from polybot.strategy import StrategyParams
@@ -115,6 +116,8 @@ def build(settings: Settings, clock: Clock) -> Components:
     recording = (Recorder(settings.record_dir, clock=clock, settings=settings)
                  if settings.record_dir is not None else None)
     rest = client_from_settings(settings)
+    if recording is not None:  # the public answers that feed decisions (polybot.recording)
+        rest.recording = recording.rest_tap("polymarket")
 
     def live_notice(notice: LiveNotice) -> None:
         level = notice.level.lower()
@@ -164,15 +167,36 @@ def build(settings: Settings, clock: Clock) -> Components:
 
         universe.add_listener(new_markets)
         # a transfer shifts the trading state's baselines; an adopted account is the baseline
-        executor.on_transfer = engine.transfer
-        executor.on_adopted = lambda _equity: engine.adopted(
-            clock.now(), clock.monotonic(), "the account was adopted")
+        executor.on_transfer = _transfer(engine, recording)
+        executor.on_adopted = _adopted(engine, clock, recording)
     return Components(settings=settings, clock=clock, metrics=metrics, secrets=secrets,
                       notifier=notifier, store=store, ledger=ledger, registry=registry,
                       universe=universe, exposure=exposure, trading=trading, gate=gate,
                       books=books, fair_values=fair_values, engine=engine, executor=executor,
                       lifecycle=lifecycle, recorder=recorder, rest=rest,
                       signer=signer_from_settings(settings), recording=recording)
+
+
+def _transfer(engine: TradingEngine, recording: Recorder | None) -> Callable[[Decimal], None]:
+    if recording is None:
+        return engine.transfer
+
+    def transfer(amount: Decimal) -> None:
+        recording.engine(ENGINE_TRANSFER, amount=amount)
+        engine.transfer(amount)
+
+    return transfer
+
+
+def _adopted(engine: TradingEngine, clock: Clock,
+             recording: Recorder | None) -> Callable[[Decimal], None]:
+    def adopted(_equity: Decimal) -> None:
+        now, mono, why = clock.now(), clock.monotonic(), "the account was adopted"
+        if recording is not None:
+            recording.engine(ENGINE_ADOPTED, now=now, mono=mono, why=why)
+        engine.adopted(now, mono, why)
+
+    return adopted
 
 
 def _follow_event(exposure: Exposure, listing: Listing) -> None:

@@ -35,6 +35,24 @@ does not know is refused, naming the file and both versions), then yields record
 order. A truncated or corrupt file yields every record before the damage, then raises
 `RecordingDamaged` naming the file, the decompressed byte offset and the last good sequence number.
 Each record carries its own CRC, so a corrupt stretch that still inflates is not mistaken for data.
+
+Streams. `markets`, `private` and `odds` hold the feeds' frames as received (see `Recorder.tap`).
+Two more hold the engine's other inputs, so a replay sees everything the bot saw, in its order:
+
+* `rest` (`REST`): a REST response that feeds decisions (market, event and league listings,
+  OpticOdds fixtures and odds snapshots, settlements), recorded by the clients' request helpers
+  as it arrives, retries and errors included. Payload: one JSON line (`api`, `method`, `path`,
+  `query` as [name, value] pairs, `status`; `error` instead of a status when no answer came),
+  b"\n", then the body bytes exactly as received. No header is recorded, a query parameter named
+  like a credential is dropped, and a configured secret found in the path, query or body is
+  replaced by `***` (the head then says `masked`). `split_rest` reads one back.
+* `engine` (`ENGINE`): an engine input that is not a frame, as JSON text with a `kind` (the
+  `ENGINE_*` constants below) and the values the engine was given: wall times ISO 8601, Trio
+  clock times as floats (JSON keeps a float exactly). `engine_input` reads one back.
+
+Both payloads are built on the caller's task (a short JSON line; no I/O): neither is on the order
+path (REST answers arrive in their own tasks; the markets socket's task records an engine input
+only on a connect or a continuity loss).
 """
 
 from __future__ import annotations
@@ -45,10 +63,11 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import attrs
 import trio
@@ -59,8 +78,9 @@ from polybot.config import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMAT", "Record", "Recorder", "RecordingDamaged", "RecordingError",
-           "RecordingFormatError", "read_headers", "read_index", "read_recording"]
+__all__ = ["ENGINE", "ENGINE_KINDS", "FORMAT", "REST", "Record", "Recorder", "RecordingDamaged",
+           "RecordingError", "RecordingFormatError", "engine_input", "read_headers",
+           "read_index", "read_recording", "split_rest"]
 
 FORMAT = 1
 MAGIC = b"POLYBOT-REC\n"
@@ -135,6 +155,95 @@ def _encode(seq: int, stream: str, payload: str | bytes, mono_ns: int, wall: int
     return struct.pack("<I", zlib.crc32(body)) + body
 
 
+# --- the `rest` and `engine` streams ---------------------------------------------------------------
+
+REST = "rest"
+ENGINE = "engine"
+
+# The kinds of `engine` records: what the runtime gave the engine (or saw of a stream), and when.
+# `at`/`mono` are Trio clock seconds, `now` the injected wall clock's ISO 8601 time.
+ENGINE_CONTINUITY_LOST = "continuity_lost"
+"""`engine.continuity_lost(at)`: the markets stream (re)starts or lost its connection (`stream`,
+`reason`: the stream's, or "start" when the markets task begins, before it connects)."""
+ENGINE_STREAM_CONNECTED = "stream_connected"
+"""The markets stream connected and subscribed (`stream`, `connection`: 1 for the first, `at`);
+fresh books follow."""
+ENGINE_TICK = "tick"
+"""`engine.tick(now, mono)`: the housekeeping second (rolls the day, checks the halts)."""
+ENGINE_OPERATOR_FILES = "operator_files"
+"""`engine.operator_files(kill, kill_reason, resume, now, mono)`: one poll of the kill switch and
+resume files (every 0.25 s, each poll recorded)."""
+ENGINE_FLATTEN = "flatten"
+"""`engine.request_flatten()`: an operator's flatten request (`request_id`) is started."""
+ENGINE_CANCEL_ALL = "cancel_all"
+"""An operator's cancel-all request (`request_id`): the bot's open orders are cancelled."""
+ENGINE_RECONCILED = "reconciled"
+"""`engine.reconciled(now, mono)`: the day's baselines (paper: the restored ledger at start; live:
+the first reconciliation, unless the account was adopted instead)."""
+ENGINE_ADOPTED = "adopted"
+"""`engine.adopted(now, mono, why)`: live, the account was adopted (a fresh start, a mode switch)
+and its equity is the day's baseline."""
+ENGINE_TRANSFER = "transfer"
+"""`engine.transfer(amount)`: live, a deposit or withdrawal (`amount`, a decimal string)."""
+ENGINE_KINDS = frozenset({ENGINE_CONTINUITY_LOST, ENGINE_STREAM_CONNECTED, ENGINE_TICK,
+                          ENGINE_OPERATOR_FILES, ENGINE_FLATTEN, ENGINE_CANCEL_ALL,
+                          ENGINE_RECONCILED, ENGINE_ADOPTED, ENGINE_TRANSFER})
+
+# query parameters that would carry a credential (none of the clients sends one in a URL: the
+# OpticOdds key travels in a header, the exchange signs with headers): never recorded
+_CREDENTIAL_PARAMS = frozenset({"key", "api_key", "apikey", "x-api-key", "token", "access_token",
+                                "secret", "signature", "password"})
+_MASK = b"***"
+
+
+def _rest_payload(secrets: list[bytes], api: str, method: str, path: str,
+                  query: Iterable[tuple[str, str]], status: int | None, body: bytes,
+                  error: str | None) -> bytes:
+    pairs = [[str(k), str(v)] for k, v in query if str(k).lower() not in _CREDENTIAL_PARAMS]
+    head: dict[str, Any] = {"api": api, "method": method, "path": path, "query": pairs,
+                            "status": status}
+    if error is not None:
+        head["error"] = error
+    line = json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
+    masked = False
+    for secret in secrets:
+        if secret in line:
+            line, masked = line.replace(secret, _MASK), True
+        if secret in body:
+            body, masked = body.replace(secret, _MASK), True
+    if masked:
+        line = line[:-1] + b',"masked":true}'
+    return line + b"\n" + body
+
+
+def split_rest(payload: str | bytes) -> tuple[dict[str, Any], bytes]:
+    """A `rest` record's payload as (head, body): the head's `api`, `method`, `path`, `query`
+    ([name, value] pairs, in the order sent), `status` (None when no answer came: see `error`),
+    and the body bytes exactly as received."""
+    data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    line, sep, body = data.partition(b"\n")
+    if not sep:
+        raise RecordingError("a rest record without its head line")
+    head = json.loads(line)
+    if not isinstance(head, dict):
+        raise RecordingError("a rest record whose head is not an object")
+    return head, body
+
+
+def engine_input(payload: str | bytes) -> dict[str, Any]:
+    """An `engine` record's payload as a dict with its `kind` (one of `ENGINE_KINDS`)."""
+    data = json.loads(payload)
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        raise RecordingError("an engine record without a kind")
+    return data
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value) if isinstance(value, Decimal) else value  # money stays exact
+
+
 def header_settings(settings: Settings) -> dict[str, str]:
     """The settings in force as `check` shows them (secrets `***`), with any secret's value that
     appears inside another setting's text masked as well."""
@@ -145,6 +254,13 @@ def header_settings(settings: Settings) -> dict[str, str]:
             shown = shown.replace(secret, "***")
         out[name] = shown
     return out
+
+
+class RestTap(Protocol):
+    """What a REST client calls with each answer (`Recorder.rest_tap`)."""
+
+    def __call__(self, method: str, path: str, query: Iterable[tuple[str, str]],
+                 status: int | None, body: bytes, error: str | None = None) -> None: ...
 
 
 # --- the writer -----------------------------------------------------------------------------------
@@ -184,6 +300,9 @@ class Recorder:
         self.directory = Path(directory)
         self._clock = clock
         self._settings = header_settings(settings) if settings is not None else {}
+        # masked out of `rest` records should an answer ever echo one
+        self._secrets = ([v.encode("utf-8") for v in settings.secret_values() if v]
+                         if settings is not None else [])
         self.interval = interval
         self.max_buffer_bytes = max_buffer_bytes
         self.compresslevel = compresslevel
@@ -243,6 +362,32 @@ class Recorder:
             ingest(stream, payload, int(mono * 1e9), now())
 
         return frame
+
+    def rest_tap(self, api: str) -> RestTap:
+        """A hook for a REST client's request helper (`api`: "polymarket", "opticodds"):
+        `tap(method, path, query, status, body, error)` with each answer as it arrives (or, with
+        `status` None, the failure that came instead), timed here. See `split_rest`."""
+        ingest = self._ingest
+        now = self._clock.now
+        mono = self._clock.monotonic
+        secrets = self._secrets
+
+        def answer(method: str, path: str, query: Iterable[tuple[str, str]], status: int | None,
+                   body: bytes, error: str | None = None) -> None:
+            payload = _rest_payload(secrets, api, method, path, query, status, body, error)
+            ingest(REST, payload, int(mono() * 1e9), now())
+
+        return answer
+
+    def engine(self, kind: str, **values: Any) -> None:
+        """Journal an engine input of `kind` (an `ENGINE_*` constant) with the values the engine
+        was given (datetimes as ISO 8601). See `engine_input`."""
+        if kind not in ENGINE_KINDS:
+            raise ValueError(f"not an engine input kind: {kind!r}")
+        fields = {name: _json_value(v) for name, v in values.items()}
+        fields["kind"] = kind
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        self._ingest(ENGINE, text, int(self._clock.monotonic() * 1e9), self._clock.now())
 
     # --- the writer task -----------------------------------------------------------------------
 

@@ -64,6 +64,15 @@ from polybot.execution.paper import PaperExecutor
 from polybot.health import HealthApp, HealthSources, serve_health
 from polybot.model import OrderRequest
 from polybot.notify import Level
+from polybot.recording import (
+    ENGINE_CANCEL_ALL,
+    ENGINE_CONTINUITY_LOST,
+    ENGINE_FLATTEN,
+    ENGINE_OPERATOR_FILES,
+    ENGINE_RECONCILED,
+    ENGINE_STREAM_CONNECTED,
+    ENGINE_TICK,
+)
 from polybot.sdnotify import SystemdNotifier, watchdog_interval
 from polybot.status import StatusViews
 from polybot.supervisor import ChildSpec, Progress, Supervisor
@@ -124,7 +133,7 @@ class Bot:
         if self.live is not None:
             self.live.may_send = self._may_send
         else:  # paper: the ledger restored is the account
-            self.engine.reconciled(self.clock.now(), self.clock.monotonic())
+            self._reconciled()
         self.counters = self.engine.counters
         self.recent_errors: deque[str] = deque(maxlen=20)
         self.stopping = False
@@ -178,6 +187,12 @@ class Bot:
                           keepalive_interval=watchdog_interval(),
                           alert=self.notifier.send_nowait,
                           status=sd.status if sd.enabled else None, metrics=self.metrics)
+
+    def _reconciled(self) -> None:
+        now, mono = self.clock.now(), self.clock.monotonic()
+        if self.recording is not None:
+            self.recording.engine(ENGINE_RECONCILED, now=now, mono=mono)
+        self.engine.reconciled(now, mono)
 
     def _alert(self, level: Level, title: str, text: str = "", key: str | None = None) -> None:
         self.notifier.alert(level, title, text, key=key)
@@ -291,10 +306,16 @@ class Bot:
             elif isinstance(event, wire.TradePrinted):
                 self.executor.on_trade(event.trade)
             elif isinstance(event, ContinuityLost):
+                if self.recording is not None:
+                    self.recording.engine(ENGINE_CONTINUITY_LOST, stream=event.stream,
+                                          reason=event.reason, at=now)
                 self.engine.continuity_lost(at=now)
                 self.executor.on_continuity_lost()
                 progress.degraded(f"exchange market feed down: {event.reason}")
             elif isinstance(event, StreamConnected):
+                if self.recording is not None:
+                    self.recording.engine(ENGINE_STREAM_CONNECTED, stream=event.stream,
+                                          connection=event.connection, at=now)
                 progress.recovered()
 
         stream = MarketsStream(stream_config_from_settings(self.settings), self.signer,
@@ -307,7 +328,11 @@ class Bot:
         if self.recording is not None:
             stream.tap = self.recording.tap("markets")
         self._markets_stream = stream
-        self.engine.continuity_lost(at=trio.current_time())
+        start = trio.current_time()
+        if self.recording is not None:
+            self.recording.engine(ENGINE_CONTINUITY_LOST, stream=stream.name, reason="start",
+                                  at=start)
+        self.engine.continuity_lost(at=start)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow_universe, stream)
             task_status.started()  # before the first event can reach the handler
@@ -403,6 +428,8 @@ class Bot:
             progress.beat()
             await trio.sleep(0.2)
         async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
+            if self.recording is not None:
+                client.recording = self.recording.rest_tap("opticodds")
             # configured (and held) markets are matched here; discovery matches what it adds
             pending = [listing.slug for listing in self.universe.listings()
                        if listing.target is None and listing.origin is not Origin.DISCOVERED]
@@ -482,6 +509,8 @@ class Bot:
             if s.opticodds_api_key is not None:
                 odds = await stack.enter_async_context(
                     OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key))
+                if self.recording is not None:
+                    odds.recording = self.recording.rest_tap("opticodds")
             if self._discovery is None:
                 self._discovery = Discovery(
                     self.rest, odds, self.universe, leagues=s.market_leagues,
@@ -519,7 +548,7 @@ class Bot:
             while True:
                 if live.reconciled and not live.adoption_pending and not self.trading.begun:
                     # the day's baselines only now: the ledger holds what the exchange holds
-                    self.engine.reconciled(self.clock.now(), self.clock.monotonic())
+                    self._reconciled()
                 # An exchange the executor cannot reconcile with is a dependency down: /health
                 # says "degraded" and why (it stays 200), /ready says 503.
                 if live.trading_allowed:
@@ -596,9 +625,14 @@ class Bot:
         while True:
             progress.beat()
             seen = control.poll_files(self.settings.data_dir)
+            now, mono = self.clock.now(), self.clock.monotonic()
+            if self.recording is not None:
+                self.recording.engine(ENGINE_OPERATOR_FILES, kill=seen.kill,
+                                      kill_reason=seen.kill_reason, resume=seen.resume,
+                                      now=now, mono=mono)
             await self.execute(self.engine.operator_files(
                 kill=seen.kill, kill_reason=seen.kill_reason, resume=seen.resume,
-                now=self.clock.now(), mono=self.clock.monotonic()))
+                now=now, mono=mono))
             await trio.sleep(control.POLL_SECONDS)
 
     async def housekeeping_child(self, progress: Progress, *,
@@ -616,7 +650,10 @@ class Bot:
             while True:
                 progress.beat()
                 now = trio.current_time()
-                await self.execute(self.engine.tick(self.clock.now(), now))
+                wall = self.clock.now()
+                if self.recording is not None:
+                    self.recording.engine(ENGINE_TICK, now=wall, mono=now)
+                await self.execute(self.engine.tick(wall, now))
                 self.lifecycle.retire_finished(self.clock.now())
                 self.handle_operator_requests(nursery)
                 self.persist()
@@ -639,12 +676,16 @@ class Bot:
         for req in operator_requests.read_requests(data_dir):
             kind = req["kind"]
             if kind == "cancel-all":
+                if self.recording is not None:
+                    self.recording.engine(ENGINE_CANCEL_ALL, request_id=req["id"])
                 cancelled = self.executor.cancel_all(reason="operator cancel-all")
                 self.store.ack_request(req["id"], kind, "done",
                                        f"{len(cancelled)} open order(s) cancelled")
             elif kind == "flatten":
                 if not self._flattening:  # else it stays pending until the running one is done
                     self._flattening = True
+                    if self.recording is not None:
+                        self.recording.engine(ENGINE_FLATTEN, request_id=req["id"])
                     self.engine.request_flatten()
                     # resting orders go first: a GTC opening order would keep adding to what is
                     # being closed, and a resting own bid would make the closing sell a self-match

@@ -22,7 +22,7 @@ Design and traps:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol
@@ -51,6 +51,8 @@ MAX_BOOKS_PER_REQUEST = 5
 MAX_FIXTURES_PER_REQUEST = 5
 CONCURRENT_GETS = 8  # batched snapshot requests in flight at once (fixture_odds)
 WINDOW_SECONDS = 15.0
+# (method, path, query, status or None, body, error or None): `polybot.recording.Recorder.rest_tap`
+ResponseTap = Callable[[str, str, Sequence[tuple[str, str]], int | None, bytes, str | None], None]
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -231,6 +233,9 @@ class OpticOddsClient:
         self._backoff = backoff
         self.core_window = _Window(rate_limit)
         self.stream_window = _Window(stream_connect_limit)
+        # recording (issue 16): called with each REST answer as it arrives: method, path, query,
+        # status (None: no answer, see error), body, error. Never the headers (the key is there).
+        self.recording: ResponseTap | None = None
 
     def __repr__(self) -> str:
         return f"OpticOddsClient({self._base!r}, api_key='***')"
@@ -258,12 +263,18 @@ class OpticOddsClient:
             try:
                 resp = await self._http.get(self._base + path, params=httpx.QueryParams(tuple(params)),
                                             headers=self._headers)
-            except httpx.TimeoutException:
+            except httpx.TimeoutException as e:
                 last = OpticOddsTransportError(f"OpticOdds {what} timed out")
+                if self.recording is not None:
+                    self.recording("GET", path, params, None, b"", type(e).__name__)
                 continue
             except httpx.TransportError as e:
                 last = OpticOddsTransportError(f"OpticOdds {what}: {type(e).__name__}")
+                if self.recording is not None:
+                    self.recording("GET", path, params, None, b"", type(e).__name__)
                 continue
+            if self.recording is not None:
+                self.recording("GET", path, params, resp.status_code, resp.content, None)
             self.core_window.observe(resp)
             if resp.status_code == 200:
                 try:

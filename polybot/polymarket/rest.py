@@ -61,6 +61,8 @@ MAX_BATCH = 20
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 Kind = Literal["read", "cancel", "create"]
+# (method, path, query, status or None, body, error or None): `polybot.recording.Recorder.rest_tap`
+ResponseTap = Callable[[str, str, Sequence[tuple[str, str]], int | None, bytes, str | None], None]
 
 
 class SentCreate(Protocol):
@@ -168,6 +170,10 @@ class PolymarketRestClient:
         self._listing_bucket = TokenBucket.under_limit(config.public_rate_limit_per_second / 2)
         self._whole_budget = 0  # > 0: inside `whole_public_budget`
         self.clock_skew_seconds: float | None = None  # server minus local, from `Date`
+        # recording (issue 16): called with each answer to a public (unsigned) request as it
+        # arrives: method, path, query, status (None: no answer, see error), body, error. The
+        # signed calls (orders, cancels, the account) are the executor's and are not recorded.
+        self.recording: ResponseTap | None = None
         self._skew_warned = False
         # counters for metrics
         self.requests = 0
@@ -261,11 +267,17 @@ class PolymarketRestClient:
                 never_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
                 err = E.Timeout(f"no answer within {self.config.timeout} s", **ctx)
                 unknown = not never_sent
+                if self.recording is not None and not authed:
+                    self.recording(method, path, query or (), None, b"", type(exc).__name__)
             except httpx.TransportError as exc:
                 never_sent = isinstance(exc, httpx.ConnectError)
                 err = E.TransportError(f"{type(exc).__name__}: {exc}", **ctx)
                 unknown = not never_sent
+                if self.recording is not None and not authed:
+                    self.recording(method, path, query or (), None, b"", type(exc).__name__)
             else:
+                if self.recording is not None and not authed:
+                    self.recording(method, path, query or (), resp.status_code, resp.content, None)
                 self._check_skew(resp)
                 if resp.is_success:
                     if not resp.content:

@@ -8,6 +8,7 @@ import json
 import logging
 import struct
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -223,6 +224,101 @@ def test_the_wall_time_of_a_record_is_the_injected_clocks(tmp_path):
     assert [p.name for p in tmp_path.glob("*.rec.gz")] == ["19990102T03.0001.rec.gz"]
 
 
+# --- the `rest` and `engine` streams ---------------------------------------------------------------
+
+
+async def record_inputs(directory: Path, feed) -> list[recording.Record]:
+    """Run a recorder while `feed(recorder)` records, then read everything back."""
+    clock = ReplayClock(EPOCH, origin=trio.current_time())
+    rec = Recorder(directory, clock=clock, settings=settings())
+    async with trio.open_nursery() as n:
+        await n.start(rec.run)
+        feed(rec)
+        await trio.sleep(1.0)
+        n.cancel_scope.cancel()
+    return list(read_recording(directory))
+
+
+async def test_a_rest_answer_reads_back_with_its_request_and_its_body_byte_for_byte(
+        tmp_path, autojump_clock):
+    body = b'{"market": {"slug": "aec-nba-bos-nyk"}}\n\xff\x00 not UTF-8 after a newline'
+    query = [("sportsbook", "DraftKings"), ("fixture_id", "F1"), ("sportsbook", "FanDuel")]
+
+    def feed(rec: Recorder) -> None:
+        tap = rec.rest_tap("opticodds")
+        tap("GET", "/fixtures/odds", query, 200, body, None)
+        tap("GET", "/fixtures/odds", query, None, b"", "ReadTimeout")
+        rec.rest_tap("polymarket")("GET", "/v1/markets/x/settlement", (), 404, b"", None)
+
+    got = await record_inputs(tmp_path, feed)
+    assert [r.stream for r in got] == [recording.REST] * 3
+    answers = [recording.split_rest(r.payload) for r in got]
+    assert answers[0] == ({"api": "opticodds", "method": "GET", "path": "/fixtures/odds",
+                           "query": [list(q) for q in query], "status": 200}, body)
+    assert answers[1] == ({"api": "opticodds", "method": "GET", "path": "/fixtures/odds",
+                           "query": [list(q) for q in query], "status": None,
+                           "error": "ReadTimeout"}, b"")
+    assert answers[2][0]["status"] == 404 and answers[2][0]["api"] == "polymarket"
+    assert got[0].wall_ns == wall_ns(EPOCH)
+
+
+async def test_a_rest_record_never_holds_a_key_a_url_or_an_answer_carried(
+        tmp_path, autojump_clock):
+    # the clients send no credential in a URL and no answer should echo one: if one ever does,
+    # the parameter is dropped and the secret's text replaced, the rest kept
+    body = f'{{"error": "bad key {ODDS_KEY}", "seed": "{SEED}"}}'.encode()
+    query = [("fixture_id", "F1"), ("apiKey", "not-configured-but-a-key"), ("key", ODDS_KEY),
+             ("league", f"x{ODDS_KEY}")]
+
+    def feed(rec: Recorder) -> None:
+        rec.rest_tap("opticodds")("GET", "/fixtures", query, 401, body, None)
+
+    (got,) = await record_inputs(tmp_path, feed)
+    raw = b"".join(gzip.decompress(p.read_bytes()) for p in tmp_path.glob("*.rec.gz"))
+    for secret in (ODDS_KEY, SEED, "not-configured-but-a-key"):
+        assert secret.encode() not in raw
+    head, kept = recording.split_rest(got.payload)
+    assert head["query"] == [["fixture_id", "F1"], ["league", "x***"]]
+    assert head["masked"] is True
+    assert kept == b'{"error": "bad key ***", "seed": "***"}'
+
+
+async def test_an_engine_input_reads_back_with_the_values_the_engine_was_given(
+        tmp_path, autojump_clock):
+    now = datetime(2026, 12, 6, 21, 59, 50, 123456, tzinfo=UTC)
+    mono = 12345.000000123  # a Trio time JSON must keep to the last digit
+
+    def feed(rec: Recorder) -> None:
+        rec.engine(recording.ENGINE_TICK, now=now, mono=mono)
+        rec.engine(recording.ENGINE_OPERATOR_FILES, kill=True, kill_reason="halt é",
+                   resume=False, now=now, mono=mono)
+        with pytest.raises(ValueError, match="not an engine input kind"):
+            rec.engine("tock", now=now)
+
+    got = await record_inputs(tmp_path, feed)
+    assert [r.stream for r in got] == [recording.ENGINE] * 2
+    tick, poll = (recording.engine_input(r.payload) for r in got)
+    assert tick == {"kind": "tick", "now": now.isoformat(), "mono": mono}
+    assert datetime.fromisoformat(tick["now"]) == now and tick["mono"] == mono
+    assert poll == {"kind": "operator_files", "kill": True, "kill_reason": "halt é",
+                    "resume": False, "now": now.isoformat(), "mono": mono}
+    assert [r.seq for r in got] == [0, 1]  # the refused kind took no sequence number
+
+
+def test_the_engine_input_kinds_are_the_documented_constants():
+    kinds = {v for k, v in vars(recording).items() if k.startswith("ENGINE_")
+             and isinstance(v, str)}
+    assert kinds == recording.ENGINE_KINDS
+    assert recording.ENGINE_TICK in kinds and recording.ENGINE_CONTINUITY_LOST in kinds
+
+
+def test_a_payload_that_is_not_a_rest_or_engine_record_is_refused():
+    with pytest.raises(recording.RecordingError):
+        recording.split_rest(b'{"api": "polymarket"}')  # no head line: the body is missing
+    with pytest.raises(recording.RecordingError):
+        recording.engine_input('{"now": "2026-12-06T21:00:00+00:00"}')
+
+
 # --- wiring: RECORD_DIR and `run --record DIR` ----------------------------------------------------
 
 
@@ -248,6 +344,49 @@ def test_run_records_into_record_dir_and_the_record_flag_overrides_it(monkeypatc
     assert run_settings(monkeypatch, tmp_path, ["run"], RECORD_DIR="rec").record_dir == Path("rec")
     assert run_settings(monkeypatch, tmp_path, ["run", "--record", "other"],
                         RECORD_DIR="rec").record_dir == Path("other")
+
+
+def bot_settings(tmp_path, mode: str):
+    return load_settings({
+        "TRADING_MODE": mode, "PM_API_KEY_ID": "123e4567-e89b-12d3-a456-426614174000",
+        "PM_PRIVATE_KEY": SEED, "MARKET_SLUGS": "aec-nba-bos-nyk", "DATA_DIR": str(tmp_path),
+        "RECORD_DIR": str(tmp_path / "rec"), "LOG_FILE": "", "TRADES_LOG_FILE": "",
+        "HEALTH_PORT": "0"})
+
+
+async def recorded_engine_inputs(bot) -> list[tuple[recording.Record, dict]]:
+    async with trio.open_nursery() as n:
+        await n.start(bot.recording.run)
+        await trio.sleep(1.0)
+        n.cancel_scope.cancel()
+    bot.store.close()
+    return [(r, recording.engine_input(r.payload))
+            for r in read_recording(bot.recording.directory) if r.stream == recording.ENGINE]
+
+
+async def test_a_paper_bot_records_the_days_baseline_it_begins_from(tmp_path, autojump_clock):
+    from polybot.runtime import Bot
+
+    bot = Bot(bot_settings(tmp_path, "paper"), clock=ReplayClock(EPOCH))
+    ((rec, got),) = await recorded_engine_inputs(bot)
+    assert got == {"kind": recording.ENGINE_RECONCILED, "now": EPOCH.isoformat(), "mono": 0.0}
+    assert rec.wall_ns == wall_ns(EPOCH)
+
+
+async def test_a_live_bot_records_an_adopted_account_and_a_transfer(tmp_path, autojump_clock):
+    from polybot.runtime import Bot
+
+    bot = Bot(bot_settings(tmp_path, "live"), clock=ReplayClock(EPOCH))
+    assert bot.live is not None
+    await trio.sleep(2.0)
+    bot.live.on_adopted(D("1000"))
+    bot.live.on_transfer(D("-25.50"))
+    inputs = [got for _rec, got in await recorded_engine_inputs(bot)]
+    assert inputs == [
+        {"kind": recording.ENGINE_ADOPTED, "now": (EPOCH + timedelta(seconds=2)).isoformat(),
+         "mono": 2.0, "why": "the account was adopted"},
+        {"kind": recording.ENGINE_TRANSFER, "amount": "-25.50"}]
+    assert bot.trading.begun  # and the engine was given them
 
 
 async def test_the_file_of_a_killed_writer_is_finished_and_indexed_by_the_next_session(
