@@ -115,15 +115,17 @@ def drawdowns(equity: Sequence[EquityPoint]) -> list[Decimal]:
 # --- rendering ------------------------------------------------------------------------------------
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1em auto; padding: 0 1em; max-width: 1200px;
+       color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
-.summary { font-family: ui-monospace, monospace; white-space: pre; background: #f6f6f6;
+.summary { font-family: ui-monospace, monospace; white-space: pre-wrap; background: #f6f6f6;
            padding: .8em; }
 .note { color: #666; font-size: .9em; }
 table { border-collapse: collapse; font-size: .85em; font-family: ui-monospace, monospace; }
 th, td { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }
-th:first-child, td:first-child, td.text { text-align: left; }
+th:first-child, td:first-child, td.text { text-align: left; white-space: nowrap; }
 .empty { color: #666; font-style: italic; }
+.scroll { overflow-x: auto; }
 """
 
 _MARKET_COLS = [("market", "market", None), ("league", "league", None), ("position", "pos", 2),
@@ -191,9 +193,9 @@ def render_html(data: HtmlReportData) -> str:
     fig = go.Figure(go.Bar(x=[d.day for d in days], y=[_f(d.pnl) for d in days], name="day's P&L",
                            hovertext=[fmt(d.pnl) for d in days], hoverinfo="x+text"))
     if "RISK_MAX_DAILY_LOSS" in caps and days:
-        fig.add_trace(go.Scatter(x=[days[0].day, days[-1].day], mode="lines+markers",
-                                 y=[_f(-caps["RISK_MAX_DAILY_LOSS"])] * 2,
-                                 name="−RISK_MAX_DAILY_LOSS", line={"dash": "dash"}))
+        fig.add_hline(y=_f(-caps["RISK_MAX_DAILY_LOSS"]), line_dash="dash", line_color="red",
+                      annotation_text="−RISK_MAX_DAILY_LOSS", annotation_position="bottom left")
+    fig.update_xaxes(type="category")
     fig.update_layout(height=320, title="P&L by day against RISK_MAX_DAILY_LOSS")
     parts.append(chart(fig, "daily"))
     parts.append(_caps_note(data))
@@ -205,7 +207,8 @@ def render_html(data: HtmlReportData) -> str:
                                       f"{fmt(r['realized'])}, unrealized {fmt(r['unrealized'])}, "
                                       f"fees {fmt(r['fees'])})" for r in markets],
                            hoverinfo="y+text"))
-    fig.update_layout(height=max(300, 60 + 28 * len(markets)), yaxis={"automargin": True},
+    fig.update_layout(height=max(300, 60 + 28 * len(markets)),
+                      yaxis={"automargin": True, "autorange": "reversed"},  # the tables' order
                       title="P&L by market (net of fees, USD)")
     parts.append(chart(fig, "pnl-market"))
 
@@ -283,14 +286,14 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], table_id: str,
            text_cols: int = 1) -> str:
     if not rows:
         return f"<p class=\"empty\" id=\"{table_id}-empty\">(none yet)</p>"
-    out = [f"<table id=\"{table_id}\"><thead><tr>"]
+    out = [f"<div class=\"scroll\"><table id=\"{table_id}\"><thead><tr>"]
     out += [f"<th>{html.escape(h)}</th>" for h in headers]
     out.append("</tr></thead><tbody>")
     for row in rows:
         out.append("<tr>" + "".join(
             f"<td class=\"text\">{html.escape(c)}</td>" if i < text_cols
             else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
