@@ -1,6 +1,6 @@
 """`python -m polybot report --html` on a DATA_DIR the bot really traded, opened in Chromium.
 
-A short accelerated demo (`run --sim`: the local exchange, paper mode, 2 s real at 60x) fills
+A short accelerated demo (`run --sim`: the local exchange, paper mode, 3 s real at 60x) fills
 orders into a fresh DATA_DIR; `report --html` writes the page; headless Chromium (tests/browser.py)
 opens it from disk and the test reads what plotly drew, not what the file says: the SVG points of
 the equity trace (one per equity snapshot in the database), a bar per traded market, the CLV
@@ -13,8 +13,12 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.browser import chromium_or_skip, console_errors, headless_chromium
 from tests.e2e.conftest import PYTHON, ROOT, base_env
+
+pytestmark = pytest.mark.slow  # about 7 s: the demo run, the page, and Chromium
 
 
 def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
@@ -37,7 +41,7 @@ def test_report_html_of_a_paper_run_renders_its_charts_and_trades_in_chromium(
         tmp_path: Path) -> None:
     chromium_or_skip()  # before the run: skipping costs nothing
     data_dir, page = tmp_path / "data", tmp_path / "report.html"
-    subprocess.run([PYTHON, "-m", "polybot", "run", "--sim", "--speed", "60", "--duration", "2",
+    subprocess.run([PYTHON, "-m", "polybot", "run", "--sim", "--speed", "60", "--duration", "3",
                     "--data-dir", str(data_dir)], env=base_env(), cwd=ROOT, check=True,
                    capture_output=True, timeout=60)
     done = subprocess.run([PYTHON, "-m", "polybot", "report", "--data-dir", str(data_dir),
