@@ -69,7 +69,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from polybot import report
 
-    return report.main(data_dir_or_exit(args), as_json=args.json)
+    data_dir = data_dir_or_exit(args)
+    if args.html is None:
+        return report.main(data_dir, as_json=args.json)
+    # the caps drawn against: this environment's (the store does not keep a run's own)
+    env = config.environment(args.env_file)
+    return report.main(data_dir, as_json=args.json, html=Path(args.html),
+                       caps=config.load_risk_caps(env),
+                       caps_source="the RISK_* settings of the environment `report` ran in, "
+                                   "defaults where unset; the store does not keep the caps a run "
+                                   "used")
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
@@ -97,6 +106,9 @@ def cmd_flatten(args: argparse.Namespace) -> int:
     from polybot import operator
 
     return operator.flatten(data_dir_or_exit(args))
+
+
+DEFAULT_HTML_REPORT = "report.html"  # in the current folder (docs/design-notes.md "HTML report")
 
 
 # --- parser ----------------------------------------------------------------------------------------
@@ -150,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", parents=[common], help="P&L, positions, fees, rejections and "
                             "closing-line value from the database (needs only DATA_DIR)")
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument("--html", nargs="?", const=DEFAULT_HTML_REPORT, default=None,
+                        metavar="PATH", help="write the report as one self-contained HTML file "
+                        f"with charts (default {DEFAULT_HTML_REPORT}; opens offline)")
     report.add_argument("--data-dir", default=None, metavar="DIR", help="override DATA_DIR")
     report.set_defaults(func=cmd_report)
 

@@ -751,6 +751,19 @@ def load_data_dir(env: Mapping[str, str]) -> Path:
     return path
 
 
+RISK_CAPS = ("RISK_MAX_POSITION_PER_MARKET", "RISK_MAX_PORTFOLIO_EXPOSURE", "RISK_MAX_DAILY_LOSS",
+             "RISK_MAX_CORRELATED_EXPOSURE", "RISK_MAX_POSITIONS", "RISK_MAX_DRAWDOWN_PCT")
+
+
+def load_risk_caps(env: Mapping[str, str]) -> dict[str, Any]:
+    """Only the risk caps (their defaults where unset), for `report --html` to draw against: a
+    cap whose value does not parse is left out, so a broken `.env` costs only that line."""
+    merged = {name: env.get(name, "") or (_BY_NAME[name].default or "") for name in RISK_CAPS}
+    values = _parse(merged, list(RISK_CAPS), [])
+    return {name: values[_BY_NAME[name].field] for name in RISK_CAPS
+            if values[_BY_NAME[name].field] is not None}
+
+
 def example_lines() -> list[str]:
     """The body of `.env.example`: every variable with its default and a one-line comment."""
     lines = ["# polybot configuration. Copy to .env and fill in the blanks.",

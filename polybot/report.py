@@ -29,6 +29,8 @@ from typing import Any, TextIO
 
 from polybot.ledger import Ledger
 from polybot.model import ZERO, Intent
+from polybot.report_html import DayPnl, EquityPoint, HtmlReportData, Trade, render_html
+from polybot.report_html import fmt as _fmt
 from polybot.store import connect_readonly, db_path, read_ledger_state
 
 
@@ -52,7 +54,7 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
         intent = Intent[r["intent"]]
         if q is not None and intent.is_opening:
             m["clv_qty"] += qty
-            m["clv_sum"] += qty * (q - price if intent is Intent.BUY_LONG else price - q)
+            m["clv_sum"] += qty * fill_clv(intent, price, q)
 
     rows = []
     totals: dict[str, Any] = {"wins": 0, "losses": 0, "pushes": 0, "closed": 0,
@@ -105,6 +107,40 @@ def build(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
+def fill_clv(intent: Intent, price: Decimal, closing_q: Decimal) -> Decimal:
+    """Closing-line value per contract of an opening fill at `price` (the long side's price)."""
+    return closing_q - price if intent is Intent.BUY_LONG else price - closing_q
+
+
+def html_data(conn: sqlite3.Connection, *, caps: dict[str, Any], caps_source: str,
+              title: str = "polybot report") -> HtmlReportData:
+    """`build` and the series the HTML report draws, as plain data (`report_html` renders it)."""
+    closing_q = {r["market_slug"]: Decimal(r["q"])
+                 for r in conn.execute("SELECT market_slug, q FROM fair_values")}
+    equity = [EquityPoint(r["ts"], Decimal(r["equity"]), _dec(r["usd_at_risk"]))
+              for r in conn.execute("SELECT ts, equity, usd_at_risk FROM equity_snapshots "
+                                    "ORDER BY id")]
+    days = [DayPnl(r["day"], _dec(r["pnl"]))
+            for r in conn.execute("SELECT day, pnl FROM daily_stats ORDER BY day")]
+    trades = []
+    # the edge the strategy computed for the order (orders.edge), by the fill's local order id
+    for r in conn.execute("SELECT f.ts, f.market_slug, f.intent, f.qty, f.price, f.fee, f.is_taker,"
+                          " f.fair_q, o.edge FROM fills f LEFT JOIN orders o"
+                          " ON o.local_id = f.local_id ORDER BY f.id"):
+        intent, price, q = Intent[r["intent"]], Decimal(r["price"]), closing_q.get(r["market_slug"])
+        trades.append(Trade(
+            ts=r["ts"], market=r["market_slug"], intent=r["intent"], qty=Decimal(r["qty"]),
+            price=price, fee=Decimal(r["fee"]), is_taker=bool(r["is_taker"]),
+            fair_q=_dec(r["fair_q"]), edge=_dec(r["edge"]),
+            clv=fill_clv(intent, price, q) if q is not None and intent.is_opening else None))
+    return HtmlReportData(title=title, report=build(conn), equity=equity, days=days,
+                          trades=trades, caps=caps, caps_source=caps_source)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return Decimal(value) if value not in (None, "") else None
+
+
 def settled_result(net_qty: Decimal, settled_value: Decimal | None, net: Decimal) -> str:
     """won / lost / push for a settled market; closed (traded out, unsettled); open (held)."""
     if net_qty != 0:
@@ -121,14 +157,6 @@ def _high_water(conn: Any) -> Decimal | None:
         return None
     value = json.loads(row["data"]).get("high_water_mark")
     return Decimal(value) if value is not None else None
-
-
-def _fmt(value: Any, places: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, Decimal):
-        return f"{value:,.{places}f}"
-    return str(value)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -178,7 +206,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def main(data_dir: Path, as_json: bool = False, *, out: TextIO | None = None) -> int:
+def main(data_dir: Path, as_json: bool = False, *, out: TextIO | None = None,
+         html: Path | None = None, caps: dict[str, Any] | None = None,
+         caps_source: str = "") -> int:
+    """Print the report (a table, or JSON); with `html`, write the HTML report there instead of
+    the table (JSON is still printed with `as_json`)."""
     out = out or sys.stdout
     path = db_path(Path(data_dir))
     try:
@@ -190,11 +222,22 @@ def main(data_dir: Path, as_json: bool = False, *, out: TextIO | None = None) ->
     try:
         with closing(conn):
             report = build(conn)
+            page = None if html is None else render_html(html_data(
+                conn, caps=caps or {}, caps_source=caps_source or "no caps given",
+                title=f"polybot report: {Path(data_dir).resolve().name}"))
     except sqlite3.Error as exc:
         print(f"polybot report: cannot read {path}: {exc}", file=sys.stderr)
         return 1
+    if page is not None and html is not None:
+        try:
+            html.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            print(f"polybot report: cannot write {html}: {exc.strerror}", file=sys.stderr)
+            return 1
     if as_json:
         out.write(json.dumps(_jsonable(report), indent=2) + "\n")
+    elif page is not None:
+        out.write(f"polybot report: wrote {html} (open it in a browser; it needs no network)\n")
     else:
         out.write(render(report) + "\n")
     return 0

@@ -321,3 +321,11 @@ def test_odds_league_map_entries_override_the_shipped_defaults():
 def test_each_bad_discovery_value_is_one_problem(name, value):
     problems = problems_of(minimal(**{name: value}))
     assert len(problems) == 1 and problems[0].startswith(f"{name}=")
+
+
+def test_risk_caps_alone_take_defaults_and_leave_out_a_broken_value():
+    caps = config.load_risk_caps({"RISK_MAX_DAILY_LOSS": "ten", "RISK_MAX_POSITIONS": "3",
+                                  "PM_API_KEY_ID": "not a uuid"})
+    assert "RISK_MAX_DAILY_LOSS" not in caps
+    assert caps["RISK_MAX_POSITIONS"] == 3
+    assert caps["RISK_MAX_PORTFOLIO_EXPOSURE"] == Decimal("250.00")  # the default
