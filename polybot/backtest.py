@@ -113,6 +113,7 @@ class BacktestError(Exception):
 @attrs.frozen
 class Answer:
     at: float  # Trio seconds it was recorded at
+    seq: int
     status: int | None
     body: bytes
     error: str | None
@@ -130,9 +131,9 @@ class Replay:
     origin: float  # Trio seconds of the first record in the window
     origin_wall: datetime
     end: float  # Trio seconds of the last record in the window
-    markets: list[tuple[float, str | bytes]]
+    markets: list[tuple[float, int, str | bytes]]  # (time, seq, frame)
     losses: list[float]  # the markets stream's recorded continuity losses (not its starts)
-    odds: dict[str, list[tuple[float, bytes]]]  # by sport
+    odds: dict[str, list[tuple[float, int, bytes]]]  # by sport: (time, seq, event)
     rest: dict[tuple[str, str, str, str], deque[Answer]]
     engine: list[tuple[float, dict[str, Any]]]
     recorded: Counter[str]
@@ -151,9 +152,9 @@ def load(directory: Path, *, start: datetime | None = None,
     header = headers[0][1]
     lo = wall_ns(start) if start is not None else None
     hi = wall_ns(stop) if stop is not None else None
-    markets: list[tuple[float, str | bytes]] = []
+    markets: list[tuple[float, int, str | bytes]] = []
     losses: list[float] = []
-    odds: dict[str, list[tuple[float, bytes]]] = defaultdict(list)
+    odds: dict[str, list[tuple[float, int, bytes]]] = defaultdict(list)
     rest: dict[tuple[str, str, str, str], deque[Answer]] = defaultdict(deque)
     engine: list[tuple[float, dict[str, Any]]] = []
     recorded: Counter[str] = Counter()
@@ -163,11 +164,11 @@ def load(directory: Path, *, start: datetime | None = None,
     records = read_recording(directory)
     try:
         for rec in records:
-            at = rec.mono_ns / 1e9
+            at = _received(rec.mono_ns)
             if rec.stream == REST:  # every answer is kept: the bot asks when it asks
                 head, body = split_rest(rec.payload)
                 key = rest_key(head["api"], head["method"], head["path"], head["query"])
-                rest[key].append(Answer(at, head.get("status"), body, head.get("error")))
+                rest[key].append(Answer(at, rec.seq, head.get("status"), body, head.get("error")))
                 recorded[REST] += 1
                 continue
             if not _in_window(rec, lo, hi):
@@ -176,11 +177,11 @@ def load(directory: Path, *, start: datetime | None = None,
             last = rec
             recorded[rec.stream] += 1
             if rec.stream == "markets":
-                markets.append((at, rec.payload))
+                markets.append((at, rec.seq, rec.payload))
             elif rec.stream == "odds":
                 text = rec.payload if isinstance(rec.payload, str) else rec.payload.decode()
                 sport = text[2:text.index("\n")] if text.startswith(": ") else ""
-                odds[sport].append((at, text.encode()))
+                odds[sport].append((at, rec.seq, text.encode()))
             elif rec.stream == ENGINE:
                 value = engine_input(rec.payload)
                 if (value["kind"] == ENGINE_CONTINUITY_LOST and value.get("stream") == "markets"
@@ -198,8 +199,80 @@ def load(directory: Path, *, start: datetime | None = None,
                   rest=dict(rest), engine=engine, recorded=recorded, damaged=damaged)
 
 
+def _received(mono_ns: int) -> float:
+    """When a record is delivered, in Trio seconds: the recorder truncated the time it was
+    received to whole nanoseconds, so the next nanosecond is the first time not before it (a
+    subscription's snapshot recorded on a mock clock at the instant it was asked for must not
+    come a fraction of a nanosecond before the replayed bot asks)."""
+    return (mono_ns + 1) / 1e9
+
+
 def _wall(ns: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+
+
+# --- the order of what was recorded at one instant ----------------------------------------------------
+
+
+class Sequencer:
+    """Records due at the same instant are delivered in their recorded order.
+
+    Each source sleeps until its record's time, so records of different times come in time
+    order by themselves; but a recording made on a mock clock (or a coarse one) holds many
+    records of one instant across streams (an odds event and a book frame), and which task Trio
+    wakes first is not the recording's order. `at(time, seq)` lets a record go only once every
+    record of a lower seq due now went, or is not coming: its reader is not waiting for it this
+    instant (every task is blocked and it was not delivered), or it is late (recorded earlier
+    than now: the replayed bot asked for it later than the recorded one did)."""
+
+    def __init__(self, due: list[tuple[int, float]]) -> None:
+        due = sorted(due)
+        self._order = [seq for seq, _at in due]
+        self._time = dict(due)
+        self._done: set[int] = set()
+        self._next = 0
+        self._changed = trio.Event()
+
+    def _head(self) -> int | None:
+        order, done = self._order, self._done
+        while self._next < len(order) and order[self._next] in done:
+            done.discard(order[self._next])
+            self._next += 1
+        return order[self._next] if self._next < len(order) else None
+
+    def done(self, seq: int) -> None:
+        self._done.add(seq)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def at(self, when: float, seq: int) -> None:
+        """Sleep until `when`, then wait for the turn of `seq`; the caller delivers it and calls
+        `done(seq)` at once.
+
+        Before its turn, a record also waits until the bot did all it does at this instant
+        (every task blocked): what arrives at `when` was received after what the bot sent at
+        `when` (a subscription's snapshot is recorded at the instant it was asked for on a
+        mock clock, and must not reach a replayed bot that has not asked yet)."""
+        await trio.sleep_until(when)
+        await trio.testing.wait_all_tasks_blocked()
+        while True:
+            head = self._head()
+            if head is None or head >= seq:
+                return
+            if self._time[head] < trio.current_time():  # late: nobody read it on time
+                self.done(head)
+                continue
+            changed = self._changed
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._unclaimed, head, nursery.cancel_scope)
+                await changed.wait()
+                nursery.cancel_scope.cancel()
+
+    async def _unclaimed(self, head: int, waiting: trio.CancelScope) -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        if self._head() == head:  # nobody is reading it now: it does not hold the others up
+            self.done(head)
+        waiting.cancel()
 
 
 # --- the edges --------------------------------------------------------------------------------------
@@ -209,12 +282,14 @@ class RecordedRest(httpx.AsyncBaseTransport):
     """One API's REST answers (and, for OpticOdds, its SSE streams) from a recording."""
 
     def __init__(self, api: str, base_urls: list[str], replay: Replay,
+                 odds: dict[str, deque[tuple[float, int, bytes]]], sequencer: Sequencer,
                  replayed: Counter[str], unanswered: Counter[str]) -> None:
         self.api = api
+        self._sequencer = sequencer
         self._prefixes = sorted({urlsplit(u).path.rstrip("/") for u in base_urls if u},
                                 key=len, reverse=True)
         self._answers = replay.rest
-        self._odds = {sport: deque(events) for sport, events in replay.odds.items()}
+        self._odds = odds
         self._replayed = replayed
         self._unanswered = unanswered
 
@@ -231,7 +306,7 @@ class RecordedRest(httpx.AsyncBaseTransport):
             sport = path.rsplit("/", 1)[1]
             events = self._odds.setdefault(sport, deque())
             return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                                  stream=_RecordedEvents(events, self._replayed))
+                                  stream=_RecordedEvents(events, self._sequencer, self._replayed))
         query = [[k, v] for k, v in request.url.params.multi_items()]
         answers = self._answers.get(rest_key(self.api, request.method, path, query))
         if not answers:
@@ -241,11 +316,11 @@ class RecordedRest(httpx.AsyncBaseTransport):
                                      request=request)
         answer = answers.popleft()
         self._replayed[REST] += 1
-        wait = answer.at - trio.current_time()
-        if wait > 0:
-            await trio.sleep(min(wait, REST_WAIT_CAP))
-        else:
+        if answer.at - trio.current_time() <= REST_WAIT_CAP:
+            await self._sequencer.at(answer.at, answer.seq)
+        else:  # asked long before the recorded bot did: answered now
             await trio.lowlevel.checkpoint()
+        self._sequencer.done(answer.seq)
         if answer.status is None:  # recorded without an answer: it fails the same way
             error = answer.error or "ConnectError"
             exc = httpx.ReadTimeout if "Timeout" in error else httpx.ConnectError
@@ -257,17 +332,21 @@ class _RecordedEvents(httpx.AsyncByteStream):
     """An SSE response body: the recorded events of one sport, each at its time, then silence
     (the feed's watchdog decides, as it would on a silent stream)."""
 
-    def __init__(self, events: deque[tuple[float, bytes]], replayed: Counter[str]) -> None:
+    def __init__(self, events: deque[tuple[float, int, bytes]], sequencer: Sequencer,
+                 replayed: Counter[str]) -> None:
         self._events = events
+        self._sequencer = sequencer
         self._replayed = replayed
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         events = self._events
         while events:
-            await trio.sleep_until(events[0][0])
-            if not events:
-                break
-            _at, data = events.popleft()
+            at, seq, _data = events[0]
+            await self._sequencer.at(at, seq)
+            if not events or events[0][1] != seq:  # another connection of the sport took it
+                continue
+            _at, _seq, data = events.popleft()
+            self._sequencer.done(seq)
             self._replayed["odds"] += 1
             yield data
         await trio.sleep_forever()
@@ -280,7 +359,8 @@ class RecordedMarkets:
     """The markets websocket's connections, from a recording: `connect` has the signature of
     `polybot.polymarket.wsconn.connect_websocket`."""
 
-    def __init__(self, replay: Replay, replayed: Counter[str]) -> None:
+    def __init__(self, replay: Replay, sequencer: Sequencer, replayed: Counter[str]) -> None:
+        self._sequencer = sequencer
         self._frames = deque(replay.markets)
         self._losses = deque(replay.losses)
         self._replayed = replayed
@@ -299,8 +379,10 @@ class RecordedMarkets:
             raise ConnectionClosed(CloseReason(1006, "a continuity loss in the recording"))
         if not frames:
             await trio.sleep_forever()
-        await trio.sleep_until(at)
-        _at, payload = frames.popleft()
+        seq = frames[0][1]
+        await self._sequencer.at(at, seq)
+        _at, _seq, payload = frames.popleft()
+        self._sequencer.done(seq)
         self._replayed["markets"] += 1
         return payload
 
@@ -466,12 +548,18 @@ def run(directory: Path, overrides: dict[str, str] | None = None, *,
 
 async def _replay(bt: Backtest, data_dir: Path) -> int:
     replay, settings = bt.replay, bt.settings
-    markets = RecordedMarkets(replay, bt.replayed)
+    due = [(seq, at) for at, seq, _frame in replay.markets]
+    due += [(seq, at) for events in replay.odds.values() for at, seq, _event in events]
+    due += [(a.seq, a.at) for answers in replay.rest.values() for a in answers]
+    sequencer = Sequencer(due)
+    markets = RecordedMarkets(replay, sequencer, bt.replayed)
+    odds = {sport: deque(events) for sport, events in replay.odds.items()}
     pm_urls = [settings.pm_base_url, settings.pm_gateway_url]
     edges = Edges(
-        polymarket=RecordedRest("polymarket", pm_urls, replay, bt.replayed, bt.unanswered),
-        opticodds=RecordedRest("opticodds", [settings.opticodds_base_url], replay, bt.replayed,
-                               bt.unanswered),
+        polymarket=RecordedRest("polymarket", pm_urls, replay, {}, sequencer, bt.replayed,
+                                bt.unanswered),
+        opticodds=RecordedRest("opticodds", [settings.opticodds_base_url], replay, odds,
+                               sequencer, bt.replayed, bt.unanswered),
         websocket=markets.connect, rng=random.Random(SEED), store_in_thread=False)
     clock = ReplayClock(replay.origin_wall, origin=replay.origin)
     actions = operator_actions(replay, data_dir)
