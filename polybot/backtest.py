@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -77,6 +78,7 @@ from polybot.recording import (
     REST,
     Record,
     RecordingDamaged,
+    RecordingError,
     engine_input,
     read_headers,
     read_recording,
@@ -431,7 +433,7 @@ def operator_actions(replay: Replay, data_dir: Path) -> list[tuple[float, Callab
             if value.get("kill") and not kill:
                 reason = str(value.get("kill_reason") or "")
                 actions.append((at - KILL_LEAD,
-                                lambda r=reason: control.write_kill_file(data_dir, r)))
+                                functools.partial(control.write_kill_file, data_dir, reason)))
             elif not value.get("kill") and kill:
                 actions.append((at - KILL_LEAD, lambda: control.remove_kill_file(data_dir)))
             kill = bool(value.get("kill"))
@@ -521,6 +523,8 @@ class Backtest:
             "bot_version": r.header.get("bot_version"),
             "settings": dict(sorted(self.overrides.items())),
             **self.result,
+            # engine: the operator's inputs re-made (ticks, continuity and the paper
+            # reconciliation are the replayed bot's own)
             "records": {s: {"recorded": r.recorded[s], "replayed": self.replayed[s]}
                         for s in streams},
             "unanswered_requests": dict(sorted(self.unanswered.items())),
@@ -621,7 +625,11 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"replayed {report['window']['seconds']:.0f} s from {report['window']['from']}"
              f" (exit code {report['exit_code']})"]
     for stream, n in report["records"].items():
-        lines.append(f"  {stream:8} {n['replayed']:>8} of {n['recorded']} record(s) replayed")
+        if stream == ENGINE:
+            lines.append(f"  {stream:8} {n['recorded']:>8} record(s): the replayed bot's own, "
+                         f"but {n['replayed']} operator input(s) re-made")
+        else:
+            lines.append(f"  {stream:8} {n['replayed']:>8} of {n['recorded']} record(s) replayed")
     if report["unanswered_requests"]:
         lines.append("  unanswered requests: " + ", ".join(
             f"{k} x{n}" for k, n in report["unanswered_requests"].items()))
@@ -646,7 +654,7 @@ def main(directory: Path, sets: list[str], *, start: str | None = None, stop: st
     try:
         overrides = parse_sets(sets)
         bt = run(directory, overrides, start=_when(start), stop=_when(stop))
-    except BacktestError as exc:
+    except (BacktestError, RecordingError) as exc:  # a format this polybot does not read, too
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
     report = bt.report()

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from polybot import backtest
+from polybot import backtest, control, operator
 from polybot.clock import LIVE_CLOCK, ReplayClock
 from polybot.config import load_settings
 from polybot.demo import demo_env
@@ -24,8 +24,22 @@ from polybot.runtime import run_bot
 from polybot.sim.harness import running_sim
 from polybot.sim.scenario import demo_world
 
-RUN_SECONDS = 8.0  # the world's first trades come at 3 s and 5 s (seed 7)
+RUN_SECONDS = 9.0  # the world's first trades come at 3 s and 5 s (seed 7)
 SEED = 7
+
+
+async def operate(data_dir: Path) -> None:
+    """What an operator does meanwhile, with the CLI's own files and requests: a flatten of what
+    was bought, a kill switch on and off, a resume, a cancel-all."""
+    await trio.sleep(5.6)
+    operator.write_request(data_dir, "flatten")
+    await trio.sleep(0.7)
+    control.write_kill_file(data_dir, "recorded halt")
+    await trio.sleep(1.0)
+    control.remove_kill_file(data_dir)
+    control.write_resume_request(data_dir)
+    await trio.sleep(0.5)
+    operator.write_request(data_dir, "cancel-all")
 
 
 def record(root: Path) -> None:
@@ -36,7 +50,10 @@ def record(root: Path) -> None:
             env = demo_env(sim, data_dir=root / "data", live=False,
                            record_dir=root / "recording")
             env.update(LOG_FILE="", TRADES_LOG_FILE="", LOG_LEVEL="WARNING")
-            assert await run_bot(load_settings(env), duration=RUN_SECONDS, clock=clock) == EXIT_OK
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(operate, root / "data")
+                assert await run_bot(load_settings(env), duration=RUN_SECONDS,
+                                     clock=clock) == EXIT_OK
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0.02))
 
@@ -71,6 +88,7 @@ def test_two_replays_of_a_recording_print_the_same_json(recorded, replayed):
     assert report["records"]["markets"]["replayed"] == report["records"]["markets"]["recorded"]
     assert report["records"]["odds"]["replayed"] == report["records"]["odds"]["recorded"] > 0
     assert report["unanswered_requests"] == {}
+    assert report["records"]["engine"]["replayed"] == 5  # flatten, kill, unkill, resume, cancel
     assert backtest_json(recorded / "recording") == (EXIT_OK, replayed)
 
 
@@ -84,18 +102,26 @@ def test_a_replay_makes_the_orders_fills_and_ledger_of_the_paper_run_it_recorded
     assert report["ledger"] == live["ledger"]
 
 
-def test_a_higher_min_edge_set_on_the_command_line_leaves_out_the_thinner_orders(
+def test_a_lower_min_edge_set_on_the_command_line_takes_the_thinner_edges_too(
         recorded, replayed):
-    base = json.loads(replayed)["orders"]
-    edges = sorted(D(o["edge"]) for o in base)
-    cut = (edges[0] + edges[-1]) / 2
-    assert edges[0] < cut < edges[-1]
-    code, text = backtest_json(recorded / "recording", f"RISK_MIN_EDGE={cut}")
+    min_edge = D(load_settings_of(recorded / "recording")["RISK_MIN_EDGE"])
+    lower = min_edge / 2
+    code, text = backtest_json(recorded / "recording", f"RISK_MIN_EDGE={lower}")
     assert code == EXIT_OK
     report = json.loads(text)
-    assert report["settings"] == {"RISK_MIN_EDGE": str(cut)}
-    assert report["orders"] and len(report["orders"]) < len(base)
-    assert all(D(o["edge"]) >= cut for o in report["orders"])
+    assert report["settings"] == {"RISK_MIN_EDGE": str(lower)}
+    opening = [D(o["edge"]) for o in report["orders"] if o["intent"].startswith("BUY_")]
+    recorded_opening = [D(o["edge"]) for o in json.loads(replayed)["orders"]
+                        if o["intent"].startswith("BUY_")]
+    assert all(edge >= min_edge for edge in recorded_opening)
+    assert all(edge >= lower for edge in opening)
+    assert any(edge < min_edge for edge in opening)  # orders the recorded run did not make
+
+
+def load_settings_of(recording: Path) -> dict[str, str]:
+    from polybot.recording import read_headers
+
+    return read_headers(recording)[0][1]["settings"]
 
 
 def test_an_unknown_setting_is_refused_with_one_line(recorded, capsys):
