@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -129,3 +130,50 @@ def test_an_unknown_setting_is_refused_with_one_line(recorded, capsys):
     assert code != EXIT_OK and text == ""
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RISK_MIN_EGDE" in err and "no such setting" in err
+
+
+def test_a_truncated_recording_replays_up_to_the_damage_says_where_and_exits_non_zero(
+        recorded, tmp_path):
+    import shutil
+
+    copy = tmp_path / "recording"
+    shutil.copytree(recorded / "recording", copy)
+    (data,) = copy.glob("*.rec.gz")
+    raw = data.read_bytes()
+    data.write_bytes(raw[:len(raw) * 2 // 3])
+    code, text = backtest_json(copy)
+    assert code != EXIT_OK
+    report = json.loads(text)
+    assert data.name in report["damaged"] and "last good record: seq" in report["damaged"]
+    whole = json.loads(backtest_json(recorded / "recording")[1])["records"]
+    assert 0 < report["records"]["markets"]["replayed"] < whole["markets"]["recorded"]
+
+
+def test_a_recording_of_another_format_is_refused_with_one_line(recorded, tmp_path, capsys):
+    import gzip
+    import struct
+
+    from polybot.recording import MAGIC
+
+    old = tmp_path / "old"
+    old.mkdir()
+    header = json.dumps({"format": 0, "bot_version": "0.0.1"}).encode()
+    (old / "20261206T21.0001.rec.gz").write_bytes(
+        gzip.compress(MAGIC + struct.pack("<I", len(header)) + header))
+    code, text = backtest_json(old)
+    assert code != EXIT_OK and text == ""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "format 0" in err
+
+
+def test_to_cuts_the_feeds_at_a_wall_time(recorded, replayed):
+    whole = json.loads(replayed)
+    start = datetime.fromisoformat(whole["window"]["from"])
+    out = io.StringIO()
+    code = backtest.main(recorded / "recording", [], stop=(start + timedelta(seconds=2)).isoformat(),
+                         as_json=True, out=out)
+    assert code == EXIT_OK
+    report = json.loads(out.getvalue())
+    assert report["window"]["seconds"] <= 2
+    assert report["records"]["markets"]["recorded"] < whole["records"]["markets"]["recorded"]
+    assert report["records"]["markets"]["replayed"] == report["records"]["markets"]["recorded"]
