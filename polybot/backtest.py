@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import random
+import re
 import tempfile
 from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -121,8 +122,16 @@ class Answer:
     error: str | None
 
 
+_TIME_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
 def rest_key(api: str, method: str, path: str, query: list[list[str]]) -> tuple[str, str, str, str]:
-    return api, method.upper(), path, json.dumps([[str(k), str(v)] for k, v in query])
+    """What a request is matched on. A query value that is a time (a listing's window, computed
+    from the wall clock when the request is made) matches any time: a replayed bot asks a
+    few milliseconds off the recorded one (no network latency), and the window it asks for
+    moves with it; the next unconsumed answer in recorded order is the one it gets."""
+    pairs = [[str(k), "<time>" if _TIME_VALUE.match(str(v)) else str(v)] for k, v in query]
+    return api, method.upper(), path, json.dumps(pairs)
 
 
 @attrs.define
