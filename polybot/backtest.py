@@ -149,6 +149,8 @@ class Replay:
     engine: list[tuple[float, dict[str, Any]]]
     recorded: Counter[str]
     damaged: str | None = None
+    sportsbooks: frozenset[str] = frozenset()  # asked of OpticOdds in the recording
+    leagues: frozenset[str] = frozenset()  # listed by discovery in the recording
 
 
 def _in_window(rec: Record, start: int | None, stop: int | None) -> bool:
@@ -172,6 +174,8 @@ def load(directory: Path, *, start: datetime | None = None,
     first: Record | None = None
     last: Record | None = None
     damaged = None
+    books: set[str] = set()
+    leagues: set[str] = set()
     records = read_recording(directory)
     try:
         for rec in records:
@@ -179,6 +183,9 @@ def load(directory: Path, *, start: datetime | None = None,
             if rec.stream == REST:  # every answer is kept: the bot asks when it asks
                 head, body = split_rest(rec.payload)
                 key = rest_key(head["api"], head["method"], head["path"], head["query"])
+                books.update(v for k, v in head["query"] if k == "sportsbook")
+                if head["api"] == "polymarket" and head["path"].startswith("/v2/leagues/"):
+                    leagues.add(head["path"].split("/")[3])
                 rest[key].append(Answer(at, rec.seq, head.get("status"), body, head.get("error")))
                 recorded[REST] += 1
                 continue
@@ -207,7 +214,8 @@ def load(directory: Path, *, start: datetime | None = None,
     return Replay(header=header, origin=first.mono_ns / 1e9,
                   origin_wall=_wall(first.wall_ns),
                   end=last.mono_ns / 1e9, markets=markets, losses=losses, odds=dict(odds),
-                  rest=dict(rest), engine=engine, recorded=recorded, damaged=damaged)
+                  rest=dict(rest), engine=engine, recorded=recorded, damaged=damaged,
+                  sportsbooks=frozenset(books), leagues=frozenset(leagues))
 
 
 def _received(mono_ns: int) -> float:
@@ -491,6 +499,23 @@ def replay_settings(header: dict[str, Any], overrides: dict[str, str], data_dir:
     return load_settings(env)
 
 
+def check_recorded(replay: Replay, settings: Settings, overrides: dict[str, str]) -> None:
+    """Refuse a `--set` that needs data the recording does not have: a sportsbook it never
+    asked OpticOdds for, a league discovery never listed."""
+    if "OPTICODDS_SPORTSBOOKS" in overrides and replay.sportsbooks:
+        missing = [b for b in settings.opticodds_sportsbooks if b not in replay.sportsbooks]
+        if missing:
+            raise BacktestError(
+                f"--set OPTICODDS_SPORTSBOOKS: {', '.join(missing)} not in the recording "
+                f"(it has {', '.join(sorted(replay.sportsbooks))})")
+    if "MARKET_LEAGUES" in overrides:
+        missing = [lg for lg in settings.market_leagues if lg not in replay.leagues]
+        if missing:
+            have = ", ".join(sorted(replay.leagues)) or "none"
+            raise BacktestError(f"--set MARKET_LEAGUES: {', '.join(missing)} not in the "
+                                f"recording (it has {have})")
+
+
 # --- the run ------------------------------------------------------------------------------------------
 
 
@@ -550,6 +575,7 @@ def run(directory: Path, overrides: dict[str, str] | None = None, *,
     with tempfile.TemporaryDirectory(prefix="polybot-backtest-") as tmp:
         data_dir = Path(tmp) / "data"
         settings = replay_settings(replay.header, overrides, data_dir)
+        check_recorded(replay, settings, overrides)
         bt = Backtest(replay, settings, overrides)
         clock = trio.testing.MockClock(autojump_threshold=0)
         clock.jump(replay.origin)  # Trio time is the recording's
@@ -660,6 +686,9 @@ def main(directory: Path, sets: list[str], *, start: str | None = None, stop: st
     import sys
 
     out = out or sys.stdout
+    # the replayed bot's warnings (an unanswered request, a reconnect) on stderr, like `run`'s;
+    # a no-op where logging is configured already (a test)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         overrides = parse_sets(sets)
         bt = run(directory, overrides, start=_when(start), stop=_when(stop))

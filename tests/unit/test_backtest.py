@@ -3,6 +3,7 @@ the settings a replay runs with."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,21 @@ def test_a_replay_runs_the_recorded_settings_in_paper_mode_with_set_on_top(tmp_p
 def test_a_set_the_backtest_cannot_take_is_refused(pair, says):
     with pytest.raises(BacktestError, match=says):
         replay_settings(HEADER, parse_sets([pair]), Path("/tmp/x"))
+
+
+def test_a_set_that_needs_a_sportsbook_or_league_the_recording_lacks_is_refused():
+    from collections import Counter
+
+    from polybot.backtest import Replay, check_recorded
+
+    replay = Replay(header=HEADER, origin=0.0, origin_wall=datetime(2026, 12, 6, tzinfo=UTC), end=1.0, markets=[], losses=[],
+                    odds={}, rest={}, engine=[], recorded=Counter(),
+                    sportsbooks=frozenset({"pinnacle", "betonline"}), leagues=frozenset({"nba"}))
+    env = {"OPTICODDS_SPORTSBOOKS": "pinnacle,draftkings", "MARKET_LEAGUES": "nba"}
+    settings = replay_settings(HEADER, env, Path("/tmp/x"))
+    with pytest.raises(BacktestError, match="draftkings not in the recording"):
+        check_recorded(replay, settings, {"OPTICODDS_SPORTSBOOKS": "pinnacle,draftkings"})
+    check_recorded(replay, settings, {"MARKET_LEAGUES": "nba"})  # recorded: fine
+    nhl = replay_settings(HEADER, {"MARKET_LEAGUES": "nba,nhl"}, Path("/tmp/x"))
+    with pytest.raises(BacktestError, match="nhl not in the recording"):
+        check_recorded(replay, nhl, {"MARKET_LEAGUES": "nba,nhl"})
