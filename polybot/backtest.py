@@ -31,7 +31,9 @@ is made deterministic for the run (the batch order it randomises is sorted and s
 fixed seed, as pytest-trio does under Hypothesis), the markets stream's reconnect jitter is
 seeded, and the output leaves out what is random by design (order and correlation ids).
 
-Limits. Only paper mode is replayed (a live recording replays as paper: its private stream is not
+Limits. One run of the bot at a time: a recording continued by a later process (its Trio clock
+starts afresh) is replayed up to where that run begins, which `--from` selects. Only paper mode is
+replayed (a live recording replays as paper: its private stream is not
 used). The time an answer took is the recorded one only where the bot asks at the recorded time;
 a replay whose settings make it ask other questions gets the answers the recording has for them,
 or none. `--from`/`--to` cut the streams and the operator's inputs to a wall-time window; REST
@@ -149,6 +151,7 @@ class Replay:
     engine: list[tuple[float, dict[str, Any]]]
     recorded: Counter[str]
     damaged: str | None = None
+    stopped: str | None = None  # where the replay ends before the recording does, and why
     sportsbooks: frozenset[str] = frozenset()  # asked of OpticOdds in the recording
     leagues: frozenset[str] = frozenset()  # listed by discovery in the recording
 
@@ -177,8 +180,20 @@ def load(directory: Path, *, start: datetime | None = None,
     books: set[str] = set()
     leagues: set[str] = set()
     records = read_recording(directory)
+    previous = -1
+    stopped = None
     try:
         for rec in records:
+            if rec.mono_ns < previous:  # another process's run continues the recording
+                if first is not None:
+                    stopped = (f"the recording continues with another run at seq {rec.seq} "
+                               f"({_wall(rec.wall_ns).isoformat()}): replay it with --from")
+                    break
+                rest.clear()  # that run's answers are not this one's
+                books.clear()
+                leagues.clear()
+                recorded.clear()
+            previous = rec.mono_ns
             at = _received(rec.mono_ns)
             if rec.stream == REST:  # every answer is kept: the bot asks when it asks
                 head, body = split_rest(rec.payload)
@@ -215,7 +230,7 @@ def load(directory: Path, *, start: datetime | None = None,
                   origin_wall=_wall(first.wall_ns),
                   end=last.mono_ns / 1e9, markets=markets, losses=losses, odds=dict(odds),
                   rest=dict(rest), engine=engine, recorded=recorded, damaged=damaged,
-                  sportsbooks=frozenset(books), leagues=frozenset(leagues))
+                  stopped=stopped, sportsbooks=frozenset(books), leagues=frozenset(leagues))
 
 
 def _received(mono_ns: int) -> float:
@@ -563,6 +578,7 @@ class Backtest:
                         for s in streams},
             "unanswered_requests": dict(sorted(self.unanswered.items())),
             "damaged": r.damaged,
+            "stopped": r.stopped,
             "exit_code": self.code,
         }
 
@@ -670,6 +686,8 @@ def render(report: dict[str, Any]) -> str:
             f"{k} x{n}" for k, n in report["unanswered_requests"].items()))
     if report["damaged"]:
         lines.append(f"  STOPPED at damage: {report['damaged']}")
+    if report["stopped"]:
+        lines.append(f"  stopped: {report['stopped']}")
     lines.append(f"orders: {len(report['orders'])}, fills: {len(report['fills'])}")
     for f in report["fills"]:
         lines.append(f"  {f['ts']} {f['market_slug']} {f['intent']} {f['qty']} @ {f['price']}"

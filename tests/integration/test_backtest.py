@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -177,3 +177,31 @@ def test_to_cuts_the_feeds_at_a_wall_time(recorded, replayed):
     assert report["window"]["seconds"] <= 2
     assert report["records"]["markets"]["recorded"] < whole["records"]["markets"]["recorded"]
     assert report["records"]["markets"]["replayed"] == report["records"]["markets"]["recorded"]
+
+
+def test_a_recording_continued_by_a_later_run_replays_the_first_run_and_says_where_it_stops(
+        recorded, replayed, tmp_path):
+    import shutil
+
+    from polybot.recording import Recorder, read_recording
+
+    copy = tmp_path / "recording"
+    shutil.copytree(recorded / "recording", copy)
+    last = list(read_recording(copy))[-1]
+    later = last.wall_ns + 60 * 10**9
+
+    async def second_run() -> None:  # a restarted process: its Trio clock starts afresh
+        clock = ReplayClock(datetime.fromtimestamp(later / 1e9, UTC), origin=trio.current_time())
+        rec = Recorder(copy, clock=clock)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(rec.run)
+            rec.record("markets", '{"heartbeat":{}}', 1_000, later)
+            nursery.cancel_scope.cancel()
+
+    trio.run(second_run)
+    code, text = backtest_json(copy)
+    assert code == EXIT_OK
+    report = json.loads(text)
+    assert "another run at seq" in report["stopped"]
+    first = json.loads(replayed)
+    assert report["fills"] == first["fills"] and report["ledger"] == first["ledger"]
