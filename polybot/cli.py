@@ -81,6 +81,13 @@ def cmd_report(args: argparse.Namespace) -> int:
                                    "used")
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from polybot import backtest
+
+    return backtest.main(Path(args.recording), list(args.set), start=args.start, stop=args.stop,
+                         as_json=args.json)
+
+
 def cmd_halt(args: argparse.Namespace) -> int:
     from polybot import operator
 
@@ -167,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
                         f"with charts (default {DEFAULT_HTML_REPORT}; opens offline)")
     report.add_argument("--data-dir", default=None, metavar="DIR", help="override DATA_DIR")
     report.set_defaults(func=cmd_report)
+
+    backtest = sub.add_parser(
+        "backtest", help="replay a recording (RECORD_DIR, run --record) through the whole bot in "
+        "paper mode: orders, fills and the ledger it ends with (deterministic)")
+    backtest.add_argument("recording", metavar="RECORDING", help="the recording's directory")
+    backtest.add_argument("--from", dest="start", default=None, metavar="T",
+                          help="replay the feeds from this wall time (ISO 8601; UTC if no zone)")
+    backtest.add_argument("--to", dest="stop", default=None, metavar="T",
+                          help="replay the feeds up to this wall time (ISO 8601)")
+    backtest.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                          help="override one of the recording's settings (repeatable)")
+    backtest.add_argument("--json", action="store_true",
+                          help="print JSON (byte-identical for the same recording and settings)")
+    backtest.set_defaults(func=cmd_backtest)
 
     halt = sub.add_parser("halt", parents=[common], help="halt trading now (creates DATA_DIR/KILL; "
                           "works with the bot down, and then holds from its next start)")

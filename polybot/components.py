@@ -49,6 +49,29 @@ from polybot.universe import Listing, Universe
 log = logging.getLogger("polybot.components")
 
 
+@attrs.frozen
+class Edges:
+    """Where the bot's I/O goes: None for each means the network (`run`). A backtest
+    (`polybot.backtest`) answers every one from a recording instead; nothing past these edges
+    knows the difference.
+
+    `polymarket` and `opticodds`: the httpx transports of the two REST clients (OpticOdds' SSE
+    stream goes through its client too); `websocket`: opens the markets stream's connections
+    (`polybot.polymarket.wsconn.connect_websocket`'s signature); `rng`: the markets stream's
+    reconnect jitter; `store_in_thread`: the store's SQLite writes in a worker thread (so an fsync
+    never stalls the loop), or inline (a replay on the mock clock: time must not jump while a
+    thread works)."""
+
+    polymarket: Any = None  # httpx.AsyncBaseTransport
+    opticodds: Any = None  # httpx.AsyncBaseTransport
+    websocket: Callable[..., Any] | None = None
+    rng: Any = None  # random.Random
+    store_in_thread: bool = True
+
+
+NETWORK = Edges()
+
+
 @attrs.define(eq=False)
 class Components:
     settings: Settings
@@ -72,16 +95,17 @@ class Components:
     rest: Any
     signer: Any
     recording: Recorder | None = None  # RECORD_DIR's feed recorder (its task: the runtime's)
+    edges: Edges = NETWORK
 
 
-def build(settings: Settings, clock: Clock) -> Components:
+def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Components:
     from polybot.polymarket.rest import client_from_settings, signer_from_settings
 
     metrics = Metrics.create()
     metrics.daily_loss_limit_usd.set(float(settings.risk_max_daily_loss))
     secrets = settings.secret_values()
     notifier = Notifier(_sinks(settings, clock), metrics=metrics, secrets=secrets)
-    store = Store.open(settings.data_dir, clock=clock)
+    store = Store.open(settings.data_dir, clock=clock, in_thread=edges.store_in_thread)
     # A mode switch (paper <-> live on one DATA_DIR) archives the old ledger and halt state before
     # anything reads them: the new mode starts afresh (adopted from the account, or INITIAL_BALANCE).
     switch = store.switch_mode(settings.trading_mode)
@@ -115,7 +139,7 @@ def build(settings: Settings, clock: Clock) -> Components:
     recorder = FillCounting(store, metrics)
     recording = (Recorder(settings.record_dir, clock=clock, settings=settings)
                  if settings.record_dir is not None else None)
-    rest = client_from_settings(settings)
+    rest = client_from_settings(settings, transport=edges.polymarket)
     if recording is not None:  # the public answers that feed decisions (polybot.recording)
         rest.recording = recording.rest_tap("polymarket")
 
@@ -174,7 +198,7 @@ def build(settings: Settings, clock: Clock) -> Components:
                       universe=universe, exposure=exposure, trading=trading, gate=gate,
                       books=books, fair_values=fair_values, engine=engine, executor=executor,
                       lifecycle=lifecycle, recorder=recorder, rest=rest,
-                      signer=signer_from_settings(settings), recording=recording)
+                      signer=signer_from_settings(settings), recording=recording, edges=edges)
 
 
 def _transfer(engine: TradingEngine, recording: Recorder | None) -> Callable[[Decimal], None]:

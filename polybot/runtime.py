@@ -48,7 +48,7 @@ import trio
 from polybot import control
 from polybot import operator as operator_requests
 from polybot.clock import LIVE_CLOCK, Clock
-from polybot.components import Components, build
+from polybot.components import NETWORK, Components, Edges, build
 from polybot.config import Settings
 from polybot.engine import (
     CancelAll,
@@ -112,12 +112,14 @@ class Bot:
     """The components of one process, and the supervised children that drive them."""
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 status_line: Callable[[str], None] | None = None) -> None:
+                 status_line: Callable[[str], None] | None = None,
+                 edges: Edges = NETWORK) -> None:
         self.settings = settings
         self.mode = settings.trading_mode
         self.clock: Clock = clock or LIVE_CLOCK  # the one clock: every component gets this one
         self.status_line = status_line
-        c: Components = build(settings, self.clock)
+        c: Components = build(settings, self.clock, edges)
+        self.edges = edges  # where I/O goes: the network, or a recording (polybot.backtest)
         self.c = c
         self.metrics, self.notifier, self.store = c.metrics, c.notifier, c.store
         self.secrets = c.secrets
@@ -324,7 +326,8 @@ class Bot:
                                                    "SUBSCRIPTION_TYPE_TRADE"),
                                on_no_data=self._market_no_data,
                                progress=progress.beat, auth_probe=self.rest.balances,
-                               clock=self.clock)
+                               clock=self.clock, connect=self.edges.websocket,
+                               rng=self.edges.rng)
         if self.recording is not None:
             stream.tap = self.recording.tap("markets")
         self._markets_stream = stream
@@ -427,7 +430,8 @@ class Bot:
         while not self._reference_loaded:
             progress.beat()
             await trio.sleep(0.2)
-        async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key) as client:
+        async with OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key,
+                                   transport=self.edges.opticodds) as client:
             if self.recording is not None:
                 client.recording = self.recording.rest_tap("opticodds")
             # configured (and held) markets are matched here; discovery matches what it adds
@@ -508,7 +512,8 @@ class Bot:
             odds = None
             if s.opticodds_api_key is not None:
                 odds = await stack.enter_async_context(
-                    OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key))
+                    OpticOddsClient(s.opticodds_base_url, s.opticodds_api_key,
+                                    transport=self.edges.opticodds))
                 if self.recording is not None:
                     odds.recording = self.recording.rest_tap("opticodds")
             if self._discovery is None:
@@ -535,7 +540,8 @@ class Bot:
         # changes this subscription; its liveness is the order snapshot's eof and heartbeats
         stream = PrivateStream(stream_config_from_settings(self.settings), self.signer, send,
                                progress=progress.beat, auth_probe=self.rest.balances,
-                               clock=self.clock)
+                               clock=self.clock, connect=self.edges.websocket,
+                               rng=self.edges.rng)
         if self.recording is not None:
             stream.tap = self.recording.tap("private")
         self._private_stream = stream
@@ -790,12 +796,15 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
                   clock: Clock | None = None,
                   status_line: Callable[[str], None] | None = None,
                   on_health_port: Callable[[int], None] | None = None,
-                  on_finish: Callable[[dict[str, Any]], object] | None = None) -> int:
+                  on_finish: Callable[[dict[str, Any]], object] | None = None,
+                  edges: Edges = NETWORK) -> int:
     """Run until a signal (or `duration` seconds); returns the process exit code.
+
+    `edges`: where the I/O goes (the network; a backtest's recording: `polybot.backtest`).
 
     `on_finish` receives {"status": the final StatusReport, "code": exit code} (the demo's summary).
     """
-    bot = Bot(settings, clock=clock, status_line=status_line)
+    bot = Bot(settings, clock=clock, status_line=status_line, edges=edges)
     sd = SystemdNotifier.from_env()
     health = HealthApp(HealthSources(supervisor=bot.supervisor.state,
                                      not_ready_reason=bot.views.not_ready_reason,

@@ -220,6 +220,7 @@ class OpticOddsClient:
         backoff: float = 0.5,
         rate_limit: int = 2500,
         stream_connect_limit: int = 250,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         key = api_key.reveal() if hasattr(api_key, "reveal") else str(api_key)
@@ -227,7 +228,8 @@ class OpticOddsClient:
             raise AuthError("no OpticOdds API key configured")
         self._headers = {"X-Api-Key": key, "Accept": "application/json"}
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(timeout))
+        # `transport`: where the requests go (a backtest answers them from a recording)
+        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(timeout), transport=transport)
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff

@@ -724,6 +724,9 @@ def rest_config_from_settings(settings: Any) -> RestConfig:
     )
 
 
-def client_from_settings(settings: Any) -> PolymarketRestClient:
-    """A REST client configured from Settings; use it as ``async with``."""
-    return PolymarketRestClient(rest_config_from_settings(settings), signer_from_settings(settings))
+def client_from_settings(settings: Any, *,
+                         transport: httpx.AsyncBaseTransport | None = None) -> PolymarketRestClient:
+    """A REST client configured from Settings; use it as ``async with``. `transport`: where the
+    requests go (default: the network; a backtest answers them from a recording)."""
+    return PolymarketRestClient(rest_config_from_settings(settings), signer_from_settings(settings),
+                                transport=transport)

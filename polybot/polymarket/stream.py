@@ -173,8 +173,11 @@ class _Stream:
         auth_probe: Callable[[], Awaitable[object]] | None = None,
         rng: random.Random | None = None,
         clock: Clock = LIVE_CLOCK,
+        connect: Callable[..., Awaitable[WsConnection]] | None = None,
     ) -> None:
         self.config = config
+        # opens a connection: `connect_websocket` (a backtest replays a recording's frames)
+        self._connect = connect or connect_websocket
         self.signer = signer
         self._clock = clock  # wall time of a reconnect, for /status
         if (events is None) == (deliver is None):
@@ -270,7 +273,7 @@ class _Stream:
         opened = False
         reason = ""
         try:
-            ws = await connect_websocket(
+            ws = await self._connect(
                 self.url,
                 headers,
                 connect_timeout=self.config.connect_timeout,

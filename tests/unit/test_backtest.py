@@ -1,0 +1,66 @@
+"""The pure parts of `polybot.backtest`: how a replayed request finds its recorded answer, and
+the settings a replay runs with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from polybot.backtest import BacktestError, parse_sets, replay_settings, rest_key
+
+
+def test_a_listing_asked_a_moment_off_the_recorded_one_finds_its_answer():
+    recorded = rest_key("polymarket", "GET", "/v1/events",
+                        [["seriesId", "12190"], ["startTimeMin", "2026-12-06T15:09:47Z"]])
+    asked = rest_key("polymarket", "GET", "/v1/events",
+                     [["seriesId", "12190"], ["startTimeMin", "2026-12-06T15:09:48Z"]])
+    assert asked == recorded
+    other = rest_key("polymarket", "GET", "/v1/events",
+                     [["seriesId", "12193"], ["startTimeMin", "2026-12-06T15:09:47Z"]])
+    assert other != recorded
+    odds = rest_key("opticodds", "GET", "/fixtures/active",
+                    [["start_date_after", "2026-12-06T09:09:47.106734+00:00"]])
+    assert odds == rest_key("opticodds", "GET", "/fixtures/active",
+                            [["start_date_after", "2026-12-06T09:09:47.3+00:00"]])
+
+
+HEADER = {"settings": {"TRADING_MODE": "live", "PM_API_KEY_ID": "123e4567-e89b-12d3-a456-426614174000", "PM_PRIVATE_KEY": "***",
+                       "OPTICODDS_API_KEY": "***", "MARKET_SLUGS": "m1", "RISK_MIN_EDGE": "0.02",
+                       "DISCORD_WEBHOOK": "***", "HEALTH_PORT": "8080", "RECORD_DIR": "/rec"}}
+
+
+def test_a_replay_runs_the_recorded_settings_in_paper_mode_with_set_on_top(tmp_path):
+    s = replay_settings(HEADER, parse_sets(["RISK_MIN_EDGE=0.05"]), tmp_path)
+    assert s.trading_mode == "paper" and s.data_dir == tmp_path
+    assert str(s.risk_min_edge) == "0.05" and s.market_slugs == ("m1",)
+    assert s.record_dir is None and s.discord_webhook is None and s.health_port == 0
+    assert s.opticodds_api_key is not None  # a placeholder: the odds feed runs on the recording
+
+
+@pytest.mark.parametrize("pair, says", [
+    ("RISK_MIN_EGDE=0.05", "no such setting"),
+    ("DATA_DIR=/elsewhere", "sets this itself"),
+])
+def test_a_set_the_backtest_cannot_take_is_refused(pair, says):
+    with pytest.raises(BacktestError, match=says):
+        replay_settings(HEADER, parse_sets([pair]), Path("/tmp/x"))
+
+
+def test_a_set_that_needs_a_sportsbook_or_league_the_recording_lacks_is_refused():
+    from collections import Counter
+
+    from polybot.backtest import Replay, check_recorded
+
+    replay = Replay(header=HEADER, origin=0.0, origin_wall=datetime(2026, 12, 6, tzinfo=UTC), end=1.0, markets=[], losses=[],
+                    odds={}, rest={}, engine=[], recorded=Counter(),
+                    sportsbooks=frozenset({"pinnacle", "betonline"}), leagues=frozenset({"nba"}))
+    env = {"OPTICODDS_SPORTSBOOKS": "pinnacle,draftkings", "MARKET_LEAGUES": "nba"}
+    settings = replay_settings(HEADER, env, Path("/tmp/x"))
+    with pytest.raises(BacktestError, match="draftkings not in the recording"):
+        check_recorded(replay, settings, {"OPTICODDS_SPORTSBOOKS": "pinnacle,draftkings"})
+    check_recorded(replay, settings, {"MARKET_LEAGUES": "nba"})  # recorded: fine
+    nhl = replay_settings(HEADER, {"MARKET_LEAGUES": "nba,nhl"}, Path("/tmp/x"))
+    with pytest.raises(BacktestError, match="nhl not in the recording"):
+        check_recorded(replay, nhl, {"MARKET_LEAGUES": "nba,nhl"})
