@@ -88,6 +88,7 @@ from polybot.recording import (
     split_rest,
     wall_ns,
 )
+from polybot.report_html import fmt
 from polybot.runtime import run_bot
 from polybot.store import connect_readonly, db_path, read_ledger_state
 
@@ -692,11 +693,19 @@ def render(report: dict[str, Any]) -> str:
     for f in report["fills"]:
         lines.append(f"  {f['ts']} {f['market_slug']} {f['intent']} {f['qty']} @ {f['price']}"
                      f" fee {f['fee']}")
-    lines.append(f"cash {led['cash']}  equity {led['equity']}  realized {led['realized_pnl']}  "
-                 f"unrealized {led['unrealized_pnl']}  fees {led['fees']}")
+    # the text shows money to the cent and prices to 4 places, as `report` does; --json keeps
+    # every digit the ledger holds
+    lines.append(f"cash {_money(led['cash'])}  equity {_money(led['equity'])}  realized "
+                 f"{_money(led['realized_pnl'])}  unrealized {_money(led['unrealized_pnl'])}  "
+                 f"fees {_money(led['fees'])}")
     for slug, p in led["positions"].items():
-        lines.append(f"  {slug}: {p['net_qty']} @ {p['avg_price']} realized {p['realized_pnl']}")
+        lines.append(f"  {slug}: {_money(p['net_qty'])} @ {_money(p['avg_price'], 4)} realized "
+                     f"{_money(p['realized_pnl'])}")
     return "\n".join(lines)
+
+
+def _money(text: str, places: int = 2) -> str:
+    return fmt(Decimal(text), places)
 
 
 def main(directory: Path, sets: list[str], *, start: str | None = None, stop: str | None = None,
