@@ -55,6 +55,10 @@ order minus that RTT.
 (wall clock) when it writes one: frame sent → intent, intent → POST arrives. Events without a
 line in between are counted as unmatched.
 
+**Recording's cost** (issue 16): ``--against recording`` runs polybot against polybot with
+``RECORD_DIR`` set (its own data directory, same account, alternating in blocks like the
+baseline), and judges the loaded p50 with recording on against without (<= 1.1x).
+
 **Verdict.** The issue's criteria, against the loaded scenario: polybot p50 <= 0.6x the
 baseline's p50, p50 < 250 µs, p99 < 1 ms (judged on one run here; the issue asks for the median
 of 5 runs).
@@ -103,6 +107,7 @@ HOLD = 0.005  # seconds an event's scripted book is held back before its frame i
 MAX_RATIO = 0.6
 MAX_P50_US = 250.0
 MAX_P99_US = 1000.0
+MAX_RECORDING_RATIO = 1.1  # issue 16: tick to order with recording on, against without
 
 
 def _kernel_stamp(ancillary: list[tuple[int, int, bytes]], offset_ns: int) -> int | None:
@@ -397,12 +402,14 @@ class Load:
 
 
 class Polybot:
-    name = "polybot"
-
-    def __init__(self, sim: Any, slugs: list[str], data_dir: Path) -> None:
+    def __init__(self, sim: Any, slugs: list[str], data_dir: Path, *, name: str = "polybot",
+                 record_dir: Path | None = None) -> None:
+        self.name = name
         self.sim = sim
         self.slugs = slugs
         self.data_dir = data_dir
+        self.record_dir = record_dir  # RECORD_DIR (issue 16: recording's cost on this path)
+        data_dir.mkdir(parents=True, exist_ok=True)
         self.account_id = sim.account_id
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_s: list[float] = []
@@ -413,6 +420,8 @@ class Polybot:
         port = free_port()
         self.health = f"http://127.0.0.1:{port}"
         env = bot_env(self.sim, self.slugs, self.data_dir, port)
+        if self.record_dir is not None:
+            env["RECORD_DIR"] = str(self.record_dir)
         self.proc = spawn_bot(env, self.data_dir / f"stderr-{len(self.ready_s)}.txt")
         self.ready_s.append(await wait_ready(client, self.health, self.proc, 90.0))
 
@@ -578,7 +587,10 @@ async def _main(p: dict[str, Any]) -> dict[str, Any]:
             for slug in slugs:  # edge-free books everywhere before a bot looks
                 script_book(sim.exchange, slug, *quiet_book(Decimal("0.5")))
             polybot = Polybot(sim, slugs, data_dir)
-            baseline = Baseline(sim, slugs, data_dir)
+            baseline: Polybot | Baseline = (
+                Baseline(sim, slugs, data_dir) if p["against"] == "baseline" else
+                Polybot(sim, slugs, data_dir / "recording", name="recording",
+                        record_dir=data_dir / "recording" / "feeds"))
             async with httpx.AsyncClient(timeout=5.0) as client, trio.open_nursery() as nursery:
                 fairs: dict[str, Decimal] = {}
                 load: Load | None = None
@@ -594,7 +606,8 @@ async def _main(p: dict[str, Any]) -> dict[str, Any]:
                             if not fairs:  # polybot runs first in round 0
                                 assert isinstance(bot, Polybot)
                                 fairs = await polybot.fairs(client)
-                                baseline.fairs = fairs
+                                if isinstance(baseline, Baseline):
+                                    baseline.fairs = fairs
                                 load = Load(sim, load_slugs, fairs)
                                 nursery.start_soon(load.run)
                             assert load is not None
@@ -673,21 +686,24 @@ def verdict(ratio: float, p50: float, p99: float) -> tuple[bool, str]:
 
 def run(events: int = 1000, block: int = 100, idle_spacing: float = 0.25,
         loaded_spacing: float = 0.1, load_rate: float = 500.0, timeout: float = 2.0,
-        out_dir: Path | None = None) -> dict[str, Any]:
+        out_dir: Path | None = None, against: str = "baseline") -> dict[str, Any]:
+    """`against="recording"`: polybot against polybot with RECORD_DIR set, instead of the
+    baseline bot (issue 16 asks recording to cost at most 1.1x on this path)."""
+    other = against
     params = {"events": events, "block": block, "idle_spacing_s": idle_spacing,
               "loaded_spacing_s": loaded_spacing, "load_rate_per_s": load_rate,
               "markets": N_MARKETS, "edge_cents": float(EDGE * 100), "edge_qty": EDGE_QTY,
-              "mode": "live", "order_tif": "ioc", "bots": ["polybot", "baseline"]}
+              "mode": "live", "order_tif": "ioc", "bots": ["polybot", other]}
     run_ = Run("tick_to_order", params)
     res = trio.run(_main, {"events": events, "block": block, "idle_spacing": idle_spacing,
                            "loaded_spacing": loaded_spacing, "load_rate": load_rate,
-                           "timeout": timeout})
+                           "timeout": timeout, "against": against})
     series: dict[tuple[str, str], Series] = res["series"]
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
     for scen in ("loaded", "idle"):
         rtt: list[float] = []
-        for name in ("polybot", "baseline"):
+        for name in ("polybot", other):
             s = series.get((name, scen)) or Series()
             rtt += s.rtt
             spacing = _spacing_ms(s.sends)
@@ -726,11 +742,11 @@ def run(events: int = 1000, block: int = 100, idle_spacing: float = 0.25,
         rows.append({**rtt_row, "scenario": scen, "bot": None, "figure": "rtt"})
         summary[f"{scen}_rtt_p50_us"] = round(rtt_row["p50_us"], 1)
         summary[f"{scen}_rtt_p99_us"] = round(rtt_row["p99_us"], 1)
-        for name in ("polybot", "baseline"):
+        for name in ("polybot", other):
             summary[f"{scen}_{name}_share_p50_us"] = round(
                 summary[f"{scen}_{name}_p50_us"] - rtt_row["p50_us"], 1)
-        summary[f"{scen}_ratio_polybot_over_baseline_p50"] = round(
-            summary[f"{scen}_polybot_p50_us"] / summary[f"{scen}_baseline_p50_us"], 3)
+        summary[f"{scen}_ratio_polybot_over_{other}_p50"] = round(
+            summary[f"{scen}_polybot_p50_us"] / summary[f"{scen}_{other}_p50_us"], 3)
     poly = series.get(("polybot", "loaded"), Series())
     walls = poly.walls + series.get(("polybot", "idle"), Series()).walls
     split = split_at_intent(walls, res["event_market"], res["data_dir"] / "trades.log")
@@ -741,8 +757,14 @@ def run(events: int = 1000, block: int = 100, idle_spacing: float = 0.25,
                 split["intent_to_post_us"]), "scenario": "both", "bot": "polybot",
          "figure": "post"},
     ]
-    ok, line = verdict(summary["loaded_ratio_polybot_over_baseline_p50"],
-                       summary["loaded_polybot_p50_us"], summary["loaded_polybot_p99_us"])
+    if other == "baseline":
+        ok, line = verdict(summary["loaded_ratio_polybot_over_baseline_p50"],
+                           summary["loaded_polybot_p50_us"], summary["loaded_polybot_p99_us"])
+    else:
+        ratio = summary["loaded_recording_p50_us"] / summary["loaded_polybot_p50_us"]
+        ok = ratio <= MAX_RECORDING_RATIO
+        line = (f"{'PASS' if ok else 'FAIL'}: loaded p50 with recording on {ratio:.2f}x without "
+                f"(needs <= {MAX_RECORDING_RATIO}x)")
     pb, bl = res["polybot"], res["baseline"]
     summary.update({
         "pass": ok,
@@ -753,34 +775,34 @@ def run(events: int = 1000, block: int = 100, idle_spacing: float = 0.25,
         "event_market": res["event_market"],
         "fair": str(res["fair"]),
         "polybot_ready_seconds": [round(x, 2) for x in pb.ready_s],
-        "baseline_ready_seconds": [round(x, 2) for x in bl.ready_s],
+        f"{other}_ready_seconds": [round(x, 2) for x in bl.ready_s],
         "polybot_counters": pb.status.get("extra", {}).get("counters"),
         "polybot_exit_codes": pb.exit_codes,
-        "baseline_exit_codes": bl.exit_codes,
+        f"{other}_exit_codes": bl.exit_codes,
     })
     lp = summary.get("loaded_polybot_load_rate_per_s")
     print_table(
         f"tick to order over loopback, live mode, stamped at the exchange's socket: {events} "
         f"events per bot and scenario over {N_MARKETS} subscribed markets, blocks of {block}\n"
         f"idle: events {summary['idle_polybot_spacing_ms']:.0f} / "
-        f"{summary['idle_baseline_spacing_ms']:.0f} ms apart (polybot / baseline), nothing else "
+        f"{summary[f'idle_{other}_spacing_ms']:.0f} ms apart (polybot / {other}), nothing else "
         f"streaming; loaded: events {summary['loaded_polybot_spacing_ms']:.0f} / "
-        f"{summary['loaded_baseline_spacing_ms']:.0f} ms apart while 20 markets stream no-edge "
-        f"books at {lp} / {summary.get('loaded_baseline_load_rate_per_s')} frames/s; "
+        f"{summary[f'loaded_{other}_spacing_ms']:.0f} ms apart while 20 markets stream no-edge "
+        f"books at {lp} / {summary.get(f'loaded_{other}_load_rate_per_s')} frames/s; "
         f"load average at start {run_.machine['loadavg']}",
         [("measure", "measure"), ("n", "n"), ("p50_us", "p50 µs"), ("p90_us", "p90 µs"),
          ("p99_us", "p99 µs"), ("max_us", "max µs")],
         rows,
     )
     for scen in ("loaded", "idle"):
-        print(f"{scen}: polybot p50 / baseline p50 = "
-              f"{summary[f'{scen}_ratio_polybot_over_baseline_p50']:.2f}; bot's share "
+        print(f"{scen}: polybot p50 / {other} p50 = "
+              f"{summary[f'{scen}_ratio_polybot_over_{other}_p50']:.2f}; bot's share "
               f"(p50 minus the raw RTT p50 {summary[f'{scen}_rtt_p50_us']:.0f} µs): polybot "
-              f"{summary[f'{scen}_polybot_share_p50_us']:,.0f} µs, baseline "
-              f"{summary[f'{scen}_baseline_share_p50_us']:,.0f} µs; missed "
-              f"{summary[f'{scen}_polybot_missed']} / {summary[f'{scen}_baseline_missed']}")
+              f"{summary[f'{scen}_polybot_share_p50_us']:,.0f} µs, {other} "
+              f"{summary[f'{scen}_{other}_share_p50_us']:,.0f} µs; missed "
+              f"{summary[f'{scen}_polybot_missed']} / {summary[f'{scen}_{other}_missed']}")
     print(f"polybot counters {summary['polybot_counters']}; exit codes polybot "
-          f"{pb.exit_codes}, baseline {bl.exit_codes}")
+          f"{pb.exit_codes}, {other} {bl.exit_codes}")
     print(f"load average at the end {summary['loadavg_end']}")
     print(line)
     result, _ = run_.write(rows, summary, out_dir)
@@ -795,8 +817,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--loaded-spacing", type=float, default=0.1, help="seconds between events")
     ap.add_argument("--load-rate", type=float, default=500.0, help="load frames/s in total")
     ap.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an order")
+    ap.add_argument("--against", choices=("baseline", "recording"), default="baseline",
+                    help="the second bot: the baseline (issue 15) or polybot recording its "
+                         "feeds (RECORD_DIR; issue 16's cost of recording)")
     a = ap.parse_args(argv)
-    run(a.events, a.block, a.idle_spacing, a.loaded_spacing, a.load_rate, a.timeout)
+    run(a.events, a.block, a.idle_spacing, a.loaded_spacing, a.load_rate, a.timeout,
+        against=a.against)
 
 
 if __name__ == "__main__":
