@@ -694,7 +694,7 @@ def run(events: int = 1000, block: int = 100, idle_spacing: float = 0.25,
               "loaded_spacing_s": loaded_spacing, "load_rate_per_s": load_rate,
               "markets": N_MARKETS, "edge_cents": float(EDGE * 100), "edge_qty": EDGE_QTY,
               "mode": "live", "order_tif": "ioc", "bots": ["polybot", other]}
-    run_ = Run("tick_to_order", params)
+    run_ = Run("tick_to_order" if other == "baseline" else "tick_to_order_recording", params)
     res = trio.run(_main, {"events": events, "block": block, "idle_spacing": idle_spacing,
                            "loaded_spacing": loaded_spacing, "load_rate": load_rate,
                            "timeout": timeout, "against": against})
