@@ -652,12 +652,11 @@ def page_data(bt: Backtest, directory: Path, data_dir: Path,
     cap_sets = [s for s in sets if s.partition("=")[0] in RISK_CAPS]
     caps_source = ("the replay's own settings: the recording's"
                    + (f", with --set {', '.join(cap_sets)}" if cap_sets else ""))
-    notes = [f"A backtest: the recording {directory} replayed through the whole bot in paper "
-             f"mode, {r.end - r.origin:.0f} s of its feeds from "
-             f"{r.origin_wall.strftime('%Y-%m-%d %H:%M:%S')} UTC "
-             f"(recorded by polybot {r.header.get('bot_version') or 'unknown'}), with the "
-             f"recording's settings" + (f" and --set {', '.join(sets)}" if sets else "")
-             + f"; exit code {bt.code}."]
+    notes = [f"A backtest of {directory}/: {r.end - r.origin:.0f} s of its feeds (from "
+             f"{r.origin_wall.strftime('%Y-%m-%d %H:%M:%S')} UTC, recorded by polybot "
+             f"{r.header.get('bot_version') or 'unknown'}) replayed through the whole bot in "
+             f"paper mode, with the recording's settings"
+             + (f" and --set {', '.join(sets)}" if sets else "") + f"; exit code {bt.code}."]
     if r.damaged:
         notes.append(f"STOPPED at damage: {r.damaged}")
     if r.stopped:
