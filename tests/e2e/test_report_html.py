@@ -57,8 +57,15 @@ def _given(driver: Any, chart: str, trace: int = 0) -> int:
 
 def _open(driver: Any, page: Path) -> list[tuple[str, str]]:
     """Open a page; check that plotly drew every chart; its trades table's (market, side) rows."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get(page.resolve().as_uri())
-    assert driver.execute_script("return typeof window.Plotly") == "object"
+    # on a loaded machine `get` can return while the page's ~5 MB of inline script still runs
+    # (seen on the second page of a session): wait for the charts, then look at them
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && typeof window.Plotly === 'object'"
+        " && document.querySelectorAll('.js-plotly-plot').length === arguments[0]",
+        len(CHARTS)))
     assert driver.execute_script(
         "return [...document.querySelectorAll('.js-plotly-plot')].map(g => g.id)") == CHARTS
     rows = driver.execute_script(
@@ -72,9 +79,10 @@ def test_the_html_reports_of_a_paper_run_and_of_its_backtest_render_in_chromium(
     chromium_or_skip()  # before the run: skipping costs nothing
     data_dir, page = tmp_path / "data", tmp_path / "report.html"
     recording = tmp_path / "recordings" / "demo"  # neither folder exists yet
-    subprocess.run([PYTHON, "-m", "polybot", "run", "--sim", "--speed", "60", "--duration", "3",
-                    "--data-dir", str(data_dir), "--record", str(recording)],
-                   env=base_env(), cwd=ROOT, check=True, capture_output=True, timeout=60)
+    ran = subprocess.run([PYTHON, "-m", "polybot", "run", "--sim", "--speed", "60", "--duration",
+                          "3", "--data-dir", str(data_dir), "--record", str(recording)],
+                         env=base_env(), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]
     done = subprocess.run([PYTHON, "-m", "polybot", "report", "--data-dir", str(data_dir),
                            "--html", str(page)], env=base_env(), cwd=tmp_path, check=True,
                           capture_output=True, text=True, timeout=60)
