@@ -31,6 +31,11 @@ is made deterministic for the run (the batch order it randomises is sorted and s
 fixed seed, as pytest-trio does under Hypothesis), the markets stream's reconnect jitter is
 seeded, and the output leaves out what is random by design (order and correlation ids).
 
+The page (`--html`). The replay's store is a temp DATA_DIR, so the HTML report's data is built
+from it before it goes (`page_data`, with `report.html_data`, which the CLI hands in: report and
+backtest never import each other), drawn against the caps the replay ran with (the recording's
+settings with the `--set` overrides), and the page says what was replayed and how.
+
 Limits. One run of the bot at a time: a recording continued by a later process (its Trio clock
 starts afresh) is replayed up to where that run begins, which `--from` selects. Only paper mode is
 replayed (a live recording replays as paper: its private stream is not
@@ -69,7 +74,7 @@ from polybot import control
 from polybot import operator as operator_requests
 from polybot.clock import ReplayClock
 from polybot.components import Edges
-from polybot.config import VARIABLES, Settings, load_settings
+from polybot.config import RISK_CAPS, VARIABLES, Settings, load_settings, risk_caps
 from polybot.ledger import Ledger
 from polybot.polymarket.wsconn import CloseReason, ConnectionClosed
 from polybot.recording import (
@@ -88,13 +93,17 @@ from polybot.recording import (
     split_rest,
     wall_ns,
 )
-from polybot.report_html import fmt
+from polybot.report_html import HtmlReportData, fmt, render_html
 from polybot.runtime import run_bot
 from polybot.store import connect_readonly, db_path, read_ledger_state
 
 log = logging.getLogger("polybot.backtest")
 
 __all__ = ["Backtest", "BacktestError", "RecordedMarkets", "RecordedRest", "load", "main", "run"]
+
+# `report.html_data`, handed in by the caller (the CLI): report and backtest are sibling
+# composition roots that never import each other (pyproject.toml's layers)
+HtmlData = Callable[..., HtmlReportData]
 
 REST_WAIT_CAP = 5.0  # an answer waits for its recorded time at most this long (below timeouts)
 SEED = 0
@@ -563,6 +572,7 @@ class Backtest:
     replayed: Counter[str] = attrs.Factory(Counter)
     unanswered: Counter[str] = attrs.Factory(Counter)
     result: dict[str, Any] = attrs.Factory(dict)
+    page: HtmlReportData | None = None  # the HTML report's data, when asked for
 
     def report(self) -> dict[str, Any]:
         r = self.replay
@@ -585,8 +595,10 @@ class Backtest:
 
 
 def run(directory: Path, overrides: dict[str, str] | None = None, *,
-        start: datetime | None = None, stop: datetime | None = None) -> Backtest:
-    """Replay a recording through the whole bot; the orders, fills and ledger it ended with."""
+        start: datetime | None = None, stop: datetime | None = None,
+        html_data: HtmlData | None = None) -> Backtest:
+    """Replay a recording through the whole bot; the orders, fills and ledger it ended with, and
+    with `html_data` (`report.html_data`) the HTML report's data of the replay's store."""
     overrides = dict(overrides or {})
     replay = load(directory, start=start, stop=stop)
     with tempfile.TemporaryDirectory(prefix="polybot-backtest-") as tmp:
@@ -599,6 +611,8 @@ def run(directory: Path, overrides: dict[str, str] | None = None, *,
         with deterministic_scheduling():
             bt.code = trio.run(_replay, bt, data_dir, clock=clock)
         bt.result = summarize(data_dir)
+        if html_data is not None:  # from the temp store, before it goes
+            bt.page = page_data(bt, directory, data_dir, html_data)
     return bt
 
 
@@ -625,6 +639,36 @@ async def _replay(bt: Backtest, data_dir: Path) -> int:
         code = await run_bot(settings, duration=duration, clock=clock, edges=edges)
         nursery.cancel_scope.cancel()
     return code
+
+
+def page_data(bt: Backtest, directory: Path, data_dir: Path,
+              html_data: HtmlData) -> HtmlReportData:
+    """The report's page of a replay: the same data `report --html` draws from a DATA_DIR, here
+    the replay's store, against the caps the replay ran with (the recording's settings with the
+    `--set` overrides), and notes saying what was replayed and how."""
+    r = bt.replay
+    shown = dict(bt.settings.effective())  # a secret --set shows as ***
+    sets = [f"{k}={shown.get(k, v)}" for k, v in sorted(bt.overrides.items())]
+    cap_sets = [s for s in sets if s.partition("=")[0] in RISK_CAPS]
+    caps_source = ("the replay's own settings: the recording's"
+                   + (f", with --set {', '.join(cap_sets)}" if cap_sets else ""))
+    notes = [f"A backtest of {directory}/: {r.end - r.origin:.0f} s of its feeds (from "
+             f"{r.origin_wall.strftime('%Y-%m-%d %H:%M:%S')} UTC, recorded by polybot "
+             f"{r.header.get('bot_version') or 'unknown'}) replayed through the whole bot in "
+             f"paper mode, with the recording's settings"
+             + (f" and --set {', '.join(sets)}" if sets else "") + f"; exit code {bt.code}."]
+    if r.damaged:
+        notes.append(f"STOPPED at damage: {r.damaged}")
+    if r.stopped:
+        notes.append(f"Stopped: {r.stopped}")
+    unanswered = sum(bt.unanswered.values())
+    if unanswered:
+        notes.append(f"{unanswered} request(s) of the replayed bot had no answer in the recording "
+                     "(the text or --json output lists them).")
+    with closing(connect_readonly(db_path(data_dir))) as conn:
+        data = html_data(conn, caps=risk_caps(bt.settings), caps_source=caps_source,
+                         title=f"polybot backtest: {directory.resolve().name}")
+    return attrs.evolve(data, notes=notes)
 
 
 def summarize(data_dir: Path) -> dict[str, Any]:
@@ -709,27 +753,51 @@ def _money(text: str, places: int = 2) -> str:
 
 
 def main(directory: Path, sets: list[str], *, start: str | None = None, stop: str | None = None,
-         as_json: bool = False, out: Any = None) -> int:
+         as_json: bool = False, out: Any = None, html: Path | None = None,
+         html_data: HtmlData | None = None) -> int:
+    """The command: the text (or `--json`) report on `out`; with `html` (and `html_data`, which
+    builds its data: `report.html_data`), also the HTML report of the replay, written there."""
     import sys
 
+    if html is not None and html_data is None:
+        raise ValueError("backtest.main: html needs html_data (report.html_data)")
     out = out or sys.stdout
     # the replayed bot's warnings (an unanswered request, a reconnect) on stderr, like `run`'s;
     # a no-op where logging is configured already (a test)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         overrides = parse_sets(sets)
-        bt = run(directory, overrides, start=_when(start), stop=_when(stop))
+        if html is not None:  # said now, not after a long replay
+            _check_writable(html)
+        bt = run(directory, overrides, start=_when(start), stop=_when(stop),
+                 html_data=html_data if html is not None else None)
     except (BacktestError, RecordingError) as exc:  # a format this polybot does not read, too
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
+    written = None
+    if html is not None and bt.page is not None:
+        try:
+            html.write_text(render_html(bt.page), encoding="utf-8")
+            written = f"backtest: wrote {html} (open it in a browser; it needs no network)"
+        except OSError as exc:
+            print(f"backtest: cannot write {html}: {exc.strerror}", file=sys.stderr)
     report = bt.report()
     if as_json:
         out.write(json.dumps(report, sort_keys=True, indent=2, default=_json_default) + "\n")
     else:
         out.write(render(report) + "\n")
-    if bt.replay.damaged:
+    if written is not None:  # stdout stays the JSON alone with --json
+        print(written, file=sys.stderr if as_json else out)
+    if bt.replay.damaged or (html is not None and written is None):
         return 1
     return bt.code
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise BacktestError(f"--html {path}: a folder, not a file")
+    if not path.parent.is_dir():
+        raise BacktestError(f"--html {path}: no folder {path.parent}")
 
 
 def _when(text: str | None) -> datetime | None:

@@ -84,8 +84,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from polybot import backtest
 
+    html_data = None
+    if args.html is not None:  # the replay's page is drawn by `report`, from the replay's store
+        from polybot import report
+
+        html_data = report.html_data
     return backtest.main(Path(args.recording), list(args.set), start=args.start, stop=args.stop,
-                         as_json=args.json)
+                         as_json=args.json, html=None if args.html is None else Path(args.html),
+                         html_data=html_data)
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
@@ -116,6 +122,7 @@ def cmd_flatten(args: argparse.Namespace) -> int:
 
 
 DEFAULT_HTML_REPORT = "report.html"  # in the current folder (docs/design-notes.md "HTML report")
+DEFAULT_BACKTEST_HTML = "backtest-report.html"  # the name, in the current folder
 
 
 # --- parser ----------------------------------------------------------------------------------------
@@ -187,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override one of the recording's settings (repeatable)")
     backtest.add_argument("--json", action="store_true",
                           help="print JSON (byte-identical for the same recording and settings)")
+    backtest.add_argument("--html", nargs="?", const=DEFAULT_BACKTEST_HTML, default=None,
+                          metavar="PATH", help="also write the replay's report as one "
+                          f"self-contained HTML file with charts (default {DEFAULT_BACKTEST_HTML};"
+                          " opens offline)")
     backtest.set_defaults(func=cmd_backtest)
 
     halt = sub.add_parser("halt", parents=[common], help="halt trading now (creates DATA_DIR/KILL; "

@@ -764,6 +764,12 @@ def load_risk_caps(env: Mapping[str, str]) -> dict[str, Any]:
             if values[_BY_NAME[name].field] is not None}
 
 
+def risk_caps(settings: Settings) -> dict[str, Any]:
+    """The risk caps of validated settings, by name (what a backtest's page draws against: the
+    replay's own settings, not the environment's)."""
+    return {name: getattr(settings, _BY_NAME[name].field) for name in RISK_CAPS}
+
+
 def example_lines() -> list[str]:
     """The body of `.env.example`: every variable with its default and a one-line comment."""
     lines = ["# polybot configuration. Copy to .env and fill in the blanks.",

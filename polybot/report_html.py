@@ -72,6 +72,7 @@ class HtmlReportData:
     trades: Sequence[Trade]
     caps: Mapping[str, Any]  # RISK_* name -> value (Decimal, or int for RISK_MAX_POSITIONS)
     caps_source: str  # where the caps came from, said on the page
+    notes: Sequence[str] = ()  # lines said under the title (a backtest: what was replayed, how)
 
 
 def fmt(value: Any, places: int = 2) -> str:
@@ -249,6 +250,7 @@ def render_html(data: HtmlReportData) -> str:
     head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(data.title)}</title><style>{_CSS}</style></head><body>"
             f"<h1>{html.escape(data.title)}</h1>"
+            + "".join(f"<p class=\"note\">{html.escape(n)}</p>" for n in data.notes) +
             f"<div class=\"summary\">{html.escape(_summary(report))}</div>")
     tables = (f"<h2>Markets</h2>{_markets_table(markets)}"
               f"<h2>Trades ({len(data.trades)} fills)</h2>{_trades_table(data.trades)}")

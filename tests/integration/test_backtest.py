@@ -205,3 +205,31 @@ def test_a_recording_continued_by_a_later_run_replays_the_first_run_and_says_whe
     assert "another run at seq" in report["stopped"]
     first = json.loads(replayed)
     assert report["fills"] == first["fills"] and report["ledger"] == first["ledger"]
+
+
+def test_html_writes_the_replays_page_against_its_own_caps_beside_the_json(
+        recorded, replayed, tmp_path, monkeypatch, capsys):
+    from polybot import cli
+
+    recording = recorded / "recording"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RISK_MAX_PORTFOLIO_EXPOSURE", "999")  # the environment's: not drawn
+    assert cli.main(["backtest", str(recording), "--json", "--html", "--set",
+                     "RISK_MAX_DAILY_LOSS=123.45", "--set", "OPTICODDS_API_KEY=sekrit-key"]) == 0
+    report = json.loads(capsys.readouterr().out)  # stdout: the JSON alone
+    first = json.loads(replayed)
+    assert report["fills"] and report["fills"] == first["fills"]
+    assert report["ledger"] == first["ledger"]
+
+    page = (tmp_path / "backtest-report.html").read_text(encoding="utf-8")  # the default name
+    exposure = D(load_settings_of(recording)["RISK_MAX_PORTFOLIO_EXPOSURE"])
+    assert exposure != 999
+    # the caps the replay ran with: the recording's, and a --set on top
+    assert f"RISK_MAX_PORTFOLIO_EXPOSURE {exposure:,.2f}," in page
+    assert "RISK_MAX_DAILY_LOSS 123.45," in page
+    assert "the replay&#x27;s own settings: the recording&#x27;s, with --set " \
+           "RISK_MAX_DAILY_LOSS=123.45)" in page
+    assert "--set OPTICODDS_API_KEY=***, RISK_MAX_DAILY_LOSS=123.45" in page
+    assert "sekrit-key" not in page
+    trades = page.split('<table id="trades">', 1)[1].split("</table>", 1)[0]
+    assert trades.count("<tr><td") == len(report["fills"])

@@ -64,3 +64,16 @@ def test_a_set_that_needs_a_sportsbook_or_league_the_recording_lacks_is_refused(
     nhl = replay_settings(HEADER, {"MARKET_LEAGUES": "nba,nhl"}, Path("/tmp/x"))
     with pytest.raises(BacktestError, match="nhl not in the recording"):
         check_recorded(replay, nhl, {"MARKET_LEAGUES": "nba,nhl"})
+
+
+@pytest.mark.parametrize("where, says", [("missing/page.html", "no folder"), (".", "a folder")])
+def test_an_html_path_that_cannot_be_written_is_refused_before_the_replay(
+        tmp_path, capsys, where, says):
+    from polybot import backtest
+
+    def never(*args, **kwargs):
+        raise AssertionError("no page is built for a path that cannot be written")
+
+    code = backtest.main(tmp_path / "no-recording", [], html=tmp_path / where, html_data=never)
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and err.count("\n") == 1  # not the recording's error
