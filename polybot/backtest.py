@@ -563,6 +563,7 @@ class Backtest:
     replayed: Counter[str] = attrs.Factory(Counter)
     unanswered: Counter[str] = attrs.Factory(Counter)
     result: dict[str, Any] = attrs.Factory(dict)
+    inspected: Any = None  # what `run(inspect=...)` read of the store
 
     def report(self) -> dict[str, Any]:
         r = self.replay
@@ -585,8 +586,10 @@ class Backtest:
 
 
 def run(directory: Path, overrides: dict[str, str] | None = None, *,
-        start: datetime | None = None, stop: datetime | None = None) -> Backtest:
-    """Replay a recording through the whole bot; the orders, fills and ledger it ended with."""
+        start: datetime | None = None, stop: datetime | None = None,
+        inspect: Callable[[Path], Any] | None = None) -> Backtest:
+    """Replay a recording through the whole bot; the orders, fills and ledger it ended with.
+    `inspect(data_dir)` reads the replay's store before it is deleted (`bt.inspected`)."""
     overrides = dict(overrides or {})
     replay = load(directory, start=start, stop=stop)
     with tempfile.TemporaryDirectory(prefix="polybot-backtest-") as tmp:
@@ -599,6 +602,8 @@ def run(directory: Path, overrides: dict[str, str] | None = None, *,
         with deterministic_scheduling():
             bt.code = trio.run(_replay, bt, data_dir, clock=clock)
         bt.result = summarize(data_dir)
+        if inspect is not None:
+            bt.inspected = inspect(data_dir)
     return bt
 
 

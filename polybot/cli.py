@@ -84,6 +84,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from polybot import backtest
 
+    if args.grid:
+        from polybot import grid
+
+        return grid.main(Path(args.recording), list(args.set), list(args.grid), start=args.start,
+                         stop=args.stop, jobs=args.jobs, as_json=args.json)
     return backtest.main(Path(args.recording), list(args.set), start=args.start, stop=args.stop,
                          as_json=args.json)
 
@@ -187,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override one of the recording's settings (repeatable)")
     backtest.add_argument("--json", action="store_true",
                           help="print JSON (byte-identical for the same recording and settings)")
+    backtest.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                          help="sweep: one replay per combination of the values (repeatable), "
+                          "across processes; one row each, sorted by P&L")
+    backtest.add_argument("--jobs", type=int, default=None, metavar="N",
+                          help="with --grid: processes to use (default: every core)")
     backtest.set_defaults(func=cmd_backtest)
 
     halt = sub.add_parser("halt", parents=[common], help="halt trading now (creates DATA_DIR/KILL; "
