@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="print JSON (byte-identical for the same recording and settings)")
     backtest.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
                           help="sweep: one replay per combination of the values (repeatable), "
-                          "across processes; one row each, sorted by P&L")
+                          "across processes; one row each, sorted by P&L (values that are lists: separate "
+                          "them with ';')")
     backtest.add_argument("--jobs", type=int, default=None, metavar="N",
                           help="with --grid: processes to use (default: every core)")
     backtest.set_defaults(func=cmd_backtest)

@@ -53,12 +53,14 @@ __all__ = ["combinations", "main", "parse_grid", "run_grid"]
 
 def parse_grid(pairs: Sequence[str]) -> list[tuple[str, list[str]]]:
     """`NAME=v1,v2` pairs as (name, values), in the order given; a name given twice, an empty
-    value list or an empty value is refused."""
+    value list or an empty value is refused. Values that are lists themselves (sportsbooks,
+    leagues) are separated by `;` instead: `OPTICODDS_SPORTSBOOKS=pinnacle;pinnacle,circa_sports`
+    (a `;` anywhere in the pair makes it the separator)."""
     out: list[tuple[str, list[str]]] = []
     for pair in pairs:
         name, sep, text = pair.partition("=")
         name = name.strip()
-        values = [v.strip() for v in text.split(",")]
+        values = [v.strip() for v in text.split(";" if ";" in text else ",")]
         if not sep or not name or not text.strip():
             raise backtest.BacktestError(f"--grid {pair}: expected NAME=v1,v2,...")
         if any(v == "" for v in values):

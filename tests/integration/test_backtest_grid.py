@@ -84,3 +84,12 @@ def test_max_drawdown_is_the_largest_fall_from_a_running_peak():
 def test_a_grid_pair_without_values_is_refused():
     with pytest.raises(backtest.BacktestError, match="RISK_MIN_EDGE"):
         grid.parse_grid(["RISK_MIN_EDGE="])
+
+
+def test_grid_values_that_are_lists_are_separated_by_semicolons():
+    assert grid.parse_grid(["OPTICODDS_SPORTSBOOKS=pinnacle;pinnacle,circa_sports",
+                            "RISK_MIN_EDGE=0.01,0.02"]) == [
+        ("OPTICODDS_SPORTSBOOKS", ["pinnacle", "pinnacle,circa_sports"]),
+        ("RISK_MIN_EDGE", ["0.01", "0.02"])]
+    assert len(grid.combinations({"RISK_MAX_POSITIONS": "3"}, grid.parse_grid(
+        ["RISK_MIN_EDGE=0.01,0.02", "RISK_KELLY_FRACTION=0.2,0.3,0.4"]))) == 6
