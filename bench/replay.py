@@ -22,7 +22,9 @@ decisions included. The issue's bar: >= 20,000 frames/s. `--profile` writes a cP
 **Sweep**: `--combos` values of RISK_MIN_EDGE through `polybot.grid.run_grid`, once with one job
 (the combinations one after another in this process) and once with `--jobs` processes (default:
 every core), wall time each; the speed-up is one's over the other's, and the rows of both must
-be identical (a replay is deterministic in any process).
+be identical (a replay is deterministic in any process). CPU seconds of both (this process and
+its workers) are shown too: on a shared machine the wall-time speed-up is only as good as the
+cores others leave free, and the CPU says whether the work itself grew.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import tempfile
 import time
 from decimal import Decimal
@@ -118,6 +121,12 @@ def replay_once(recording: Path, profile: Path | None = None) -> dict[str, Any]:
             "exit_code": bt.code}
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the sweep's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def sweep(recording: Path, combos: int, jobs: int) -> tuple[list[dict[str, Any]], bool]:
     from polybot import grid
 
@@ -125,15 +134,17 @@ def sweep(recording: Path, combos: int, jobs: int) -> tuple[list[dict[str, Any]]
     grid_combos = grid.combinations({}, [("RISK_MIN_EDGE", values)])
     rows, results = [], []
     for n in (1, jobs):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _cpu()
         results.append(grid.run_grid(recording, grid_combos, jobs=n))
         rows.append({"what": f"sweep of {combos}, {n} job(s)", "combos": combos, "jobs": n,
-                     "wall_s": round(time.perf_counter() - t0, 3)})
+                     "wall_s": round(time.perf_counter() - t0, 3),
+                     "cpu_s": round(_cpu() - cpu0, 3)})
     return rows, results[0] == results[1]
 
 
 def run(markets: int = 100, seconds: float = 300.0, combos: int = 4, jobs: int | None = None,
-        profile: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
+        profile: bool = False, out_dir: Path | None = None,
+        keep: Path | None = None) -> dict[str, Any]:
     jobs = jobs or os.cpu_count() or 1
     bench = Run("replay", {"markets": markets, "seconds": seconds, "combos": combos,
                            "jobs": jobs, "recording": "a paper run of the bot on the local "
@@ -141,7 +152,11 @@ def run(markets: int = 100, seconds: float = 300.0, combos: int = 4, jobs: int |
     out_dir = out_dir or RESULTS_DIR
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         t0 = time.perf_counter()
-        recording = record(Path(tmp), markets, seconds)
+        root = keep or Path(tmp)
+        if keep is not None and (keep / "recording").is_dir():
+            recording = keep / "recording"  # made by an earlier run with the same --keep
+        else:
+            recording = record(root, markets, seconds)
         record_s = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in recording.iterdir())
         one = replay_once(recording, out_dir / "replay_profile.txt" if profile else None)
@@ -182,8 +197,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="processes (default: every core)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the replay to bench/results/replay_profile.txt")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="record into DIR and keep it; a later run with the same DIR replays "
+                        "that recording (its --markets/--seconds are then the first run's)")
     args = parser.parse_args()
-    run(args.markets, args.seconds, args.combos, args.jobs, args.profile)
+    run(args.markets, args.seconds, args.combos, args.jobs, args.profile, keep=args.keep)
 
 
 if __name__ == "__main__":

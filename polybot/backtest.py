@@ -621,7 +621,8 @@ async def _replay(bt: Backtest, data_dir: Path) -> int:
                                 bt.unanswered),
         opticodds=RecordedRest("opticodds", [settings.opticodds_base_url], replay, odds,
                                sequencer, bt.replayed, bt.unanswered),
-        websocket=markets.connect, rng=random.Random(SEED), store_in_thread=False)
+        websocket=markets.connect, rng=random.Random(SEED), store_in_thread=False,
+        store_synchronous="OFF")
     clock = ReplayClock(replay.origin_wall, origin=replay.origin)
     actions = operator_actions(replay, data_dir)
     duration = replay.end - replay.origin
