@@ -153,17 +153,19 @@ def run(markets: int = 100, seconds: float = 300.0, combos: int = 4, jobs: int |
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         t0 = time.perf_counter()
         root = keep or Path(tmp)
+        record_s: float | None = None
         if keep is not None and (keep / "recording").is_dir():
             recording = keep / "recording"  # made by an earlier run with the same --keep
         else:
             recording = record(root, markets, seconds)
-        record_s = time.perf_counter() - t0
+            record_s = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in recording.iterdir())
         one = replay_once(recording, out_dir / "replay_profile.txt" if profile else None)
         sweep_rows, same = sweep(recording, combos, jobs)
     rows = [one, *sweep_rows]
-    print_table(f"replay: {markets} markets, {seconds:.0f} s of world (recorded in "
-                f"{record_s:.1f} s, {size / 1e6:.1f} MB)",
+    made = "an earlier run's" if record_s is None else f"recorded in {record_s:.1f} s"
+    print_table(f"replay: {markets} markets, {seconds:.0f} s of world ({made}, "
+                f"{size / 1e6:.1f} MB)",
                 [("what", "what"), ("frames", "book frames"), ("cpu_s", "CPU s"),
                  ("wall_s", "wall s"), ("frames_per_cpu_s", "frames/CPU s"), ("jobs", "jobs")],
                 rows, digits=2)
@@ -178,7 +180,8 @@ def run(markets: int = 100, seconds: float = 300.0, combos: int = 4, jobs: int |
         "sweep_wall_s_all_jobs": sweep_rows[1]["wall_s"],
         "sweep_speedup": round(speedup, 2) if speedup else None,
         "sweep_rows_identical": same,
-        "recording_bytes": size, "record_wall_s": round(record_s, 2),
+        "recording_bytes": size,
+        "record_wall_s": None if record_s is None else round(record_s, 2),
     }
     print(f"\nreplay {one['frames_per_cpu_s']:,} book frames per CPU second (bar 20,000); "
           f"sweep of {combos} on {jobs} job(s) {summary['sweep_speedup']}x faster than on one "
