@@ -54,7 +54,8 @@ def test_a_sweep_gives_one_row_per_combination_sorted_by_pnl_each_the_single_bac
         assert row["settings"] == one["settings"]
         assert row["pnl"] == one["ledger"]["pnl"] and row["fees"] == one["ledger"]["fees"]
         assert row["trades"] == len(one["fills"])
-    assert rows[0]["trades"] != rows[1]["trades"]  # the thinner edge traded more: a real sweep
+    trades = {r["settings"]["RISK_MIN_EDGE"]: r["trades"] for r in rows}
+    assert 0 < trades[values[0]] <= trades[values[1]]  # the thinner edge trades at least as much
     assert all(D(r["max_drawdown"]) >= 0 for r in rows)
     assert any(r["clv"] is not None for r in rows)
 
