@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark in turn (see BENCHMARKS.md), each with its default sizes.
 
-    .venv/bin/python -m bench [hot_path tick_to_order scale client fast_create trade_path ...]
+    .venv/bin/python -m bench [hot_path tick_to_order scale client fast_create trade_path replay ...]
 
 With no names, runs all of them. Each prints its table and writes its JSON to bench/results/.
 """
@@ -75,6 +75,12 @@ def _trade_path() -> None:
     trade_path.run()
 
 
+def _replay() -> None:
+    from bench import replay
+
+    replay.run()
+
+
 BENCHMARKS = {
     "client": _client,
     "hot_path": _hot_path,
@@ -82,6 +88,7 @@ BENCHMARKS = {
     "scale": _scale,
     "fast_create": _fast_create,
     "trade_path": _trade_path,
+    "replay": _replay,
 }
 
 

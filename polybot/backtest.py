@@ -573,6 +573,7 @@ class Backtest:
     unanswered: Counter[str] = attrs.Factory(Counter)
     result: dict[str, Any] = attrs.Factory(dict)
     page: HtmlReportData | None = None  # the HTML report's data, when asked for
+    inspected: Any = None  # what `run(inspect=...)` read of the store
 
     def report(self) -> dict[str, Any]:
         r = self.replay
@@ -596,9 +597,11 @@ class Backtest:
 
 def run(directory: Path, overrides: dict[str, str] | None = None, *,
         start: datetime | None = None, stop: datetime | None = None,
-        html_data: HtmlData | None = None) -> Backtest:
-    """Replay a recording through the whole bot; the orders, fills and ledger it ended with, and
-    with `html_data` (`report.html_data`) the HTML report's data of the replay's store."""
+        html_data: HtmlData | None = None,
+        inspect: Callable[[Path], Any] | None = None) -> Backtest:
+    """Replay a recording through the whole bot; the orders, fills and ledger it ended with;
+    with `html_data` (`report.html_data`) the HTML report's data of the replay's store; and
+    `inspect(data_dir)` reads the replay's store before it is deleted (`bt.inspected`)."""
     overrides = dict(overrides or {})
     replay = load(directory, start=start, stop=stop)
     with tempfile.TemporaryDirectory(prefix="polybot-backtest-") as tmp:
@@ -613,6 +616,8 @@ def run(directory: Path, overrides: dict[str, str] | None = None, *,
         bt.result = summarize(data_dir)
         if html_data is not None:  # from the temp store, before it goes
             bt.page = page_data(bt, directory, data_dir, html_data)
+        if inspect is not None:
+            bt.inspected = inspect(data_dir)
     return bt
 
 
@@ -630,7 +635,8 @@ async def _replay(bt: Backtest, data_dir: Path) -> int:
                                 bt.unanswered),
         opticodds=RecordedRest("opticodds", [settings.opticodds_base_url], replay, odds,
                                sequencer, bt.replayed, bt.unanswered),
-        websocket=markets.connect, rng=random.Random(SEED), store_in_thread=False)
+        websocket=markets.connect, rng=random.Random(SEED), store_in_thread=False,
+        store_synchronous="OFF")
     clock = ReplayClock(replay.origin_wall, origin=replay.origin)
     actions = operator_actions(replay, data_dir)
     duration = replay.end - replay.origin

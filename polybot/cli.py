@@ -84,6 +84,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from polybot import backtest
 
+    if args.grid:
+        if args.html is not None:
+            print("backtest: --html draws one replay's page; drop it with --grid (a sweep prints "
+                  "one row per combination)", file=sys.stderr)
+            return 2
+        from polybot import grid
+
+        return grid.main(Path(args.recording), list(args.set), list(args.grid), start=args.start,
+                         stop=args.stop, jobs=args.jobs, as_json=args.json)
     html_data = None
     if args.html is not None:  # the replay's page is drawn by `report`, from the replay's store
         from polybot import report
@@ -198,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="PATH", help="also write the replay's report as one "
                           f"self-contained HTML file with charts (default {DEFAULT_BACKTEST_HTML};"
                           " opens offline)")
+    backtest.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                          help="sweep: one replay per combination of the values (repeatable), "
+                          "across processes; one row each, sorted by P&L (values that are lists: separate "
+                          "them with ';')")
+    backtest.add_argument("--jobs", type=int, default=None, metavar="N",
+                          help="with --grid: processes to use (default: every core)")
     backtest.set_defaults(func=cmd_backtest)
 
     halt = sub.add_parser("halt", parents=[common], help="halt trading now (creates DATA_DIR/KILL; "

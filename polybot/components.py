@@ -60,13 +60,15 @@ class Edges:
     (`polybot.polymarket.wsconn.connect_websocket`'s signature); `rng`: the markets stream's
     reconnect jitter; `store_in_thread`: the store's SQLite writes in a worker thread (so an fsync
     never stalls the loop), or inline (a replay on the mock clock: time must not jump while a
-    thread works)."""
+    thread works); `store_synchronous`: SQLite's `synchronous` for the store (a replay's store
+    is a temp file nobody needs after a power cut: OFF spares it an fsync per commit)."""
 
     polymarket: Any = None  # httpx.AsyncBaseTransport
     opticodds: Any = None  # httpx.AsyncBaseTransport
     websocket: Callable[..., Any] | None = None
     rng: Any = None  # random.Random
     store_in_thread: bool = True
+    store_synchronous: str = "FULL"
 
 
 NETWORK = Edges()
@@ -105,7 +107,8 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
     metrics.daily_loss_limit_usd.set(float(settings.risk_max_daily_loss))
     secrets = settings.secret_values()
     notifier = Notifier(_sinks(settings, clock), metrics=metrics, secrets=secrets)
-    store = Store.open(settings.data_dir, clock=clock, in_thread=edges.store_in_thread)
+    store = Store.open(settings.data_dir, clock=clock, in_thread=edges.store_in_thread,
+                       synchronous=edges.store_synchronous)
     # A mode switch (paper <-> live on one DATA_DIR) archives the old ledger and halt state before
     # anything reads them: the new mode starts afresh (adopted from the account, or INITIAL_BALANCE).
     switch = store.switch_mode(settings.trading_mode)

@@ -140,7 +140,10 @@ class Bot:
         self.recent_errors: deque[str] = deque(maxlen=20)
         self.stopping = False
         self.fair_values.add_listener(self._mark_dirty)
-        self._dirty: set[str] = set()
+        # insertion-ordered (a dict, not a set): markets are decided in the order they changed,
+        # the same in every process (a set's order follows the per-process string hash seed,
+        # and two replays of one recording in two processes must decide alike)
+        self._dirty: dict[str, None] = {}
         self._wake = trio.Event()
         self._last_halt_state: Any = None
         self._received_at: dict[str, float] = {}
@@ -200,7 +203,7 @@ class Bot:
         self.notifier.alert(level, title, text, key=key)
 
     def _mark_dirty(self, slug: str) -> None:
-        self._dirty.add(slug)
+        self._dirty[slug] = None
         self._wake.set()
 
     def per_market_keys(self) -> dict[str, set[str]]:
@@ -357,7 +360,7 @@ class Bot:
         meanwhile are ignored: see markets_child); the components' own containers are wired in
         `polybot.components`."""
         self._received_at.pop(slug, None)
-        self._dirty.discard(slug)
+        self._dirty.pop(slug, None)
         self.metrics.forget_market(slug)
         if self._odds_feed is not None:
             self._odds_feed.set_targets(self._odds_targets())
@@ -572,7 +575,7 @@ class Bot:
                 await self._wake.wait()
             self._wake = trio.Event()
             progress.beat()
-            dirty, self._dirty = self._dirty, set()
+            dirty, self._dirty = self._dirty, {}
             for slug in dirty:
                 if self.stopping:
                     break

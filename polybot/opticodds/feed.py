@@ -567,8 +567,10 @@ class OddsFeed:
         fx = self._fv.fixture(targets[0].slug)
         return fx is not None and fx.phase == "finished"
 
-    def _apply(self, odds: Iterable[Odd], *, locked: bool) -> set[str]:
-        touched: set[str] = set()
+    def _apply(self, odds: Iterable[Odd], *, locked: bool) -> dict[str, None]:
+        # the fixtures touched, in the order the event has them (a dict: a set's order follows
+        # the process's string hash seed, and replays must recompute alike in every process)
+        touched: dict[str, None] = {}
         for o in odds:
             held = self._odds.get(o.fixture_id)
             if held is None or not self._relevant(o) or self._finished(o.fixture_id):
@@ -581,10 +583,10 @@ class OddsFeed:
             if locked:
                 if mine is not None:
                     del held[o.id]
-                    touched.add(o.fixture_id)
+                    touched[o.fixture_id] = None
             else:
                 held[o.id] = o
-                touched.add(o.fixture_id)
+                touched[o.fixture_id] = None
         return touched
 
     def _recompute(self, fixture_ids: Iterable[str]) -> None:

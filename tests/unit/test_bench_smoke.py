@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import fast_create, hot_path, scale, stream_cpu, tick_to_order, trade_path
+from bench import fast_create, hot_path, replay, scale, stream_cpu, tick_to_order, trade_path
 
 TOP_KEYS = {"benchmark", "started_at", "duration_seconds", "machine", "params", "rows", "summary"}
 
@@ -156,3 +156,16 @@ def test_scale_start_times_the_first_ready_with_every_discovered_market_in(tmp_p
     assert row["http_429"] == 0 and row["partner_lookups"] == 0
     assert row["exchange_calls"] <= 4  # per league: the league and one events page
     assert data["summary"]["paper_first_ready_had_all"] is True
+
+
+def test_replay_records_a_paper_run_replays_every_frame_and_sweeps_with_identical_rows(
+        tmp_path: Path) -> None:
+    result = replay.run(markets=2, seconds=8, combos=2, jobs=1, out_dir=tmp_path)
+    data = _written(tmp_path, "replay", result)
+    one = data["rows"][0]
+    assert one["frames"] == one["recorded_frames"] > 0  # every recorded book frame replayed
+    assert one["odds_events"] > 0 and one["exit_code"] == 0
+    s = data["summary"]
+    assert s["frames"] == one["frames"] and s["frames_per_cpu_s"] > 0
+    assert [r["jobs"] for r in data["rows"][1:]] == [1, 1] and s["sweep_combos"] == 2
+    assert s["sweep_rows_identical"] is True
