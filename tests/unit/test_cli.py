@@ -93,3 +93,14 @@ def test_check_with_leagues_only_exits_0(tmp_path):
     r = polybot(["check"], tmp_path, env_file=dict(env, MARKET_LEAGUES="nba,cbb"))
     assert r.returncode == 0, r.stderr
     assert "nba,cbb" in r.stdout
+
+
+def test_backtest_grid_with_html_is_refused_in_one_line_before_any_replay(tmp_path):
+    # a sweep prints a row per combination; one page per combination is not what --html draws
+    r = polybot(["backtest", str(tmp_path / "no-recording"), "--grid", "RISK_MIN_EDGE=0.02,0.05",
+                 "--html"], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "backtest: --html draws one replay's page; drop it with --grid (a sweep prints one row "
+        "per combination)"]
+    assert not (tmp_path / "backtest-report.html").exists()
