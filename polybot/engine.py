@@ -79,6 +79,14 @@ class CancelAll:
 
 
 @attrs.frozen(slots=True)
+class DecideAll:
+    """Decide every market again now: a halt was lifted, and an edge already in a book would
+    otherwise wait for that market's next frame or fair-value change (a quiet market: minutes)."""
+
+    reason: str
+
+
+@attrs.frozen(slots=True)
 class RecordRejection:
     rejection: Rejection
 
@@ -89,7 +97,7 @@ class MarketStateChanged:
     state: MarketState
 
 
-Command = PlaceOrder | SyncResting | CancelAll | RecordRejection | MarketStateChanged
+Command = PlaceOrder | SyncResting | CancelAll | DecideAll | RecordRejection | MarketStateChanged
 
 
 @attrs.frozen(slots=True)
@@ -134,6 +142,7 @@ class TradingEngine:
         self.counters = Counters()
         self._alert = alert
         self._halt_cancel_pending = False
+        self._decide_all_pending = False
 
     # --- what the feeds say -----------------------------------------------------------------------
 
@@ -186,7 +195,7 @@ class TradingEngine:
         if resume:
             self.trading.resume(self.ledger.baseline_equity(mono), now)
         self.trading.set_kill(kill, kill_reason, now)
-        return self._pending_cancels()
+        return self._pending_commands()
 
     def request_flatten(self) -> None:
         self.trading.request_flatten()
@@ -196,20 +205,27 @@ class TradingEngine:
         over_cap = self.exposure.portfolio > self.gate.limits.max_portfolio_exposure
         self.trading.observe(self.ledger.halt_equity(mono), now, over_cap=over_cap,
                              baseline=self.ledger.baseline_equity(mono))
-        return self._pending_cancels()
+        return self._pending_commands()
 
     def on_notice(self, notice: Notice) -> None:
-        """The trading state's notices (wired as its notifier): a halt cancels our orders."""
+        """The trading state's notices (wired as its notifier): a halt cancels our orders, and
+        its end has every market decided again."""
         if notice.kind is NoticeKind.HALT_ENTERED:
             self._halt_cancel_pending = True
+        elif notice.kind is NoticeKind.HALT_LEFT:
+            self._decide_all_pending = True
         if self._alert is not None:
             self._alert(notice)
 
-    def _pending_cancels(self) -> list[Command]:
-        if not self._halt_cancel_pending:
-            return []
-        self._halt_cancel_pending = False
-        return [CancelAll("trading halted")]
+    def _pending_commands(self) -> list[Command]:
+        out: list[Command] = []
+        if self._halt_cancel_pending:
+            self._halt_cancel_pending = False
+            out.append(CancelAll("trading halted"))
+        if self._decide_all_pending:
+            self._decide_all_pending = False
+            out.append(DecideAll("trading resumed"))
+        return out
 
     # --- decisions --------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from polybot.config import Settings
 from polybot.engine import (
     CancelAll,
     Command,
+    DecideAll,
     MarketStateChanged,
     PlaceOrder,
     RecordRejection,
@@ -611,6 +612,9 @@ class Bot:
                 log.warning("%s: cancelling the bot's open orders (%d)", cmd.reason, len(cancelled))
             elif isinstance(cmd, MarketStateChanged):
                 self.executor.on_market_state(cmd.market_slug, cmd.state)
+            elif isinstance(cmd, DecideAll):  # the trader decides them (in the universe's order)
+                for slug in self.universe:
+                    self._mark_dirty(slug)
 
     async def _submit(self, cmd: PlaceOrder) -> Any:
         """Send one order (the venue awaits the exchange's answer in a task of its own); the

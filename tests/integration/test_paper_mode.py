@@ -6,7 +6,14 @@ from decimal import Decimal as D
 import trio
 
 from polybot.book import BookStore
-from polybot.engine import PlaceOrder, RecordRejection, SyncResting, TradingEngine
+from polybot.engine import (
+    CancelAll,
+    DecideAll,
+    PlaceOrder,
+    RecordRejection,
+    SyncResting,
+    TradingEngine,
+)
 from polybot.execution.orders import OrderRegistry
 from polybot.execution.paper import PaperExecutor
 from polybot.exposure import Exposure, side_at_risk
@@ -173,4 +180,30 @@ async def test_next_frame_showing_the_same_size_does_not_refill_it(tmp_path):
             Intent.BUY_LONG, D("0.45"), D("0.55"), bot.ledger.equity, D("0.25"), D("0.0695"))
         await store.flush()
         nursery.cancel_scope.cancel()
+    store.close()
+
+
+async def test_a_lifted_halt_has_every_market_decided_again_without_a_new_frame(tmp_path):
+    # The edge below is in the book while the kill switch is on. Once the halt is lifted nothing
+    # in that market need change for a while (a quiet book, a steady fair value): the engine
+    # asks for every market to be decided again (the runtime marks them for the trader), and
+    # the decision then sends the order the halt held back.
+    store = Store.open(tmp_path)
+    bot = Bot(store, Ledger(D(1000)), tmp_path)
+    bot.engine.trading.set_notifier(bot.engine.on_notice)  # as polybot.components wires it
+    book = frame(bids=[("0.44", "100")], offers=[("0.45", "60")])
+    halted = bot.engine.operator_files(kill=True, kill_reason="test", resume=False, now=NOW,
+                                       mono=0.0)
+    assert [type(c) for c in halted] == [CancelAll]
+    assert await bot.on_frame(book, FAIR) == []
+    assert bot.outcomes[-1].reason == "halted"
+
+    lifted = bot.engine.operator_files(kill=False, kill_reason="", resume=True, now=NOW,
+                                       mono=0.0)
+    assert [type(c) for c in lifted] == [DecideAll]
+    again = bot.engine.decide(SLUG, NOW, 0.0)  # what the trader does for each marked market
+    assert [c.request.intent for c in again.commands if isinstance(c, PlaceOrder)] == [
+        Intent.BUY_LONG]
+    assert bot.engine.operator_files(kill=False, kill_reason="", resume=False, now=NOW,
+                                     mono=0.0) == []  # once, not on every poll
     store.close()
