@@ -194,10 +194,15 @@ class Bot:
                           alert=self.notifier.send_nowait,
                           status=sd.status if sd.enabled else None, metrics=self.metrics)
 
+    def _record_input(self, kind: str, **values: Any) -> None:
+        """One of the engine's inputs into the recording, when RECORD_DIR is set (just before the
+        engine gets it, so it sorts before what the engine did with it)."""
+        if self.recording is not None:
+            self.recording.engine(kind, **values)
+
     def _reconciled(self) -> None:
         now, mono = self.clock.now(), self.clock.monotonic()
-        if self.recording is not None:
-            self.recording.engine(ENGINE_RECONCILED, now=now, mono=mono)
+        self._record_input(ENGINE_RECONCILED, now=now, mono=mono)
         self.engine.reconciled(now, mono)
 
     def _alert(self, level: Level, title: str, text: str = "", key: str | None = None) -> None:
@@ -312,16 +317,14 @@ class Bot:
             elif isinstance(event, wire.TradePrinted):
                 self.executor.on_trade(event.trade)
             elif isinstance(event, ContinuityLost):
-                if self.recording is not None:
-                    self.recording.engine(ENGINE_CONTINUITY_LOST, stream=event.stream,
-                                          reason=event.reason, at=now)
+                self._record_input(ENGINE_CONTINUITY_LOST, stream=event.stream,
+                                   reason=event.reason, at=now)
                 self.engine.continuity_lost(at=now)
                 self.executor.on_continuity_lost()
                 progress.degraded(f"exchange market feed down: {event.reason}")
             elif isinstance(event, StreamConnected):
-                if self.recording is not None:
-                    self.recording.engine(ENGINE_STREAM_CONNECTED, stream=event.stream,
-                                          connection=event.connection, at=now)
+                self._record_input(ENGINE_STREAM_CONNECTED, stream=event.stream,
+                                   connection=event.connection, at=now)
                 progress.recovered()
 
         stream = MarketsStream(stream_config_from_settings(self.settings), self.signer,
@@ -336,9 +339,8 @@ class Bot:
             stream.tap = self.recording.tap("markets")
         self._markets_stream = stream
         start = trio.current_time()
-        if self.recording is not None:
-            self.recording.engine(ENGINE_CONTINUITY_LOST, stream=stream.name, reason="start",
-                                  at=start)
+        self._record_input(ENGINE_CONTINUITY_LOST, stream=stream.name, reason="start",
+                           at=start)
         self.engine.continuity_lost(at=start)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow_universe, stream)
@@ -639,10 +641,9 @@ class Bot:
             progress.beat()
             seen = control.poll_files(self.settings.data_dir)
             now, mono = self.clock.now(), self.clock.monotonic()
-            if self.recording is not None:
-                self.recording.engine(ENGINE_OPERATOR_FILES, kill=seen.kill,
-                                      kill_reason=seen.kill_reason, resume=seen.resume,
-                                      now=now, mono=mono)
+            self._record_input(ENGINE_OPERATOR_FILES, kill=seen.kill,
+                               kill_reason=seen.kill_reason, resume=seen.resume,
+                               now=now, mono=mono)
             await self.execute(self.engine.operator_files(
                 kill=seen.kill, kill_reason=seen.kill_reason, resume=seen.resume,
                 now=now, mono=mono))
@@ -664,8 +665,7 @@ class Bot:
                 progress.beat()
                 now = trio.current_time()
                 wall = self.clock.now()
-                if self.recording is not None:
-                    self.recording.engine(ENGINE_TICK, now=wall, mono=now)
+                self._record_input(ENGINE_TICK, now=wall, mono=now)
                 await self.execute(self.engine.tick(wall, now))
                 self.lifecycle.retire_finished(self.clock.now())
                 self.handle_operator_requests(nursery)
@@ -689,16 +689,14 @@ class Bot:
         for req in operator_requests.read_requests(data_dir):
             kind = req["kind"]
             if kind == "cancel-all":
-                if self.recording is not None:
-                    self.recording.engine(ENGINE_CANCEL_ALL, request_id=req["id"])
+                self._record_input(ENGINE_CANCEL_ALL, request_id=req["id"])
                 cancelled = self.executor.cancel_all(reason="operator cancel-all")
                 self.store.ack_request(req["id"], kind, "done",
                                        f"{len(cancelled)} open order(s) cancelled")
             elif kind == "flatten":
                 if not self._flattening:  # else it stays pending until the running one is done
                     self._flattening = True
-                    if self.recording is not None:
-                        self.recording.engine(ENGINE_FLATTEN, request_id=req["id"])
+                    self._record_input(ENGINE_FLATTEN, request_id=req["id"])
                     self.engine.request_flatten()
                     # resting orders go first: a GTC opening order would keep adding to what is
                     # being closed, and a resting own bid would make the closing sell a self-match
