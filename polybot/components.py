@@ -103,7 +103,7 @@ class Components:
 def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Components:
     from polybot.polymarket.rest import client_from_settings, signer_from_settings
 
-    metrics = Metrics.create()
+    metrics = Metrics.create(instance=settings.instance)
     metrics.daily_loss_limit_usd.set(float(settings.risk_max_daily_loss))
     secrets = settings.secret_values()
     notifier = Notifier(_sinks(settings, clock), metrics=metrics, secrets=secrets)

@@ -334,6 +334,15 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _instance(raw: str) -> str:
+    name = raw.strip()
+    if name and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+        raise _Invalid("an instance name of 1-32 characters: lower-case letters, digits, '-' and "
+                       "'_', starting with a letter or digit (it names a systemd unit, folders, "
+                       "backups, alarms and a metric label)")
+    return name
+
+
 def _secret(raw: str) -> Secret:
     return Secret(raw.strip())
 
@@ -483,6 +492,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("STALE_FEED_SECONDS", "15", _seconds(), group="Odds",
         doc="a stream silent this long (no data, no heartbeat/ping) is dead"),
     # operations
+    Var("INSTANCE", "", _instance, group="Operations", empty_ok=True,
+        doc="this bot's name when one host runs several (polymarket-bot@NAME): labels every log "
+            "line, the metrics, backups and alarms; empty = the single bot, unlabelled"),
     Var("LOG_LEVEL", "INFO", _log_level, group="Operations", doc="DEBUG, INFO, WARNING, ERROR"),
     Var("LOG_FILE", "logs/bot.log", _optional_path, group="Operations", empty_ok=True,
         doc="rotating log file; empty = stderr only"),
@@ -558,6 +570,7 @@ class Settings:
     odds_devig_method: str
     odds_market_map: tuple[tuple[str, str, str], ...]
     stale_feed_seconds: float
+    instance: str = ""
     log_level: str
     log_file: Path | None
     log_json: bool

@@ -41,6 +41,13 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
+    """`instance` (INSTANCE, when one host runs several bots) is a field of every line, so the
+    lines of several bots in one place (CloudWatch Logs Insights, a merged journal) stay apart."""
+
+    def __init__(self, instance: str = "") -> None:
+        super().__init__()
+        self.instance = instance
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": _utc_iso(record.created),
@@ -48,6 +55,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self.instance:
+            out["instance"] = self.instance
         for k, v in record_fields(record).items():
             out.setdefault(k, v)
         if record.exc_info:
@@ -56,8 +65,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """`[instance]` after the level when INSTANCE is set, where a reader's eye already looks."""
+
+    def __init__(self, instance: str = "") -> None:
+        super().__init__()
+        self.tag = f"[{instance}] " if instance else ""
+
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_utc_iso(record.created)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = (f"{_utc_iso(record.created)} {record.levelname:<7} {self.tag}{record.name}: "
+                f"{record.getMessage()}")
         fields = record_fields(record)
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
@@ -84,10 +100,18 @@ class RedactingFormatter(logging.Formatter):
 
 
 class _TradesLineFormatter(logging.Formatter):
-    """Trades log lines are JSON already (`polybot.execution.orders.log_trade` writes them)."""
+    """Trades log lines are JSON already (`polybot.execution.orders.log_trade` writes them); with
+    INSTANCE set each gets an `"instance"` member as its first, spliced in without re-encoding."""
+
+    def __init__(self, instance: str = "") -> None:
+        super().__init__()
+        self.head = "{" + json.dumps({"instance": instance})[1:-1] + "," if instance else ""
 
     def format(self, record: logging.LogRecord) -> str:
-        return record.getMessage()
+        line = record.getMessage()
+        if self.head and line.startswith("{") and len(line) > 2:
+            return self.head + line[1:]
+        return line
 
 
 class _RotatingFile(logging.handlers.RotatingFileHandler):
@@ -137,10 +161,11 @@ def configure_logging(
     secrets: Iterable[str] = (),
     stream: Any = None,
     stderr_level: str | None = None,
+    instance: str = "",
 ) -> None:
     """(Re)configure the root logger and the trades logger. Idempotent: old handlers are closed."""
     secrets = list(secrets)
-    base: logging.Formatter = JsonFormatter() if json_lines else TextFormatter()
+    base: logging.Formatter = JsonFormatter(instance) if json_lines else TextFormatter(instance)
     formatter = RedactingFormatter(base, secrets)
 
     root = logging.getLogger()
@@ -168,7 +193,7 @@ def configure_logging(
     trades.setLevel(logging.INFO)
     if trades_log_file is not None:
         th = _file_handler(trades_log_file)
-        th.setFormatter(RedactingFormatter(_TradesLineFormatter(), secrets))
+        th.setFormatter(RedactingFormatter(_TradesLineFormatter(instance), secrets))
         trades.addHandler(th)
         trades.propagate = False
     else:
@@ -185,4 +210,5 @@ def configure_from_settings(settings: Any, *, stream: Any = None,
         secrets=settings.secret_values(),
         stream=stream,
         stderr_level=stderr_level,
+        instance=getattr(settings, "instance", ""),
     )

@@ -7,6 +7,17 @@ adds on exposition (``polybot_restarts`` is scraped as ``polybot_restarts_total`
 
 Money gauges take floats: metrics are observability, not accounting, so convert at this boundary
 (``metrics.equity_usd.set(float(ledger.equity))``) and never read a value back for a decision.
+
+Several bots on one host (INSTANCE, issue 17): `Metrics.create(instance="alice")` puts the
+constant label ``bot_instance="alice"`` on every series at exposition, and ``polybot_info`` (always
+1) carries it too. Both, because the two kinds of reader differ: Prometheus/Grafana can join an
+info metric (``label_values(polybot_info, bot_instance)`` fills a dashboard's account picker), but
+CloudWatch cannot join, and its per-account alarms need the dimension on the very metric they read
+(``polybot_up``, ``polybot_daily_pnl_usd``). The label comes from the bot's own configuration, not
+from the scraper's target list, so a port mixed up in a scrape config cannot put one account's
+P&L under another's name. Not ``instance``: Prometheus gives that label to every target
+(host:port) and would rename ours ``exported_instance``. Without INSTANCE the series are exactly
+as before (no label), so existing dashboards and alarms keep working.
 """
 
 from __future__ import annotations
@@ -16,6 +27,9 @@ from typing import Any
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+
+INSTANCE_LABEL = "bot_instance"
 
 # Frame received -> order handed to the executor: sub-millisecond when hot, a second is a problem.
 DECISION_LATENCY_BUCKETS = (
@@ -62,13 +76,17 @@ class Metrics:
     up: Gauge  # polybot_up: 1 while the supervised group runs, 0 while starting/restarting
     restarts: Counter  # polybot_restarts_total: group restarts after a crash
     alerts: Counter  # polybot_alerts_total{channel,outcome}: sent / failed / dropped / coalesced
+    info: Gauge  # polybot_info{bot_instance}: always 1; which bot this is (INSTANCE)
+    instance: str = ""  # INSTANCE: the constant bot_instance label of every series ("" = none)
     # the labelled children the trading path increments, looked up once (a `labels` call is a
     # lock and a tuple build each time); a market's go with its label sets in `forget_market`
     _children: dict[tuple[str, str], Any] = attrs.field(factory=dict, init=False, repr=False)
 
     @classmethod
-    def create(cls) -> Metrics:
+    def create(cls, instance: str = "") -> Metrics:
         r = CollectorRegistry(auto_describe=True)
+        info = Gauge("polybot_info", "Always 1; bot_instance names this bot (INSTANCE, empty for the single bot).", [INSTANCE_LABEL], registry=r)  # fmt: skip
+        info.labels(instance).set(1)
         return cls(
             registry=r,
             frames=Counter("polybot_stream_frames", "Frames received per stream.", ["stream"], registry=r),
@@ -98,6 +116,8 @@ class Metrics:
             up=Gauge("polybot_up", "1 while the supervised task group is running.", registry=r),
             restarts=Counter("polybot_restarts", "Restarts of the supervised task group after a crash.", registry=r),
             alerts=Counter("polybot_alerts", "Alerts by channel and outcome.", ["channel", "outcome"], registry=r),
+            info=info,
+            instance=instance,
         )  # fmt: skip
 
     def per_market(self) -> tuple[Counter | Gauge, ...]:
@@ -135,5 +155,23 @@ class Metrics:
         return out
 
     def render(self) -> bytes:
-        """The registry in Prometheus text exposition format."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text exposition format (with ``bot_instance`` on every
+        series when INSTANCE is set)."""
+        if not self.instance:
+            return generate_latest(self.registry)
+        return generate_latest(_Labelled(self.registry, {INSTANCE_LABEL: self.instance}))  # type: ignore[arg-type]
+
+
+class _Labelled:
+    """A registry seen with constant labels added to every sample (prometheus-client has no
+    constant labels of its own); only exposition reads it, so the trading path pays nothing."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.registry = registry
+        self.labels = labels
+
+    def collect(self) -> Any:
+        for family in self.registry.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            out.samples = [s._replace(labels={**s.labels, **self.labels}) for s in family.samples]
+            yield out

@@ -329,3 +329,12 @@ def test_risk_caps_alone_take_defaults_and_leave_out_a_broken_value():
     assert "RISK_MAX_DAILY_LOSS" not in caps
     assert caps["RISK_MAX_POSITIONS"] == 3
     assert caps["RISK_MAX_PORTFOLIO_EXPOSURE"] == Decimal("250.00")  # the default
+
+
+def test_instance_is_empty_by_default_and_a_name_fit_for_units_folders_and_labels():
+    assert load_settings(minimal()).instance == ""
+    assert load_settings(minimal(INSTANCE="")).instance == ""
+    assert load_settings(minimal(INSTANCE=" alice-2_b ")).instance == "alice-2_b"
+    for bad in ("Alice", "-alice", "a/b", "a b", "a.b", "x" * 33, "ali$ce"):
+        (problem,) = problems_of(minimal(INSTANCE=bad))
+        assert problem.startswith(f"INSTANCE={bad!r}: expected an instance name"), problem

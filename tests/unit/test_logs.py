@@ -112,3 +112,28 @@ def test_log_files_rotate_at_their_size_with_every_line_written_once_and_formatt
     assert all(p.stat().st_size < 100 for p in files if p.exists())
     assert (tmp_path / "trades.jsonl.3").exists()
 
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_an_instance_is_on_every_line_of_both_logs_and_absent_when_unset(json_lines, tmp_path):
+    out = io.StringIO()
+    trades = tmp_path / "trades.log"
+    configure_logging(level="INFO", json_lines=json_lines, stream=out, trades_log_file=trades,
+                      instance="alice")
+    logging.getLogger("polybot.test").info("order %s sent", "o-1", extra={"market": "aec-x"})
+    log_trade("fill", datetime(2026, 1, 2, tzinfo=UTC), order_id="o-1", qty=5)
+    line = out.getvalue().strip()
+    if json_lines:
+        assert json.loads(line)["instance"] == "alice"
+    else:
+        assert " INFO    [alice] polybot.test: order o-1 sent market=aec-x" in line
+    (trade,) = [json.loads(t) for t in trades.read_text().splitlines()]
+    assert trade == {"instance": "alice", "ts": "2026-01-02T00:00:00+00:00", "event": "fill",
+                     "order_id": "o-1", "qty": 5}
+
+    out = io.StringIO()
+    configure_logging(level="INFO", json_lines=json_lines, stream=out, trades_log_file=trades)
+    logging.getLogger("polybot.test").info("order sent")
+    log_trade("fill", datetime(2026, 1, 2, tzinfo=UTC), order_id="o-2")
+    assert "alice" not in out.getvalue() and "instance" not in out.getvalue()
+    assert "instance" not in trades.read_text().splitlines()[-1]
