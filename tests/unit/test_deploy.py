@@ -122,10 +122,27 @@ def test_script_rejects_an_unknown_option_with_usage_exit_code(script):
 # --- systemd -------------------------------------------------------------------------------------------
 
 
-def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+def in_ci() -> bool:
+    """In CI (.ci/run exports POLYBOT_CI=1; hosted CIs set CI) every tool these tests use is
+    installed, so a missing one is a failure there, not a skip. POLYBOT_CI, not CI, in .ci/run:
+    CI=1 would also switch Hypothesis to its "ci" settings profile for the whole suite."""
+    return any(os.environ.get(name, "").lower() not in ("", "0", "false", "no")
+               for name in ("POLYBOT_CI", "CI"))
+
+
+def systemd_analyze() -> str:
+    """systemd-analyze, or a skip on a machine without systemd (a failure in CI: .ci/run installs
+    Debian's `systemd` package, so a skip there would hide that the units were never verified)."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
+        if in_ci():
+            pytest.fail("systemd-analyze is missing in CI: .ci/run must install the systemd package")
         pytest.skip("systemd-analyze not available on this machine")
+    return analyze
+
+
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze = systemd_analyze()
     # verify checks that ExecStart's binary exists, so point the unit at a stand-in app directory,
     # exactly as setup-ec2.sh rewrites it for a checkout outside /opt/polymarket-bot.
     app = tmp_path / "app"
