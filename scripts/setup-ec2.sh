@@ -6,8 +6,9 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: sudo scripts/setup-ec2.sh --mode docker|systemd [--admin-user USER] [--backup-s3-uri URI]
-                                 [--no-cloudwatch] [--no-sysctl] [--help]
+Usage: sudo scripts/setup-ec2.sh --mode docker|systemd [--instance NAME [--health-port PORT]]
+                                 [--admin-user USER] [--backup-s3-uri URI]
+                                 [--no-cloudwatch] [--no-sysctl] [--destdir DIR] [--help]
 
 Run from the checkout (its folder becomes the app directory, default /opt/polymarket-bot).
 Both modes:
@@ -24,12 +25,28 @@ Both modes:
                 Start with `sudo systemctl start polymarket-bot`.
 It never starts the bot: fill in .env first.
 
+--instance NAME: one more account on this host (docs/operations.md, "Adding an account"); run
+                it once per account. Instead of the checkout's .env, logs/ and data/, the account
+                gets instances/NAME/ with its own .env (from .env.example, INSTANCE=NAME and a
+                HEALTH_PORT of its own), data/ and logs/; the shared claims/ folder (CLAIMS_DIR);
+                its backup in /etc/cron.d/polymarket-bot-backup-NAME; with --mode systemd the
+                template unit systemd/polymarket-bot@.service, polymarket-bot@NAME enabled (the
+                plain unit is not installed); with --mode docker, add the account's service to
+                docker-compose.accounts.yml. HEALTH_PORT: --health-port, else the one already in
+                the instance's .env, else the lowest port from 8081 up that no other instance's
+                .env (nor the checkout's .env, 8080 by default) uses.
+
 Options:
   --mode MODE          docker or systemd (required; never run both on one database)
   --admin-user USER    the human operator's login [default: $SUDO_USER, else ubuntu]
   --backup-s3-uri URI  e.g. s3://my-bucket/polybot/ (the instance role needs s3:PutObject there)
   --no-cloudwatch      skip the CloudWatch agent
   --no-sysctl          skip the kernel TCP settings
+  --instance NAME      set up the account NAME (lower-case letters, digits, - and _; 1-32)
+  --health-port PORT   the instance's health port (default: chosen as above)
+  --destdir DIR        write only the instance's files, under DIR instead of /, as the invoking
+                       user, and print the system commands instead of running them (no root;
+                       for review and tests; needs --instance)
   -h, --help           this text
 USAGE
 }
@@ -42,6 +59,9 @@ WITH_SYSCTL=1
 BOT_USER="polybot"
 BOT_UID=10001
 BACKUP_DIR="/var/backups/polymarket-bot"
+INSTANCE=""
+HEALTH_PORT=""
+DESTDIR=""
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -50,6 +70,9 @@ while [ $# -gt 0 ]; do
         --backup-s3-uri) [ $# -ge 2 ] || { usage >&2; exit 2; }; BACKUP_S3_URI="$2"; shift 2 ;;
         --no-cloudwatch) WITH_CLOUDWATCH=0; shift ;;
         --no-sysctl) WITH_SYSCTL=0; shift ;;
+        --instance) [ $# -ge 2 ] || { usage >&2; exit 2; }; INSTANCE="$2"; shift 2 ;;
+        --health-port) [ $# -ge 2 ] || { usage >&2; exit 2; }; HEALTH_PORT="$2"; shift 2 ;;
+        --destdir) [ $# -ge 2 ] || { usage >&2; exit 2; }; DESTDIR="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "setup-ec2.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -60,11 +83,122 @@ die() { echo "setup-ec2.sh: $*" >&2; exit 1; }
 
 case "$MODE" in docker|systemd) ;; *) echo "setup-ec2.sh: --mode docker or --mode systemd" >&2; exit 2 ;; esac
 case "$BACKUP_S3_URI" in ''|s3://*) ;; *) die "--backup-s3-uri must start with s3://" ;; esac
-[ "$(id -u)" -eq 0 ] || die "run with sudo"
-id "$ADMIN_USER" >/dev/null 2>&1 || die "no such user: $ADMIN_USER (see --admin-user)"
+# The same rule as polybot's INSTANCE setting (polybot/config.py): it names a unit, folders,
+# backups, alarms and a metric label.
+if [ -n "$INSTANCE" ] && ! [[ "$INSTANCE" =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]]; then
+    echo "setup-ec2.sh: --instance must be 1-32 lower-case letters, digits, - or _, starting with a letter or digit, got '$INSTANCE'" >&2
+    exit 2
+fi
+if [ -n "$HEALTH_PORT" ]; then
+    [ -n "$INSTANCE" ] || { echo "setup-ec2.sh: --health-port goes with --instance" >&2; exit 2; }
+    if ! [[ "$HEALTH_PORT" =~ ^[0-9]{4,5}$ ]] || [ "$HEALTH_PORT" -lt 1024 ] || [ "$HEALTH_PORT" -gt 65535 ]; then
+        echo "setup-ec2.sh: --health-port must be a port from 1024 to 65535, got '$HEALTH_PORT'" >&2
+        exit 2
+    fi
+fi
+[ -z "$DESTDIR" ] || [ -n "$INSTANCE" ] || { echo "setup-ec2.sh: --destdir goes with --instance" >&2; exit 2; }
 
 APP_DIR="$(cd "$(dirname "$0")/.." && pwd)"
 [ -f "$APP_DIR/pyproject.toml" ] || die "$APP_DIR is not a polybot checkout"
+if [ -n "$DESTDIR" ]; then
+    mkdir -p "$DESTDIR"
+    DESTDIR="$(cd "$DESTDIR" && pwd)"
+fi
+ROOT="$DESTDIR"             # where files go: / normally, DESTDIR for a review
+INSTANCES="$APP_DIR/instances"
+CLAIMS_DIR="$APP_DIR/claims"
+
+# Runs a command that changes the system, or shows it under --destdir.
+sys_run() {
+    if [ -n "$DESTDIR" ]; then
+        printf 'setup-ec2.sh: would run:'; printf ' %q' "$@"; printf '\n'
+    else
+        "$@"
+    fi
+}
+
+# HEALTH_PORT=... in an env file, or nothing (a plain lookup: the file is data, never sourced).
+env_port() {
+    sed -n 's/^[[:space:]]*HEALTH_PORT=["'\'']\{0,1\}\([0-9]*\).*/\1/p' "$1" 2>/dev/null | tail -n 1
+}
+
+# The instance's health port: --health-port, else the one its .env already has, else the lowest
+# from 8081 that no other instance's .env and not the checkout's .env (default 8080) uses. Ports
+# come from the env files, not from what listens now: a stopped instance keeps its port.
+choose_port() {
+    local env_file="$ROOT$INSTANCES/$INSTANCE/.env" single="" used other port
+    if [ -z "$HEALTH_PORT" ] && [ -f "$env_file" ]; then
+        HEALTH_PORT="$(env_port "$env_file")"
+    fi
+    if [ -f "$ROOT$APP_DIR/.env" ]; then single="$(env_port "$ROOT$APP_DIR/.env")"; fi
+    used="${single:-8080}"
+    for other in "$ROOT$INSTANCES"/*/.env; do
+        [ -f "$other" ] || continue
+        [ "$other" = "$env_file" ] && continue
+        used="$used $(env_port "$other")"
+    done
+    if [ -n "$HEALTH_PORT" ]; then
+        for port in $used; do
+            [ "$port" != "$HEALTH_PORT" ] || die "health port $HEALTH_PORT is already another bot's on this host"
+        done
+        return
+    fi
+    port=8081
+    while [[ " $used " == *" $port "* ]]; do port=$((port + 1)); done
+    HEALTH_PORT="$port"
+}
+
+# The account's folder, laid out like a single bot's checkout (so backup.sh/restore.sh take it as
+# --bot-dir): .env, data/, logs/; and the claims folder all instances share.
+setup_instance() {
+    local dir="$ROOT$INSTANCES/$INSTANCE" owner=() admin=()
+    if [ -z "$DESTDIR" ]; then
+        owner=(-o "$BOT_USER" -g "$BOT_USER")
+        admin=(-o "$ADMIN_USER" -g "$BOT_USER")
+    fi
+    choose_port
+    log "account $INSTANCE in $INSTANCES/$INSTANCE, health port $HEALTH_PORT"
+    install -d -m 0755 "$ROOT$INSTANCES"
+    install -d "${admin[@]}" -m 0750 "$dir"
+    install -d "${owner[@]}" -m 0750 "$dir/data" "$dir/logs" "$ROOT$CLAIMS_DIR"
+    if [ ! -e "$dir/.env" ]; then
+        [ -f "$APP_DIR/.env.example" ] || die "no .env.example in $APP_DIR"
+        # INSTANCE here only for `polybot check` and the scripts: the unit sets it from its name.
+        sed -e "s/^INSTANCE=.*/INSTANCE=$INSTANCE/" -e "s/^HEALTH_PORT=.*/HEALTH_PORT=$HEALTH_PORT/" \
+            "$APP_DIR/.env.example" > "$dir/.env.new"
+        grep -q "^INSTANCE=$INSTANCE\$" "$dir/.env.new" || echo "INSTANCE=$INSTANCE" >> "$dir/.env.new"
+        grep -q "^HEALTH_PORT=$HEALTH_PORT\$" "$dir/.env.new" || echo "HEALTH_PORT=$HEALTH_PORT" >> "$dir/.env.new"
+        install "${admin[@]}" -m 0640 "$dir/.env.new" "$dir/.env"
+        rm -f "$dir/.env.new"
+        log "created $INSTANCES/$INSTANCE/.env from .env.example: fill in this account's keys before starting it"
+    else
+        [ "$(env_port "$dir/.env")" = "$HEALTH_PORT" ] \
+            || die "$INSTANCES/$INSTANCE/.env has HEALTH_PORT=$(env_port "$dir/.env"), not $HEALTH_PORT: edit it or drop --health-port"
+        if [ -z "$DESTDIR" ]; then
+            chown "$ADMIN_USER:$BOT_USER" "$dir/.env"
+        fi
+        chmod 0640 "$dir/.env"
+    fi
+}
+
+install_instance_unit() {
+    install -d -m 0755 "$ROOT/etc/systemd/system"
+    sed "s#/opt/polymarket-bot#$APP_DIR#g" "$APP_DIR/systemd/polymarket-bot@.service" \
+        > "$ROOT/etc/systemd/system/polymarket-bot@.service"
+    chmod 0644 "$ROOT/etc/systemd/system/polymarket-bot@.service"
+    sys_run systemctl daemon-reload
+    sys_run systemctl enable "polymarket-bot@$INSTANCE"
+}
+
+if [ -n "$DESTDIR" ]; then
+    log "--destdir $DESTDIR: the account's files only, nothing else on this system changes"
+    setup_instance
+    [ "$MODE" = systemd ] && install_instance_unit
+    exit 0
+fi
+
+[ "$(id -u)" -eq 0 ] || die "run with sudo"
+id "$ADMIN_USER" >/dev/null 2>&1 || die "no such user: $ADMIN_USER (see --admin-user)"
 
 # shellcheck source=/dev/null
 . /etc/os-release
@@ -97,14 +231,18 @@ if ! id "$BOT_USER" >/dev/null 2>&1; then
 fi
 [ "$(id -u "$BOT_USER")" -eq "$BOT_UID" ] \
     || die "user $BOT_USER exists with uid $(id -u "$BOT_USER"), not $BOT_UID: the container could not write logs/ and data/"
-install -d -o "$BOT_USER" -g "$BOT_USER" -m 0750 "$APP_DIR/logs" "$APP_DIR/data"
 install -d -o "$BOT_USER" -g "$BOT_USER" -m 0700 "$BACKUP_DIR"
 install -d -o "$BOT_USER" -g "$BOT_USER" -m 0750 /var/log/polymarket-bot
-if [ ! -e "$APP_DIR/.env" ]; then
+if [ -n "$INSTANCE" ]; then
+    # an account of its own: no checkout-level .env, logs/ or data/ (no single bot here)
+    setup_instance
+elif [ ! -e "$APP_DIR/.env" ]; then
+    install -d -o "$BOT_USER" -g "$BOT_USER" -m 0750 "$APP_DIR/logs" "$APP_DIR/data"
     [ -f "$APP_DIR/.env.example" ] || die "no .env and no .env.example in $APP_DIR"
     install -o "$ADMIN_USER" -g "$BOT_USER" -m 0640 "$APP_DIR/.env.example" "$APP_DIR/.env"
     log "created $APP_DIR/.env from .env.example: fill it in before starting the bot"
 else
+    install -d -o "$BOT_USER" -g "$BOT_USER" -m 0750 "$APP_DIR/logs" "$APP_DIR/data"
     chown "$ADMIN_USER:$BOT_USER" "$APP_DIR/.env"
     chmod 0640 "$APP_DIR/.env"
 fi
@@ -140,11 +278,15 @@ else
     # bytecode compiled now (the polybot user cannot write it), or every start compiles it all
     "$APP_DIR/venv/bin/python" -m compileall -q "$APP_DIR/polybot"
     rm -rf "$APP_DIR/build" "$APP_DIR"/*.egg-info
-    sed "s#/opt/polymarket-bot#$APP_DIR#g" "$APP_DIR/systemd/polymarket-bot.service" \
-        > /etc/systemd/system/polymarket-bot.service
-    chmod 0644 /etc/systemd/system/polymarket-bot.service
-    systemctl daemon-reload
-    systemctl enable polymarket-bot
+    if [ -n "$INSTANCE" ]; then
+        install_instance_unit
+    else
+        sed "s#/opt/polymarket-bot#$APP_DIR#g" "$APP_DIR/systemd/polymarket-bot.service" \
+            > /etc/systemd/system/polymarket-bot.service
+        chmod 0644 /etc/systemd/system/polymarket-bot.service
+        systemctl daemon-reload
+        systemctl enable polymarket-bot
+    fi
 fi
 
 if [ "$WITH_SYSCTL" -eq 1 ]; then
@@ -168,21 +310,38 @@ if [ "$WITH_CLOUDWATCH" -eq 1 ]; then
 fi
 
 log "daily backup"
+CRON=/etc/cron.d/polymarket-bot-backup
+BOT_DIR="$APP_DIR"
+if [ -n "$INSTANCE" ]; then
+    # one cron file per account (archives named polybot-backup-NAME-<time>, see backup.sh)
+    CRON="/etc/cron.d/polymarket-bot-backup-$INSTANCE"
+    BOT_DIR="$INSTANCES/$INSTANCE"
+fi
 {
     echo "# polybot daily backup (scripts/backup.sh); written by scripts/setup-ec2.sh"
     echo "SHELL=/bin/bash"
     echo "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     [ -z "$BACKUP_S3_URI" ] || echo "BACKUP_S3_URI=$BACKUP_S3_URI"
-    echo "15 0 * * * $BOT_USER $APP_DIR/scripts/backup.sh --bot-dir $APP_DIR >>/var/log/polymarket-bot/backup.log 2>&1"
-} > /etc/cron.d/polymarket-bot-backup
-chmod 0644 /etc/cron.d/polymarket-bot-backup
+    echo "15 0 * * * $BOT_USER $APP_DIR/scripts/backup.sh --bot-dir $BOT_DIR >>/var/log/polymarket-bot/backup.log 2>&1"
+} > "$CRON"
+chmod 0644 "$CRON"
 if [ -n "$BACKUP_S3_URI" ] && ! command -v aws >/dev/null 2>&1; then
     log "note: BACKUP_S3_URI is set but the aws CLI is missing: sudo snap install aws-cli --classic"
 fi
 
-log "done. Next: edit $APP_DIR/.env (TRADING_MODE=paper first), then"
-if [ "$MODE" = docker ]; then
+if [ -n "$INSTANCE" ]; then
+    log "done. Next: edit $INSTANCES/$INSTANCE/.env (this account's own keys, TRADING_MODE=paper first), then"
+    if [ "$MODE" = docker ]; then
+        log "  add service $INSTANCE to docker-compose.accounts.yml (health port $HEALTH_PORT), then"
+        log "  docker compose -f docker-compose.accounts.yml up -d --build"
+    else
+        log "  sudo systemctl start polymarket-bot@$INSTANCE && journalctl -u polymarket-bot@$INSTANCE -f"
+    fi
+    log "  and scripts/create-alarms.sh --instance $INSTANCE --sns-topic-arn ..."
+elif [ "$MODE" = docker ]; then
+    log "done. Next: edit $APP_DIR/.env (TRADING_MODE=paper first), then"
     log "  log out and in again (docker group), cd $APP_DIR && docker compose up -d --build"
 else
+    log "done. Next: edit $APP_DIR/.env (TRADING_MODE=paper first), then"
     log "  sudo systemctl start polymarket-bot && journalctl -u polymarket-bot -f"
 fi

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
+import pytest
+from polybot import config
 from polybot.config import VARIABLES
 from tests.unit.test_deploy import systemd_analyze
 
@@ -21,6 +23,8 @@ UNIT = REPO / "systemd" / "polymarket-bot.service"
 TEMPLATE = REPO / "systemd" / "polymarket-bot@.service"
 APP = "/opt/polymarket-bot"
 DEFAULTS = {v.name: v.default for v in VARIABLES}
+KEYS = {"PM_API_KEY_ID": "0b6bbf3c-3c1a-4c43-9a37-6a3f4a0d1c2e",
+        "PM_PRIVATE_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "MARKET_SLUGS": "aec-x"}
 # the lines that name the instance; every other directive is the plain unit's
 PER_INSTANCE = {"Description", "WorkingDirectory", "EnvironmentFile", "ExecStart",
                 "ReadWritePaths", "SyslogIdentifier"}
@@ -113,3 +117,69 @@ def test_the_ci_script_installs_systemd_analyze_and_makes_its_absence_a_failure(
     assert "chromium-driver systemd" in ci
     assert "\nexport POLYBOT_CI=1\n" in ci
     assert ci.index("export POLYBOT_CI=1") < ci.index("pytest -q")
+
+
+# --- setup-ec2.sh --instance -----------------------------------------------------------------------
+
+
+def setup(destdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / "scripts" / "setup-ec2.sh"), "--mode", "systemd", "--destdir", str(destdir),
+         *args], capture_output=True, text=True, timeout=30)
+
+
+def instance_env(destdir: Path, name: str) -> dict[str, str]:
+    path = destdir / str(REPO).lstrip("/") / "instances" / name / ".env"
+    return config.environment(path, environ={})
+
+
+def test_setup_instance_gives_each_account_its_env_folders_and_a_health_port_of_its_own(tmp_path):
+    first = setup(tmp_path, "--instance", "alice")
+    assert first.returncode == 0, first.stderr
+    assert "would run: systemctl enable polymarket-bot@alice" in first.stdout
+    assert setup(tmp_path, "--instance", "bob").returncode == 0
+    alice, bob = instance_env(tmp_path, "alice"), instance_env(tmp_path, "bob")
+    # 8080 is the single bot's; each account the lowest free port above it
+    assert (alice["INSTANCE"], alice["HEALTH_PORT"]) == ("alice", "8081")
+    assert (bob["INSTANCE"], bob["HEALTH_PORT"]) == ("bob", "8082")
+    # .env.example's every other line, and the result is a configuration the bot accepts
+    example = config.environment(REPO / ".env.example", environ={})
+    assert {k: v for k, v in alice.items() if k not in ("INSTANCE", "HEALTH_PORT")} == {
+        k: v for k, v in example.items() if k not in ("INSTANCE", "HEALTH_PORT")}
+    settings = config.load_settings({**alice, **KEYS})
+    assert (settings.instance, settings.health_port) == ("alice", 8081)
+    home = tmp_path / str(REPO).lstrip("/")
+    for name in ("alice", "bob"):
+        for sub in ("data", "logs"):
+            assert (home / "instances" / name / sub).is_dir()
+        assert (home / "instances" / name / ".env").stat().st_mode & 0o777 == 0o640
+    assert (home / "claims").is_dir()
+    unit = (tmp_path / "etc" / "systemd" / "system" / TEMPLATE.name).read_text()
+    assert unit == TEMPLATE.read_text().replace(APP, str(REPO))
+
+
+def test_setup_instance_again_keeps_the_accounts_env_and_port_and_refuses_a_taken_port(tmp_path):
+    assert setup(tmp_path, "--instance", "alice").returncode == 0
+    env_file = tmp_path / str(REPO).lstrip("/") / "instances" / "alice" / ".env"
+    env_file.write_text(env_file.read_text() + "PM_API_KEY_ID=filled-in-by-the-operator\n")
+    again = setup(tmp_path, "--instance", "alice")
+    assert again.returncode == 0, again.stderr
+    assert "filled-in-by-the-operator" in env_file.read_text()  # never overwritten
+    assert instance_env(tmp_path, "alice")["HEALTH_PORT"] == "8081"
+
+    taken = setup(tmp_path, "--instance", "bob", "--health-port", "8081")
+    assert taken.returncode == 1
+    assert "health port 8081 is already another bot's" in taken.stderr
+    assert not (env_file.parent.parent / "bob" / ".env").exists()
+    chosen = setup(tmp_path, "--instance", "bob", "--health-port", "9100")
+    assert chosen.returncode == 0, chosen.stderr
+    assert instance_env(tmp_path, "bob")["HEALTH_PORT"] == "9100"
+
+
+@pytest.mark.parametrize("args", [["--instance", "Alice"], ["--instance", "a/b"],
+                                  ["--instance", ""], ["--health-port", "8081"],
+                                  ["--instance", "alice", "--health-port", "80"]])
+def test_setup_refuses_a_bad_instance_name_or_port_with_usage_exit_code(tmp_path, args):
+    result = setup(tmp_path, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert not (tmp_path / str(REPO).lstrip("/") / "instances").exists()
