@@ -14,6 +14,7 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
+
 from polybot import config
 from polybot.config import VARIABLES
 from tests.unit.test_deploy import systemd_analyze
