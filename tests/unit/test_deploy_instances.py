@@ -14,10 +14,11 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
+import yaml
 
 from polybot import config
 from polybot.config import VARIABLES
-from tests.unit.test_deploy import systemd_analyze
+from tests.unit.test_deploy import dockerignore_patterns, dockerignored, systemd_analyze
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "polymarket-bot.service"
@@ -184,3 +185,59 @@ def test_setup_refuses_a_bad_instance_name_or_port_with_usage_exit_code(tmp_path
     result = setup(tmp_path, *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert not (tmp_path / str(REPO).lstrip("/") / "instances").exists()
+
+
+# --- the two-account compose example ----------------------------------------------------------------
+
+
+def compose(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())["services"]
+
+
+PER_SERVICE = {"container_name", "env_file", "environment", "volumes", "ports"}
+
+
+def test_compose_accounts_runs_each_account_like_the_single_bot_with_its_own_files_and_port():
+    single = compose("docker-compose.yml")["bot"]
+    accounts = compose("docker-compose.accounts.yml")
+    assert len(accounts) >= 2
+    for name, service in accounts.items():
+        # restart, logging, healthcheck, grace period, memory: the single bot's, key for key
+        assert {k: v for k, v in service.items() if k not in PER_SERVICE} == {
+            k: v for k, v in single.items() if k not in PER_SERVICE}
+        assert service["container_name"] == f"polymarket-bot-{name}"
+        assert service["env_file"] == [f"instances/{name}/.env"]
+        env = service["environment"]
+        assert env["INSTANCE"] == name
+        assert {k: v for k, v in env.items() if k not in ("INSTANCE", "CLAIMS_DIR")} == \
+            single["environment"]
+        mounts = dict(v.split(":")[::-1] for v in service["volumes"])  # container -> host
+        assert mounts == {"/app/logs": f"./instances/{name}/logs",
+                          "/app/data": f"./instances/{name}/data",
+                          env["CLAIMS_DIR"]: "./claims"}
+        (port,) = service["ports"]
+        host, _host_port, container_port = port.split(":")
+        assert host == "127.0.0.1" and container_port == env["HEALTH_PORT"]
+    # nothing an account writes is another's; the claims are everyone's
+    host_ports = [s["ports"][0].split(":")[1] for s in accounts.values()]
+    assert len(set(host_ports)) == len(accounts) and "8080" not in host_ports
+    data = [s["volumes"][1] for s in accounts.values()]
+    assert len(set(data)) == len(accounts)
+    assert len({s["environment"]["CLAIMS_DIR"] for s in accounts.values()}) == 1
+
+
+def test_compose_accounts_host_ports_are_the_ones_setup_gives_in_order(tmp_path):
+    accounts = compose("docker-compose.accounts.yml")
+    for name in accounts:
+        assert setup(tmp_path, "--instance", name).returncode == 0
+        assert instance_env(tmp_path, name)["HEALTH_PORT"] == \
+            accounts[name]["ports"][0].split(":")[1]
+
+
+def test_the_accounts_files_stay_out_of_git_and_out_of_the_image_build_context():
+    paths = ["instances/alice/.env", "instances/alice/data/polybot.db", "claims/x"]
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", *paths],
+                             capture_output=True, text=True)
+    assert ignored.stdout.split() == paths
+    patterns = dockerignore_patterns()
+    assert all(dockerignored(patterns, p) for p in paths)
