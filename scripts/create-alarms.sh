@@ -4,12 +4,13 @@
 #
 # The bot alarms read the metrics that the CloudWatch agent scrapes from the bot's /metrics
 # (cloudwatch/amazon-cloudwatch-agent.json + cloudwatch/prometheus.yaml): namespace PolymarketBot,
-# dimension job=polybot. docs/operations.md, "Reading alerts", says what to do for each.
+# dimension job=polybot (one bot per account on the host: job=polybot and bot_instance=NAME, see
+# --instance). docs/operations.md, "Reading alerts", says what to do for each.
 set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: create-alarms.sh --sns-topic-arn ARN [--instance-id ID] [--region REGION]
+Usage: create-alarms.sh --sns-topic-arn ARN [--instance NAME] [--instance-id ID] [--region REGION]
                         [--prefix NAME] [--loss-warn-fraction F] [--dry-run] [--help]
 
 Alarms created:
@@ -21,8 +22,14 @@ Alarms created:
   PREFIX-daily-loss-near-limit  today's loss >= F x the daily loss limit
                                 (-polybot_daily_pnl_usd / polybot_daily_loss_limit_usd >= F)
 
+With --instance NAME (one of several accounts on the host, polymarket-bot@NAME) the three bot
+alarms are PREFIX-NAME-health, PREFIX-NAME-trading-halted and PREFIX-NAME-daily-loss-near-limit
+and read that bot's series only (dimensions job=polybot, bot_instance=NAME); the two EC2 alarms
+are the host's and keep their names, so running this once per account updates them in place.
+
 Options:
   --sns-topic-arn ARN      where notifications go (required)
+  --instance NAME          the bot's INSTANCE (default: the single bot, no instance)
   --instance-id ID         the bot's EC2 instance [default: this instance, from instance metadata]
   --region REGION          [default: $AWS_REGION, else us-east-1]
   --prefix NAME            alarm name prefix [default: polymarket-bot]
@@ -39,12 +46,13 @@ REGION="${AWS_REGION:-us-east-1}"
 PREFIX="polymarket-bot"
 LOSS_FRACTION="0.8"
 DRY_RUN=0
+INSTANCE=""
 NAMESPACE="PolymarketBot"
-JOB_DIMENSION="Name=job,Value=polybot"
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --sns-topic-arn) [ $# -ge 2 ] || { usage >&2; exit 2; }; SNS_ARN="$2"; shift 2 ;;
+        --instance) [ $# -ge 2 ] || { usage >&2; exit 2; }; INSTANCE="$2"; shift 2 ;;
         --instance-id) [ $# -ge 2 ] || { usage >&2; exit 2; }; INSTANCE_ID="$2"; shift 2 ;;
         --region) [ $# -ge 2 ] || { usage >&2; exit 2; }; REGION="$2"; shift 2 ;;
         --prefix) [ $# -ge 2 ] || { usage >&2; exit 2; }; PREFIX="$2"; shift 2 ;;
@@ -59,6 +67,11 @@ case "$SNS_ARN" in
     arn:aws*:sns:*:*:*) ;;
     *) echo "create-alarms.sh: --sns-topic-arn must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)" >&2; exit 2 ;;
 esac
+# polybot's INSTANCE rule (polybot/config.py)
+if [ -n "$INSTANCE" ] && ! [[ "$INSTANCE" =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]]; then
+    echo "create-alarms.sh: --instance must be 1-32 lower-case letters, digits, - or _, starting with a letter or digit, got '$INSTANCE'" >&2
+    exit 2
+fi
 case "$LOSS_FRACTION" in
     0.[0-9]*|1|1.0) ;;
     *) echo "create-alarms.sh: --loss-warn-fraction must be a decimal in (0, 1], got '$LOSS_FRACTION'" >&2; exit 2 ;;
@@ -92,6 +105,20 @@ aws_cmd() {
 }
 
 common=(--region "$REGION" --alarm-actions "$SNS_ARN" --ok-actions "$SNS_ARN")
+# The bot's series: the single bot's carry job=polybot only; an instance's also bot_instance=NAME
+# (cloudwatch/amazon-cloudwatch-agent.json keeps the two apart).
+BOT_PREFIX="$PREFIX"
+BOT_DIMENSIONS=("Name=job,Value=polybot")
+DIMENSIONS_JSON='[{"Name": "job", "Value": "polybot"}]'
+WHICH="polybot"
+LOSS_WHO=""
+if [ -n "$INSTANCE" ]; then
+    BOT_PREFIX="$PREFIX-$INSTANCE"
+    BOT_DIMENSIONS+=("Name=bot_instance,Value=$INSTANCE")
+    DIMENSIONS_JSON="[{\"Name\": \"job\", \"Value\": \"polybot\"}, {\"Name\": \"bot_instance\", \"Value\": \"$INSTANCE\"}]"
+    WHICH="polybot $INSTANCE"
+    LOSS_WHO="$WHICH: "
+fi
 
 aws_cmd cloudwatch put-metric-alarm --alarm-name "$PREFIX-high-cpu" \
     --alarm-description "CPU above 80% for 10 minutes: a busy loop in the bot, or the instance is too small" \
@@ -106,16 +133,16 @@ aws_cmd cloudwatch put-metric-alarm --alarm-name "$PREFIX-status-check" \
     --threshold 1 --comparison-operator GreaterThanOrEqualToThreshold "${common[@]}"
 
 # Missing data is breaching: a dead process, a hung one, or a dead agent all stop the metric.
-aws_cmd cloudwatch put-metric-alarm --alarm-name "$PREFIX-health" \
-    --alarm-description "polybot is down, hung or restarting (or its metrics stopped arriving)" \
-    --namespace "$NAMESPACE" --metric-name polybot_up --dimensions "$JOB_DIMENSION" \
+aws_cmd cloudwatch put-metric-alarm --alarm-name "$BOT_PREFIX-health" \
+    --alarm-description "$WHICH is down, hung or restarting (or its metrics stopped arriving)" \
+    --namespace "$NAMESPACE" --metric-name polybot_up --dimensions "${BOT_DIMENSIONS[@]}" \
     --statistic Minimum --period 60 --evaluation-periods 3 \
     --threshold 1 --comparison-operator LessThanThreshold \
     --treat-missing-data breaching "${common[@]}"
 
-aws_cmd cloudwatch put-metric-alarm --alarm-name "$PREFIX-trading-halted" \
-    --alarm-description "polybot halted trading (daily loss, drawdown, kill file or operator); it resumes only when an operator says so" \
-    --namespace "$NAMESPACE" --metric-name polybot_trading_halted --dimensions "$JOB_DIMENSION" \
+aws_cmd cloudwatch put-metric-alarm --alarm-name "$BOT_PREFIX-trading-halted" \
+    --alarm-description "$WHICH halted trading (daily loss, drawdown, kill file or operator); it resumes only when an operator says so" \
+    --namespace "$NAMESPACE" --metric-name polybot_trading_halted --dimensions "${BOT_DIMENSIONS[@]}" \
     --statistic Maximum --period 60 --evaluation-periods 1 \
     --threshold 1 --comparison-operator GreaterThanOrEqualToThreshold \
     --treat-missing-data notBreaching "${common[@]}"
@@ -124,17 +151,17 @@ loss_metrics="$(cat <<JSON
 [
   {"Id": "pnl", "ReturnData": false, "MetricStat": {"Period": 60, "Stat": "Minimum",
     "Metric": {"Namespace": "$NAMESPACE", "MetricName": "polybot_daily_pnl_usd",
-               "Dimensions": [{"Name": "job", "Value": "polybot"}]}}},
+               "Dimensions": $DIMENSIONS_JSON}}},
   {"Id": "limit", "ReturnData": false, "MetricStat": {"Period": 60, "Stat": "Maximum",
     "Metric": {"Namespace": "$NAMESPACE", "MetricName": "polybot_daily_loss_limit_usd",
-               "Dimensions": [{"Name": "job", "Value": "polybot"}]}}},
+               "Dimensions": $DIMENSIONS_JSON}}},
   {"Id": "used", "ReturnData": true, "Label": "share of the daily loss limit used",
     "Expression": "-pnl / limit"}
 ]
 JSON
 )"
-aws_cmd cloudwatch put-metric-alarm --alarm-name "$PREFIX-daily-loss-near-limit" \
-    --alarm-description "today's loss has used ${LOSS_FRACTION} of RISK_MAX_DAILY_LOSS; at 100% the bot halts itself" \
+aws_cmd cloudwatch put-metric-alarm --alarm-name "$BOT_PREFIX-daily-loss-near-limit" \
+    --alarm-description "${LOSS_WHO}today's loss has used ${LOSS_FRACTION} of RISK_MAX_DAILY_LOSS; at 100% the bot halts itself" \
     --metrics "$loss_metrics" --evaluation-periods 1 \
     --threshold "$LOSS_FRACTION" --comparison-operator GreaterThanOrEqualToThreshold \
     --treat-missing-data notBreaching "${common[@]}"

@@ -422,14 +422,22 @@ def test_cloudwatch_agent_scrapes_the_bots_metrics_endpoint():
     (job,) = scrape
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{DEFAULTS['HEALTH_PORT']}"]
-    (declaration,) = section["emf_processor"]["metric_declaration"]
-    assert declaration["source_labels"] == ["job"]
-    assert re.fullmatch(declaration["label_matcher"], job["job_name"])
+    single, per_instance = section["emf_processor"]["metric_declaration"]
+    # The single bot's series have no bot_instance label (empty after the ';'): dimension job
+    # alone, as before; an instance's (INSTANCE set) get job and bot_instance, never mixed.
+    assert single["source_labels"] == per_instance["source_labels"] == ["job", "bot_instance"]
+    assert re.fullmatch(single["label_matcher"], job["job_name"] + ";")
+    assert not re.fullmatch(single["label_matcher"], job["job_name"] + ";alice")
+    assert re.fullmatch(per_instance["label_matcher"], job["job_name"] + ";alice")
+    assert not re.fullmatch(per_instance["label_matcher"], job["job_name"] + ";")
+    assert single["dimensions"] == [["job"]]
+    assert per_instance["dimensions"] == [["job", "bot_instance"]]
+    assert per_instance["metric_selectors"] == single["metric_selectors"]
 
 
 def test_every_metric_the_agent_selects_is_one_the_bot_exposes():
     exposed = exposed_metric_names()
-    (declaration,) = prometheus_section()["emf_processor"]["metric_declaration"]
+    declaration = prometheus_section()["emf_processor"]["metric_declaration"][0]
     for selector in declaration["metric_selectors"]:
         assert any(re.search(selector, name) for name in exposed), selector
     for name in prometheus_section()["emf_processor"]["metric_unit"]:
@@ -480,7 +488,7 @@ def test_create_alarms_makes_cpu_status_health_halt_and_daily_loss_alarms_to_the
 def test_every_bot_metric_an_alarm_reads_is_scraped_into_cloudwatch(tmp_path):
     section = prometheus_section()
     namespace = section["emf_processor"]["metric_namespace"]
-    (declaration,) = section["emf_processor"]["metric_declaration"]
+    declaration = section["emf_processor"]["metric_declaration"][0]
     used = []
     for call in alarm_calls(tmp_path):
         if "--metrics" in call:
@@ -589,6 +597,6 @@ def test_runbook_explains_every_alarm_and_every_scraped_metric(tmp_path):
     text = RUNBOOK.read_text()
     for call in alarm_calls(tmp_path):
         assert option(call, "--alarm-name").removeprefix("polymarket-bot-") in text
-    (declaration,) = prometheus_section()["emf_processor"]["metric_declaration"]
+    declaration = prometheus_section()["emf_processor"]["metric_declaration"][0]
     for selector in declaration["metric_selectors"]:
         assert selector.strip("^$") in text, selector

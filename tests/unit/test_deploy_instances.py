@@ -8,6 +8,9 @@ other fails here.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shlex
 import subprocess
 import sys
@@ -241,3 +244,69 @@ def test_the_accounts_files_stay_out_of_git_and_out_of_the_image_build_context()
     assert ignored.stdout.split() == paths
     patterns = dockerignore_patterns()
     assert all(dockerignored(patterns, p) for p in paths)
+
+
+# --- alarms and CloudWatch per instance ------------------------------------------------------------
+
+
+def alarms(tmp_path: Path, *args: str) -> list[list[str]]:
+    """create-alarms.sh's aws calls, recorded by a stand-in aws CLI as JSON lines."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "calls.jsonl"
+    calls.unlink(missing_ok=True)
+    fake = bin_dir / "aws"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import json, sys; "
+                    f"print(json.dumps(sys.argv[1:]))' \"$@\" >> {calls}\n")
+    fake.chmod(0o755)
+    result = subprocess.run(
+        [str(REPO / "scripts" / "create-alarms.sh"), "--sns-topic-arn",
+         "arn:aws:sns:us-east-1:123456789012:bot", "--instance-id", "i-0123456789abcdef0", *args],
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in calls.read_text().splitlines()]
+
+
+def option(argv: list[str], name: str) -> list[str]:
+    """The values after option `name` up to the next option."""
+    i = argv.index(name) + 1
+    out = []
+    while i < len(argv) and not argv[i].startswith("--"):
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+def test_alarms_per_instance_read_only_that_bots_series_under_names_of_their_own(tmp_path):
+    single = alarms(tmp_path)
+    alice = alarms(tmp_path, "--instance", "alice")
+    names = [option(c, "--alarm-name")[0] for c in alice]
+    assert names == ["polymarket-bot-high-cpu", "polymarket-bot-status-check",  # the host's
+                     "polymarket-bot-alice-health", "polymarket-bot-alice-trading-halted",
+                     "polymarket-bot-alice-daily-loss-near-limit"]
+    assert alice[:2] == single[:2]  # the host alarms: the same call, updated in place
+    dims = [{"Name": "job", "Value": "polybot"}, {"Name": "bot_instance", "Value": "alice"}]
+    for call in alice[2:4]:
+        assert option(call, "--dimensions") == ["Name=job,Value=polybot",
+                                                "Name=bot_instance,Value=alice"]
+    queries = json.loads(option(alice[4], "--metrics")[0])
+    assert [q["MetricStat"]["Metric"]["Dimensions"] for q in queries if "MetricStat" in q] == \
+        [dims, dims]
+    # what the agent publishes for an instance's series: exactly these dimensions
+    agent = json.loads((REPO / "cloudwatch" / "amazon-cloudwatch-agent.json").read_text())
+    declarations = agent["logs"]["metrics_collected"]["prometheus"]["emf_processor"][
+        "metric_declaration"]
+    (per_instance,) = [d for d in declarations if re.fullmatch(d["label_matcher"], "polybot;alice")]
+    assert per_instance["dimensions"] == [[d["Name"] for d in dims]]
+    # without --instance nothing changed: the single bot's job=polybot alarms
+    assert option(single[2], "--dimensions") == ["Name=job,Value=polybot"]
+    assert option(single[2], "--alarm-name") == ["polymarket-bot-health"]
+
+
+def test_alarms_refuse_a_bad_instance_name(tmp_path):
+    result = subprocess.run(
+        [str(REPO / "scripts" / "create-alarms.sh"), "--sns-topic-arn",
+         "arn:aws:sns:us-east-1:123456789012:bot", "--instance-id", "i-0123456789abcdef0",
+         "--instance", "Alice", "--dry-run"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "--instance must be" in result.stderr
