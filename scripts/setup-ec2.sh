@@ -190,10 +190,63 @@ install_instance_unit() {
     sys_run systemctl enable "polymarket-bot@$INSTANCE"
 }
 
+# The CloudWatch agent's configuration for every bot on this host: the single bot's (the
+# checkout's logs/ and health port) and each account's in instances/ (its logs/ as log streams
+# <instance-id>/NAME/bot and .../trades, its HEALTH_PORT as one more scrape target; its series
+# carry bot_instance=NAME, which the agent's second metric_declaration turns into a dimension).
+# Written whole from cloudwatch/ each time, so adding an account rewrites it with all of them.
+cloudwatch_config() {
+    local etc="$1"
+    install -d -m 0755 "$etc"
+    python3 - "$APP_DIR" "$ROOT" "$etc" <<'PY'
+import json
+import pathlib
+import re
+import sys
+
+app, root, etc = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+home = pathlib.Path(root + app)
+src = pathlib.Path(app) / "cloudwatch"
+
+
+def port(env_file):
+    found = re.findall(r"^\s*HEALTH_PORT=[\"']?(\d+)", env_file.read_text(), re.M)
+    return found[-1] if found else "8080"
+
+
+config = json.loads((src / "amazon-cloudwatch-agent.json").read_text().replace(
+    "/opt/polymarket-bot", app))
+files = config["logs"]["logs_collected"]["files"]["collect_list"]
+single = [dict(entry) for entry in files]
+instances = sorted(p.parent.name for p in (home / "instances").glob("*/.env"))
+targets = []
+if (home / ".env").exists() or not instances:
+    targets.append("127.0.0.1:" + (port(home / ".env") if (home / ".env").exists() else "8080"))
+for name in instances:
+    for entry in single:
+        files.append({**entry,
+                      "file_path": entry["file_path"].replace(f"{app}/logs/",
+                                                              f"{app}/instances/{name}/logs/"),
+                      "log_stream_name": entry["log_stream_name"].replace(
+                          "{instance_id}/", "{instance_id}/" + name + "/")})
+    targets.append("127.0.0.1:" + port(home / "instances" / name / ".env"))
+(etc / "amazon-cloudwatch-agent.json").write_text(json.dumps(config, indent=2) + "\n")
+prometheus = (src / "prometheus.yaml").read_text()
+assert "          - 127.0.0.1:8080\n" in prometheus
+(etc / "prometheus.yaml").write_text(prometheus.replace(
+    "          - 127.0.0.1:8080\n", "".join(f"          - {t}\n" for t in targets)))
+PY
+}
+
 if [ -n "$DESTDIR" ]; then
     log "--destdir $DESTDIR: the account's files only, nothing else on this system changes"
     setup_instance
-    [ "$MODE" = systemd ] && install_instance_unit
+    if [ "$MODE" = systemd ]; then install_instance_unit; fi
+    if [ "$WITH_CLOUDWATCH" -eq 1 ]; then
+        cloudwatch_config "$ROOT/opt/aws/amazon-cloudwatch-agent/etc"
+        sys_run /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl \
+            -a fetch-config -m ec2 -s -c "file:/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
+    fi
     exit 0
 fi
 
@@ -302,9 +355,7 @@ if [ "$WITH_CLOUDWATCH" -eq 1 ]; then
     dpkg -i "$deb"
     rm -f "$deb"
     etc=/opt/aws/amazon-cloudwatch-agent/etc
-    sed "s#/opt/polymarket-bot#$APP_DIR#g" "$APP_DIR/cloudwatch/amazon-cloudwatch-agent.json" \
-        > "$etc/amazon-cloudwatch-agent.json"
-    install -m 0644 "$APP_DIR/cloudwatch/prometheus.yaml" "$etc/prometheus.yaml"
+    cloudwatch_config "$etc"
     /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl \
         -a fetch-config -m ec2 -s -c "file:$etc/amazon-cloudwatch-agent.json"
 fi

@@ -310,3 +310,20 @@ def test_alarms_refuse_a_bad_instance_name(tmp_path):
          "arn:aws:sns:us-east-1:123456789012:bot", "--instance-id", "i-0123456789abcdef0",
          "--instance", "Alice", "--dry-run"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "--instance must be" in result.stderr
+
+
+def test_setup_instance_has_the_agent_ship_each_accounts_logs_and_scrape_its_port(tmp_path):
+    for name in ("alice", "bob"):
+        assert setup(tmp_path, "--instance", name).returncode == 0
+    etc = tmp_path / "opt" / "aws" / "amazon-cloudwatch-agent" / "etc"
+    agent = json.loads((etc / "amazon-cloudwatch-agent.json").read_text())
+    streams = {e["log_stream_name"]: e["file_path"]
+               for e in agent["logs"]["logs_collected"]["files"]["collect_list"]}
+    for name in ("alice", "bob"):
+        for log in ("bot", "trades"):
+            assert streams[f"{{instance_id}}/{name}/{log}"] == \
+                f"{REPO}/instances/{name}/logs/{log}.log"
+    (job,) = yaml.safe_load((etc / "prometheus.yaml").read_text())["scrape_configs"]
+    # the accounts' ports only: no checkout .env here, so no single bot on 8080
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:8081", "127.0.0.1:8082"]
+    assert job["job_name"] == "polybot"
