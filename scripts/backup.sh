@@ -22,20 +22,24 @@ usage() {
     cat <<'USAGE'
 Usage: backup.sh [--bot-dir DIR] [--backup-dir DIR] [--retention-days N] [--help]
 
-Writes BACKUP_DIR/polybot-backup-YYYYmmddTHHMMSSZ.tar.gz containing
+Writes BACKUP_DIR/polybot-backup-YYYYmmddTHHMMSSZ.tar.gz (polybot-backup-NAME-YYYY...Z.tar.gz
+for the account NAME when INSTANCE is set: several accounts on one host share BACKUP_DIR) with
   polybot.db      online SQLite backup of DATA_DIR/polybot.db (integrity-checked)
   logs/           copy of the bot's log folder (bot.log, trades.log and their rotations)
   config.env      BOT_DIR/.env with secret values replaced by REDACTED
-  MANIFEST        what, when, from where, sha256 of polybot.db
+  MANIFEST        what, when, from where, which instance, sha256 of polybot.db
 then uploads it to $BACKUP_S3_URI (e.g. s3://my-bucket/polybot/) when that is set, and deletes
-local archives older than the retention period. Runs while the bot runs.
+local archives older than the retention period, its own (this INSTANCE's) only. Runs while the
+bot runs. For an account: --bot-dir /opt/polymarket-bot/instances/NAME (setup-ec2.sh --instance
+writes that cron line).
 
 Options (environment variables in brackets):
   --bot-dir DIR          the bot's working directory [BOT_DIR, default /opt/polymarket-bot]
   --backup-dir DIR       where archives go [BACKUP_DIR, default /var/backups/polymarket-bot]
   --retention-days N     local archives kept this many days [BACKUP_RETENTION_DAYS, default 7]
   -h, --help             this text
-DATA_DIR (relative to BOT_DIR, default data) is read from the environment, else from BOT_DIR/.env.
+DATA_DIR (relative to BOT_DIR, default data) and INSTANCE are read from the environment, else
+from BOT_DIR/.env.
 Python 3 with its sqlite3 module is required [PYTHON, default python3]; the aws CLI only for S3.
 Exit status: 0 done, 1 failed (nothing partial is left in BACKUP_DIR), 2 bad usage.
 USAGE
@@ -83,6 +87,10 @@ case "$DATA_DIR" in /*) ;; *) DATA_DIR="$BOT_DIR/$DATA_DIR" ;; esac
 DB="$DATA_DIR/polybot.db"
 LOG_DIR="$BOT_DIR/logs"
 [ -f "$DB" ] || die "database not found: $DB"
+INSTANCE="${INSTANCE:-$(env_file_value INSTANCE)}"
+if [ -n "$INSTANCE" ] && ! [[ "$INSTANCE" =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]]; then
+    die "INSTANCE='$INSTANCE' is not an instance name (polybot check says why)"
+fi
 
 if [ "$(id -u)" -eq 0 ] && [ "$(stat -c %u "$DB")" -ne 0 ]; then
     die "run as the database's owner ($(stat -c %U "$DB")), not root: root-owned -wal/-shm files would lock the bot out (e.g. sudo -u $(stat -c %U "$DB") $0)"
@@ -91,7 +99,10 @@ fi
 umask 077
 mkdir -p "$BACKUP_DIR"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-NAME="polybot-backup-$STAMP"
+# The time right after the name: retention below tells an account's archives from another's
+# (and from the single bot's) by this exact shape.
+NAME="polybot-backup-${INSTANCE:+$INSTANCE-}$STAMP"
+STAMP_GLOB="[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z"
 WORK="$(mktemp -d "$BACKUP_DIR/.tmp-$NAME.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 STAGE="$WORK/$NAME"
@@ -148,6 +159,7 @@ DB_SHA="$(sha256sum "$STAGE/polybot.db" | cut -d' ' -f1)"
     echo "created_utc=$STAMP"
     echo "host=$(hostname)"
     echo "bot_dir=$BOT_DIR"
+    echo "instance=$INSTANCE"
     echo "database=$DB"
     echo "polybot_db_sha256=$DB_SHA"
     # The checkout belongs to the operator, not to the user running this: tell git that is fine.
@@ -169,7 +181,8 @@ if [ -n "${BACKUP_S3_URI:-}" ]; then
     echo "backup.sh: uploaded to ${BACKUP_S3_URI%/}/$NAME.tar.gz"
 fi
 
-# 5. Retention: only our own archives, by age in minutes (find's -mtime rounds to whole days).
-find "$BACKUP_DIR" -maxdepth 1 -type f -name 'polybot-backup-*.tar.gz' \
+# 5. Retention: only our own archives (this INSTANCE's, or the single bot's), by age in minutes
+#    (find's -mtime rounds to whole days).
+find "$BACKUP_DIR" -maxdepth 1 -type f -name "polybot-backup-${INSTANCE:+$INSTANCE-}$STAMP_GLOB.tar.gz" \
     -mmin +"$((RETENTION_DAYS * 24 * 60))" -print -delete \
     | sed 's/^/backup.sh: removed old /'

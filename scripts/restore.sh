@@ -11,7 +11,7 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: restore.sh [--bot-dir DIR] [--with-logs] [--force] ARCHIVE
+Usage: restore.sh [--bot-dir DIR] [--with-logs] [--force] [--any-instance] ARCHIVE
 
 ARCHIVE is a polybot-backup-*.tar.gz made by backup.sh, a local path or an s3:// URI (fetched with
 the aws CLI). Steps: check the archive (sha256 from its MANIFEST, SQLite integrity check), check
@@ -25,9 +25,12 @@ Options (environment variables in brackets):
                   files are never touched: the running bot is their only writer)
   --force         skip the "is the bot running?" checks (systemd unit, Docker container, health
                   port); only when you know it is stopped
+  --any-instance  restore an archive of another INSTANCE (or of the single bot) into this one:
+                  refused otherwise, since the database holds its account's orders and positions
   -h, --help      this text
-DATA_DIR and HEALTH_PORT are read from the environment, else from BOT_DIR/.env (defaults: data,
-8080). Python 3 with sqlite3 is required [PYTHON, default python3].
+DATA_DIR, HEALTH_PORT and INSTANCE are read from the environment, else from BOT_DIR/.env
+(defaults: data, 8080, none). For an account: --bot-dir /opt/polymarket-bot/instances/NAME; the
+running checks then look at polymarket-bot@NAME and the container polymarket-bot-NAME. Python 3 with sqlite3 is required [PYTHON, default python3].
 Exit status: 0 restored, 1 failed (the current database untouched unless it says otherwise),
 2 bad usage, 3 the bot is running.
 USAGE
@@ -39,6 +42,7 @@ BOT_DIR="${BOT_DIR:-/opt/polymarket-bot}"
 PYTHON="${PYTHON:-python3}"
 WITH_LOGS=0
 FORCE=0
+ANY_INSTANCE=0
 ARCHIVE=""
 
 while [ $# -gt 0 ]; do
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
         --bot-dir) [ $# -ge 2 ] || { usage >&2; exit 2; }; BOT_DIR="$2"; shift 2 ;;
         --with-logs) WITH_LOGS=1; shift ;;
         --force) FORCE=1; shift ;;
+        --any-instance) ANY_INSTANCE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "restore.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
         *) [ -z "$ARCHIVE" ] || { echo "restore.sh: one archive only" >&2; exit 2; }; ARCHIVE="$1"; shift ;;
@@ -73,18 +78,24 @@ DATA_DIR="${DATA_DIR:-data}"
 case "$DATA_DIR" in /*) ;; *) DATA_DIR="$BOT_DIR/$DATA_DIR" ;; esac
 HEALTH_PORT="${HEALTH_PORT:-$(env_file_value HEALTH_PORT)}"
 HEALTH_PORT="${HEALTH_PORT:-8080}"
+INSTANCE="${INSTANCE:-$(env_file_value INSTANCE)}"
+if [ -n "$INSTANCE" ] && ! [[ "$INSTANCE" =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]]; then
+    die "INSTANCE='$INSTANCE' is not an instance name (polybot check says why)"
+fi
+UNIT="polymarket-bot${INSTANCE:+@$INSTANCE}"
+CONTAINER="polymarket-bot${INSTANCE:+-$INSTANCE}"
 LOG_DIR="$BOT_DIR/logs"
 DB="$DATA_DIR/polybot.db"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 
 # --- Is the bot running? -------------------------------------------------------------------------
 bot_running_reason() {
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet polymarket-bot 2>/dev/null; then
-        echo "systemd unit polymarket-bot is active (sudo systemctl stop polymarket-bot)"; return
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$UNIT" 2>/dev/null; then
+        echo "systemd unit $UNIT is active (sudo systemctl stop $UNIT)"; return
     fi
     if command -v docker >/dev/null 2>&1 \
-        && [ -n "$(docker ps -q --filter name='^polymarket-bot$' 2>/dev/null || true)" ]; then
-        echo "container polymarket-bot is running (docker compose stop bot)"; return
+        && [ -n "$(docker ps -q --filter name="^$CONTAINER\$" 2>/dev/null || true)" ]; then
+        echo "container $CONTAINER is running (docker stop $CONTAINER)"; return
     fi
     # Any HTTP answer at all, even 503, means a bot is there.
     if "$PYTHON" - "$HEALTH_PORT" <<'PY'
@@ -136,6 +147,12 @@ set -- "$WORK"/x/polybot-backup-*/
 [ $# -eq 1 ] && [ -d "$1" ] || die "$ARCHIVE is not a backup.sh archive (no single polybot-backup-* folder)"
 SRC="${1%/}"
 [ -f "$SRC/polybot.db" ] || die "$ARCHIVE holds no polybot.db"
+
+# An archive of another account would hand this bot that account's orders and positions.
+archived_instance="$(sed -n 's/^instance=//p' "$SRC/MANIFEST" 2>/dev/null || true)"
+if [ "$archived_instance" != "$INSTANCE" ] && [ "$ANY_INSTANCE" -eq 0 ]; then
+    die "$ARCHIVE is a backup of ${archived_instance:+instance }${archived_instance:-the single bot}, this is ${INSTANCE:+instance }${INSTANCE:-the single bot} ($BOT_DIR): pass --any-instance if that is what you mean"
+fi
 
 if [ -f "$SRC/MANIFEST" ]; then
     want="$(sed -n 's/^polybot_db_sha256=//p' "$SRC/MANIFEST")"
