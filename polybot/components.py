@@ -106,7 +106,8 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
     metrics = Metrics.create(instance=settings.instance)
     metrics.daily_loss_limit_usd.set(float(settings.risk_max_daily_loss))
     secrets = settings.secret_values()
-    notifier = Notifier(_sinks(settings, clock), metrics=metrics, secrets=secrets)
+    notifier = Notifier(_sinks(settings, clock), metrics=metrics, secrets=secrets,
+                        instance=settings.instance)
     store = Store.open(settings.data_dir, clock=clock, in_thread=edges.store_in_thread,
                        synchronous=edges.store_synchronous)
     # A mode switch (paper <-> live on one DATA_DIR) archives the old ledger and halt state before

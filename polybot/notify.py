@@ -199,6 +199,9 @@ class Notifier:
 
     With no sinks configured it still accepts alerts (and discards them after logging at debug),
     so callers never need to check whether alerts are enabled.
+
+    ``instance``: INSTANCE, when one host runs several accounts; every title then starts with
+    ``[NAME]`` (they usually share one channel, and "Trading halted" must say whose).
     """
 
     def __init__(
@@ -214,6 +217,7 @@ class Notifier:
         retry_max: float = 30.0,
         metrics: Metrics | None = None,
         secrets: Sequence[str] = (),
+        instance: str = "",
     ) -> None:
         if queue_size < 1 or max_per_window < 1 or window <= 0 or attempts < 1:
             raise ValueError("queue_size, max_per_window, attempts must be >= 1 and window > 0")
@@ -225,6 +229,7 @@ class Notifier:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._metrics = metrics
+        self._tag = f"[{instance}] " if instance else ""
         # Alert texts are often exception messages: scrub known secrets before they leave.
         self._secrets = [*secrets, *(v for sink in self._sinks for v in sink.secrets())]
         self._send_channel, self._receive_channel = trio.open_memory_channel[Alert](queue_size)
@@ -346,7 +351,7 @@ class Notifier:
             alert = attrs.evolve(alert, text=f"{alert.text}\n{note}" if alert.text else note)
             self._dropped_unreported = 0
         alert = attrs.evolve(
-            alert, title=_scrub(alert.title, secrets), text=_scrub(alert.text, secrets)
+            alert, title=self._tag + _scrub(alert.title, secrets), text=_scrub(alert.text, secrets)
         )
         self._sent_at.append(trio.current_time())
         ok: list[bool] = []

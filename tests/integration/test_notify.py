@@ -264,3 +264,16 @@ async def test_known_secrets_are_scrubbed_from_alert_texts(nursery, receiver):
         r.payloads()[0]["text"]
         == "🔴 odds crashed\nHTTPStatusError: 500 for url https://x/odds?key=[redacted]"
     )
+
+
+async def test_an_instance_names_itself_first_in_every_alert_title(nursery, receiver):
+    r, base = receiver
+    notifier = Notifier([TelegramBot(TOKEN, -100123, api_base=base),
+                         DiscordWebhook(f"{base}/api/webhooks/42/webhook-token")],
+                        instance="alice")
+    await nursery.start(notifier.run)
+    notifier.alert(Level.WARNING, "Trading halted", "daily loss limit reached")
+    await wait_until(lambda: len(r.requests) == 2)
+    payloads = {path.split("/")[1]: payload for path, payload in r.requests}
+    assert payloads[f"bot{TOKEN}"]["text"] == "⚠️ [alice] Trading halted\ndaily loss limit reached"
+    assert payloads["api"]["embeds"][0]["title"] == "[alice] Trading halted"
