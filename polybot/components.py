@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from polybot.book import BookStore
+from polybot.claims import MarketClaims, holder_text
 from polybot.clock import Clock
 from polybot.config import Settings
 from polybot.engine import TradingEngine
@@ -97,6 +98,7 @@ class Components:
     rest: Any
     signer: Any
     recording: Recorder | None = None  # RECORD_DIR's feed recorder (its task: the runtime's)
+    claims: MarketClaims | None = None  # CLAIMS_DIR: the markets this instance may trade
     edges: Edges = NETWORK
 
 
@@ -151,6 +153,7 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
         notifier.alert(Level.ERROR if level in ("error", "critical") else Level.WARNING,
                        notice.title, notice.message, key=notice.kind)
 
+    claims = _reclaim(settings, store, ledger, notifier)
     executor: Venue
     if settings.trading_mode == "paper":
         paper = PaperExecutor(registry, ledger, books, recorder=recorder, markets=universe.info_map,
@@ -175,7 +178,7 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
                               trade_in_play=settings.trade_in_play,
                               stop_before_start_minutes=settings.stop_before_start_minutes),
         tif=TimeInForce.GTC if settings.order_tif == "gtc" else TimeInForce.IOC,
-        alert=lambda notice: _alert_notice(notifier, notice))
+        alert=lambda notice: _alert_notice(notifier, notice), claims=claims)
     lifecycle = Lifecycle(universe, books=books, ledger=ledger, exposure=exposure,
                           registry=registry, venue=executor, configured=settings.market_slugs)
     _follow_retirements(universe, books, fair_values, exposure, engine, executor)
@@ -201,7 +204,27 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
                       universe=universe, exposure=exposure, trading=trading, gate=gate,
                       books=books, fair_values=fair_values, engine=engine, executor=executor,
                       lifecycle=lifecycle, recorder=recorder, rest=rest,
-                      signer=signer_from_settings(settings), recording=recording, edges=edges)
+                      signer=signer_from_settings(settings), recording=recording, edges=edges,
+                      claims=claims)
+
+
+def _reclaim(settings: Settings, store: Store, ledger: Ledger,
+             notifier: Notifier) -> MarketClaims | None:
+    """CLAIMS_DIR's claims, with every market this instance holds a position or an open order
+    in claimed again before anything trades (a restart keeps its markets). A market another
+    instance took meanwhile is not traded here, closing included: an alert says so."""
+    if settings.claims_dir is None:
+        return None
+    claims = MarketClaims(settings.claims_dir, holder_text(settings.data_dir))
+    held = {slug for slug, pos in ledger.positions.items() if pos.net_qty != 0}
+    held |= {order.market_slug for order in store.load_orders()}
+    for slug in sorted(held):
+        if not claims.claim(slug, 0.0):
+            notifier.alert(Level.ERROR, "Market held here is claimed by another instance",
+                           f"{slug}: {claims.why_not(slug)}; this instance holds a position or "
+                           "an order there and sends it nothing until the claim is back",
+                           key=f"claim:{slug}")
+    return claims
 
 
 def _transfer(engine: TradingEngine, recording: Recorder | None) -> Callable[[Decimal], None]:

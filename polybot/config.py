@@ -493,6 +493,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("RECORD_DIR", None, _optional_path, group="Operations",
         doc="record the raw feeds here (markets and private websockets, OpticOdds events; "
             "hourly gzip files); empty = off; `run --record DIR` overrides it"),
+    Var("CLAIMS_DIR", None, _optional_path, group="Operations",
+        doc="shared by every instance on a host: a market is traded by the one instance "
+            "holding its claim file here (never trade against yourself); empty = one instance"),
     Var("HEALTH_HOST", "127.0.0.1", _text, group="Operations", doc="health app bind address"),
     Var("HEALTH_PORT", "8080", _int(0, 65535), group="Operations", doc="health app port"),
     Var("DISCORD_WEBHOOK", None, _webhook, secret=True, group="Operations",
@@ -564,6 +567,7 @@ class Settings:
     trades_log_file: Path | None
     data_dir: Path
     record_dir: Path | None = None
+    claims_dir: Path | None = None
     health_host: str
     health_port: int
     discord_webhook: Secret | None = None

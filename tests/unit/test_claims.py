@@ -1,0 +1,116 @@
+"""One bot per DATA_DIR and one instance per market: the OS locks of `polybot.claims`, held by
+real processes (a SIGKILLed holder, the `run` command refused) and by two holders in-process
+(flock locks belong to open files, so two descriptors of one process exclude each other too)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from polybot import cli
+from polybot.claims import (
+    CLAIM_RETRY_SECONDS,
+    LOCK_NAME,
+    DataDirInUse,
+    DataDirLock,
+    MarketClaims,
+    claim_file_name,
+)
+from polybot.errors import EXIT_DATA_DIR_IN_USE
+from polybot.store import Store
+from tests.unit.test_cli import GOOD, polybot
+
+SLUG = "aec-nba-bos-nyk-2026-11-26"
+
+
+def test_a_second_holder_of_one_data_dir_is_refused_naming_the_first(tmp_path):
+    with DataDirLock.acquire(tmp_path):
+        with pytest.raises(DataDirInUse) as refused:
+            DataDirLock.acquire(tmp_path)
+        assert refused.value.exit_code == EXIT_DATA_DIR_IN_USE
+        assert f"pid {os.getpid()}" in str(refused.value) and str(tmp_path) in str(refused.value)
+    DataDirLock.acquire(tmp_path).release()  # released with its holder
+
+
+def test_run_on_a_data_dir_in_use_exits_73_with_one_line_and_touches_nothing(tmp_path):
+    data = tmp_path / "data"
+    with DataDirLock.acquire(data):
+        r = polybot(["run"], tmp_path, env_file=dict(GOOD, DATA_DIR=str(data), LOG_FILE="",
+                                                       TRADES_LOG_FILE="", HEALTH_PORT="0"))
+    assert r.returncode == EXIT_DATA_DIR_IN_USE, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use by another polybot" in lines[0], r.stderr
+    assert f"pid {os.getpid()}" in lines[0]
+    assert sorted(p.name for p in data.iterdir()) == [LOCK_NAME]  # no store was opened
+
+
+def test_a_sigkilled_holder_leaves_no_stale_lock(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from polybot.claims import DataDirLock
+            DataDirLock.acquire({str(tmp_path)!r})
+            print("held", flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataDirInUse, match=f"pid {holder.pid}"):
+            DataDirLock.acquire(tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    DataDirLock.acquire(tmp_path).release()  # the kernel dropped it with the process
+
+
+def test_operator_commands_work_beside_a_running_bot(tmp_path, capsys):
+    with DataDirLock.acquire(tmp_path):
+        store = Store.open(tmp_path)  # the running bot's store, open as the bot holds it
+        assert cli.main(["halt", "--data-dir", str(tmp_path)]) == 0
+        assert (tmp_path / "KILL").exists()
+        assert cli.main(["resume", "--data-dir", str(tmp_path)]) == 0
+        assert not (tmp_path / "KILL").exists()
+        assert cli.main(["report", "--data-dir", str(tmp_path)]) == 0
+        store.close()
+
+
+def test_a_market_is_held_by_one_instance_until_released(tmp_path):
+    a = MarketClaims(tmp_path / "claims", "instance a")
+    b = MarketClaims(tmp_path / "claims", "instance b")
+    assert a.claim(SLUG, 0.0) and a.claim(SLUG, 1.0)  # held: asked again, still ours
+    assert not b.claim(SLUG, 0.0)
+    assert b.why_not(SLUG) == f"claimed by another instance (instance a, market {SLUG})"
+    assert b.refused_recently(SLUG, 1.0)
+    a.release(SLUG)  # retired: flat, no order
+    assert not b.claim(SLUG, CLAIM_RETRY_SECONDS - 0.1)  # not asked again before the retry
+    assert b.claim(SLUG, CLAIM_RETRY_SECONDS) and b.why_not(SLUG) == ""
+    assert not a.claim(SLUG, 100.0) and "instance b" in a.why_not(SLUG)
+    b.release_all()  # the process stops: the kernel would do the same
+    assert a.claim(SLUG, 200.0)
+
+
+def test_a_released_claim_file_unlinked_under_a_racing_opener_is_not_believed_held(tmp_path):
+    # the releaser unlinks the file while still locked; a claimant that opened the old file just
+    # before must not hold "the claim" on an inode no one else will ever open
+    a = MarketClaims(tmp_path, "a")
+    assert a.claim(SLUG, 0.0)
+    stale = os.open(tmp_path / claim_file_name(SLUG), os.O_RDWR)
+    a.release(SLUG)
+    b = MarketClaims(tmp_path, "b")
+    assert b.claim(SLUG, 0.0)  # a fresh file
+    c = MarketClaims(tmp_path, "c")
+    assert not c.claim(SLUG, 0.0)  # ... which b holds, and the stale inode is not the claim
+    os.close(stale)
+
+
+def test_claim_file_names_stay_inside_the_directory():
+    assert claim_file_name(SLUG) == f"{SLUG}.claim"
+    for odd in ("../../etc/passwd", ".hidden", "a/b", ""):
+        name = claim_file_name(odd)
+        assert "/" not in name and not name.startswith(".") and name.endswith(".claim")
+    assert claim_file_name("a/b") != claim_file_name("a_b")
