@@ -17,8 +17,12 @@ in the refusal's message).
   market the first time the gate approves an order there, and sends nothing to a market another
   instance holds (the rejection `claimed_elsewhere`; `/status` shows the market as not traded
   with the holder). A claim is kept while the market is in the universe and released when it
-  retires (flat, no open order: `polybot.lifecycle`). At start the markets the store holds a
-  position in are claimed again before anything trades.
+  retires (flat, no open order: `polybot.lifecycle`). The file names its owner (its DATA_DIR)
+  and outlives the owner's process, so a market stays the owner's while it is stopped or
+  crashed (a position must never be left to another instance, which could trade against it);
+  at its next start the owner locks its files again before anything trades, keeps the markets
+  it holds a position or an open order in, and releases the others. The lock makes taking a
+  claim atomic; the owner's name makes it last.
 
 Lock files of released claims are unlinked while still locked; `_lock` checks after each
 `flock` that the path still names the inode it locked, so a racing opener of an unlinked file
@@ -50,9 +54,9 @@ class DataDirInUse(FatalError):
     exit_code = EXIT_DATA_DIR_IN_USE
 
 
-def _lock(path: Path, holder: str) -> int | None:
-    """An open descriptor holding an exclusive flock on `path` (created if missing, `holder`
-    written in it), or None when another open file holds it. Never blocks."""
+def _lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on `path` (created if missing), or None
+    when another open file holds it. Never blocks."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
@@ -69,9 +73,16 @@ def _lock(path: Path, holder: str) -> int | None:
         if not same:  # unlinked by its releaser between our open and our flock: try afresh
             os.close(fd)
             continue
-        os.ftruncate(fd, 0)
-        os.write(fd, holder.encode("utf-8"))
         return fd
+
+
+def _write(fd: int, text: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode("utf-8"), 0)
+
+
+def _read(fd: int) -> str:
+    return os.pread(fd, 4096, 0).decode("utf-8", errors="replace")
 
 
 def _holder(path: Path) -> str:
@@ -87,6 +98,11 @@ def holder_text(data_dir: Path) -> str:
     return f"pid {os.getpid()}, DATA_DIR {Path(data_dir).resolve()}"
 
 
+def instance_id(data_dir: Path) -> str:
+    """Who an instance is, across its restarts: its DATA_DIR (one bot per DATA_DIR)."""
+    return str(Path(data_dir).resolve())
+
+
 class DataDirLock:
     """DATA_DIR/LOCK held by this process (`acquire` refuses with DataDirInUse)."""
 
@@ -99,10 +115,11 @@ class DataDirLock:
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / LOCK_NAME
-        fd = _lock(path, holder_text(data_dir))
+        fd = _lock(path)
         if fd is None:
             raise DataDirInUse(f"DATA_DIR {data_dir} is in use by another polybot "
                                f"({_holder(path)}); one bot per DATA_DIR")
+        _write(fd, holder_text(data_dir))
         return cls(path, fd)
 
     def release(self) -> None:
@@ -127,14 +144,25 @@ def claim_file_name(slug: str) -> str:
 
 
 class MarketClaims:
-    """The markets this instance may trade, against every instance sharing `directory`."""
+    """The markets this instance may trade, against every instance sharing `directory`.
 
-    def __init__(self, directory: Path, holder: str) -> None:
+    A claim file holds its owner's identity (`instance_id`: its DATA_DIR) on its first line. It
+    is locked while the owner runs and stays when the owner stops or crashes: a market is the
+    owner's until the owner retires it (the file is then removed) or, at its next start, finds
+    itself flat there (`keep_only`). Another instance may take a market only when the file is
+    absent, or unlocked and naming no one.
+    """
+
+    def __init__(self, directory: Path, me: str, *, pid: int | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.holder = holder
+        self.me = me
+        self._pid = os.getpid() if pid is None else pid
         self._held: dict[str, int] = {}  # slug -> the descriptor holding its lock
         self._refused: dict[str, tuple[float, str]] = {}  # slug -> (when, who holds it)
+
+    def _path(self, slug: str) -> Path:
+        return self.directory / claim_file_name(slug)
 
     def held(self, slug: str) -> bool:
         return slug in self._held
@@ -147,19 +175,30 @@ class MarketClaims:
         refused = self._refused.get(slug)
         if refused is not None and mono - refused[0] < CLAIM_RETRY_SECONDS:
             return False
-        path = self.directory / claim_file_name(slug)
-        fd = _lock(path, f"{self.holder}, market {slug}")
-        if fd is None:
-            who = _holder(path)
+        who = self._take(slug)
+        if who:
             if refused is None:
                 log.warning("market %s is claimed by another instance (%s): not traded here",
                             slug, who)
             self._refused[slug] = (mono, who)
             return False
-        self._held[slug] = fd
         if self._refused.pop(slug, None) is not None:
             log.info("market %s claimed (the other instance let it go)", slug)
         return True
+
+    def _take(self, slug: str) -> str:
+        """"" when this instance now holds `slug`; else who holds it."""
+        path = self._path(slug)
+        fd = _lock(path)
+        if fd is None:
+            return f"{_owner(_holder(path))}, running"
+        owner = _read(fd).split("\n", 1)[0].strip()
+        if owner and owner != self.me:
+            os.close(fd)
+            return f"{owner}, not running: kept until it retires the market"
+        _write(fd, f"{self.me}\npid {self._pid}, market {slug}\n")
+        self._held[slug] = fd
+        return ""
 
     def refused_recently(self, slug: str, mono: float) -> bool:
         """Another instance held `slug` when last asked, less than CLAIM_RETRY_SECONDS ago."""
@@ -174,20 +213,42 @@ class MarketClaims:
         return "" if refused is None else f"claimed by another instance ({refused[1]})"
 
     def release(self, slug: str) -> None:
-        """Let `slug` go (the market retired: flat, no open order). The file is unlinked while
-        still locked, so the next claimant creates it afresh (see `_lock`)."""
+        """Let `slug` go (the market retired, or this instance is flat there at its start). The
+        file is unlinked while still locked, so the next claimant creates it afresh (`_lock`)."""
         self._refused.pop(slug, None)
         fd = self._held.pop(slug, None)
         if fd is None:
             return
         try:
-            (self.directory / claim_file_name(slug)).unlink(missing_ok=True)
+            self._path(slug).unlink(missing_ok=True)
         finally:
             os.close(fd)
 
+    def keep_only(self, in_use: set[str]) -> list[str]:
+        """At start: lock again every market this instance claimed before (its files name it),
+        keep those in `in_use` (a position or an open order) and release the others. Returns
+        the markets of `in_use` another instance holds (this one must not trade them)."""
+        mine: list[str] = []
+        for path in sorted(self.directory.glob("*.claim")):
+            try:
+                owner = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+            except OSError:
+                continue
+            slug = _slug_in(path)
+            if owner.strip() == self.me and slug:
+                mine.append(slug)
+        for slug in mine:
+            if self._take(slug) == "" and slug not in in_use:
+                self.release(slug)  # flat there: free for any instance again
+        lost = []
+        for slug in sorted(in_use):
+            if not self.claim(slug, 0.0):
+                lost.append(slug)
+        return lost
+
     def release_all(self) -> None:
-        """The process is stopping: every claim goes (the kernel would do it at exit anyway;
-        the files stay, so a restart on a held position finds its markets' files)."""
+        """The process is stopping: every lock goes (the kernel would do it at exit anyway);
+        the files stay, naming this instance, so its markets wait for its restart."""
         for fd in self._held.values():
             os.close(fd)
         self._held.clear()
@@ -196,8 +257,21 @@ class MarketClaims:
     def held_markets(self) -> set[str]:
         return set(self._held)
 
-    def refused_markets(self) -> dict[str, str]:
-        return {slug: who for slug, (_, who) in self._refused.items()}
-
     def market_keys(self) -> set[str]:
         return set(self._held) | set(self._refused)
+
+
+def _owner(text: str) -> str:
+    """A claim file's content as one line for a message: owner, then the rest."""
+    return ", ".join(line.strip() for line in text.splitlines() if line.strip()) or "unknown"
+
+
+def _slug_in(path: Path) -> str:
+    """The market a claim file is for, from the `market SLUG` its owner wrote ("" if none)."""
+    try:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
+            if ", market " in line:
+                return line.rsplit(", market ", 1)[1].strip()
+    except OSError:
+        pass
+    return ""

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from polybot.book import BookStore
-from polybot.claims import MarketClaims, holder_text
+from polybot.claims import MarketClaims, instance_id
 from polybot.clock import Clock
 from polybot.config import Settings
 from polybot.engine import TradingEngine
@@ -210,20 +210,20 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
 
 def _reclaim(settings: Settings, store: Store, ledger: Ledger,
              notifier: Notifier) -> MarketClaims | None:
-    """CLAIMS_DIR's claims, with every market this instance holds a position or an open order
-    in claimed again before anything trades (a restart keeps its markets). A market another
-    instance took meanwhile is not traded here, closing included: an alert says so."""
+    """CLAIMS_DIR's claims. Before anything trades, the markets this instance claimed before are
+    locked again: kept where it holds a position or an open order, released where it is flat. A
+    market it holds something in that another instance took is not traded here, closing
+    included: an alert says so."""
     if settings.claims_dir is None:
         return None
-    claims = MarketClaims(settings.claims_dir, holder_text(settings.data_dir))
-    held = {slug for slug, pos in ledger.positions.items() if pos.net_qty != 0}
-    held |= {order.market_slug for order in store.load_orders()}
-    for slug in sorted(held):
-        if not claims.claim(slug, 0.0):
-            notifier.alert(Level.ERROR, "Market held here is claimed by another instance",
-                           f"{slug}: {claims.why_not(slug)}; this instance holds a position or "
-                           "an order there and sends it nothing until the claim is back",
-                           key=f"claim:{slug}")
+    claims = MarketClaims(settings.claims_dir, instance_id(settings.data_dir))
+    in_use = {slug for slug, pos in ledger.positions.items() if pos.net_qty != 0}
+    in_use |= {order.market_slug for order in store.load_orders()}
+    for slug in claims.keep_only(in_use):
+        notifier.alert(Level.ERROR, "Market held here is claimed by another instance",
+                       f"{slug}: {claims.why_not(slug)}; this instance holds a position or an "
+                       "order there and sends it nothing until the claim is back",
+                       key=f"claim:{slug}")
     return claims
 
 

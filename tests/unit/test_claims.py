@@ -20,6 +20,7 @@ from polybot.claims import (
     DataDirLock,
     MarketClaims,
     claim_file_name,
+    instance_id,
 )
 from polybot.errors import EXIT_DATA_DIR_IN_USE
 from polybot.store import Store
@@ -49,23 +50,34 @@ def test_run_on_a_data_dir_in_use_exits_73_with_one_line_and_touches_nothing(tmp
     assert sorted(p.name for p in data.iterdir()) == [LOCK_NAME]  # no store was opened
 
 
-def test_a_sigkilled_holder_leaves_no_stale_lock(tmp_path):
+def test_a_sigkilled_bot_leaves_no_stale_data_dir_lock_and_keeps_its_markets(tmp_path):
+    data, claims = tmp_path / "a", tmp_path / "claims"
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
-            from polybot.claims import DataDirLock
-            DataDirLock.acquire({str(tmp_path)!r})
+            import time
+            from polybot.claims import DataDirLock, MarketClaims, instance_id
+            DataDirLock.acquire({str(data)!r})
+            assert MarketClaims({str(claims)!r}, instance_id({str(data)!r})).claim({SLUG!r}, 0)
             print("held", flush=True)
             time.sleep(60)
         """)], stdout=subprocess.PIPE, text=True)
+    other = MarketClaims(claims, instance_id(tmp_path / "b"))
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(DataDirInUse, match=f"pid {holder.pid}"):
-            DataDirLock.acquire(tmp_path)
+            DataDirLock.acquire(data)
+        assert not other.claim(SLUG, 0.0) and other.why_not(SLUG).endswith("running)")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
-    DataDirLock.acquire(tmp_path).release()  # the kernel dropped it with the process
+    DataDirLock.acquire(data).release()  # the kernel dropped it with the process
+    # ... but the market stays the crashed bot's (it may hold a position there) ...
+    assert not other.claim(SLUG, 10.0)
+    assert "not running: kept until it retires the market" in other.why_not(SLUG)
+    assert str(data.resolve()) in other.why_not(SLUG)
+    # ... and is its own again when it restarts holding a position there
+    restarted = MarketClaims(claims, instance_id(data))
+    assert restarted.keep_only({SLUG}) == [] and restarted.held(SLUG)
 
 
 def test_operator_commands_work_beside_a_running_bot(tmp_path, capsys):
@@ -79,31 +91,46 @@ def test_operator_commands_work_beside_a_running_bot(tmp_path, capsys):
         store.close()
 
 
-def test_a_market_is_held_by_one_instance_until_released(tmp_path):
-    a = MarketClaims(tmp_path / "claims", "instance a")
-    b = MarketClaims(tmp_path / "claims", "instance b")
+def test_a_market_is_held_by_one_instance_until_it_retires_it(tmp_path):
+    a = MarketClaims(tmp_path / "claims", "/srv/a", pid=11)
+    b = MarketClaims(tmp_path / "claims", "/srv/b", pid=22)
     assert a.claim(SLUG, 0.0) and a.claim(SLUG, 1.0)  # held: asked again, still ours
     assert not b.claim(SLUG, 0.0)
-    assert b.why_not(SLUG) == f"claimed by another instance (instance a, market {SLUG})"
-    assert b.refused_recently(SLUG, 1.0)
+    assert b.why_not(SLUG) == \
+        f"claimed by another instance (/srv/a, pid 11, market {SLUG}, running)"
+    assert b.refused_recently(SLUG, 1.0) and b.market_keys() == {SLUG}
     a.release(SLUG)  # retired: flat, no order
     assert not b.claim(SLUG, CLAIM_RETRY_SECONDS - 0.1)  # not asked again before the retry
     assert b.claim(SLUG, CLAIM_RETRY_SECONDS) and b.why_not(SLUG) == ""
-    assert not a.claim(SLUG, 100.0) and "instance b" in a.why_not(SLUG)
-    b.release_all()  # the process stops: the kernel would do the same
-    assert a.claim(SLUG, 200.0)
+    assert not a.claim(SLUG, 100.0) and "/srv/b" in a.why_not(SLUG)
+
+
+def test_a_stopped_instance_keeps_its_markets_until_it_restarts_flat_there(tmp_path):
+    a = MarketClaims(tmp_path, "/srv/a")
+    assert a.claim(SLUG, 0.0) and a.claim("other-market", 0.0)
+    a.release_all()  # stopped (or crashed: the kernel drops the locks the same way)
+    b = MarketClaims(tmp_path, "/srv/b")
+    assert not b.claim(SLUG, 0.0) and not b.claim("other-market", 0.0)
+    assert "(/srv/a, not running" in b.why_not(SLUG)
+    # the restart keeps the market it holds a position in and frees the one it is flat in
+    again = MarketClaims(tmp_path, "/srv/a")
+    assert again.keep_only({SLUG}) == []
+    assert again.held_markets() == {SLUG}
+    assert b.claim("other-market", 10.0) and not b.claim(SLUG, 10.0)
+    # a position in a market another instance took meanwhile: reported, not held
+    assert MarketClaims(tmp_path, "/srv/c").keep_only({"other-market"}) == ["other-market"]
 
 
 def test_a_released_claim_file_unlinked_under_a_racing_opener_is_not_believed_held(tmp_path):
     # the releaser unlinks the file while still locked; a claimant that opened the old file just
     # before must not hold "the claim" on an inode no one else will ever open
-    a = MarketClaims(tmp_path, "a")
+    a = MarketClaims(tmp_path, "/srv/a")
     assert a.claim(SLUG, 0.0)
     stale = os.open(tmp_path / claim_file_name(SLUG), os.O_RDWR)
     a.release(SLUG)
-    b = MarketClaims(tmp_path, "b")
+    b = MarketClaims(tmp_path, "/srv/b")
     assert b.claim(SLUG, 0.0)  # a fresh file
-    c = MarketClaims(tmp_path, "c")
+    c = MarketClaims(tmp_path, "/srv/c")
     assert not c.claim(SLUG, 0.0)  # ... which b holds, and the stale inode is not the claim
     os.close(stale)
 
