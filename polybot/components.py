@@ -214,8 +214,8 @@ def _reclaim(settings: Settings, store: Store, ledger: Ledger,
     locked again: kept where it holds a position or an open order, released where it is flat. A
     market it holds something in that another instance took is not traded here, closing
     included: an alert says so."""
-    if settings.claims_dir is None:
-        return None
+    if settings.claims_dir is None or settings.trading_mode != "live":
+        return None  # paper orders never reach the exchange: a paper instance claims nothing
     claims = MarketClaims(settings.claims_dir, instance_id(settings.data_dir))
     in_use = {slug for slug, pos in ledger.positions.items() if pos.net_qty != 0}
     in_use |= {order.market_slug for order in store.load_orders()}

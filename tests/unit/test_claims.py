@@ -141,3 +141,29 @@ def test_claim_file_names_stay_inside_the_directory():
         name = claim_file_name(odd)
         assert "/" not in name and not name.startswith(".") and name.endswith(".claim")
     assert claim_file_name("a/b") != claim_file_name("a_b")
+
+
+async def test_a_paper_instance_claims_no_market_and_a_live_one_reclaims_its_own(tmp_path):
+    # paper orders never reach the exchange: a paper trial beside live instances takes nothing
+    from polybot.config import load_settings
+    from polybot.runtime import Bot
+
+    claims = tmp_path / "claims"
+    before = MarketClaims(claims, instance_id(tmp_path / "live"))
+    assert before.claim(SLUG, 0.0)
+    before.release_all()  # the process ended (crashed: the kernel closes the same way)
+
+    def bot(name: str, mode: str) -> Bot:
+        return Bot(load_settings(dict(GOOD, TRADING_MODE=mode, DATA_DIR=str(tmp_path / name),
+                                      CLAIMS_DIR=str(claims), LOG_FILE="", TRADES_LOG_FILE="",
+                                      HEALTH_PORT="0", DISCORD_WEBHOOK="")))
+
+    paper = bot("paper", "paper")
+    assert paper.c.claims is None and paper.engine.claims is None
+    paper.store.close()
+    other = MarketClaims(claims, "/srv/other")
+    assert not other.claim(SLUG, 0.0)  # the market waits for its owner
+    live = bot("live", "live")  # restarts flat there: the market is free again
+    assert live.c.claims is not None and live.c.claims.held_markets() == set()
+    assert other.claim(SLUG, 10.0)
+    live.store.close()
