@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 
 import pytest
 
@@ -167,3 +168,48 @@ async def test_a_paper_instance_claims_no_market_and_a_live_one_reclaims_its_own
     assert live.c.claims is not None and live.c.claims.held_markets() == set()
     assert other.claim(SLUG, 10.0)
     live.store.close()
+
+
+async def test_the_engine_sends_nothing_to_a_market_another_instance_holds(tmp_path):
+    # the engine's part, on the paper-mode wiring of tests/integration/test_paper_mode.py: a
+    # market held elsewhere gets no order (opening or closing, flatten included) and says why
+    import trio
+
+    from polybot.engine import PlaceOrder, RecordRejection
+    from polybot.ledger import Ledger
+    from tests.integration.test_paper_mode import FAIR, NOW, Bot, frame
+    from tests.integration.test_paper_mode import SLUG as PAPER_SLUG
+
+    store = Store.open(tmp_path / "data")
+    bot = Bot(store, Ledger(Decimal(1000)), tmp_path)
+    book = frame(bids=[("0.44", "100")], offers=[("0.45", "60"), ("0.46", "100")])
+    other = MarketClaims(tmp_path / "claims", "/srv/other", pid=7)
+    assert other.claim(PAPER_SLUG, 0.0)
+    bot.engine.claims = MarketClaims(tmp_path / "claims", "/srv/me")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        assert await bot.on_frame(book, FAIR) == []
+        assert [r.reason for r in bot.outcomes] == ["claimed_elsewhere"]
+        assert bot.engine.not_opened(PAPER_SLUG).startswith(
+            "claimed by another instance (/srv/other, pid 7")
+        # decided again within the retry: not even asked of the gate
+        assert bot.engine.decide(PAPER_SLUG, NOW, 1.0).commands[1:] == []
+        # a position this instance holds there (its claim lost while it was down): the
+        # operator's flatten leaves it, naming the holder
+        bot.engine.claims = None
+        [filled] = await bot.on_frame(book, FAIR)
+        assert filled.cum_qty > 0
+        bot.engine.claims = MarketClaims(tmp_path / "claims", "/srv/me")
+        orders, stuck = bot.engine.flatten_orders(NOW, 10.0)
+        assert orders == [] and "claimed by another instance" in stuck[0]
+        # the other instance retires the market: claimed here at the next approval
+        other.release(PAPER_SLUG)
+        decision = bot.engine.decide(PAPER_SLUG, NOW, 20.0)
+        assert not any(isinstance(c, RecordRejection) and c.rejection.reason == "claimed_elsewhere"
+                       for c in decision.commands)
+        orders, stuck = bot.engine.flatten_orders(NOW, 20.0)
+        assert [type(o) for o in orders] == [PlaceOrder] and stuck == []
+        assert bot.engine.claims.held(PAPER_SLUG) and bot.engine.not_opened(PAPER_SLUG) == ""
+        await store.flush()
+        nursery.cancel_scope.cancel()
+    store.close()
