@@ -257,6 +257,12 @@ class MarketClaims:
     def held_markets(self) -> set[str]:
         return set(self._held)
 
+    def status(self) -> dict[str, object]:
+        """For /status: the shared folder, the markets held here, and those another instance
+        held when last asked (with who)."""
+        return {"dir": str(self.directory), "instance": self.me, "held": sorted(self._held),
+                "elsewhere": {slug: who for slug, (_, who) in sorted(self._refused.items())}}
+
     def market_keys(self) -> set[str]:
         return set(self._held) | set(self._refused)
 

@@ -234,7 +234,8 @@ class TradingEngine:
 
     def not_opened(self, slug: str) -> str:
         """Why no opening order goes to `slug` ("" when one may): the universe's facts (no event
-        or start time, no confirmed fixture, no data, halted). Closing orders are never held back."""
+        or start time, no confirmed fixture, no data, halted), or another instance holding the
+        market's claim (CLAIMS_DIR: then no order at all goes there, closing included)."""
         why = self._not_opened(slug, self.books.state(slug))
         if not why and self.claims is not None:
             why = self.claims.why_not(slug)

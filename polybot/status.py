@@ -132,6 +132,8 @@ class StatusViews:
             extra["journal"] = bot.store.journal_status()
         if bot._discovery is not None:
             extra["discovery"] = bot._discovery.status()
+        if bot.engine.claims is not None:  # CLAIMS_DIR: which markets are this instance's
+            extra["claims"] = bot.engine.claims.status()
         return StatusReport(mode=bot.mode, trading_state=bot.trading.state.value,
                             trading_reason=bot.trading.reason or None, markets=rows, pnl=pnl,
                             recent_errors=list(bot.recent_errors), extra=extra)

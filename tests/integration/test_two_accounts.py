@@ -93,6 +93,8 @@ async def test_two_bots_on_the_same_markets_never_trade_one_market_together(
             assert rows[slug].startswith("claimed by another instance"), rows
             assert str((tmp_path / "a").resolve()) in rows[slug]
         assert all(rows[slug] == "" for slug in b_markets)
+        claims_b = finished["b"]["status"].extra["claims"]
+        assert set(claims_b["held"]) == b_markets and set(claims_b["elsewhere"]) == a_markets
 
 
 
