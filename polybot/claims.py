@@ -94,10 +94,6 @@ def _holder(path: Path) -> str:
     return text[:200] or "another process"
 
 
-def holder_text(data_dir: Path) -> str:
-    return f"pid {os.getpid()}, DATA_DIR {Path(data_dir).resolve()}"
-
-
 def instance_id(data_dir: Path) -> str:
     """Who an instance is, across its restarts: its DATA_DIR (one bot per DATA_DIR)."""
     return str(Path(data_dir).resolve())
@@ -119,7 +115,7 @@ class DataDirLock:
         if fd is None:
             raise DataDirInUse(f"DATA_DIR {data_dir} is in use by another polybot "
                                f"({_holder(path)}); one bot per DATA_DIR")
-        _write(fd, holder_text(data_dir))
+        _write(fd, f"pid {os.getpid()}")  # named in the refusal of a second bot
         return cls(path, fd)
 
     def release(self) -> None:
