@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from polybot.exposure import Exposure
 from polybot.health import MarketRow, StatusReport
+from polybot.metrics import Metrics
 from polybot.model import FairValue, MarketState, TradingState
 from polybot.pricing import TAKER_THETA, fee_per_contract, taker_theta
+from polybot.trading_state import TradingStateMachine
 
 if TYPE_CHECKING:
     from polybot.runtime import Bot
@@ -152,7 +155,7 @@ class StatusViews:
         m.equity_usd.set(float(led.equity))
         m.daily_pnl_usd.set(float(bot.engine.daily_pnl()))
         m.realized_pnl_usd.set(float(led.realized_pnl))
-        m.usd_at_risk.set(float(bot.exposure.portfolio))
+        publish_limits(m, bot.exposure, bot.trading, bot.gate.limits)
         m.trading_halted.set(1.0 if bot.trading.state is TradingState.HALTED else 0.0)
         now = trio.current_time()
         for slug, t in bot._received_at.items():
@@ -201,6 +204,28 @@ class StatusViews:
                 f" | signals {c.signals} orders {c.orders} fills {bot.recorder.fills}"
                 f" | equity {bot.ledger.equity:.2f} P&L {bot.ledger.pnl:+.2f}"
                 f" | {bot.trading.state.value}")
+
+
+def publish_limits(m: Metrics, exposure: Exposure, trading: TradingStateMachine,
+                   limits: Any) -> None:
+    """Every limit's use next to its cap, from their owners (a housekeeping pass, O(markets)).
+
+    `limits` is the gate's `risk.RiskLimits` (duck-typed: only the engine and the component
+    builder import the gate). Decimal up to here, floats from here on.
+    """
+    totals = exposure.totals()
+    zero = Decimal(0)
+    drawdown_cap = trading.drawdown_limit()
+    for scope, used, cap in (
+        ("market", max(totals.by_market.values(), default=zero), limits.max_position_per_market),
+        ("event", max(totals.by_event.values(), default=zero), limits.max_correlated_exposure),
+        ("portfolio", totals.portfolio, limits.max_portfolio_exposure),
+        ("daily_loss", trading.daily_loss_used(), trading.limits.max_daily_loss),
+        ("drawdown", trading.drawdown_used(), drawdown_cap),
+    ):
+        m.set_limit(scope, float(used), None if cap is None else float(cap))
+    m.positions_held.set(len(totals.counted))
+    m.risk_cap_positions.set(limits.max_positions)
 
 
 def _sync_counter(counter: Any, value: int) -> None:
