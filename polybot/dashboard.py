@@ -484,7 +484,7 @@ function bars(id, b) {
   Plotly.react(id, [{type: "bar", x: b.labels, y: b.values, text: b.text, textposition: "auto",
                      marker: {color: "#3b6ea5"}}],
                {...LAYOUT, shapes, yaxis: {range: [0, Math.max(b.cap, ...b.values) * 1.1 || 1]},
-                xaxis: {showticklabels: b.labels.length <= 6, automargin: true}}, CONFIG);
+                xaxis: {type: "category", showticklabels: b.labels.length <= 6, automargin: true}}, CONFIG);
 }
 
 function render(d) {
