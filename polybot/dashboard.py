@@ -258,7 +258,9 @@ def _halt_clears(report: Mapping[str, Any]) -> str:
         if reason == "kill_switch":
             parts.append("kill switch: until resume (`polybot resume` or the button)")
         elif reason == "daily_loss":
-            parts.append(f"daily loss: at the next trading day ({day.get('end', '?')})")
+            end = day.get("end")
+            parts.append("daily loss: at the next trading day"
+                         + (f" ({_plot_time(end)} UTC)" if end else ""))
         elif reason == "drawdown":
             parts.append("drawdown: until resume")
     if report.get("trading_state") == "REDUCING":

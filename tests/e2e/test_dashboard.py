@@ -111,10 +111,8 @@ def test_the_dashboard_of_a_trading_bot_shows_its_status_and_acts_only_with_the_
         # a halt made with the CLI is on the page within 3 s
         done = bot.command("halt")
         assert done.returncode == 0, done.stderr
-        halted_at = time.monotonic()
-        WebDriverWait(driver, 3).until(
+        WebDriverWait(driver, 3).until(  # the bound: within 3 s of the command's exit
             lambda d: d.find_element(By.ID, "state").text == "HALTED")
-        assert time.monotonic() - halted_at <= 3.0
         assert "kill switch" in driver.find_element(By.ID, "clears").text
         assert bot.command("resume").returncode == 0
         WebDriverWait(driver, 5).until(
