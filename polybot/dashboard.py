@@ -306,7 +306,8 @@ def view(report: Mapping[str, Any], history: Mapping[str, Any], *,
     feeds: Mapping[str, Any] = extra.get("feeds") or {}
     universe = (extra.get("universe") or {}).get("by_phase") or {}
     now = extra.get("now")
-    curve = {name: {"x": [_plot_time(ts) for ts, _ in history.get(name, [])],
+    curve: dict[str, dict[str, list[Any]]] = {
+        name: {"x": [_plot_time(ts) for ts, _ in history.get(name, [])],
                     "y": [float(Decimal(e)) for _, e in history.get(name, [])]}
              for name in ("today", "since_start")}
     if now is not None and pnl.get("equity") is not None:  # the live point ends both curves
