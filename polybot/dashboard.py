@@ -544,20 +544,25 @@ async function act(kind) {
       && !window.confirm(`${kind}: are you sure?`)) return;
   const token = document.getElementById("token").value;
   ack(`${kind}: sending...`);
-  const r = await fetch("/dashboard/action/" + kind, {method: "POST", cache: "no-store",
-    headers: {"Authorization": "Bearer " + token, "X-CSRF-Token": CSRF,
-              "Content-Type": "application/json"}, body: "{}"});
-  const body = await r.json();
-  if (!r.ok) { ack(`${kind} refused: ${body.error}`); return; }
+  let body;
+  try {
+    const r = await fetch("/dashboard/action/" + kind, {method: "POST", cache: "no-store",
+      headers: {"Authorization": "Bearer " + token, "X-CSRF-Token": CSRF,
+                "Content-Type": "application/json"}, body: "{}"});
+    body = await r.json();
+    if (!r.ok) { ack(`${kind} refused: ${body.error}`); return; }
+  } catch (e) { ack(`${kind}: not sent (${e.message}); is the bot up?`); return; }
   ack(body.message); expecting = body;
-  if (body.request) {
-    for (let i = 0; i < 60; i++) {
-      await new Promise(res => setTimeout(res, 500));
+  if (!body.request) return;
+  for (let i = 0; i < 60; i++) {
+    await new Promise(res => setTimeout(res, 500));
+    try {
       const a = await (await fetch("/dashboard/ack/" + body.request, {cache: "no-store"})).json();
       if (a.outcome) { ack(`${kind}: acknowledged: ${a.outcome}`); expecting = null; return; }
-    }
-    ack(`${kind}: no acknowledgement from the bot after 30 s`);
+    } catch (e) { /* the bot restarting: the request file waits for it; keep asking */ }
   }
+  ack(`${kind}: no acknowledgement from the bot after 30 s (request ${body.request} is still `
+      + "pending: the bot acts on it when it sees it)");
 }
 
 document.querySelectorAll("button[data-action]").forEach(b =>
