@@ -281,7 +281,8 @@ class HealthApp:
             status, ctype, body = (
                 404,
                 JSON,
-                _json({"error": "not found", "paths": list(self._routes)}),
+                _json({"error": "not found", "paths": list(self._routes)
+                                + (["/dashboard"] if self._dashboard else [])}),
             )
         elif method not in ("GET", "HEAD"):
             status, ctype, body = 405, JSON, _json({"error": "method not allowed"})

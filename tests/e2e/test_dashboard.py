@@ -94,10 +94,9 @@ def test_the_dashboard_of_a_trading_bot_shows_its_status_and_acts_only_with_the_
 
         # phone: nothing scrolls sideways
         driver.set_window_size(390, 844)
-        driver.execute_script("window.dispatchEvent(new Event('resize'))")
-        time.sleep(0.5)
-        assert driver.execute_script(
-            "return document.documentElement.scrollWidth <= window.innerWidth")
+        WebDriverWait(driver, 5).until(lambda d: d.execute_script(  # plotly's relayout settles
+            "return window.innerWidth <= 390 && "
+            "document.documentElement.scrollWidth <= window.innerWidth"))
         screenshot = os.environ.get("DASHBOARD_SCREENSHOT")  # e.g. docs/img/dashboard.png
         if screenshot:
             driver.save_screenshot(screenshot.replace(".png", "-phone.png"))
