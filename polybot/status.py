@@ -7,8 +7,10 @@ the ledger, USD at risk from the running exposure totals.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import trio
@@ -18,7 +20,7 @@ from polybot.health import MarketRow, StatusReport
 from polybot.metrics import Metrics
 from polybot.model import FairValue, MarketState, TradingState
 from polybot.pricing import TAKER_THETA, fee_per_contract, taker_theta
-from polybot.trading_state import TradingStateMachine
+from polybot.trading_state import TradingStateMachine, trading_day
 
 if TYPE_CHECKING:
     from polybot.runtime import Bot
@@ -130,6 +132,7 @@ class StatusViews:
                                  "trading": bot.trading.status(),
                                  "not_opened": bot.universe.unknown(),
                                  "universe": self.universe_summary(now)}
+        extra.update(self.dashboard_facts(now))
         if bot.live is not None:
             extra["executor"] = bot.live.status()
             extra["journal"] = bot.store.journal_status()
@@ -138,6 +141,54 @@ class StatusViews:
         return StatusReport(mode=bot.mode, trading_state=bot.trading.state.value,
                             trading_reason=bot.trading.reason or None, markets=rows, pnl=pnl,
                             recent_errors=list(bot.recent_errors), extra=extra)
+
+    def dashboard_facts(self, now: datetime) -> dict[str, Any]:
+        """What the dashboard draws besides the markets: every cap beside its use, the positions
+        with their marks, the open orders, the feeds' ages, and when the trading day began and
+        ends (a daily-loss halt clears then). Same moment as the rest of the report."""
+        bot, s = self.bot, self.bot.settings
+        led, exposure = bot.ledger, bot.exposure
+        totals = exposure.totals()
+        hwm = bot.trading.halt_state().high_water_mark
+        risk = {
+            "caps": {"market": s.risk_max_position_per_market,
+                     "event": s.risk_max_correlated_exposure,
+                     "portfolio": s.risk_max_portfolio_exposure,
+                     "positions": s.risk_max_positions,
+                     "daily_loss": s.risk_max_daily_loss,
+                     "drawdown_pct": s.risk_max_drawdown_pct},
+            "by_market": dict(totals.by_market), "by_event": dict(totals.by_event),
+            "portfolio": totals.portfolio, "positions": exposure.held_count,
+            "high_water_mark": hwm,
+            "drawdown": max(hwm - led.equity, Decimal(0)) if hwm is not None else None,
+            "drawdown_limit": (hwm * s.risk_max_drawdown_pct).quantize(Decimal("0.01"))
+            if hwm is not None else None,
+        }
+        positions = [{"market": slug, "qty": pos.net_qty, "avg_price": pos.avg_price,
+                      "mark": led.mark_price(slug), "unrealized": led.unrealized_pnl(slug),
+                      "at_risk": exposure.market(slug)}
+                     for slug, pos in sorted(led.positions.items())]
+        orders = [{"market": o.market_slug, "intent": o.intent.name, "price": o.price,
+                   "quantity": o.quantity, "filled": o.cum_qty, "state": o.state.name,
+                   "reason": o.reason, "created": o.created_at}
+                  for o in sorted(bot.registry.open_orders(), key=lambda o: o.created_at)]
+        mono = trio.current_time()
+        feeds: dict[str, Any] = {}
+        for name, stream in (("markets", bot._markets_stream), ("private", bot._private_stream)):
+            if stream is not None:
+                st = stream.status
+                feeds[name] = {"connected": st.connected, "reconnects": stream.reconnects,
+                               "frames": stream.frames, "age": _age(mono, st.last_frame_at)}
+        if bot._odds_feed is not None:
+            for sport, st in sorted(bot._odds_feed.statuses.items()):
+                feeds[f"odds {sport}"] = {"connected": st.state.value == "live",
+                                          "reconnects": st.reconnects, "frames": st.events,
+                                          "age": _age(mono, st.last_frame_at)}
+        day = trading_day(now, ZoneInfo(s.daily_reset_tz), s.daily_reset_hour)
+        start = datetime.combine(day, time(s.daily_reset_hour), ZoneInfo(s.daily_reset_tz))
+        return {"now": now, "risk": risk, "positions": positions, "open_orders": orders, "feeds": feeds,
+                "day": {"start": start.astimezone(UTC),
+                        "end": (start + timedelta(days=1)).astimezone(UTC)}}
 
     def universe_summary(self, now: Any) -> dict[str, Any]:
         """Markets by phase, and how many were ever added and retired."""
@@ -226,6 +277,10 @@ def publish_limits(m: Metrics, exposure: Exposure, trading: TradingStateMachine,
         m.set_limit(scope, float(used), None if cap is None else float(cap))
     m.positions_held.set(len(totals.counted))
     m.risk_cap_positions.set(limits.max_positions)
+
+
+def _age(now: float, then: float | None) -> float | None:
+    return None if then is None else round(max(now - then, 0.0), 1)
 
 
 def _sync_counter(counter: Any, value: int) -> None:
