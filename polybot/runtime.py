@@ -51,6 +51,7 @@ from polybot.claims import DataDirLock
 from polybot.clock import LIVE_CLOCK, Clock
 from polybot.components import NETWORK, Components, Edges, build
 from polybot.config import Settings
+from polybot.dashboard import Dashboard, DashboardConfig
 from polybot.engine import (
     CancelAll,
     Command,
@@ -827,7 +828,11 @@ async def _run_bot(settings: Settings, *, duration: float | None, clock: Clock |
     health = HealthApp(HealthSources(supervisor=bot.supervisor.state,
                                      not_ready_reason=bot.views.not_ready_reason,
                                      status=bot.views.status_report, metrics=bot.metrics,
-                                     degraded=bot.views.degraded), secrets=bot.secrets)
+                                     degraded=bot.views.degraded), secrets=bot.secrets,
+                       dashboard=Dashboard(DashboardConfig(
+                           settings.data_dir, health_host=settings.health_host,
+                           token=settings.dashboard_token.reveal()
+                           if settings.dashboard_token is not None else None)))
 
     def listening(port: int) -> None:
         bot.health_port = port

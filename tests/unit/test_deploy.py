@@ -393,6 +393,14 @@ def prometheus_section() -> dict:
     return agent_config()["logs"]["metrics_collected"]["prometheus"]
 
 
+def declarations() -> list[dict]:
+    return prometheus_section()["emf_processor"]["metric_declaration"]
+
+
+def selectors() -> list[str]:
+    return [s for declaration in declarations() for s in declaration["metric_selectors"]]
+
+
 def exposed_metric_names() -> set[str]:
     families = text_string_to_metric_families(Metrics.create().render().decode())
     return {sample.name for family in families for sample in family.samples}
@@ -405,15 +413,27 @@ def test_cloudwatch_agent_scrapes_the_bots_metrics_endpoint():
     (job,) = scrape
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{DEFAULTS['HEALTH_PORT']}"]
-    (declaration,) = section["emf_processor"]["metric_declaration"]
-    assert declaration["source_labels"] == ["job"]
-    assert re.fullmatch(declaration["label_matcher"], job["job_name"])
+    for declaration in declarations():  # the job first; further labels joined with ";"
+        assert declaration["source_labels"][0] == "job"
+        job_pattern = declaration["label_matcher"].removeprefix("^").removesuffix("$")
+        assert re.fullmatch(job_pattern.split(";")[0], job["job_name"])
+
+
+def test_usd_at_risk_reaches_cloudwatch_as_the_portfolio_figure_only():
+    # polybot_usd_at_risk has a series per limit (scope); one CloudWatch metric with the job as
+    # its only dimension must carry one of them, the portfolio's, as before the scopes
+    selecting = [d for d in declarations()
+                 if any(re.search(s, "polybot_usd_at_risk") for s in d["metric_selectors"])]
+    assert selecting
+    for declaration in selecting:
+        assert declaration["source_labels"] == ["job", "scope"]
+        assert re.fullmatch(declaration["label_matcher"], "polybot;portfolio")
+        assert not re.fullmatch(declaration["label_matcher"], "polybot;market")
 
 
 def test_every_metric_the_agent_selects_is_one_the_bot_exposes():
     exposed = exposed_metric_names()
-    (declaration,) = prometheus_section()["emf_processor"]["metric_declaration"]
-    for selector in declaration["metric_selectors"]:
+    for selector in selectors():
         assert any(re.search(selector, name) for name in exposed), selector
     for name in prometheus_section()["emf_processor"]["metric_unit"]:
         assert name in exposed, name
@@ -463,7 +483,6 @@ def test_create_alarms_makes_cpu_status_health_halt_and_daily_loss_alarms_to_the
 def test_every_bot_metric_an_alarm_reads_is_scraped_into_cloudwatch(tmp_path):
     section = prometheus_section()
     namespace = section["emf_processor"]["metric_namespace"]
-    (declaration,) = section["emf_processor"]["metric_declaration"]
     used = []
     for call in alarm_calls(tmp_path):
         if "--metrics" in call:
@@ -480,7 +499,7 @@ def test_every_bot_metric_an_alarm_reads_is_scraped_into_cloudwatch(tmp_path):
     }
     for metric in used:
         assert metric["Namespace"] == namespace
-        assert any(re.search(s, metric["MetricName"]) for s in declaration["metric_selectors"])
+        assert any(re.search(s, metric["MetricName"]) for s in selectors())
         assert metric["MetricName"] in exposed_metric_names()
 
 
@@ -572,6 +591,5 @@ def test_runbook_explains_every_alarm_and_every_scraped_metric(tmp_path):
     text = RUNBOOK.read_text()
     for call in alarm_calls(tmp_path):
         assert option(call, "--alarm-name").removeprefix("polymarket-bot-") in text
-    (declaration,) = prometheus_section()["emf_processor"]["metric_declaration"]
-    for selector in declaration["metric_selectors"]:
+    for selector in selectors():
         assert selector.strip("^$") in text, selector
