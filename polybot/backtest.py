@@ -109,8 +109,9 @@ REST_WAIT_CAP = 5.0  # an answer waits for its recorded time at most this long (
 SEED = 0
 
 # the settings a replay always sets: paper, its own temp store, no recording, no alerts sent, a
-# health server on an ephemeral loopback port
-_FORCED = {"TRADING_MODE": "paper", "RECORD_DIR": "", "HEALTH_HOST": "127.0.0.1",
+# health server on an ephemeral loopback port, no market claims (a replay on the production host
+# must never take a market from the live instances: polybot.claims)
+_FORCED = {"TRADING_MODE": "paper", "RECORD_DIR": "", "CLAIMS_DIR": "", "HEALTH_HOST": "127.0.0.1",
            "HEALTH_PORT": "0", "LOG_FILE": "", "TRADES_LOG_FILE": "", "DISCORD_WEBHOOK": "",
            "TELEGRAM_BOT_TOKEN": "", "PM_PRIVATE_KEY_FILE": ""}
 # placeholders for the secrets a recording never holds (nothing is signed or sent in a replay)

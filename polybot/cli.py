@@ -2,7 +2,8 @@
 
 Exit codes are part of the interface (systemd's `RestartPreventExitStatus=2 78` relies on them):
 0 clean, 2 bad configuration, 3 not implemented, 4 an operator request written but not acknowledged
-by a running bot, 78 fatal and not worth restarting (credentials rejected), anything else a crash.
+by a running bot, 73 another bot runs on the same DATA_DIR (`run` refused), 78 fatal and not worth
+restarting (credentials rejected), anything else a crash.
 
 Each command validates only the settings it needs: `report`, `halt` and `resume` read only
 `DATA_DIR`, so they work in an emergency with a broken `.env`.
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from polybot import config, console
-from polybot.errors import EXIT_CONFIG, EXIT_OK
+from polybot.claims import DataDirInUse
+from polybot.errors import EXIT_CONFIG, EXIT_OK, fatal_unwrapped
 
 
 def load_settings_or_exit(args: argparse.Namespace) -> config.Settings:
@@ -147,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Polymarket US sports trading bot: fair value from sportsbook odds, "
                     "fractional Kelly sizing, hard risk limits, paper or live.",
         epilog="Exit codes: 0 ok, 2 bad configuration, 3 not implemented, 4 not acknowledged by a "
-               "running bot, 78 fatal (credentials rejected).")
+               "running bot, 73 DATA_DIR in use by another bot, 78 fatal (credentials rejected).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", parents=[common], help="run the bot (paper or live, per TRADING_MODE)",
@@ -246,9 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with fatal_unwrapped(DataDirInUse):  # the demo runs the bot inside the sim's nursery
+            return int(args.func(args))
     except config.ConfigError as exc:
         console.config_problems(exc)
         return EXIT_CONFIG
+    except DataDirInUse as exc:  # a second bot on one DATA_DIR: one line, nothing touched
+        print(f"polybot: refused: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130

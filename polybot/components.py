@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from polybot.book import BookStore
+from polybot.claims import MarketClaims, instance_id
 from polybot.clock import Clock
 from polybot.config import Settings
 from polybot.engine import TradingEngine
@@ -97,6 +98,7 @@ class Components:
     rest: Any
     signer: Any
     recording: Recorder | None = None  # RECORD_DIR's feed recorder (its task: the runtime's)
+    claims: MarketClaims | None = None  # CLAIMS_DIR: the markets this instance may trade
     edges: Edges = NETWORK
 
 
@@ -152,6 +154,7 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
         notifier.alert(Level.ERROR if level in ("error", "critical") else Level.WARNING,
                        notice.title, notice.message, key=notice.kind)
 
+    claims = _reclaim(settings, store, ledger, notifier)
     executor: Venue
     if settings.trading_mode == "paper":
         paper = PaperExecutor(registry, ledger, books, recorder=recorder, markets=universe.info_map,
@@ -176,7 +179,7 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
                               trade_in_play=settings.trade_in_play,
                               stop_before_start_minutes=settings.stop_before_start_minutes),
         tif=TimeInForce.GTC if settings.order_tif == "gtc" else TimeInForce.IOC,
-        alert=lambda notice: _alert_notice(notifier, notice))
+        alert=lambda notice: _alert_notice(notifier, notice), claims=claims)
     lifecycle = Lifecycle(universe, books=books, ledger=ledger, exposure=exposure,
                           registry=registry, venue=executor, configured=settings.market_slugs)
     _follow_retirements(universe, books, fair_values, exposure, engine, executor)
@@ -202,7 +205,27 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
                       universe=universe, exposure=exposure, trading=trading, gate=gate,
                       books=books, fair_values=fair_values, engine=engine, executor=executor,
                       lifecycle=lifecycle, recorder=recorder, rest=rest,
-                      signer=signer_from_settings(settings), recording=recording, edges=edges)
+                      signer=signer_from_settings(settings), recording=recording, edges=edges,
+                      claims=claims)
+
+
+def _reclaim(settings: Settings, store: Store, ledger: Ledger,
+             notifier: Notifier) -> MarketClaims | None:
+    """CLAIMS_DIR's claims. Before anything trades, the markets this instance claimed before are
+    locked again: kept where it holds a position or an open order, released where it is flat. A
+    market it holds something in that another instance took is not traded here, closing
+    included: an alert says so."""
+    if settings.claims_dir is None or settings.trading_mode != "live":
+        return None  # paper orders never reach the exchange: a paper instance claims nothing
+    claims = MarketClaims(settings.claims_dir, instance_id(settings.data_dir))
+    in_use = {slug for slug, pos in ledger.positions.items() if pos.net_qty != 0}
+    in_use |= {order.market_slug for order in store.load_orders()}
+    for slug in claims.keep_only(in_use):
+        notifier.alert(Level.ERROR, "Market held here is claimed by another instance",
+                       f"{slug}: {claims.why_not(slug)}; this instance holds a position or an "
+                       "order there and sends it nothing until the claim is back",
+                       key=f"claim:{slug}")
+    return claims
 
 
 def _transfer(engine: TradingEngine, recording: Recorder | None) -> Callable[[Decimal], None]:

@@ -347,6 +347,13 @@ def _secret(raw: str) -> Secret:
     return Secret(raw.strip())
 
 
+def _dashboard_token(raw: str) -> Secret:
+    s = raw.strip()
+    if len(s) < 16 or any(c.isspace() for c in s):
+        raise _Invalid("at least 16 characters without spaces (e.g. `openssl rand -hex 24`)")
+    return Secret(s)
+
+
 def _webhook(raw: str) -> Secret:
     s = raw.strip()
     if not s.startswith(("https://", "http://")):
@@ -505,8 +512,14 @@ VARIABLES: tuple[Var, ...] = (
     Var("RECORD_DIR", None, _optional_path, group="Operations",
         doc="record the raw feeds here (markets and private websockets, OpticOdds events; "
             "hourly gzip files); empty = off; `run --record DIR` overrides it"),
+    Var("CLAIMS_DIR", None, _optional_path, group="Operations",
+        doc="shared by every instance on a host: a market is traded by the one instance "
+            "holding its claim file here (never trade against yourself); empty = one instance"),
     Var("HEALTH_HOST", "127.0.0.1", _text, group="Operations", doc="health app bind address"),
     Var("HEALTH_PORT", "8080", _int(0, 65535), group="Operations", doc="health app port"),
+    Var("DASHBOARD_TOKEN", None, _dashboard_token, secret=True, group="Operations",
+        doc="enables the dashboard's halt/resume/cancel-all/flatten buttons; the operator types "
+            "it in the page (unset = the dashboard is read-only)"),
     Var("DISCORD_WEBHOOK", None, _webhook, secret=True, group="Operations",
         doc="Discord webhook URL for alerts (optional)"),
     Var("TELEGRAM_BOT_TOKEN", None, _secret, secret=True, group="Operations",
@@ -577,8 +590,10 @@ class Settings:
     trades_log_file: Path | None
     data_dir: Path
     record_dir: Path | None = None
+    claims_dir: Path | None = None
     health_host: str
     health_port: int
+    dashboard_token: Secret | None = None
     discord_webhook: Secret | None = None
     telegram_bot_token: Secret | None = None
     telegram_chat_id: str | None = None

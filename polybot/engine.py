@@ -30,6 +30,7 @@ from decimal import Decimal
 import attrs
 
 from polybot.book import BookStore
+from polybot.claims import MarketClaims
 from polybot.execution.venue import Venue
 from polybot.exposure import Exposure
 from polybot.fairvalues import FairValues
@@ -128,6 +129,7 @@ class TradingEngine:
         params: StrategyParams,
         tif: TimeInForce = TimeInForce.IOC,
         alert: Callable[[Notice], None] | None = None,
+        claims: MarketClaims | None = None,  # CLAIMS_DIR: markets shared with other instances
     ) -> None:
         self.universe = universe
         self.books = books
@@ -141,6 +143,7 @@ class TradingEngine:
         self.tif = tif
         self.counters = Counters()
         self._alert = alert
+        self.claims = claims
         self._halt_cancel_pending = False
         self._decide_all_pending = False
 
@@ -231,8 +234,12 @@ class TradingEngine:
 
     def not_opened(self, slug: str) -> str:
         """Why no opening order goes to `slug` ("" when one may): the universe's facts (no event
-        or start time, no confirmed fixture, no data, halted). Closing orders are never held back."""
-        return self._not_opened(slug, self.books.state(slug))
+        or start time, no confirmed fixture, no data, halted), or another instance holding the
+        market's claim (CLAIMS_DIR: then no order at all goes there, closing included)."""
+        why = self._not_opened(slug, self.books.state(slug))
+        if not why and self.claims is not None:
+            why = self.claims.why_not(slug)
+        return why
 
     def _not_opened(self, slug: str, state: MarketState | None) -> str:
         """`not_opened`, given the market's book state (the decision has its book in hand)."""
@@ -284,6 +291,9 @@ class TradingEngine:
         else:
             position = self.ledger.position(slug)
             signals = self._signals(slug, market, book, position, now, mono)
+        claims = self.claims
+        if signals and claims is not None and claims.refused_recently(slug, mono):
+            signals = []  # another instance trades this market (asked again in a few seconds)
         commands: list[Command] = [SyncResting(slug, tuple(signals))]
         if not signals:
             return Decision(commands)
@@ -295,6 +305,13 @@ class TradingEngine:
             result = self.gate.check(sig, position=position, equity=ledger.equity,
                                      cash=ledger.cash, market_info=market, now=now)
             if isinstance(result, OrderRequest):
+                if claims is not None and not claims.claim(slug, mono):
+                    # never trade against another instance of ours (wash trading): the market
+                    # is claimed the first time an order would go there
+                    self.counters.rejections += 1
+                    commands.append(RecordRejection(Rejection(
+                        slug, sig.intent, "claimed_elsewhere", claims.why_not(slug))))
+                    return Decision(commands)
                 self.counters.orders += 1
                 if result.tif is not self.tif:  # an evolve costs ~3 µs on the way to the wire
                     result = attrs.evolve(result, tif=self.tif)
@@ -327,6 +344,9 @@ class TradingEngine:
             sig = Signal(market_slug=slug, intent=intent, limit_price=limit,
                          size_available=abs(pos.net_qty), fair_q=Decimal("0.5"),
                          edge=Decimal(0), created_at=mono)
+            if self.claims is not None and not self.claims.claim(slug, mono):
+                stuck.append(f"{slug} {pos.net_qty:+} ({self.claims.why_not(slug)})")
+                continue
             result = self.gate.check(sig, position=pos, equity=self.ledger.equity,
                                      cash=self.ledger.cash, market_info=market, now=now,
                                      flatten=True)
@@ -341,11 +361,15 @@ class TradingEngine:
     # --- the universe -----------------------------------------------------------------------------
 
     def market_retired(self, slug: str) -> None:
-        """A retire listener: the gate's per-market windows go with the market."""
+        """A retire listener: the gate's per-market windows go with the market, and its claim
+        (the market is flat and without an order: another instance may take it)."""
         self.gate.forget(slug)
+        if self.claims is not None:
+            self.claims.release(slug)
 
     def market_keys(self) -> set[str]:
-        return self.gate.market_keys()
+        keys = self.gate.market_keys()
+        return keys | self.claims.market_keys() if self.claims is not None else keys
 
     # --- reads for status and metrics -------------------------------------------------------------
 

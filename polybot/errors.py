@@ -17,6 +17,7 @@ EXIT_UNCONFIRMED = 1  # a clean stop that could not confirm every cancel (an ale
 EXIT_CONFIG = 2  # invalid settings: one line per problem, then exit
 EXIT_NOT_IMPLEMENTED = 3  # reserved: a command this build does not implement
 EXIT_NOT_ACKNOWLEDGED = 4  # an operator request no running bot acknowledged
+EXIT_DATA_DIR_IN_USE = 73  # EX_CANTCREAT: another bot holds DATA_DIR/LOCK (one bot per DATA_DIR)
 EXIT_RESTART_BUDGET = 70  # EX_SOFTWARE: too many crashes in the window; systemd restarts us
 EXIT_CREDENTIALS = 78  # EX_CONFIG: the exchange rejected our credentials (401/403 confirmed)
 

@@ -11,7 +11,12 @@ Endpoints (GET or HEAD):
   ``not_ready_reason()`` returns None: reconciled, feeds live, trading state ACTIVE/REDUCING);
   else 503 with the reason.
 * ``/metrics`` — Prometheus text of the process's own registry.
-* ``/status`` — JSON for people: the composition root's `StatusReport` plus the supervisor state.
+* ``/status`` — JSON for people: the composition root's `StatusReport` plus the supervisor state,
+  under a ``snapshot`` id (a counter per report built). ``/status?snapshot=N`` returns report N
+  again while it is among the last `KEPT_SNAPSHOTS` (404 after): the dashboard shows the id of the
+  report its figures came from, so a reader can check them against /status of the same moment.
+* ``/dashboard`` (and ``/dashboard/data``, ``/dashboard/plotly.min.js``, ``/dashboard/ack/ID``,
+  POST ``/dashboard/action/KIND``) — the live page for people, `polybot.dashboard`.
 
 The app never sees Settings. It reads everything through `HealthSources`, a handful of
 callables the composition root wires. As a last line of defence against a leaked secret, every
@@ -22,12 +27,15 @@ blanks string values under secret-sounding keys ("token", "api_key", "webhook", 
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -36,6 +44,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from polybot.dashboard import ACTIONS, Dashboard, dumps
 from polybot.metrics import METRICS_CONTENT_TYPE, Metrics
 from polybot.supervisor import Phase, Progress, SupervisorState
 
@@ -43,6 +52,11 @@ log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 JSON = "application/json"
+HTML = "text/html; charset=utf-8"
+KEPT_SNAPSHOTS = 64  # /status?snapshot=N answers for the last this many reports
+PAGE_HEADERS = [  # the dashboard's page: never framed (its buttons), no referrer, no sniffing
+    (b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"), (b"x-content-type-options", b"nosniff")]
 _SECRET_KEY = re.compile(
     r"secret|token|passw|passphrase|private|api_?key|webhook|authori[sz]ation|credential|signature",
     re.IGNORECASE,
@@ -111,9 +125,14 @@ Response = tuple[int, str, bytes]
 class HealthApp:
     """The ASGI callable. ``secrets``: raw secret values that must never leave in a response."""
 
-    def __init__(self, sources: HealthSources, *, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, sources: HealthSources, *, secrets: Sequence[str] = (),
+                 dashboard: Dashboard | None = None) -> None:
         self._sources = sources
         self._secrets = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
+        self._dashboard = dashboard
+        self._snapshot_ids = itertools.count(1)
+        self._snapshots: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._plotly_js: bytes | None = None
         self._routes: dict[str, Callable[[], Response]] = {
             "/health": self.health,
             "/ready": self.ready,
@@ -169,11 +188,64 @@ class HealthApp:
         return 200, METRICS_CONTENT_TYPE, self._sources.metrics.render()
 
     def status(self) -> Response:
+        return 200, JSON, _json(self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """A new status report (plain data) under the next snapshot id, kept for a while."""
         report = _plain(self._sources.status())
         if not isinstance(report, dict):
             report = {"status": report}
         report["supervisor"] = self._sources.supervisor().to_json()
+        snapshot_id = next(self._snapshot_ids)
+        report = {"snapshot": snapshot_id, **report}
+        self._snapshots[snapshot_id] = report
+        while len(self._snapshots) > KEPT_SNAPSHOTS:
+            self._snapshots.popitem(last=False)
+        return report
+
+    def status_of(self, snapshot: str) -> Response:
+        """/status?snapshot=N: report N again, the same JSON as when it was built."""
+        report = self._snapshots.get(int(snapshot)) if snapshot.isdigit() else None
+        if report is None:
+            return 404, JSON, _json({"error": f"snapshot {snapshot} is not kept",
+                                     "kept": list(self._snapshots)[:1] + list(self._snapshots)[-1:]})
         return 200, JSON, _json(report)
+
+    async def dashboard(self, path: str, method: str,
+                        headers: Mapping[str, str]) -> tuple[int, str, bytes, list[Any]] | None:
+        """The dashboard's routes (None: not one of them)."""
+        dash = self._dashboard
+        if dash is None or not (path == "/dashboard" or path.startswith("/dashboard/")):
+            return None
+        sub = path[len("/dashboard"):]
+        if sub.startswith("/action/"):
+            kind = sub[len("/action/"):]
+            if method != "POST":
+                return 405, JSON, _json({"error": "method not allowed"}), [(b"allow", b"POST")]
+            if kind not in ACTIONS:
+                return 404, JSON, _json({"error": f"no action {kind!r}"}), []
+            refusal = dash.refuse(headers)
+            if refusal is not None:
+                log.warning("dashboard: %s refused: %s", kind, refusal.reason)
+                return refusal.status, JSON, _json({"error": refusal.reason}), []
+            return 200, JSON, _json(dash.act(kind)), []
+        if method not in ("GET", "HEAD"):
+            return 405, JSON, _json({"error": "method not allowed"}), [(b"allow", b"GET, HEAD")]
+        if sub in ("", "/"):
+            return 200, HTML, dash.page(), PAGE_HEADERS
+        if sub == "/data":
+            return 200, JSON, dumps(await dash.data(self.snapshot())), []
+        if sub == "/plotly.min.js":
+            if self._plotly_js is None:
+                self._plotly_js = await trio.to_thread.run_sync(_read_plotly_js)
+            return (200, "text/javascript; charset=utf-8", self._plotly_js,
+                    [(b"cache-control", b"public, max-age=86400")])
+        if sub.startswith("/ack/"):
+            ack = await dash.ack(sub[len("/ack/"):])
+            if ack is None:
+                return 404, JSON, _json({"error": "not a request id"}), []
+            return 200, JSON, _json(ack), []
+        return 404, JSON, _json({"error": "not found"}), []
 
     # --- ASGI ---------------------------------------------------------------------------------
 
@@ -192,18 +264,36 @@ class HealthApp:
         method = scope["method"]
         handler = self._routes.get(path)
         headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
-        if handler is None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        request_headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                           for k, v in scope.get("headers", [])}
+        try:
+            routed = await self.dashboard(path, method, request_headers)
+        except Exception:
+            log.exception("dashboard endpoint %s failed", path)
+            routed = 500, JSON, _json({"error": "internal error"}), []
+        if routed is not None:
+            status, ctype, body, more = routed
+            if any(name == b"cache-control" for name, _ in more):
+                headers = []
+            headers += more
+        elif handler is None:
             status, ctype, body = (
                 404,
                 JSON,
-                _json({"error": "not found", "paths": list(self._routes)}),
+                _json({"error": "not found", "paths": list(self._routes)
+                                + (["/dashboard"] if self._dashboard else [])}),
             )
         elif method not in ("GET", "HEAD"):
             status, ctype, body = 405, JSON, _json({"error": "method not allowed"})
             headers.append((b"allow", b"GET, HEAD"))
         else:
             try:
-                status, ctype, body = handler()
+                snapshot = dict(_query_pairs(query)).get("snapshot")
+                if path == "/status" and snapshot is not None:
+                    status, ctype, body = self.status_of(snapshot)
+                else:
+                    status, ctype, body = handler()
             except Exception:
                 log.exception("health endpoint %s failed", path)
                 status, ctype, body = 500, JSON, _json({"error": "internal error"})
@@ -216,6 +306,17 @@ class HealthApp:
         for secret in self._secrets:
             body = body.replace(secret, REDACTED.encode())
         return body
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    return [(k, v) for k, _, v in (part.partition("=") for part in query.split("&") if part)]
+
+
+def _read_plotly_js() -> bytes:
+    """plotly.js as the `plotly` package ships it (the same the HTML report embeds)."""
+    import plotly
+
+    return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
 
 
 def secret_values(*sources: Any) -> list[str]:

@@ -38,6 +38,14 @@ DECISION_LATENCY_BUCKETS = (
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+# Every USD limit the bot enforces, each the `scope` of its use in `polybot_usd_at_risk` and the
+# `cap` of its limit in `polybot_risk_cap_usd` (one name for both, so a panel pairs them):
+# "market" and "event" are the largest market's and event's USD at risk (the cap is the same for
+# each, so the largest is the distance to the one that binds first), "portfolio" the sum,
+# "daily_loss" and "drawdown" what the two halts measure on the halt equity. The positions count
+# is not USD: `polybot_positions_held` against `polybot_risk_cap_positions`.
+RISK_SCOPES = ("market", "event", "portfolio", "daily_loss", "drawdown")
+
 
 @attrs.frozen
 class Metrics:
@@ -45,7 +53,8 @@ class Metrics:
 
     Labels: ``stream`` (e.g. "markets", "private", "odds"), ``market`` (market slug),
     ``outcome`` (orders: e.g. "accepted", "filled", "cancelled", "rejected", "unknown"),
-    ``reason`` (risk rejections), ``channel`` (alerts: "discord", "telegram").
+    ``reason`` (risk rejections), ``channel`` (alerts: "discord", "telegram"), ``scope`` and
+    ``cap`` (the USD limits, `RISK_SCOPES`).
     """
 
     registry: CollectorRegistry
@@ -65,7 +74,10 @@ class Metrics:
     equity_usd: Gauge  # polybot_equity_usd
     daily_pnl_usd: Gauge  # polybot_daily_pnl_usd
     realized_pnl_usd: Gauge  # polybot_realized_pnl_usd
-    usd_at_risk: Gauge  # polybot_usd_at_risk
+    usd_at_risk: Gauge  # polybot_usd_at_risk{scope}: each USD limit's use (RISK_SCOPES)
+    risk_cap_usd: Gauge  # polybot_risk_cap_usd{cap}: each USD limit (RISK_SCOPES)
+    positions_held: Gauge  # polybot_positions_held: markets counted by RISK_MAX_POSITIONS
+    risk_cap_positions: Gauge  # polybot_risk_cap_positions: RISK_MAX_POSITIONS
     daily_loss_limit_usd: Gauge  # polybot_daily_loss_limit_usd
     trading_halted: Gauge  # polybot_trading_halted (0/1)
     # the universe
@@ -87,6 +99,9 @@ class Metrics:
         r = CollectorRegistry(auto_describe=True)
         info = Gauge("polybot_info", "Always 1; bot_instance names this bot (INSTANCE, empty for the single bot).", [INSTANCE_LABEL], registry=r)  # fmt: skip
         info.labels(instance).set(1)
+        usd_at_risk = Gauge("polybot_usd_at_risk", "USD at risk against each limit (its scope).", ["scope"], registry=r)
+        for scope in RISK_SCOPES:  # exposed from the start, 0 until the first housekeeping pass
+            usd_at_risk.labels(scope=scope)
         return cls(
             registry=r,
             frames=Counter("polybot_stream_frames", "Frames received per stream.", ["stream"], registry=r),
@@ -107,7 +122,10 @@ class Metrics:
             equity_usd=Gauge("polybot_equity_usd", "Account equity in USD.", registry=r),
             daily_pnl_usd=Gauge("polybot_daily_pnl_usd", "P&L of the current trading day in USD.", registry=r),
             realized_pnl_usd=Gauge("polybot_realized_pnl_usd", "Realized P&L in USD.", registry=r),
-            usd_at_risk=Gauge("polybot_usd_at_risk", "USD at risk across open positions and orders.", registry=r),
+            usd_at_risk=usd_at_risk,
+            risk_cap_usd=Gauge("polybot_risk_cap_usd", "Each USD limit, the cap of polybot_usd_at_risk of the same scope.", ["cap"], registry=r),
+            positions_held=Gauge("polybot_positions_held", "Markets held (a position or an open opening order), as RISK_MAX_POSITIONS counts them.", registry=r),
+            risk_cap_positions=Gauge("polybot_risk_cap_positions", "RISK_MAX_POSITIONS: the most markets held at once.", registry=r),
             daily_loss_limit_usd=Gauge("polybot_daily_loss_limit_usd", "Configured daily loss limit in USD.", registry=r),
             trading_halted=Gauge("polybot_trading_halted", "1 while trading is halted, else 0.", registry=r),
             markets=Gauge("polybot_markets", "Markets in the universe by phase.", ["phase"], registry=r),
@@ -137,6 +155,12 @@ class Metrics:
         if child is None:
             child = self._children[("orders", outcome)] = self.orders.labels(outcome=outcome)
         child.inc()
+
+    def set_limit(self, scope: str, used: float, cap: float | None) -> None:
+        """One USD limit's use and cap (a cap not known yet, None, is left unset: absent, not 0)."""
+        self.usd_at_risk.labels(scope=scope).set(used)
+        if cap is not None:
+            self.risk_cap_usd.labels(cap=scope).set(cap)
 
     def forget_market(self, slug: str) -> None:
         """A retired market's label sets go (a series per retired market would grow for ever)."""

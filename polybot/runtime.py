@@ -47,9 +47,11 @@ import trio
 
 from polybot import control
 from polybot import operator as operator_requests
+from polybot.claims import DataDirLock
 from polybot.clock import LIVE_CLOCK, Clock
 from polybot.components import NETWORK, Components, Edges, build
 from polybot.config import Settings
+from polybot.dashboard import Dashboard, DashboardConfig
 from polybot.engine import (
     CancelAll,
     Command,
@@ -808,13 +810,29 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
     `edges`: where the I/O goes (the network; a backtest's recording: `polybot.backtest`).
 
     `on_finish` receives {"status": the final StatusReport, "code": exit code} (the demo's summary).
+
+    Raises `polybot.claims.DataDirInUse` (before anything is opened) when another process runs a
+    bot on the same DATA_DIR; DATA_DIR/LOCK is held until this returns (or the process dies).
     """
+    with DataDirLock.acquire(settings.data_dir):
+        return await _run_bot(settings, duration=duration, clock=clock, status_line=status_line,
+                              on_health_port=on_health_port, on_finish=on_finish, edges=edges)
+
+
+async def _run_bot(settings: Settings, *, duration: float | None, clock: Clock | None,
+                   status_line: Callable[[str], None] | None,
+                   on_health_port: Callable[[int], None] | None,
+                   on_finish: Callable[[dict[str, Any]], object] | None, edges: Edges) -> int:
     bot = Bot(settings, clock=clock, status_line=status_line, edges=edges)
     sd = SystemdNotifier.from_env()
     health = HealthApp(HealthSources(supervisor=bot.supervisor.state,
                                      not_ready_reason=bot.views.not_ready_reason,
                                      status=bot.views.status_report, metrics=bot.metrics,
-                                     degraded=bot.views.degraded), secrets=bot.secrets)
+                                     degraded=bot.views.degraded), secrets=bot.secrets,
+                       dashboard=Dashboard(DashboardConfig(
+                           settings.data_dir, health_host=settings.health_host,
+                           token=settings.dashboard_token.reveal()
+                           if settings.dashboard_token is not None else None)))
 
     def listening(port: int) -> None:
         bot.health_port = port
@@ -858,6 +876,8 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
         with trio.CancelScope(shield=True):
             await bot.rest.aclose()
         bot.store.close()
+        if bot.c.claims is not None:
+            bot.c.claims.release_all()
     return code
 
 

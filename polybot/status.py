@@ -7,15 +7,20 @@ the ledger, USD at risk from the running exposure totals.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import trio
 
+from polybot.exposure import Exposure
 from polybot.health import MarketRow, StatusReport
+from polybot.metrics import Metrics
 from polybot.model import FairValue, MarketState, TradingState
 from polybot.pricing import TAKER_THETA, fee_per_contract, taker_theta
+from polybot.trading_state import TradingStateMachine, trading_day
 
 if TYPE_CHECKING:
     from polybot.runtime import Bot
@@ -127,14 +132,65 @@ class StatusViews:
                                  "trading": bot.trading.status(),
                                  "not_opened": bot.universe.unknown(),
                                  "universe": self.universe_summary(now)}
+        extra.update(self.dashboard_facts(now))
         if bot.live is not None:
             extra["executor"] = bot.live.status()
             extra["journal"] = bot.store.journal_status()
         if bot._discovery is not None:
             extra["discovery"] = bot._discovery.status()
+        if bot.engine.claims is not None:  # CLAIMS_DIR: which markets are this instance's
+            extra["claims"] = bot.engine.claims.status()
         return StatusReport(mode=bot.mode, trading_state=bot.trading.state.value,
                             trading_reason=bot.trading.reason or None, markets=rows, pnl=pnl,
                             recent_errors=list(bot.recent_errors), extra=extra)
+
+    def dashboard_facts(self, now: datetime) -> dict[str, Any]:
+        """What the dashboard draws besides the markets: every cap beside its use, the positions
+        with their marks, the open orders, the feeds' ages, and when the trading day began and
+        ends (a daily-loss halt clears then). Same moment as the rest of the report."""
+        bot, s = self.bot, self.bot.settings
+        led, exposure = bot.ledger, bot.exposure
+        totals = exposure.totals()
+        hwm = bot.trading.halt_state().high_water_mark
+        risk = {
+            "caps": {"market": s.risk_max_position_per_market,
+                     "event": s.risk_max_correlated_exposure,
+                     "portfolio": s.risk_max_portfolio_exposure,
+                     "positions": s.risk_max_positions,
+                     "daily_loss": s.risk_max_daily_loss,
+                     "drawdown_pct": s.risk_max_drawdown_pct},
+            "by_market": dict(totals.by_market), "by_event": dict(totals.by_event),
+            "portfolio": totals.portfolio, "positions": exposure.held_count,
+            "high_water_mark": hwm,
+            "drawdown": max(hwm - led.equity, Decimal(0)) if hwm is not None else None,
+            "drawdown_limit": (hwm * s.risk_max_drawdown_pct).quantize(Decimal("0.01"))
+            if hwm is not None else None,
+        }
+        positions = [{"market": slug, "qty": pos.net_qty, "avg_price": pos.avg_price,
+                      "mark": led.mark_price(slug), "unrealized": led.unrealized_pnl(slug),
+                      "at_risk": exposure.market(slug)}
+                     for slug, pos in sorted(led.positions.items())]
+        orders = [{"market": o.market_slug, "intent": o.intent.name, "price": o.price,
+                   "quantity": o.quantity, "filled": o.cum_qty, "state": o.state.name,
+                   "reason": o.reason, "created": o.created_at}
+                  for o in sorted(bot.registry.open_orders(), key=lambda o: o.created_at)]
+        mono = trio.current_time()
+        feeds: dict[str, Any] = {}
+        for name, stream in (("markets", bot._markets_stream), ("private", bot._private_stream)):
+            if stream is not None:
+                st = stream.status
+                feeds[name] = {"connected": st.connected, "reconnects": stream.reconnects,
+                               "frames": stream.frames, "age": _age(mono, st.last_frame_at)}
+        if bot._odds_feed is not None:
+            for sport, st in sorted(bot._odds_feed.statuses.items()):
+                feeds[f"odds {sport}"] = {"connected": st.state.value == "live",
+                                          "reconnects": st.reconnects, "frames": st.events,
+                                          "age": _age(mono, st.last_frame_at)}
+        day = trading_day(now, ZoneInfo(s.daily_reset_tz), s.daily_reset_hour)
+        start = datetime.combine(day, time(s.daily_reset_hour), ZoneInfo(s.daily_reset_tz))
+        return {"now": now, "risk": risk, "positions": positions, "open_orders": orders, "feeds": feeds,
+                "day": {"start": start.astimezone(UTC),
+                        "end": (start + timedelta(days=1)).astimezone(UTC)}}
 
     def universe_summary(self, now: Any) -> dict[str, Any]:
         """Markets by phase, and how many were ever added and retired."""
@@ -152,7 +208,7 @@ class StatusViews:
         m.equity_usd.set(float(led.equity))
         m.daily_pnl_usd.set(float(bot.engine.daily_pnl()))
         m.realized_pnl_usd.set(float(led.realized_pnl))
-        m.usd_at_risk.set(float(bot.exposure.portfolio))
+        publish_limits(m, bot.exposure, bot.trading, bot.gate.limits)
         m.trading_halted.set(1.0 if bot.trading.state is TradingState.HALTED else 0.0)
         now = trio.current_time()
         for slug, t in bot._received_at.items():
@@ -201,6 +257,32 @@ class StatusViews:
                 f" | signals {c.signals} orders {c.orders} fills {bot.recorder.fills}"
                 f" | equity {bot.ledger.equity:.2f} P&L {bot.ledger.pnl:+.2f}"
                 f" | {bot.trading.state.value}")
+
+
+def publish_limits(m: Metrics, exposure: Exposure, trading: TradingStateMachine,
+                   limits: Any) -> None:
+    """Every limit's use next to its cap, from their owners (a housekeeping pass, O(markets)).
+
+    `limits` is the gate's `risk.RiskLimits` (duck-typed: only the engine and the component
+    builder import the gate). Decimal up to here, floats from here on.
+    """
+    totals = exposure.totals()
+    zero = Decimal(0)
+    drawdown_cap = trading.drawdown_limit()
+    for scope, used, cap in (
+        ("market", max(totals.by_market.values(), default=zero), limits.max_position_per_market),
+        ("event", max(totals.by_event.values(), default=zero), limits.max_correlated_exposure),
+        ("portfolio", totals.portfolio, limits.max_portfolio_exposure),
+        ("daily_loss", trading.daily_loss_used(), trading.limits.max_daily_loss),
+        ("drawdown", trading.drawdown_used(), drawdown_cap),
+    ):
+        m.set_limit(scope, float(used), None if cap is None else float(cap))
+    m.positions_held.set(len(totals.counted))
+    m.risk_cap_positions.set(limits.max_positions)
+
+
+def _age(now: float, then: float | None) -> float | None:
+    return None if then is None else round(max(now - then, 0.0), 1)
 
 
 def _sync_counter(counter: Any, value: int) -> None:

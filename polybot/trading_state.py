@@ -150,6 +150,7 @@ class TradingStateMachine:
         self._kill = False
         self._kill_reason = ""
         self._over_cap = False
+        self._equity: Decimal | None = None  # the halt equity `observe` last measured
         self._state = TradingState.ACTIVE
         self._reason = ""
 
@@ -203,6 +204,28 @@ class TradingStateMachine:
         """Equity change since the trading day's start (0 before the day has started)."""
         start = self._halt.day_start_equity
         return equity - start if self._begun and start is not None else Decimal(0)
+
+    def daily_loss_used(self) -> Decimal:
+        """What the daily-loss halt measures: the day's start less the halt equity last observed
+        (0 while up on the day, or before the day began). It halts at `max_daily_loss`."""
+        start, equity = self._halt.day_start_equity, self._equity
+        if not self._begun or start is None or equity is None:
+            return Decimal(0)
+        return max(start - equity, Decimal(0))
+
+    def drawdown_used(self) -> Decimal:
+        """What the drawdown halt measures: the high-water mark less the halt equity last observed
+        (0 at a new high, or before the day began). It halts at `drawdown_limit()`."""
+        high, equity = self._halt.high_water_mark, self._equity
+        if not self._begun or high is None or equity is None:
+            return Decimal(0)
+        return max(high - equity, Decimal(0))
+
+    def drawdown_limit(self) -> Decimal | None:
+        """The drawdown halt's threshold in USD, `max_drawdown_pct` × the high-water mark (None
+        until there is a high-water mark)."""
+        high = self._halt.high_water_mark
+        return None if high is None else self.limits.max_drawdown_pct * high
 
     def halt_reasons(self, now: datetime | None = None) -> list[str]:
         reasons = []
@@ -316,6 +339,7 @@ class TradingStateMachine:
         base = equity if baseline is None else min(equity, baseline)
         if not self._begun:
             return self._state
+        self._equity = equity
         h = self._halt
         today = self._today(now)
         if h.day is None or today > h.day:

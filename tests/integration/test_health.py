@@ -216,7 +216,9 @@ async def test_metrics_parse_as_prometheus_text_with_every_metric(served):
     m.equity_usd.set(1012.5)
     m.daily_pnl_usd.set(12.5)
     m.realized_pnl_usd.set(4.0)
-    m.usd_at_risk.set(55.0)
+    m.set_limit("portfolio", 55.0, 250.0)
+    m.positions_held.set(2)
+    m.risk_cap_positions.set(10)
     m.daily_loss_limit_usd.set(100)
     m.trading_halted.set(0)
     m.up.set(1)
@@ -245,6 +247,9 @@ async def test_metrics_parse_as_prometheus_text_with_every_metric(served):
         "polybot_daily_pnl_usd",
         "polybot_realized_pnl_usd",
         "polybot_usd_at_risk",
+        "polybot_risk_cap_usd",
+        "polybot_positions_held",
+        "polybot_risk_cap_positions",
         "polybot_daily_loss_limit_usd",
         "polybot_trading_halted",
         "polybot_up",
@@ -253,6 +258,9 @@ async def test_metrics_parse_as_prometheus_text_with_every_metric(served):
         assert expected in names, expected
     assert samples[("polybot_stream_frames_total", (("stream", "markets"),))] == 3
     assert samples[("polybot_restarts_total", ())] == 1
+    assert samples[("polybot_usd_at_risk", (("scope", "portfolio"),))] == 55
+    assert samples[("polybot_usd_at_risk", (("scope", "market"),))] == 0  # exposed before set
+    assert samples[("polybot_risk_cap_usd", (("cap", "portfolio"),))] == 250
     assert samples[("polybot_decision_latency_seconds_bucket", (("le", "0.005"),))] == 1
 
 

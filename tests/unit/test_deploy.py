@@ -189,9 +189,11 @@ def test_systemd_unit_supervises_restarts_and_stops_as_the_issue_requires():
     assert d["WatchdogSec"] == "60"
     assert d["Restart"] == "always"
     assert d["RestartSec"] == "10"
-    # Not restarted: bad configuration and rejected credentials, as the program numbers them.
+    # Not restarted: bad configuration, DATA_DIR held by another bot and rejected credentials,
+    # as the program numbers them.
     assert {int(c) for c in d["RestartPreventExitStatus"].split()} == {
         errors.EXIT_CONFIG,
+        errors.EXIT_DATA_DIR_IN_USE,
         errors.EXIT_CREDENTIALS,
     }
     assert int(d["TimeoutStopSec"]) > 10  # the bot's graceful shutdown bound
@@ -410,6 +412,14 @@ def prometheus_section() -> dict:
     return agent_config()["logs"]["metrics_collected"]["prometheus"]
 
 
+def declarations() -> list[dict]:
+    return prometheus_section()["emf_processor"]["metric_declaration"]
+
+
+def selectors() -> list[str]:
+    return [s for declaration in declarations() for s in declaration["metric_selectors"]]
+
+
 def exposed_metric_names() -> set[str]:
     families = text_string_to_metric_families(Metrics.create().render().decode())
     return {sample.name for family in families for sample in family.samples}
@@ -422,23 +432,29 @@ def test_cloudwatch_agent_scrapes_the_bots_metrics_endpoint():
     (job,) = scrape
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{DEFAULTS['HEALTH_PORT']}"]
-    single, per_instance = section["emf_processor"]["metric_declaration"]
-    # The single bot's series have no bot_instance label (empty after the ';'): dimension job
-    # alone, as before; an instance's (INSTANCE set) get job and bot_instance, never mixed.
-    assert single["source_labels"] == per_instance["source_labels"] == ["job", "bot_instance"]
-    assert re.fullmatch(single["label_matcher"], job["job_name"] + ";")
-    assert not re.fullmatch(single["label_matcher"], job["job_name"] + ";alice")
-    assert re.fullmatch(per_instance["label_matcher"], job["job_name"] + ";alice")
-    assert not re.fullmatch(per_instance["label_matcher"], job["job_name"] + ";")
-    assert single["dimensions"] == [["job"]]
-    assert per_instance["dimensions"] == [["job", "bot_instance"]]
-    assert per_instance["metric_selectors"] == single["metric_selectors"]
+    for declaration in declarations():  # the job first; further labels joined with ";"
+        assert declaration["source_labels"][0] == "job"
+        job_pattern = declaration["label_matcher"].removeprefix("^").removesuffix("$")
+        assert re.fullmatch(job_pattern.split(";")[0], job["job_name"])
+
+
+def test_usd_at_risk_reaches_cloudwatch_as_the_portfolio_figure_only():
+    # polybot_usd_at_risk has a series per limit (scope); one CloudWatch metric with the job as
+    # its only dimension must carry one of them, the portfolio's, as before the scopes
+    selecting = [d for d in declarations()
+                 if any(re.search(s, "polybot_usd_at_risk") for s in d["metric_selectors"])]
+    assert selecting
+    for declaration in selecting:  # the single bot's (no bot_instance) and an instance's
+        assert declaration["source_labels"] == ["job", "bot_instance", "scope"]
+        assert any(re.fullmatch(declaration["label_matcher"], f"polybot;{bot};portfolio")
+                   for bot in ("", "alice"))
+        assert not any(re.fullmatch(declaration["label_matcher"], f"polybot;{bot};market")
+                       for bot in ("", "alice"))
 
 
 def test_every_metric_the_agent_selects_is_one_the_bot_exposes():
     exposed = exposed_metric_names()
-    declaration = prometheus_section()["emf_processor"]["metric_declaration"][0]
-    for selector in declaration["metric_selectors"]:
+    for selector in selectors():
         assert any(re.search(selector, name) for name in exposed), selector
     for name in prometheus_section()["emf_processor"]["metric_unit"]:
         assert name in exposed, name
@@ -488,7 +504,6 @@ def test_create_alarms_makes_cpu_status_health_halt_and_daily_loss_alarms_to_the
 def test_every_bot_metric_an_alarm_reads_is_scraped_into_cloudwatch(tmp_path):
     section = prometheus_section()
     namespace = section["emf_processor"]["metric_namespace"]
-    declaration = section["emf_processor"]["metric_declaration"][0]
     used = []
     for call in alarm_calls(tmp_path):
         if "--metrics" in call:
@@ -505,7 +520,7 @@ def test_every_bot_metric_an_alarm_reads_is_scraped_into_cloudwatch(tmp_path):
     }
     for metric in used:
         assert metric["Namespace"] == namespace
-        assert any(re.search(s, metric["MetricName"]) for s in declaration["metric_selectors"])
+        assert any(re.search(s, metric["MetricName"]) for s in selectors())
         assert metric["MetricName"] in exposed_metric_names()
 
 
@@ -597,6 +612,5 @@ def test_runbook_explains_every_alarm_and_every_scraped_metric(tmp_path):
     text = RUNBOOK.read_text()
     for call in alarm_calls(tmp_path):
         assert option(call, "--alarm-name").removeprefix("polymarket-bot-") in text
-    declaration = prometheus_section()["emf_processor"]["metric_declaration"][0]
-    for selector in declaration["metric_selectors"]:
+    for selector in selectors():
         assert selector.strip("^$") in text, selector

@@ -176,6 +176,24 @@ def test_drawdown_halts_until_operator_resume():
     assert ts.state is TradingState.ACTIVE and ts.high_water_mark == D("1150")
 
 
+def test_the_limits_use_reaches_its_cap_exactly_when_the_halt_fires():
+    # what the Grafana panels draw: the halts' own figures on the halt equity, never negative
+    ts = TradingStateMachine(HaltLimits.of(RiskLimits(max_daily_loss=D("100"))))
+    assert (ts.daily_loss_used(), ts.drawdown_used(), ts.drawdown_limit()) == (0, 0, None)
+    ts.begin(D("1000"), NOW)
+    ts.observe(D("1200"), NOW)  # up on the day: no loss used; a new high
+    assert (ts.daily_loss_used(), ts.drawdown_used(), ts.drawdown_limit()) == (0, 0, D("180"))
+    ts.observe(D("1100.01"), NOW)
+    assert ts.daily_loss_used() == 0 and ts.drawdown_used() == D("99.99")
+    assert ts.state is TradingState.ACTIVE
+    ts.observe(D("1020"), NOW)  # 15 % of 1200
+    assert ts.drawdown_used() == ts.drawdown_limit() == D("180")
+    assert ts.state is TradingState.HALTED and ts.reason == "drawdown"
+    ts.observe(D("900"), NOW)
+    assert ts.daily_loss_used() == D("100") == ts.limits.max_daily_loss
+    assert ts.halt_reasons() == ["daily_loss", "drawdown"]
+
+
 def test_kill_switch_halts_while_set_and_resume_does_not_clear_it_or_daily_loss():
     ts = begun()
     ts.observe(D("900"), NOW)
