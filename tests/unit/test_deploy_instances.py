@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from polybot import config
+from polybot import claims, config
 from polybot.config import VARIABLES
 from tests.unit.test_deploy import dockerignore_patterns, dockerignored, systemd_analyze
 
@@ -204,6 +204,9 @@ def test_compose_accounts_runs_each_account_like_the_single_bot_with_its_own_fil
     single = compose("docker-compose.yml")["bot"]
     accounts = compose("docker-compose.accounts.yml")
     assert len(accounts) >= 2
+    (workdir,) = [line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines()
+                  if line.startswith("WORKDIR ")]
+    data_dirs: list[str] = []
     for name, service in accounts.items():
         # restart, logging, healthcheck, grace period, memory: the single bot's, key for key
         assert {k: v for k, v in service.items() if k not in PER_SERVICE} == {
@@ -212,20 +215,25 @@ def test_compose_accounts_runs_each_account_like_the_single_bot_with_its_own_fil
         assert service["env_file"] == [f"instances/{name}/.env"]
         env = service["environment"]
         assert env["INSTANCE"] == name
-        assert {k: v for k, v in env.items() if k not in ("INSTANCE", "CLAIMS_DIR")} == \
-            single["environment"]
+        assert {k: v for k, v in env.items() if k not in ("INSTANCE", "CLAIMS_DIR", "DATA_DIR")} \
+            == {k: v for k, v in single["environment"].items() if k != "DATA_DIR"}
         mounts = dict(v.split(":")[::-1] for v in service["volumes"])  # container -> host
+        data_dir = f"{workdir}/{env['DATA_DIR']}"
         assert mounts == {"/app/logs": f"./instances/{name}/logs",
-                          "/app/data": f"./instances/{name}/data",
+                          data_dir: f"./instances/{name}/data",
                           env["CLAIMS_DIR"]: "./claims"}
+        data_dirs.append(data_dir)
         (port,) = service["ports"]
         host, _host_port, container_port = port.split(":")
         assert host == "127.0.0.1" and container_port == env["HEALTH_PORT"]
     # nothing an account writes is another's; the claims are everyone's
     host_ports = [s["ports"][0].split(":")[1] for s in accounts.values()]
     assert len(set(host_ports)) == len(accounts) and "8080" not in host_ports
-    data = [s["volumes"][1] for s in accounts.values()]
+    data = [s["volumes"][1].split(":")[0] for s in accounts.values()]
     assert len(set(data)) == len(accounts)
+    # a claim names its owner by the resolved DATA_DIR (polybot.claims.instance_id): inside
+    # their containers too, no two accounts may resolve to the same one
+    assert len({claims.instance_id(Path(d)) for d in data_dirs}) == len(accounts)
     assert len({s["environment"]["CLAIMS_DIR"] for s in accounts.values()}) == 1
 
 
@@ -294,14 +302,42 @@ def test_alarms_per_instance_read_only_that_bots_series_under_names_of_their_own
     assert [q["MetricStat"]["Metric"]["Dimensions"] for q in queries if "MetricStat" in q] == \
         [dims, dims]
     # what the agent publishes for an instance's series: exactly these dimensions
-    agent = json.loads((REPO / "cloudwatch" / "amazon-cloudwatch-agent.json").read_text())
-    declarations = agent["logs"]["metrics_collected"]["prometheus"]["emf_processor"][
-        "metric_declaration"]
-    (per_instance,) = [d for d in declarations if re.fullmatch(d["label_matcher"], "polybot;alice")]
-    assert per_instance["dimensions"] == [[d["Name"] for d in dims]]
+    assert agent_dimensions("alice") == [(n, "job", "bot_instance") for n in sorted(BOT_METRICS)]
     # without --instance nothing changed: the single bot's job=polybot alarms
     assert option(single[2], "--dimensions") == ["Name=job,Value=polybot"]
     assert option(single[2], "--alarm-name") == ["polymarket-bot-health"]
+
+
+BOT_METRICS = {"polybot_up", "polybot_trading_halted", "polybot_daily_pnl_usd",
+               "polybot_daily_loss_limit_usd", "polybot_equity_usd", "polybot_restarts_total",
+               "polybot_usd_at_risk"}
+
+
+def agent_dimensions(bot: str) -> list[tuple[str, ...]]:
+    """(metric, *dimensions) the agent publishes for a bot's series ("" = the single bot, no
+    bot_instance label): what each metric_declaration matching its labels selects. The
+    declarations' source labels are joined with ";" and a missing label is empty."""
+    agent = json.loads((REPO / "cloudwatch" / "amazon-cloudwatch-agent.json").read_text())
+    section = agent["logs"]["metrics_collected"]["prometheus"]["emf_processor"]
+    labels = {"job": "polybot", "bot_instance": bot}
+    out = []
+    for name in sorted(BOT_METRICS):
+        series = [{**labels, "scope": scope} for scope in ("portfolio", "market")] \
+            if name == "polybot_usd_at_risk" else [labels]
+        for series_labels in series:
+            for d in section["metric_declaration"]:
+                joined = ";".join(series_labels.get(label, "") for label in d["source_labels"])
+                if re.fullmatch(d["label_matcher"], joined) and \
+                        any(re.search(s, name) for s in d["metric_selectors"]):
+                    for dims in d["dimensions"]:
+                        out.append((name, *dims))
+    return out
+
+
+def test_the_agent_publishes_each_bots_series_once_under_its_own_dimensions():
+    single, alice = agent_dimensions(""), agent_dimensions("alice")
+    assert single == [(name, "job") for name in sorted(BOT_METRICS)]  # as before instances
+    assert alice == [(name, "job", "bot_instance") for name in sorted(BOT_METRICS)]
 
 
 def test_alarms_refuse_a_bad_instance_name(tmp_path):
