@@ -133,6 +133,8 @@ class StatusViews:
                                  "not_opened": bot.universe.unknown(),
                                  "universe": self.universe_summary(now)}
         extra.update(self.dashboard_facts(now))
+        if bot.settings.instance:  # INSTANCE: which account this port's bot trades for
+            extra["instance"] = bot.settings.instance
         if bot.live is not None:
             extra["executor"] = bot.live.status()
             extra["journal"] = bot.store.journal_status()

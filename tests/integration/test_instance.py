@@ -1,6 +1,6 @@
 """INSTANCE (issue 17, several accounts on one host): a running bot against the local exchange
-puts its instance name on every log line, every trades-log line and every series of /metrics, so
-two bots' lines and series never mix in CloudWatch or Prometheus."""
+puts its instance name on every log line, every trades-log line and every series of /metrics (and
+in /status), so two bots' lines and series never mix in CloudWatch or Prometheus."""
 
 from __future__ import annotations
 
@@ -54,8 +54,10 @@ async def test_a_running_bot_labels_its_log_lines_trades_and_metrics_with_its_in
                     await trio.sleep(0.2)
             async with httpx.AsyncClient() as client:
                 answer = await client.get(f"http://127.0.0.1:{ports[0]}/metrics")
+                status = await client.get(f"http://127.0.0.1:{ports[0]}/status")
             assert answer.status_code == 200
             scraped.append(answer.text)
+            assert status.json()["extra"]["instance"] == "alice"
 
         async with trio.open_nursery() as n:
             n.start_soon(scrape_once_trading)
