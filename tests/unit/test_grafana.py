@@ -128,14 +128,19 @@ def test_the_checks_fail_on_a_removed_panel_or_a_renamed_metric():
     assert unknown_metrics(renamed) == {"Restarts": {"polybot_restarts"}}
 
 
-def test_every_query_filters_on_the_instance_variable_of_a_prometheus_datasource():
+def test_every_query_filters_on_the_instance_and_account_variables_of_a_prometheus_datasource():
+    """`instance` is the scrape target Prometheus adds; `bot_instance` the account (INSTANCE) the
+    bot labels its own series with, so several accounts behind one Prometheus stay apart."""
     dashboard = load()
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    assert variables["instance"]["includeAll"] and variables["instance"]["allValue"] == ".*"
+    for var in ("instance", "bot_instance"):
+        assert variables[var]["includeAll"] and variables[var]["allValue"] == ".*"
+    assert "polybot_info" in variables["bot_instance"]["definition"]
     for panel in panels(dashboard):
         for target in panel.get("targets", ()):
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
             for name, braces in _SELECTOR.findall(target["expr"]):
                 assert 'instance=~"$instance"' in braces, (panel["title"], name)
+                assert 'bot_instance=~"$bot_instance"' in braces, (panel["title"], name)
