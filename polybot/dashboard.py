@@ -318,6 +318,7 @@ def view(report: Mapping[str, Any], history: Mapping[str, Any], *,
         "snapshot": report.get("snapshot"),
         "now": now,
         "mode": report.get("mode"),
+        "instance": (report.get("extra") or {}).get("instance") or "",  # INSTANCE: the account
         "state": report.get("trading_state"),
         "reason": report.get("trading_reason") or "",
         "clears": _halt_clears(report),
@@ -425,7 +426,7 @@ input{font-size:14px;max-width:100%}
 code{overflow-wrap:anywhere}
 </style></head>
 <body>
-<header><h1>polybot</h1><span id="mode"></span><span id="state"></span>
+<header><h1>polybot</h1><span id="instance"></span><span id="mode"></span><span id="state"></span>
 <span id="reason"></span><span id="stale"></span>
 <span class="note" style="color:#cbd2d9">snapshot <span id="snapshot">-</span>
  · <span id="now"></span> · <span id="sup"></span></span></header>
@@ -493,7 +494,7 @@ function bars(id, b) {
 function render(d) {
   last = d;
   text("snapshot", d.snapshot); text("now", (d.now || "").slice(0, 19).replace("T", " "));
-  text("mode", d.mode); text("reason", d.reason); text("clears", d.clears);
+  text("instance", d.instance); text("mode", d.mode); text("reason", d.reason); text("clears", d.clears);
   const st = document.getElementById("state"); st.textContent = d.state; st.className = d.state;
   text("sup", `${d.supervisor.phase}, restarts ${d.supervisor.restarts}`);
   for (const [k, f] of Object.entries(d.figures)) {

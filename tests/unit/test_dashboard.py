@@ -82,3 +82,12 @@ def test_loopback_hosts_with_ports_are_accepted_and_others_refused() -> None:
                           ("localhost.evil.example", False), ("", False)]:
         refusal = dash.refuse({"host": host, "origin": f"http://{host}"})
         assert (refusal is None or refusal.reason != "host not allowed") == allowed, host
+
+
+def test_the_account_is_named_in_the_header_when_instance_is_set() -> None:
+    named = _report()
+    named["extra"]["instance"] = "alice"  # type: ignore[index]
+    assert view(named, {}, actions=False)["instance"] == "alice"
+    assert view(_report(), {}, actions=False)["instance"] == ""
+    page = Dashboard(DashboardConfig(Path("unused"))).page().decode()
+    assert '<span id="instance"></span>' in page and 'text("instance", d.instance)' in page
