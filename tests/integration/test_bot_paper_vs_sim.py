@@ -4,8 +4,10 @@ The money-audit reproductions (../shared/reviews/money-audit.md, appendix) as te
 "Should": r8 (a stub quote after maintenance must not halt the day), r3 (paper settles a resolved
 market) and r11 (a market halted at start is traded once it reopens).
 
-Time runs on Trio's MockClock: the autojump threshold is long enough for loopback I/O under a
-busy machine, short enough that the bot's one-second loops cost little real time.
+Time runs on Trio's MockClock (every test here asks for `clock`; without it a test sleeps in
+real seconds): it jumps after 1 ms of real idleness. The sim runs in this process over loopback,
+whose answer is in the socket before `send` returns, so a jump never waits on the network; each
+jump costs the threshold in real time (at 50 ms the halted-at-start test took 42 s, now ~1.5 s).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tests.integration import harness
 
 @pytest.fixture
 def clock():
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 def running_bot(sim: Any, data_dir: Path, slug: str, **extra: str) -> Any:
@@ -52,7 +54,7 @@ async def wait_for(pred: Callable[[], bool], timeout: float = 60.0) -> bool:
     return False
 
 
-async def test_a_stub_bid_after_maintenance_does_not_halt_the_day(tmp_path):
+async def test_a_stub_bid_after_maintenance_does_not_halt_the_day(tmp_path, clock):
     # money-audit r8: 500 YES held at bid 0.09; maintenance; the first bid after reopening is 1
     # contract at 0.01 (equity at the best bid: −$40, past the $25 daily-loss limit); 5 s later
     # the makers are back at 0.09. The halt mark walks the bids for all 500 (1 at 0.01, 499 at
@@ -77,7 +79,7 @@ async def test_a_stub_bid_after_maintenance_does_not_halt_the_day(tmp_path):
             assert (bot.trading.state.value, bot.trading.reason) == ("ACTIVE", "")
 
 
-async def test_paper_settles_a_resolved_market_at_its_settlement_value(tmp_path):
+async def test_paper_settles_a_resolved_market_at_its_settlement_value(tmp_path, clock):
     # money-audit r3: paper buys 500 YES at 0.10; the market settles at 0: the paper position
     # is closed at the settlement value, so equity shows the loss and nothing stays at risk.
     async with running_sim(run_scenario=False, opticodds=True, cash=D("1000")) as sim:
@@ -118,7 +120,7 @@ async def test_a_market_halted_at_start_is_traded_once_it_reopens(tmp_path, cloc
             assert await wait_for(lambda: bot.universe.info(slug).status is MarketStatus.OPEN, 70)
 
 
-async def test_a_resting_paper_order_does_not_survive_maintenance(tmp_path):
+async def test_a_resting_paper_order_does_not_survive_maintenance(tmp_path, clock):
     # money-audit "paper realism": the exchange cancels every order at maintenance; a paper order
     # kept through it would fill as maker against the first book after reopening. The Bot's own
     # market feed child (real stream vs the sim) runs alone here: without the trader, no signal

@@ -1,8 +1,8 @@
 """The account's money through the whole bot: transfers, transfer statuses, paper <-> live.
 
 The real bot (`polybot.runtime.Bot`: store, trading state, live or paper executor, REST
-client and websockets) against `polybot.sim` over loopback, on Trio's mock clock (real sockets,
-so it jumps only after 20 ms of real idleness). These are the money audit's reproductions
+client and websockets) against `polybot.sim` over loopback, on Trio's mock clock (real sockets
+in this process: loopback answers at once, so it jumps after 1 ms of real idleness). These are the money audit's reproductions
 r1_transfer, r5_rejected_transfer and r4_paper_then_live, asserting their "Should".
 """
 
@@ -38,12 +38,12 @@ COMPLETED = "ACCOUNT_BALANCE_CHANGE_STATUS_COMPLETED"
 
 @pytest.fixture
 def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 async def wait_for(pred: Callable[[], bool], timeout: float = 30.0, what: str = "",
                    poll: float = 0.1) -> None:
-    # each wake-up costs the mock clock 20 ms of real time: poll long waits slowly
+    # each wake-up costs the mock clock 1 ms of real time: poll long waits slowly
     if not await harness.wait_for(pred, timeout, poll):
         raise AssertionError(f"timed out waiting for {what or pred}")
 
