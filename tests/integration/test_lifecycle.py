@@ -24,7 +24,7 @@ from tests.integration.harness import bot_env, market_book, running_bot, wait_fo
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 def containers_follow_the_universe(bot: Bot) -> dict[str, set[str]]:

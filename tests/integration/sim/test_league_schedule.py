@@ -2,8 +2,9 @@
 shapes (decoded by the bot's own parsers), games rolling from listing to settlement, the local
 OpticOdds following the same world, and the faults discovery tests need.
 
-Time: `MockClock(autojump_threshold=0.02)` with real sockets; the world's cadences (model tick,
-odds updates, heartbeats, pings) are minutes, so hours of schedule take few clock jumps.
+Time: `MockClock(autojump_threshold=0.001)` with real sockets (the sim is in this process and
+loopback answers at once, so the threshold is only real waiting per jump); the world's cadences
+(model tick, odds updates, heartbeats, pings) are minutes, so hours of schedule take few jumps.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def schedule(seed: int = 4, **kw):
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 def iso(t: datetime) -> str:
