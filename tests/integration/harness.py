@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from polybot.clock import Clock, ReplayClock
+from polybot.components import NETWORK, Edges
 from polybot.config import load_settings
 from polybot.runtime import Bot
 
@@ -49,10 +50,10 @@ def replay_clock() -> ReplayClock:
 
 @asynccontextmanager
 async def running_bot(sim: Any, data_dir: Path, *, live: bool = True, clock: Clock | None = None,
-                      **extra: str) -> AsyncIterator[Bot]:
+                      edges: Edges = NETWORK, **extra: str) -> AsyncIterator[Bot]:
     """A running bot (supervised group, store writer, notifier); stopped cleanly on exit."""
     bot = Bot(load_settings(bot_env(sim, data_dir, live=live, **extra)),
-              clock=clock or replay_clock())
+              clock=clock or replay_clock(), edges=edges)
     async with trio.open_nursery() as n:
         await n.start(bot.store.run)
         if bot.recording is not None:

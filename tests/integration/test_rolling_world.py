@@ -8,9 +8,14 @@ universe (or is inside it), the markets stream's subscriptions equal it, and the
 never restarted. At the end each game's P&L in the ledger equals what its fills and its published
 settlement say, and the cash is the starting cash plus that P&L.
 
-Time: DATA_DIR in /dev/shm (see `data_dir`), and a MockClock that jumps after 1 ms of real
-idleness (the sockets are real; loopback answers at once); the world ticks every 10 s and the bot's 0.25 s kill-file poll is slowed to 5 s for this run (it is what bounds
-the real time of a simulated hour: one jump per distinct wake-up).
+Time: a MockClock that jumps as soon as every task is blocked (`autojump_threshold=0`), with
+the store writing inline (`Edges(store_in_thread=False)`, as a replay does). The sim is in this
+process and a loopback send is readable before `send` returns, so nothing the bot waits on is
+outside the loop but the store's worker thread: left in its thread, time would jump while it
+commits, and any threshold is real waiting per jump (1 ms, the floor of epoll's timeout, made
+~39,000 jumps cost ~40 s of the 100 s run; inline, the run is CPU-bound, ~30 s). DATA_DIR is
+in /dev/shm (see `data_dir`); the world ticks every 10 s and the bot's 0.25 s kill-file poll is
+slowed to 5 s for this run (one jump per distinct wake-up).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import trio.testing
 
 from polybot import control
 from polybot.clock import ReplayClock
+from polybot.components import Edges
 from polybot.model import Intent
 from polybot.sim.harness import running_sim
 from polybot.sim.scenario import Liquidity, Timing, league_schedule_spec, script_book
@@ -45,7 +51,7 @@ EDGE = D("0.10")  # the scripted offer sits this far under the truth (RISK_MIN_E
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.001)
+    return trio.testing.MockClock(autojump_threshold=0)
 
 
 def _world(seed: int = 14) -> Any:
@@ -127,7 +133,8 @@ async def test_six_hours_of_two_leagues_list_trade_settle_and_retire_with_no_res
                 DISCOVERY_INTERVAL_SECONDS="300", DAILY_RESET_TZ="UTC", DAILY_RESET_HOUR="0",
                 RISK_MAX_POSITION_PER_MARKET="40.00", RISK_MAX_CORRELATED_EXPOSURE="80.00",
                 RISK_MAX_PORTFOLIO_EXPOSURE="600.00", RISK_MAX_POSITIONS="20",
-                RISK_MAX_DAILY_LOSS="500.00", RISK_MAX_DRAWDOWN_PCT="0.90") as bot:
+                RISK_MAX_DAILY_LOSS="500.00", RISK_MAX_DRAWDOWN_PCT="0.90",
+                edges=Edges(store_in_thread=False)) as bot:
             seen: set[str] = set()
             for wave in range(WAVES):
                 # the wave's games are over 0.5 h + wave * 2 h + 5 min + 1 h + 5 min after START
