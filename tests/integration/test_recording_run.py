@@ -43,7 +43,7 @@ from tests.integration.harness import bot_env, replay_clock
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 async def operate(data_dir):

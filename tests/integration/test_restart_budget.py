@@ -18,7 +18,7 @@ from tests.integration.harness import bot_env, replay_clock
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 async def test_exit_70_cancels_the_bots_resting_orders(tmp_path, mock_clock, monkeypatch):

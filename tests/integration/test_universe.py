@@ -15,7 +15,7 @@ from tests.integration.harness import market_book, running_bot, wait_for
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 async def test_a_held_market_outside_market_slugs_is_marked_counted_and_settled(

@@ -16,7 +16,7 @@ from tests.integration.harness import running_bot, wait_for
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 def _req(slug: str) -> OrderRequest:

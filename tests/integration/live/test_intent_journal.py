@@ -28,7 +28,7 @@ from tests.integration.live.test_live_sim import Env, eventually, rest_config
 
 @pytest.fixture
 def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 def gtc(slug: str, price: str, qty: str) -> OrderRequest:

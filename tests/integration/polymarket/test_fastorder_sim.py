@@ -50,7 +50,7 @@ from .conftest import order
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 class Forwarder:

@@ -21,7 +21,7 @@ BUY = "ORDER_INTENT_BUY_LONG"
 
 @pytest.fixture
 def mock_clock():
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 @pytest.fixture

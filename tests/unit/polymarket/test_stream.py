@@ -1,8 +1,8 @@
 """Stream timing and recovery rules, against a tiny scriptable websocket server on loopback.
 
-Time runs on Trio's MockClock with a 20 ms autojump threshold: loopback I/O completes well
-inside that, so the clock only jumps when the stream is genuinely waiting (stale timers,
-backoff sleeps). Nothing here sleeps for real.
+Time runs on Trio's MockClock with a 1 ms autojump threshold: loopback I/O in this process
+completes before the sender blocks, so the clock only jumps when the stream is genuinely
+waiting (stale timers, backoff sleeps). Nothing here sleeps for real.
 """
 
 import functools
@@ -33,7 +33,7 @@ SEED = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 @pytest.fixture
 def clock():
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 def book(slug, px="0.5000"):

@@ -26,7 +26,7 @@ from .test_stream import SEED, Server, config
 
 @pytest.fixture
 def clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 def book(slug: str, px: str) -> str:

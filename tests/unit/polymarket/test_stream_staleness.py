@@ -24,7 +24,7 @@ STALE = 15.0
 
 @pytest.fixture
 def clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.001)
 
 
 class FrameAtTheDeadline:
