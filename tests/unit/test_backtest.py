@@ -77,3 +77,17 @@ def test_an_html_path_that_cannot_be_written_is_refused_before_the_replay(
     code = backtest.main(tmp_path / "no-recording", [], html=tmp_path / where, html_data=never)
     err = capsys.readouterr().err
     assert code == 2 and says in err and err.count("\n") == 1  # not the recording's error
+
+
+def test_the_replays_collector_settings_are_the_processes_own_again_after_it_even_when_it_fails():
+    import gc
+
+    from polybot.backtest import REPLAY_GC_GEN0, replay_gc
+
+    before = gc.get_threshold()
+    with replay_gc():
+        assert gc.get_threshold() == (REPLAY_GC_GEN0, *before[1:])
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), replay_gc():
+        raise RuntimeError("the replay failed")
+    assert gc.get_threshold() == before  # a caller's process (a test run, a grid worker) keeps its own
