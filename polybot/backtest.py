@@ -301,8 +301,8 @@ class Sequencer:
         due (its task would run first) and no thread's callback is queued. The barrier's round
         trip through the scheduler is then skipped (5,857 of 6,744 barriers of the 100-market
         bench recording, ~9 % of its replay's CPU).
-        (Sockets are not looked at: a replay has none but the health port's listener, which
-        decides nothing.)"""
+        (Sockets are not looked at: a replay's only ones are the health server's listeners, on
+        an ephemeral port nobody is told of.)"""
         if self._steps is None or self._idle_waiters or self._steps.pending:
             return False
         stats = trio.lowlevel.current_statistics()
