@@ -328,6 +328,35 @@ class Consensus:
     quotes: tuple[BookQuote, ...]
 
 
+# A book's de-vigged YES probability is a function of its prices alone, and a feed recomputes
+# every target of a fixture whenever any book of it moves: most books' prices are the same as
+# last time (on a 100-market replay 87 % of the de-vigs). So they are remembered, keyed on the
+# method and the prices' exact repr (values that compare equal in other types or texts, like
+# Decimal("-185.0") and -185, never share an answer), and a remembered answer is the very value
+# a fresh computation gives, text included: what a run computes never depends on what ran
+# before it in the process. The memo is emptied whole when full, a bound on its memory.
+_FAIR_YES_MEMO: dict[tuple[str, tuple[str, ...]], Decimal | None] = {}
+_FAIR_YES_MEMO_MAX = 50_000
+
+
+def _book_fair_yes(fn: Callable[[Sequence[Decimal]], tuple[Decimal, ...]], method: str,
+                   american: tuple[Decimal, ...]) -> Decimal | None:
+    """One book's de-vigged YES probability, or None when its prices cannot be de-vigged."""
+    key = (method, tuple(map(repr, american)))
+    try:
+        return _FAIR_YES_MEMO[key]
+    except KeyError:
+        pass
+    try:
+        fair: Decimal | None = fn([american_to_prob(a) for a in american])[0]
+    except OddsError:
+        fair = None
+    if len(_FAIR_YES_MEMO) >= _FAIR_YES_MEMO_MAX:
+        _FAIR_YES_MEMO.clear()
+    _FAIR_YES_MEMO[key] = fair
+    return fair
+
+
 def consensus(
     markets: Iterable[BookMarket],
     *,
@@ -353,11 +382,10 @@ def consensus(
         weight = Decimal(w.get(m.book, default_weight))
         if weight <= 0:
             continue
-        try:
-            fair = fn([american_to_prob(a) for a in m.american])
-        except OddsError:
+        fair_yes = _book_fair_yes(fn, method, m.american)
+        if fair_yes is None:
             continue
-        quotes.append(BookQuote(book=m.book, raw_prices=m.american, fair_yes=fair[0], weight=weight))
+        quotes.append(BookQuote(book=m.book, raw_prices=m.american, fair_yes=fair_yes, weight=weight))
     if not quotes or len(quotes) < min_books:
         return None
     total = sum((qt.weight for qt in quotes), Decimal(0))

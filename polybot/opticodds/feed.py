@@ -571,22 +571,31 @@ class OddsFeed:
         # the fixtures touched, in the order the event has them (a dict: a set's order follows
         # the process's string hash seed, and replays must recompute alike in every process)
         touched: dict[str, None] = {}
+        # whether a fixture is finished cannot change within one event: asked once per fixture
+        # (an event carries hundreds of odds of a few dozen fixtures)
+        finished: dict[str, bool] = {}
         for o in odds:
-            held = self._odds.get(o.fixture_id)
-            if held is None or not self._relevant(o) or self._finished(o.fixture_id):
+            fid = o.fixture_id
+            held = self._odds.get(fid)
+            if held is None or not self._relevant(o):
+                continue
+            done = finished.get(fid)
+            if done is None:
+                done = finished[fid] = self._finished(fid)
+            if done:
                 continue
             mine = held.get(o.id)
             if mine is not None and o.timestamp < mine.timestamp:
                 continue  # older than what we hold: a late duplicate or out of order
             self._seq += 1
-            self._touched.setdefault(o.fixture_id, {})[o.id] = self._seq
+            self._touched.setdefault(fid, {})[o.id] = self._seq
             if locked:
                 if mine is not None:
                     del held[o.id]
-                    touched[o.fixture_id] = None
+                    touched[fid] = None
             else:
                 held[o.id] = o
-                touched[o.fixture_id] = None
+                touched[fid] = None
         return touched
 
     def _recompute(self, fixture_ids: Iterable[str]) -> None:

@@ -207,10 +207,19 @@ def parse_fixture(obj: Any) -> Fixture:
 
 
 def parse_odd(obj: Any, *, fixture_id: str = "", book_ids: Mapping[str, str] | None = None) -> Odd:
-    o = _obj(obj, "odd")
-    odd_id = _str(o, "id", required=True)
-    book_name = _str(o, "sportsbook")
-    book = _str(o, "sportsbook_id")
+    # The hot path of the odds feed (a stream event carries hundreds of odds; replay parses
+    # them all). A string field that is a non-empty `str` is taken as it is, which is what
+    # `_str` returns for it; anything else (absent, null, "", a number, a wrong type) goes
+    # through `_str`, so it is read, or refused with the same error, exactly as before. The
+    # fields are read in the same order as before, so a row with several faults names the same one.
+    o = obj if type(obj) is dict else _obj(obj, "odd")
+    get = o.get
+    v = get("id")
+    odd_id = v if type(v) is str and v else _str(o, "id", required=True)
+    v = get("sportsbook")
+    book_name = v if type(v) is str else _str(o, "sportsbook")
+    v = get("sportsbook_id")
+    book = v if type(v) is str else _str(o, "sportsbook_id")
     if not book and book_ids and book_name in book_ids:
         book = book_ids[book_name]
     if not book:
@@ -220,34 +229,54 @@ def parse_odd(obj: Any, *, fixture_id: str = "", book_ids: Mapping[str, str] | N
         raise WireError("odd has no sportsbook")
     if "price" not in o:
         raise WireError("missing 'price'")
-    ts = o.get("timestamp")
+    ts = get("timestamp")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise WireError("'timestamp' is not a number")
-    points = o.get("points")
+    points = get("points")
     # The stream's odds (docs example) carry neither `market_id` nor `normalized_selection`, only
     # `market` ("1st Half Moneyline") and `selection`; the REST odds carry both. Derive the
     # missing ids as OpticOdds spells them (the odd id is game:book:market_id:selection).
-    market_id = _str(o, "market_id") if "market_id" in o else _slug(_str(o, "market"))
+    if "market_id" in o:
+        v = o["market_id"]
+        market_id = v if type(v) is str else _str(o, "market_id")
+    else:
+        market_id = _slug(_str(o, "market"))
     if not market_id:
         raise WireError("missing 'market_id'")
-    selection = _str(o, "normalized_selection")
+    v = get("normalized_selection")
+    selection = v if type(v) is str else _str(o, "normalized_selection")
     if not selection and "normalized_selection" not in o:
         selection = _slug(_str(o, "selection"))
+    v = get("fixture_id")
+    fixture = (v if type(v) is str else _str(o, "fixture_id")) or fixture_id
+    price = o["price"]
+    # an int's Decimal is the Decimal of its text, and always finite
+    price_d = Decimal(price) if type(price) is int else _decimal(price, "price")
+    v = get("grouping_key")
+    grouping = (v if type(v) is str else _str(o, "grouping_key")) or "default"
+    points_d = None if points is None or points == "" else _decimal(points, "points")
+    v = get("selection_line")
+    selection_line = (v if type(v) is str else _str(o, "selection_line")).lower()
+    is_main = bool(get("is_main", True))
+    v = get("name")
+    name = v if type(v) is str else _str(o, "name")
+    v = get("team_id")
+    team_id = v if type(v) is str else _str(o, "team_id")
     return Odd(
         id=odd_id,
-        fixture_id=_str(o, "fixture_id") or fixture_id,
+        fixture_id=fixture,
         book=book.lower(),
         market_id=market_id,
         normalized_selection=selection,
-        price=_decimal(o["price"], "price"),
+        price=price_d,
         timestamp=float(ts),
-        grouping_key=_str(o, "grouping_key") or "default",
-        points=None if points is None or points == "" else _decimal(points, "points"),
-        selection_line=_str(o, "selection_line").lower(),
-        is_main=bool(o.get("is_main", True)),
-        name=_str(o, "name"),
+        grouping_key=grouping,
+        points=points_d,
+        selection_line=selection_line,
+        is_main=is_main,
+        name=name,
         book_name=book_name,
-        team_id=_str(o, "team_id"),
+        team_id=team_id,
     )
 
 

@@ -77,3 +77,51 @@ def test_an_html_path_that_cannot_be_written_is_refused_before_the_replay(
     code = backtest.main(tmp_path / "no-recording", [], html=tmp_path / where, html_data=never)
     err = capsys.readouterr().err
     assert code == 2 and says in err and err.count("\n") == 1  # not the recording's error
+
+
+def test_the_replays_collector_settings_are_the_processes_own_again_after_it_even_when_it_fails():
+    import gc
+
+    from polybot.backtest import REPLAY_GC_GEN0, replay_gc
+
+    before = gc.get_threshold()
+    with replay_gc():
+        assert gc.get_threshold() == (REPLAY_GC_GEN0, *before[1:])
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), replay_gc():
+        raise RuntimeError("the replay failed")
+    assert gc.get_threshold() == before  # a caller's process (a test run, a grid worker) keeps its own
+
+
+def test_the_sequencer_skips_its_barrier_only_when_no_other_task_is_due_this_batch_included():
+    # Two tasks woken by one deadline run in one batch: while the first runs, the second is in
+    # no run queue Trio reports, yet the all-blocked barrier would let it run first. Only the
+    # second (or a lone task) may skip the barrier; a task already scheduled stops it too.
+    import trio
+    import trio.testing
+
+    from polybot.backtest import Sequencer, StepCounter
+
+    seen: list[bool] = []
+
+    async def main(steps: StepCounter) -> None:
+        sequencer = Sequencer([], steps)
+
+        async def woken_at_one() -> None:
+            await trio.sleep_until(1.0)
+            seen.append(sequencer._all_blocked_but_me())
+            await trio.sleep_forever()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(woken_at_one)
+            nursery.start_soon(woken_at_one)
+            await trio.sleep_until(2.0)
+            assert sequencer._all_blocked_but_me()  # both asleep for good: nothing else due
+            nursery.start_soon(trio.sleep_forever)  # scheduled, not yet run
+            assert not sequencer._all_blocked_but_me()
+            nursery.cancel_scope.cancel()
+
+    steps = StepCounter()
+    trio.run(main, steps, clock=trio.testing.MockClock(autojump_threshold=0),
+             instruments=[steps])
+    assert sorted(seen) == [False, True]

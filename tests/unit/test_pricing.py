@@ -211,6 +211,32 @@ def test_consensus_ignores_zero_weight_books():
     assert consensus(books, method="power", weights=[("junk", D(0))], min_books=2) is None
 
 
+def _fresh_consensus(books, **kw):
+    from polybot import pricing
+
+    pricing._FAIR_YES_MEMO.clear()
+    return consensus(books, **kw)
+
+
+def test_a_remembered_de_vig_gives_what_a_fresh_one_gives_for_every_method_and_refusal():
+    # the same prices under every method, the same value in two texts, a book that cannot be
+    # de-vigged, three-way markets: each consensus equals one computed with an empty memo
+    markets = [
+        [BookMarket("pinnacle", (D(-150), D(130))), BookMarket("dk", (D(-110), D(-110)))],
+        [BookMarket("pinnacle", (D("-150.0"), D("130.0"))), BookMarket("dk", (D(-110), D(-110)))],
+        [BookMarket("pinnacle", (D(-150), D(50))), BookMarket("dk", (D(-110), D(-110)))],
+        [BookMarket("pinnacle", (D(130), D(-150))), BookMarket("dk", (D(-110), D(-110)))],
+        [BookMarket("pinnacle", (D(150), D(240), D(210))), BookMarket("dk", (D(140), D(250), D(200)))],
+    ]
+    cases = [(method, books) for method in DEVIG_METHODS for books in markets]
+    want = [repr(_fresh_consensus(books, method=method, min_books=2)) for method, books in cases]
+    for _round in range(2):  # one memo all along: the second round is answered from it
+        got = [repr(consensus(books, method=method, min_books=2)) for method, books in cases]
+        assert got == want
+    refused = consensus(markets[2], method="shin", min_books=2)
+    assert refused is None  # the bad book stays out on every call, remembered or not
+
+
 # --- Kelly -------------------------------------------------------------------------------------
 
 

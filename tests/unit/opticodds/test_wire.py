@@ -80,3 +80,81 @@ def test_pages_use_has_more_or_fall_back_to_total_pages():
     assert parse_page({"data": [1], "page": 1, "has_more": True}) == ([1], True)
     assert parse_page({"data": [1], "page": 1, "total_pages": 2}) == ([1], True)
     assert parse_page({"data": [1], "page": 2, "total_pages": 2}) == ([1], False)
+
+
+def _field_by_field_parse_odd(o, *, fixture_id="", book_ids=None):
+    """parse_odd as it was before its fast path: every string field through `_str`."""
+    from polybot.opticodds.wire import Odd, _decimal, _obj, _slug, _str
+
+    o = _obj(o, "odd")
+    odd_id = _str(o, "id", required=True)
+    book_name = _str(o, "sportsbook")
+    book = _str(o, "sportsbook_id")
+    if not book and book_ids and book_name in book_ids:
+        book = book_ids[book_name]
+    if not book:
+        parts = odd_id.split(":")
+        book = parts[1] if len(parts) >= 4 else _slug(book_name)
+    if not book:
+        raise WireError("odd has no sportsbook")
+    if "price" not in o:
+        raise WireError("missing 'price'")
+    ts = o.get("timestamp")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise WireError("'timestamp' is not a number")
+    points = o.get("points")
+    market_id = _str(o, "market_id") if "market_id" in o else _slug(_str(o, "market"))
+    if not market_id:
+        raise WireError("missing 'market_id'")
+    selection = _str(o, "normalized_selection")
+    if not selection and "normalized_selection" not in o:
+        selection = _slug(_str(o, "selection"))
+    return Odd(id=odd_id, fixture_id=_str(o, "fixture_id") or fixture_id, book=book.lower(),
+               market_id=market_id, normalized_selection=selection,
+               price=_decimal(o["price"], "price"), timestamp=float(ts),
+               grouping_key=_str(o, "grouping_key") or "default",
+               points=None if points is None or points == "" else _decimal(points, "points"),
+               selection_line=_str(o, "selection_line").lower(), is_main=bool(o.get("is_main", True)),
+               name=_str(o, "name"), book_name=book_name, team_id=_str(o, "team_id"))
+
+
+def _outcome(parse, row):
+    try:
+        return parse(row, fixture_id="F9")
+    except WireError as e:
+        return f"WireError: {e}"
+
+
+_ABSENT = object()
+_STRING_FIELDS = ("id", "sportsbook", "sportsbook_id", "market", "market_id", "selection",
+                  "normalized_selection", "fixture_id", "grouping_key", "selection_line", "name",
+                  "team_id")
+_ODD_VALUES = ("", None, _ABSENT, 7, -3, True, False, 1.5, ["x"], {"a": 1}, "Some Text", "0")
+
+
+def test_fast_path_reads_and_refuses_every_odd_value_as_the_field_by_field_reading_did():
+    stream_odd = REST_ODD | {"fixture_id": "F1", "sportsbook_id": "Pinnacle"}
+    cases = []
+    for base in (REST_ODD, stream_odd):
+        for field in _STRING_FIELDS:
+            for value in _ODD_VALUES:
+                row = dict(base)
+                if value is _ABSENT:
+                    row.pop(field, None)
+                else:
+                    row[field] = value
+                cases.append(row)
+        for value in ("", None, _ABSENT, 0, -185, 10**30, True, 1.5, float("nan"), "132.5", "x", [1]):
+            row = dict(base)
+            if value is _ABSENT:
+                row.pop("price")
+            else:
+                row["price"] = value
+            cases.append(row)
+    cases.append(["not", "an", "odd"])
+    refused = 0
+    for row in cases:
+        want = _outcome(_field_by_field_parse_odd, row)
+        assert _outcome(parse_odd, row) == want, row
+        refused += isinstance(want, str)
+    assert 0 < refused < len(cases)  # both sides of the fast path are exercised
