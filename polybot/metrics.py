@@ -115,7 +115,7 @@ class Metrics:
             rejections=Counter("polybot_rejections", "Signals the risk gate rejected, by reason.", ["reason"], registry=r),
             decision_latency=Histogram(
                 "polybot_decision_latency_seconds",
-                "Frame received to order handed to the executor.",
+                "The event that asked for the decision (a book frame, a changed fair value) to the order handed to the executor.",
                 buckets=DECISION_LATENCY_BUCKETS,
                 registry=r,
             ),

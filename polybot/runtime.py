@@ -145,8 +145,9 @@ class Bot:
         self.fair_values.add_listener(self._mark_dirty)
         # insertion-ordered (a dict, not a set): markets are decided in the order they changed,
         # the same in every process (a set's order follows the per-process string hash seed,
-        # and two replays of one recording in two processes must decide alike)
-        self._dirty: dict[str, None] = {}
+        # and two replays of one recording in two processes must decide alike); the value is
+        # when it was first marked since its last decision (the decision latency's start)
+        self._dirty: dict[str, float] = {}
         self._wake = trio.Event()
         self._last_halt_state: Any = None
         self._received_at: dict[str, float] = {}
@@ -211,7 +212,7 @@ class Bot:
         self.notifier.alert(level, title, text, key=key)
 
     def _mark_dirty(self, slug: str) -> None:
-        self._dirty[slug] = None
+        self._dirty.setdefault(slug, trio.current_time())
         self._wake.set()
 
     def per_market_keys(self) -> dict[str, set[str]]:
@@ -406,7 +407,7 @@ class Bot:
         """A full book from the markets stream, in the socket's task: the book, then the decision
         for its market and any order it makes, with no task hop in between (issue 15)."""
         if self.on_market_book(book, now):
-            await self.evaluate_market(book.market_slug)
+            await self.evaluate_market(book.market_slug, now)
 
     def on_market_book(self, book: Any, now: float) -> bool:
         """A full book: the engine and the venue take it. False for a retired market's last
@@ -581,19 +582,23 @@ class Bot:
             self._wake = trio.Event()
             progress.beat()
             dirty, self._dirty = self._dirty, {}
-            for slug in dirty:
+            for slug, marked_at in dirty.items():
                 if self.stopping:
                     break
-                await self.evaluate_market(slug)
+                await self.evaluate_market(slug, marked_at)
 
-    async def evaluate_market(self, slug: str) -> None:
+    async def evaluate_market(self, slug: str, since: float | None = None) -> None:
         """Decide for one market and carry the commands out; again while the engine says a
-        further signal of the same market is waiting (at most one order per decision)."""
+        further signal of the same market is waiting (at most one order per decision).
+
+        `since`: when the event that asks for this decision arrived (a book frame, a fair value
+        that changed), on Trio's clock: the decision latency runs from it. None: the market's
+        last book frame."""
         again = True
         while again and not self.stopping:
             signals_before = self.counters.signals
             decision = self.engine.decide(slug, self.clock.now(), trio.current_time(),
-                                          self._received_at.get(slug))
+                                          self._received_at.get(slug) if since is None else since)
             await self.execute(decision.commands)
             if self.counters.signals > signals_before:  # metrics after the send
                 self.metrics.count_signals(slug, self.counters.signals - signals_before)

@@ -151,7 +151,7 @@ async def test_status_lists_each_market_with_its_phase_start_fixture_and_why_not
 
 async def test_cancel_all_direct_cancels_the_stored_orders_by_id_without_market_slugs(
         tmp_path, mock_clock, monkeypatch):
-    async def no_decisions(self, slug):  # the orders below must rest, not be re-synced away
+    async def no_decisions(self, slug, since=None):  # the orders below must rest, not be re-synced away
         return None
 
     monkeypatch.setattr(Bot, "evaluate_market", no_decisions)

@@ -78,3 +78,34 @@ async def test_a_trading_bot_shows_each_limits_use_against_the_configured_cap(tm
     assert 0 <= use["daily_loss"] < cap["daily_loss"]
     assert 0 <= use["drawdown"] < cap["drawdown"]
     assert (got[("polybot_positions_held", "")], got[("polybot_risk_cap_positions", "")]) == (1, 4)
+
+
+async def test_decision_latency_runs_from_the_fair_value_change_that_asked_for_the_order(
+        tmp_path, clock):
+    """An order a fair value's move asks for, on a book that last changed long before, is timed
+    from the move (on the mock clock nothing in between takes time), not from the book's frame:
+    the Grafana panel of decision latency would otherwise show the age of a quiet book."""
+    async with running_sim(run_scenario=False, opticodds=True, cash=D("1000")) as sim:
+        slug = sim.markets[0]
+        game = sim.world.game_by_slug(slug)
+        assert game is not None
+        game.true_prob_long = D("0.30")
+        sim.opticodds_control.update_now()  # the books' lines move there before the bot asks
+        script_book(sim.exchange, slug, bids=[("0.01", 500)], offers=[("0.99", 500)])
+        async with harness.running_bot(sim, tmp_path, live=False, MARKET_SLUGS=slug,
+                                       **SETTINGS) as bot:
+            assert await harness.wait_for(lambda: bot.fair_values.usable(slug) is not None, 30)
+            fair = bot.fair_values.usable(slug).q
+            # a book around the fair value, nothing to buy on either side; then it stays still
+            script_book(sim.exchange, slug, bids=[(str(round(fair - D("0.12"), 2)), 500)],
+                        offers=[(str(round(fair + D("0.12"), 2)), 500)])
+            await trio.sleep(20)  # the book's last frame is now 20 s old
+            assert bot.ledger.position(slug).net_qty == 0
+            game.true_prob_long = D("0.90")
+            sim.opticodds_control.update_now()
+            assert await harness.wait_for(lambda: bot.ledger.position(slug).net_qty > 0, 30)
+            latency = {s.name: s.value for f in text_string_to_metric_families(
+                bot.metrics.render().decode()) for s in f.samples
+                if s.name.startswith("polybot_decision_latency_seconds")}
+    assert latency["polybot_decision_latency_seconds_count"] >= 1
+    assert latency["polybot_decision_latency_seconds_sum"] < 0.01, latency

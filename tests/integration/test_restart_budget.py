@@ -37,7 +37,7 @@ async def test_exit_70_cancels_the_bots_resting_orders(tmp_path, mock_clock, mon
                     raise RuntimeError("injected crash")
                 await trio.sleep(0.25)
 
-        async def no_decisions(self, slug):  # the order below must rest, not be re-synced away
+        async def no_decisions(self, slug, since=None):  # the order below must rest, not be re-synced away
             return None
 
         monkeypatch.setattr(Bot, "control_child", control_child)

@@ -103,7 +103,7 @@ async def test_cancel_all_direct_of_one_bot_leaves_the_other_bots_orders_on_one_
         tmp_path, mock_clock, monkeypatch):
     # two bots (two stores) on one account, one after the other, resting orders in the same
     # market: each one's `cancel-all --direct` cancels its own orders, by id, and nothing else
-    async def no_decisions(self: Bot, slug: str) -> None:  # the orders below must rest
+    async def no_decisions(self: Bot, slug: str, since: float | None = None) -> None:  # the orders below must rest
         return None
 
     monkeypatch.setattr(Bot, "evaluate_market", no_decisions)
