@@ -102,7 +102,10 @@ async def _demo(duration: float | None, seed: int, live: bool, data_dir: Path,
         code = await run_bot(settings, duration=None if duration is None else duration * speed,
                              clock=clock, status_line=_every(max(1, round(speed)), say),
                              on_health_port=health,
-                             on_finish=bot_result.update)
+                             on_finish=bot_result.update,
+                             # a hang is judged in real seconds: at 60x a 1 s stall of a busy
+                             # machine would otherwise be a minute of silence, a "hung" child
+                             hang_scale=speed)
         say(summary(bot_result, data_dir))
         return code
 

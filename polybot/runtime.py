@@ -43,6 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import trio
 
 from polybot import control
@@ -116,8 +117,12 @@ class Bot:
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  status_line: Callable[[str], None] | None = None,
-                 edges: Edges = NETWORK) -> None:
+                 edges: Edges = NETWORK, hang_scale: float = 1.0) -> None:
         self.settings = settings
+        # the children's progress deadlines are this many times longer: an accelerated demo's
+        # Trio clock runs `speed` times real time, and a deadline must stay in real seconds (a
+        # 1 s stall of a loaded laptop is 60 "seconds" at 60x, not a hung child)
+        self.hang_scale = hang_scale
         self.mode = settings.trading_mode
         self.clock: Clock = clock or LIVE_CLOCK  # the one clock: every component gets this one
         self.status_line = status_line
@@ -189,6 +194,9 @@ class Bot:
             ChildSpec("control", self.control_child, progress_deadline=30.0),
             ChildSpec("housekeeping", self.housekeeping_child, progress_deadline=30.0),
         ]
+        if self.hang_scale != 1.0:
+            children = [attrs.evolve(c, progress_deadline=c.progress_deadline * self.hang_scale)
+                        if c.progress_deadline is not None else c for c in children]
         sd = SystemdNotifier.from_env()
         return Supervisor(children, max_restarts=s.supervisor_max_restarts,
                           window_seconds=s.supervisor_window_seconds,
@@ -809,10 +817,13 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
                   status_line: Callable[[str], None] | None = None,
                   on_health_port: Callable[[int], None] | None = None,
                   on_finish: Callable[[dict[str, Any]], object] | None = None,
-                  edges: Edges = NETWORK) -> int:
+                  edges: Edges = NETWORK, hang_scale: float = 1.0) -> int:
     """Run until a signal (or `duration` seconds); returns the process exit code.
 
     `edges`: where the I/O goes (the network; a backtest's recording: `polybot.backtest`).
+
+    `hang_scale`: the supervised children's progress deadlines are this many times longer (an
+    accelerated demo passes its speed, so a hang is still judged in real seconds).
 
     `on_finish` receives {"status": the final StatusReport, "code": exit code} (the demo's summary).
 
@@ -821,14 +832,16 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
     """
     with DataDirLock.acquire(settings.data_dir):
         return await _run_bot(settings, duration=duration, clock=clock, status_line=status_line,
-                              on_health_port=on_health_port, on_finish=on_finish, edges=edges)
+                              on_health_port=on_health_port, on_finish=on_finish, edges=edges,
+                              hang_scale=hang_scale)
 
 
 async def _run_bot(settings: Settings, *, duration: float | None, clock: Clock | None,
                    status_line: Callable[[str], None] | None,
                    on_health_port: Callable[[int], None] | None,
-                   on_finish: Callable[[dict[str, Any]], object] | None, edges: Edges) -> int:
-    bot = Bot(settings, clock=clock, status_line=status_line, edges=edges)
+                   on_finish: Callable[[dict[str, Any]], object] | None, edges: Edges,
+                   hang_scale: float = 1.0) -> int:
+    bot = Bot(settings, clock=clock, status_line=status_line, edges=edges, hang_scale=hang_scale)
     sd = SystemdNotifier.from_env()
     health = HealthApp(HealthSources(supervisor=bot.supervisor.state,
                                      not_ready_reason=bot.views.not_ready_reason,
