@@ -51,26 +51,16 @@ LEAGUES = ("nba", "nhl")
 
 def world(n_markets: int, seed: int = 5) -> Any:
     """`n_markets` pre-game games with unique teams, half nba, half nhl, starting after the
-    recording (their odds stream all along), true probabilities spread over 0.3..0.7."""
-    from polybot.sim.scenario import LEAGUES as SIM_LEAGUES
-    from polybot.sim.scenario import GameSpec, Liquidity, ScenarioSpec, TeamSpec, Timing
+    recording (their odds stream all along), true probabilities spread over 0.3..0.7; two
+    makers quoting 10 levels a side, re-quoting every second, and takers."""
+    from bench.scale import league_scenario
+    from polybot.sim.scenario import Liquidity, Timing
 
-    games = tuple(
-        GameSpec(
-            league=(league := LEAGUES[i % len(LEAGUES)]),
-            sport=SIM_LEAGUES[league][0],
-            home=TeamSpec(f"Home Team {i:03d}", f"H{i:03d}"),
-            away=TeamSpec(f"Away Team {i:03d}", f"A{i:03d}"),
-            start_offset_seconds=1800 + i,
-            length_seconds=3 * 3600,
-            true_prob=Decimal("0.3") + Decimal(i % 41) / 100,
-        )
-        for i in range(n_markets)
-    )
-    return ScenarioSpec(seed=seed, games=games,
-                        timing=Timing(respawn=False, quote_refresh_seconds=1.0,
-                                      taker_rate=0.5),
-                        liquidity=Liquidity(levels=10))
+    return league_scenario(n_markets, LEAGUES, start_offset=1800,
+                           true_prob=lambda i: Decimal("0.3") + Decimal(i % 41) / 100, seed=seed,
+                           timing=Timing(respawn=False, quote_refresh_seconds=1.0,
+                                         taker_rate=0.5),
+                           liquidity=Liquidity(levels=10))
 
 
 def record(root: Path, n_markets: int, seconds: float, seed: int = 5) -> Path:

@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -319,9 +320,13 @@ class CountingLimiter(RateLimiter):
         return ok
 
 
-def league_scenario(n_games: int, leagues: tuple[str, ...]) -> Any:
+def league_scenario(n_games: int, leagues: tuple[str, ...], *, start_offset: int = 6 * 3600,
+                    true_prob: Callable[[int], Decimal] = lambda _i: Decimal("0.5"),
+                    seed: int = 11, timing: Any = None, liquidity: Any = None) -> Any:
     """`n_games` synthetic games with unique teams, dealt round-robin over `leagues`, all
-    pre-game (starting 6 h from now, one a second), fair value 0.50."""
+    pre-game (starting `start_offset` s from now, one a second), game i's fair value
+    `true_prob(i)` (0.50 by default). `timing` defaults to no respawning, `liquidity` to the
+    scenario's own."""
     from polybot.sim.scenario import LEAGUES, GameSpec, ScenarioSpec, TeamSpec, Timing
 
     games = tuple(
@@ -330,13 +335,14 @@ def league_scenario(n_games: int, leagues: tuple[str, ...]) -> Any:
             sport=LEAGUES[league][0],
             home=TeamSpec(f"Home Team {i:03d}", f"H{i:03d}"),
             away=TeamSpec(f"Away Team {i:03d}", f"A{i:03d}"),
-            start_offset_seconds=6 * 3600 + i,
+            start_offset_seconds=start_offset + i,
             length_seconds=3 * 3600,
-            true_prob=Decimal("0.5"),
+            true_prob=true_prob(i),
         )
         for i in range(n_games)
     )
-    return ScenarioSpec(seed=11, games=games, timing=Timing(respawn=False))
+    extra = {} if liquidity is None else {"liquidity": liquidity}
+    return ScenarioSpec(seed=seed, games=games, timing=timing or Timing(respawn=False), **extra)
 
 
 def start_env(sim: Any, leagues: tuple[str, ...], n_markets: int, data_dir: Path, port: int,

@@ -78,26 +78,21 @@ class SSEParser:
         # Only the new text is scanned, and an unfinished line is kept in pieces: a long data
         # line arriving in many small chunks would otherwise be copied and rescanned for every
         # chunk (quadratic; 13 MB/s in 512-byte chunks, the odds feed's biggest CPU cost).
-        out: list[SSEEvent] = []
         if "\r" not in text:
             # LF only (what OpticOdds sends): str.split finds the line ends at memchr speed,
             # where the regex steps through every character of a 170 kB odds event
             lines = text.split("\n")
             rest = lines.pop()  # after the last LF: an unfinished line ("" when none)
-            for line in lines:
-                if self._pending:
-                    self._pending.append(line)
-                    line = "".join(self._pending)
-                    self._pending = []
-                ev = self._line(line)
-                if ev is not None:
-                    out.append(ev)
-            if rest:
-                self._pending.append(rest)
-            return out
-        pos = 0
-        for m in _EOL.finditer(text):  # regex scan: streams carry megabytes per second
-            line = text[pos:m.start()]
+        else:
+            lines, pos = [], 0
+            for m in _EOL.finditer(text):
+                lines.append(text[pos:m.start()])
+                pos = m.end()
+            if pos and text[pos - 1] == "\r":
+                self._pending_cr = True  # a CRLF may be split across chunks
+            rest = text[pos:]
+        out: list[SSEEvent] = []
+        for line in lines:
             if self._pending:
                 self._pending.append(line)
                 line = "".join(self._pending)
@@ -105,11 +100,8 @@ class SSEParser:
             ev = self._line(line)
             if ev is not None:
                 out.append(ev)
-            pos = m.end()
-        if pos and text[pos - 1] == "\r":
-            self._pending_cr = True  # a CRLF may be split across chunks
-        if pos < len(text):
-            self._pending.append(text[pos:])
+        if rest:
+            self._pending.append(rest)
         return out
 
     def _line(self, line: str) -> SSEEvent | None:

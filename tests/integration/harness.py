@@ -87,3 +87,22 @@ def market_book(bot: Any, slug: str) -> Any:
     """A market's book in the ledger, in memory or (once retired and folded away) in the store."""
     held = bot.ledger.markets.get(slug)
     return held if held is not None else bot.store.read_market(slug)
+
+
+async def operator_script(data_dir: Path, waits: tuple[float, float, float, float]
+                          ) -> tuple[str, str]:
+    """What an operator does during a run, with the CLI's own files and requests: a flatten,
+    a kill switch on and off, a resume, a cancel-all, each after its wait (simulated seconds).
+    Returns the flatten's and the cancel-all's request ids."""
+    from polybot import control, operator
+
+    await trio.sleep(waits[0])
+    flatten = operator.write_request(data_dir, "flatten")
+    await trio.sleep(waits[1])
+    control.write_kill_file(data_dir, "recorded halt")
+    await trio.sleep(waits[2])
+    control.remove_kill_file(data_dir)
+    control.write_resume_request(data_dir)
+    await trio.sleep(waits[3])
+    cancel_all = operator.write_request(data_dir, "cancel-all")
+    return flatten, cancel_all

@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 
-from polybot import backtest, control, operator
+from polybot import backtest
 from polybot.clock import LIVE_CLOCK, ReplayClock
 from polybot.config import load_settings
 from polybot.demo import demo_env
@@ -24,23 +24,16 @@ from polybot.errors import EXIT_OK
 from polybot.runtime import run_bot
 from polybot.sim.harness import running_sim
 from polybot.sim.scenario import demo_world
+from tests.integration.harness import operator_script
 
 RUN_SECONDS = 9.0  # the world's first trades come at 3 s and 5 s (seed 7)
 SEED = 7
 
 
 async def operate(data_dir: Path) -> None:
-    """What an operator does meanwhile, with the CLI's own files and requests: a flatten of what
-    was bought, a kill switch on and off, a resume, a cancel-all."""
-    await trio.sleep(5.6)
-    operator.write_request(data_dir, "flatten")
-    await trio.sleep(0.7)
-    control.write_kill_file(data_dir, "recorded halt")
-    await trio.sleep(1.0)
-    control.remove_kill_file(data_dir)
-    control.write_resume_request(data_dir)
-    await trio.sleep(0.5)
-    operator.write_request(data_dir, "cancel-all")
+    """What an operator does meanwhile: a flatten of what was bought, a kill switch on and off,
+    a resume, a cancel-all (`operator_script`)."""
+    await operator_script(data_dir, (5.6, 0.7, 1.0, 0.5))
 
 
 def record(root: Path) -> None:

@@ -14,7 +14,6 @@ import pytest
 import trio
 import trio.testing
 
-from polybot import control, operator
 from polybot.config import load_settings
 from polybot.errors import EXIT_OK
 from polybot.opticodds import wire as odds_wire
@@ -38,7 +37,7 @@ from polybot.recording import (
 )
 from polybot.runtime import run_bot
 from polybot.sim.harness import running_sim
-from tests.integration.harness import bot_env, replay_clock
+from tests.integration.harness import bot_env, operator_script, replay_clock
 
 
 @pytest.fixture
@@ -47,18 +46,8 @@ def mock_clock():
 
 
 async def operate(data_dir):
-    """What an operator does meanwhile: a flatten, a kill switch on and off, a resume, a
-    cancel-all (the CLI's own files and requests)."""
-    await trio.sleep(3.0)
-    flatten = operator.write_request(data_dir, "flatten")
-    await trio.sleep(1.0)
-    control.write_kill_file(data_dir, "recorded halt")
-    await trio.sleep(2.0)
-    control.remove_kill_file(data_dir)
-    control.write_resume_request(data_dir)
-    await trio.sleep(1.0)
-    cancel_all = operator.write_request(data_dir, "cancel-all")
-    return flatten, cancel_all
+    """The operator's script of the recorded run (see `operator_script`)."""
+    return await operator_script(data_dir, (3.0, 1.0, 2.0, 1.0))
 
 
 async def test_a_live_run_records_every_input_in_a_form_the_bots_decoders_read(
