@@ -10,7 +10,7 @@ markets socket and the runtime do with it: `wire.decode_market_frame(text, now)`
 stream's call: the full decoder's events, quicker for a book),
 then `Bot.on_book_frame` (what the markets socket's task awaits for a book, no channel in
 between: `Bot.on_market_book` — `TradingEngine.book_replaced`, the venue's `on_book` — then
-`Bot.evaluate_market(slug)`: `TradingEngine.decide` → evaluate → RiskGate.check → the commands
+`Bot.evaluate_market(slug, since)`: `TradingEngine.decide` → evaluate → RiskGate.check → the commands
 carried out by the paper executor). The socket itself is `bench.stream_cpu`'s part.
 
 **Frames.** 100 markets, 10 levels a side, encoded by the local exchange's own encoder

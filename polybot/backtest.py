@@ -59,7 +59,7 @@ import tempfile
 from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ from polybot.recording import (
     read_recording,
     split_rest,
     wall_ns,
+    wall_time,
 )
 from polybot.report_html import HtmlReportData, fmt, render_html
 from polybot.runtime import run_bot
@@ -198,7 +199,7 @@ def load(directory: Path, *, start: datetime | None = None,
             if rec.mono_ns < previous:  # another process's run continues the recording
                 if first is not None:
                     stopped = (f"the recording continues with another run at seq {rec.seq} "
-                               f"({_wall(rec.wall_ns).isoformat()}): replay it with --from")
+                               f"({wall_time(rec.wall_ns).isoformat()}): replay it with --from")
                     break
                 rest.clear()  # that run's answers are not this one's
                 books.clear()
@@ -238,7 +239,7 @@ def load(directory: Path, *, start: datetime | None = None,
     if first is None or last is None:
         raise BacktestError(f"{directory}: no record in the window asked for")
     return Replay(header=header, origin=first.mono_ns / 1e9,
-                  origin_wall=_wall(first.wall_ns),
+                  origin_wall=wall_time(first.wall_ns),
                   end=last.mono_ns / 1e9, markets=markets, losses=losses, odds=dict(odds),
                   rest=dict(rest), engine=engine, recorded=recorded, damaged=damaged,
                   stopped=stopped, sportsbooks=frozenset(books), leagues=frozenset(leagues))
@@ -250,10 +251,6 @@ def _received(mono_ns: int) -> float:
     subscription's snapshot recorded on a mock clock at the instant it was asked for must not
     come a fraction of a nanosecond before the replayed bot asks)."""
     return (mono_ns + 1) / 1e9
-
-
-def _wall(ns: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
 # --- the order of what was recorded at one instant ----------------------------------------------------
@@ -337,11 +334,7 @@ class Sequencer:
         if self._all_blocked_but_me():  # the barrier would return at once: only its checkpoint
             await trio.lowlevel.checkpoint_if_cancelled()
         else:
-            self._idle_waiters += 1
-            try:
-                await trio.testing.wait_all_tasks_blocked()
-            finally:
-                self._idle_waiters -= 1
+            await self._barrier()
         while True:
             head = self._head()
             if head is None or head >= seq:
@@ -355,12 +348,16 @@ class Sequencer:
                 await changed.wait()
                 nursery.cancel_scope.cancel()
 
-    async def _unclaimed(self, head: int, waiting: trio.CancelScope) -> None:
+    async def _barrier(self) -> None:
+        """Wait until every task is blocked, counted as a Sequencer waiter while it waits."""
         self._idle_waiters += 1
         try:
             await trio.testing.wait_all_tasks_blocked()
         finally:
             self._idle_waiters -= 1
+
+    async def _unclaimed(self, head: int, waiting: trio.CancelScope) -> None:
+        await self._barrier()
         if self._head() == head:  # nobody is reading it now: it does not hold the others up
             self.done(head)
         waiting.cancel()
@@ -455,11 +452,9 @@ class RecordedMarkets:
         self._frames = deque(replay.markets)
         self._losses = deque(replay.losses)
         self._replayed = replayed
-        self.connections = 0
 
     async def connect(self, url: str, headers: Any = (), **_options: Any) -> _Connection:
         await trio.lowlevel.checkpoint()
-        self.connections += 1
         return _Connection(self)
 
     async def next_frame(self) -> str | bytes:
@@ -727,7 +722,8 @@ def page_data(bt: Backtest, directory: Path, data_dir: Path,
     r = bt.replay
     shown = dict(bt.settings.effective())  # a secret --set shows as ***
     sets = [f"{k}={shown.get(k, v)}" for k, v in sorted(bt.overrides.items())]
-    cap_sets = [s for s in sets if s.partition("=")[0] in RISK_CAPS]
+    cap_sets = [f"{k}={shown.get(k, v)}" for k, v in sorted(bt.overrides.items())
+                if k in RISK_CAPS]
     caps_source = ("the replay's own settings: the recording's"
                    + (f", with --set {', '.join(cap_sets)}" if cap_sets else ""))
     notes = [f"A backtest of {directory}/: {r.end - r.origin:.0f} s of its feeds (from "
@@ -847,7 +843,7 @@ def main(directory: Path, sets: list[str], *, start: str | None = None, stop: st
         overrides = parse_sets(sets)
         if html is not None:  # said now, not after a long replay
             _check_writable(html)
-        bt = run(directory, overrides, start=_when(start), stop=_when(stop),
+        bt = run(directory, overrides, start=parse_when(start), stop=parse_when(stop),
                  html_data=html_data if html is not None else None)
     except (BacktestError, RecordingError) as exc:  # a format this polybot does not read, too
         print(f"backtest: {exc}", file=sys.stderr)
@@ -878,7 +874,7 @@ def _check_writable(path: Path) -> None:
         raise BacktestError(f"--html {path}: no folder {path.parent}")
 
 
-def _when(text: str | None) -> datetime | None:
+def parse_when(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:

@@ -168,12 +168,11 @@ class MarketClaims:
         again only after CLAIM_RETRY_SECONDS). Never blocks."""
         if slug in self._held:
             return True
-        refused = self._refused.get(slug)
-        if refused is not None and mono - refused[0] < CLAIM_RETRY_SECONDS:
+        if self.refused_recently(slug, mono):
             return False
         who = self._take(slug)
         if who:
-            if refused is None:
+            if slug not in self._refused:
                 log.warning("market %s is claimed by another instance (%s): not traded here",
                             slug, who)
             self._refused[slug] = (mono, who)

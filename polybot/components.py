@@ -99,7 +99,6 @@ class Components:
     signer: Any
     recording: Recorder | None = None  # RECORD_DIR's feed recorder (its task: the runtime's)
     claims: MarketClaims | None = None  # CLAIMS_DIR: the markets this instance may trade
-    edges: Edges = NETWORK
 
 
 def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Components:
@@ -205,8 +204,7 @@ def build(settings: Settings, clock: Clock, edges: Edges = NETWORK) -> Component
                       universe=universe, exposure=exposure, trading=trading, gate=gate,
                       books=books, fair_values=fair_values, engine=engine, executor=executor,
                       lifecycle=lifecycle, recorder=recorder, rest=rest,
-                      signer=signer_from_settings(settings), recording=recording, edges=edges,
-                      claims=claims)
+                      signer=signer_from_settings(settings), recording=recording, claims=claims)
 
 
 def _reclaim(settings: Settings, store: Store, ledger: Ledger,
@@ -218,7 +216,7 @@ def _reclaim(settings: Settings, store: Store, ledger: Ledger,
     if settings.claims_dir is None or settings.trading_mode != "live":
         return None  # paper orders never reach the exchange: a paper instance claims nothing
     claims = MarketClaims(settings.claims_dir, instance_id(settings.data_dir))
-    in_use = {slug for slug, pos in ledger.positions.items() if pos.net_qty != 0}
+    in_use = set(ledger.positions)  # only markets with a position
     in_use |= {order.market_slug for order in store.load_orders()}
     for slug in claims.keep_only(in_use):
         notifier.alert(Level.ERROR, "Market held here is claimed by another instance",

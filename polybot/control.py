@@ -70,6 +70,12 @@ def remove_kill_file(data_dir: Path | str) -> bool:
     return True
 
 
+def resume(data_dir: Path | str) -> Path:
+    """The operator's resume (CLI and dashboard): remove KILL and leave RESUME; returns RESUME."""
+    remove_kill_file(data_dir)
+    return write_resume_request(data_dir)
+
+
 def write_resume_request(data_dir: Path | str) -> Path:
     """Leave DATA_DIR/RESUME for the bot to consume (clears a drawdown halt and a flatten)."""
     path = Path(data_dir) / RESUME_FILE

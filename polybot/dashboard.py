@@ -153,8 +153,7 @@ class Dashboard:
             return {"action": kind, "request": None, "expect": "halted",
                     "message": "KILL file created: the bot halts and cancels its orders"}
         if kind == "resume":
-            control.remove_kill_file(data_dir)
-            control.write_resume_request(data_dir)
+            control.resume(data_dir)
             return {"action": kind, "request": None, "expect": "resumed",
                     "message": "KILL file removed and RESUME left (a daily-loss halt lasts until "
                                "the next trading day)"}
@@ -280,12 +279,10 @@ def view(report: Mapping[str, Any], history: Mapping[str, Any], *,
     trading: Mapping[str, Any] = extra.get("trading") or {}
     sup: Mapping[str, Any] = report.get("supervisor") or {}
 
-    daily = _d(pnl.get("daily")) or Decimal(0)
-    daily_loss = max(-daily, Decimal(0))
     limits = [  # (name, used, cap, shown)
         ("portfolio at risk", _d(risk.get("portfolio")), _d(caps.get("portfolio")), money),
         ("positions", _d(risk.get("positions")), _d(caps.get("positions")), qty),
-        ("daily loss", daily_loss, _d(caps.get("daily_loss")), money),
+        ("daily loss", _d(risk.get("daily_loss")), _d(caps.get("daily_loss")), money),
         ("drawdown", _d(risk.get("drawdown")), _d(risk.get("drawdown_limit")), money),
     ]
     limit_rows = [{"name": name, "used": str(used) if used is not None else None,

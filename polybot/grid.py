@@ -7,8 +7,9 @@ time. Workers are started with the `spawn` context (a fresh interpreter: nothing
 Trio or logging state is inherited, and it works the same on every platform); `--jobs 1` runs
 the combinations one after another in this process, with no pool at all.
 
-Each combination gives one row, read from the replay's own store before it is deleted, with the
-definitions `polybot report` uses (`report.build`, so the two cannot disagree):
+Each combination gives one row, read from the replay's own store before it is deleted; what
+`polybot report` also shows comes from its `report.build` (so the two cannot disagree), and max
+drawdown, which the report draws only as a fraction of the peak, is this module's, in USD:
 
 * P&L and fees: the ledger's at the end of the replay (realized, unrealized at the last mark).
 * max drawdown: the largest fall of equity from its running peak, over the replay's equity
@@ -190,7 +191,7 @@ def main(directory: Path, sets: list[str], grid: list[str], *, start: str | None
             raise backtest.BacktestError(f"--jobs {jobs}: at least 1")
         overrides = backtest.parse_sets(sets)
         parsed = parse_grid(grid)
-        begin, end = backtest._when(start), backtest._when(stop)
+        begin, end = backtest.parse_when(start), backtest.parse_when(stop)
         check(backtest.load(directory, start=begin, stop=end), overrides, parsed)
     except (backtest.BacktestError, RecordingError) as exc:
         print(f"backtest: {exc}", file=sys.stderr)

@@ -35,8 +35,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import attrs
 import orjson
@@ -289,7 +289,7 @@ class HealthApp:
             headers.append((b"allow", b"GET, HEAD"))
         else:
             try:
-                snapshot = dict(_query_pairs(query)).get("snapshot")
+                snapshot = (parse_qs(query).get("snapshot") or [None])[0]
                 if path == "/status" and snapshot is not None:
                     status, ctype, body = self.status_of(snapshot)
                 else:
@@ -308,15 +308,11 @@ class HealthApp:
         return body
 
 
-def _query_pairs(query: str) -> list[tuple[str, str]]:
-    return [(k, v) for k, _, v in (part.partition("=") for part in query.split("&") if part)]
-
-
 def _read_plotly_js() -> bytes:
     """plotly.js as the `plotly` package ships it (the same the HTML report embeds)."""
-    import plotly
+    from plotly.offline import get_plotlyjs
 
-    return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    return get_plotlyjs().encode()
 
 
 def secret_values(*sources: Any) -> list[str]:

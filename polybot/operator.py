@@ -126,8 +126,7 @@ def halt(data_dir: Path) -> int:
 
 
 def resume(data_dir: Path) -> int:
-    control.remove_kill_file(data_dir)
-    path = control.write_resume_request(data_dir)
+    path = control.resume(data_dir)
     print(f"polybot: kill file removed and {path} left: the running bot (or the next start) "
           "clears a drawdown halt. A daily-loss halt lasts until the next trading day.")
     return EXIT_OK

@@ -339,8 +339,7 @@ _FAIR_YES_MEMO: dict[tuple[str, tuple[str, ...]], Decimal | None] = {}
 _FAIR_YES_MEMO_MAX = 50_000
 
 
-def _book_fair_yes(fn: Callable[[Sequence[Decimal]], tuple[Decimal, ...]], method: str,
-                   american: tuple[Decimal, ...]) -> Decimal | None:
+def _book_fair_yes(method: str, american: tuple[Decimal, ...]) -> Decimal | None:
     """One book's de-vigged YES probability, or None when its prices cannot be de-vigged."""
     key = (method, tuple(map(repr, american)))
     try:
@@ -348,7 +347,7 @@ def _book_fair_yes(fn: Callable[[Sequence[Decimal]], tuple[Decimal, ...]], metho
     except KeyError:
         pass
     try:
-        fair: Decimal | None = fn([american_to_prob(a) for a in american])[0]
+        fair: Decimal | None = _devig_fn(method)([american_to_prob(a) for a in american])[0]
     except OddsError:
         fair = None
     if len(_FAIR_YES_MEMO) >= _FAIR_YES_MEMO_MAX:
@@ -373,7 +372,7 @@ def consensus(
     bad quote cannot poison the consensus. Weights are renormalised over the books present;
     a book not in `weights` weighs `default_weight`.
     """
-    fn = _devig_fn(method)
+    _devig_fn(method)  # an unknown method is refused here, whatever the quotes
     w = dict(weights)
     quotes: list[BookQuote] = []
     for m in markets:
@@ -382,7 +381,7 @@ def consensus(
         weight = Decimal(w.get(m.book, default_weight))
         if weight <= 0:
             continue
-        fair_yes = _book_fair_yes(fn, method, m.american)
+        fair_yes = _book_fair_yes(method, m.american)
         if fair_yes is None:
             continue
         quotes.append(BookQuote(book=m.book, raw_prices=m.american, fair_yes=fair_yes, weight=weight))

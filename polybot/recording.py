@@ -103,7 +103,8 @@ def wall_ns(when: datetime) -> int:
     return (when - _EPOCH) // _US * 1000
 
 
-def _wall(ns: int) -> datetime:
+def wall_time(ns: int) -> datetime:
+    """Unix nanoseconds as an aware UTC datetime (to the microsecond): `wall_ns`'s inverse."""
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
@@ -507,11 +508,11 @@ class Recorder:
     def _rotate(self, hour: int, first_wall: int) -> _OpenFile:
         self._close_file()
         self._counter += 1
-        stamp = _wall(hour * _HOUR_NS).strftime("%Y%m%dT%H")
+        stamp = wall_time(hour * _HOUR_NS).strftime("%Y%m%dT%H")
         name = f"{stamp}.{self._counter:04d}{SUFFIX}"
         header = {"format": FORMAT, "bot_version": polybot.__version__,
                   "started_at": self._started_at, "file": name,
-                  "opened_at": _wall(first_wall).isoformat(),
+                  "opened_at": wall_time(first_wall).isoformat(),
                   "settings": self._settings}
         fh = open(self.directory / name, "xb")  # closed by _close_file
         self._file = _OpenFile(name=name, hour=hour, fh=fh, z=_compressor(self.compresslevel))

@@ -22,6 +22,7 @@ import json
 import sqlite3
 import sys
 from collections import defaultdict
+from collections.abc import Mapping
 from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
@@ -159,7 +160,7 @@ def _high_water(conn: Any) -> Decimal | None:
     return Decimal(value) if value is not None else None
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: Mapping[str, Any]) -> str:
     s = report["summary"]
     out = [
         "polybot report",
@@ -219,12 +220,15 @@ def main(data_dir: Path, as_json: bool = False, *, out: TextIO | None = None,
         print(f"polybot report: no database at {path} (has the bot run with this DATA_DIR?)",
               file=sys.stderr)
         return 1
+    report: Mapping[str, Any]
     try:
         with closing(conn):
-            report = build(conn)
-            page = None if html is None else render_html(html_data(
-                conn, caps=caps or {}, caps_source=caps_source or "no caps given",
-                title=f"polybot report: {Path(data_dir).resolve().name}"))
+            if html is None:
+                report, page = build(conn), None
+            else:  # the page's data holds the report: built once
+                data = html_data(conn, caps=caps or {}, caps_source=caps_source or "no caps given",
+                                 title=f"polybot report: {Path(data_dir).resolve().name}")
+                report, page = data.report, render_html(data)
     except sqlite3.Error as exc:
         print(f"polybot report: cannot read {path}: {exc}", file=sys.stderr)
         return 1

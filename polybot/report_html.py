@@ -32,8 +32,6 @@ import attrs
 
 from polybot.model import ZERO, Intent
 
-DEFAULT_HTML_NAME = "report.html"
-
 
 @attrs.frozen
 class EquityPoint:

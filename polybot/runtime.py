@@ -220,8 +220,14 @@ class Bot:
         self.notifier.alert(level, title, text, key=key)
 
     def _mark_dirty(self, slug: str) -> None:
-        self._dirty.setdefault(slug, trio.current_time())
+        if slug not in self._dirty:  # the first mark since its last decision: latency runs from it
+            self._dirty[slug] = trio.current_time()
         self._wake.set()
+
+    def _mark_all_dirty(self) -> None:
+        """Every market of the universe decided again (in the universe's order)."""
+        for slug in self.universe:
+            self._mark_dirty(slug)
 
     def per_market_keys(self) -> dict[str, set[str]]:
         """For each container that holds something per market, the markets it holds: after a
@@ -281,8 +287,7 @@ class Bot:
                     self._reference_loaded = True
                     for slug, why in self.universe.unknown().items():
                         self.recent_errors.append(f"{slug} not opened: {why}")
-                for slug in self.universe:
-                    self._mark_dirty(slug)
+                self._mark_all_dirty()
             try:  # markets past their start: closed? resolved? (targeted reads, see lifecycle)
                 await self.lifecycle.refresh(self.rest, self.clock.now, trio.current_time,
                                              skip=set(wanted))
@@ -415,6 +420,9 @@ class Bot:
         """A full book from the markets stream, in the socket's task: the book, then the decision
         for its market and any order it makes, with no task hop in between (issue 15)."""
         if self.on_market_book(book, now):
+            # this decision sees the latest fair value too: a mark the trader has not taken yet
+            # is answered by it (deciding the market twice would only repeat it)
+            self._dirty.pop(book.market_slug, None)
             await self.evaluate_market(book.market_slug, now)
 
     def on_market_book(self, book: Any, now: float) -> bool:
@@ -595,18 +603,16 @@ class Bot:
                     break
                 await self.evaluate_market(slug, marked_at)
 
-    async def evaluate_market(self, slug: str, since: float | None = None) -> None:
+    async def evaluate_market(self, slug: str, since: float) -> None:
         """Decide for one market and carry the commands out; again while the engine says a
         further signal of the same market is waiting (at most one order per decision).
 
         `since`: when the event that asks for this decision arrived (a book frame, a fair value
-        that changed), on Trio's clock: the decision latency runs from it. None: the market's
-        last book frame."""
+        that changed), on Trio's clock: the decision latency runs from it."""
         again = True
         while again and not self.stopping:
             signals_before = self.counters.signals
-            decision = self.engine.decide(slug, self.clock.now(), trio.current_time(),
-                                          self._received_at.get(slug) if since is None else since)
+            decision = self.engine.decide(slug, self.clock.now(), trio.current_time(), since)
             await self.execute(decision.commands)
             if self.counters.signals > signals_before:  # metrics after the send
                 self.metrics.count_signals(slug, self.counters.signals - signals_before)
@@ -629,9 +635,9 @@ class Bot:
                 log.warning("%s: cancelling the bot's open orders (%d)", cmd.reason, len(cancelled))
             elif isinstance(cmd, MarketStateChanged):
                 self.executor.on_market_state(cmd.market_slug, cmd.state)
-            elif isinstance(cmd, DecideAll):  # the trader decides them (in the universe's order)
-                for slug in self.universe:
-                    self._mark_dirty(slug)
+            elif isinstance(cmd, DecideAll):  # the trader decides them
+                log.info("%s: deciding every market again", cmd.reason)
+                self._mark_all_dirty()
 
     async def _submit(self, cmd: PlaceOrder) -> Any:
         """Send one order (the venue awaits the exchange's answer in a task of its own); the
@@ -831,72 +837,62 @@ async def run_bot(settings: Settings, *, duration: float | None = None,
     bot on the same DATA_DIR; DATA_DIR/LOCK is held until this returns (or the process dies).
     """
     with DataDirLock.acquire(settings.data_dir):
-        return await _run_bot(settings, duration=duration, clock=clock, status_line=status_line,
-                              on_health_port=on_health_port, on_finish=on_finish, edges=edges,
-                              hang_scale=hang_scale)
+        bot = Bot(settings, clock=clock, status_line=status_line, edges=edges, hang_scale=hang_scale)
+        sd = SystemdNotifier.from_env()
+        health = HealthApp(HealthSources(supervisor=bot.supervisor.state,
+                                         not_ready_reason=bot.views.not_ready_reason,
+                                         status=bot.views.status_report, metrics=bot.metrics,
+                                         degraded=bot.views.degraded), secrets=bot.secrets,
+                           dashboard=Dashboard(DashboardConfig(
+                               settings.data_dir, health_host=settings.health_host,
+                               token=settings.dashboard_token.reveal()
+                               if settings.dashboard_token is not None else None)))
 
+        def listening(port: int) -> None:
+            bot.health_port = port
+            if on_health_port is not None:
+                on_health_port(port)
 
-async def _run_bot(settings: Settings, *, duration: float | None, clock: Clock | None,
-                   status_line: Callable[[str], None] | None,
-                   on_health_port: Callable[[int], None] | None,
-                   on_finish: Callable[[dict[str, Any]], object] | None, edges: Edges,
-                   hang_scale: float = 1.0) -> int:
-    bot = Bot(settings, clock=clock, status_line=status_line, edges=edges, hang_scale=hang_scale)
-    sd = SystemdNotifier.from_env()
-    health = HealthApp(HealthSources(supervisor=bot.supervisor.state,
-                                     not_ready_reason=bot.views.not_ready_reason,
-                                     status=bot.views.status_report, metrics=bot.metrics,
-                                     degraded=bot.views.degraded), secrets=bot.secrets,
-                       dashboard=Dashboard(DashboardConfig(
-                           settings.data_dir, health_host=settings.health_host,
-                           token=settings.dashboard_token.reveal()
-                           if settings.dashboard_token is not None else None)))
-
-    def listening(port: int) -> None:
-        bot.health_port = port
-        if on_health_port is not None:
-            on_health_port(port)
-
-    code = EXIT_OK
-    try:
-        async with trio.open_nursery() as root:
-            await root.start(bot.store.run)
-            if bot.recording is not None:  # written until the root is cancelled, after shutdown
-                await root.start(bot.recording.run)
-            await root.start(bot.notifier.run)
-            await root.start(functools.partial(serve_health, health, settings.health_host,
-                                               settings.health_port, on_listening=listening))
-            root.start_soon(_signal_watcher, bot, root)
-            if duration is not None:
-                root.start_soon(_stop_after, bot, duration)
-            bot._alert(Level.INFO, "polybot started",
-                       f"{bot.mode} mode, {len(settings.market_slugs)} market(s)"
-                       + (f", leagues {','.join(settings.market_leagues)}"
-                          if settings.market_leagues else ""), key="lifecycle")
-            sd.ready()
-            code = await bot.supervisor.run()
-            if code == EXIT_OK:  # a requested stop, not a failure
-                sd.stopping()
-                code = await bot.shutdown()
-                bot._alert(Level.INFO, "polybot stopped", f"exit code {code}", key="lifecycle")
-            else:
-                # The restart budget is spent (systemd restarts the process after RestartSec):
-                # the same bounded shutdown, so no GTC order rests unattended meanwhile.
-                bot.stopping = True
-                sd.stopping()
-                await bot.shutdown()
-            with trio.move_on_after(2.0):
-                await bot.notifier.flush(2.0)
-            if on_finish is not None:
-                on_finish({"status": bot.status_report(), "code": code})
-            root.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            await bot.rest.aclose()
-        bot.store.close()
-        if bot.c.claims is not None:
-            bot.c.claims.release_all()
-    return code
+        code = EXIT_OK
+        try:
+            async with trio.open_nursery() as root:
+                await root.start(bot.store.run)
+                if bot.recording is not None:  # written until the root is cancelled, after shutdown
+                    await root.start(bot.recording.run)
+                await root.start(bot.notifier.run)
+                await root.start(functools.partial(serve_health, health, settings.health_host,
+                                                   settings.health_port, on_listening=listening))
+                root.start_soon(_signal_watcher, bot, root)
+                if duration is not None:
+                    root.start_soon(_stop_after, bot, duration)
+                bot._alert(Level.INFO, "polybot started",
+                           f"{bot.mode} mode, {len(settings.market_slugs)} market(s)"
+                           + (f", leagues {','.join(settings.market_leagues)}"
+                              if settings.market_leagues else ""), key="lifecycle")
+                sd.ready()
+                code = await bot.supervisor.run()
+                if code == EXIT_OK:  # a requested stop, not a failure
+                    sd.stopping()
+                    code = await bot.shutdown()
+                    bot._alert(Level.INFO, "polybot stopped", f"exit code {code}", key="lifecycle")
+                else:
+                    # The restart budget is spent (systemd restarts the process after RestartSec):
+                    # the same bounded shutdown, so no GTC order rests unattended meanwhile.
+                    bot.stopping = True
+                    sd.stopping()
+                    await bot.shutdown()
+                with trio.move_on_after(2.0):
+                    await bot.notifier.flush(2.0)
+                if on_finish is not None:
+                    on_finish({"status": bot.status_report(), "code": code})
+                root.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await bot.rest.aclose()
+            bot.store.close()
+            if bot.c.claims is not None:
+                bot.c.claims.release_all()
+        return code
 
 
 async def _signal_watcher(bot: Bot, nursery: trio.Nursery) -> None:

@@ -150,23 +150,16 @@ class StatusViews:
         """What the dashboard draws besides the markets: every cap beside its use, the positions
         with their marks, the open orders, the feeds' ages, and when the trading day began and
         ends (a daily-loss halt clears then). Same moment as the rest of the report."""
-        bot, s = self.bot, self.bot.settings
+        bot = self.bot
         led, exposure = bot.ledger, bot.exposure
         totals = exposure.totals()
-        hwm = bot.trading.halt_state().high_water_mark
+        uses = limit_uses(totals, bot.trading, bot.gate.limits)  # the figures the halts use
         risk = {
-            "caps": {"market": s.risk_max_position_per_market,
-                     "event": s.risk_max_correlated_exposure,
-                     "portfolio": s.risk_max_portfolio_exposure,
-                     "positions": s.risk_max_positions,
-                     "daily_loss": s.risk_max_daily_loss,
-                     "drawdown_pct": s.risk_max_drawdown_pct},
+            "caps": {scope: cap for scope, (_used, cap) in uses.items()},
             "by_market": dict(totals.by_market), "by_event": dict(totals.by_event),
-            "portfolio": totals.portfolio, "positions": exposure.held_count,
-            "high_water_mark": hwm,
-            "drawdown": max(hwm - led.equity, Decimal(0)) if hwm is not None else None,
-            "drawdown_limit": (hwm * s.risk_max_drawdown_pct).quantize(Decimal("0.01"))
-            if hwm is not None else None,
+            "portfolio": totals.portfolio, "positions": len(totals.counted),
+            "daily_loss": uses["daily_loss"][0],
+            "drawdown": uses["drawdown"][0], "drawdown_limit": uses["drawdown"][1],
         }
         positions = [{"market": slug, "qty": pos.net_qty, "avg_price": pos.avg_price,
                       "mark": led.mark_price(slug), "unrealized": led.unrealized_pnl(slug),
@@ -188,6 +181,7 @@ class StatusViews:
                 feeds[f"odds {sport}"] = {"connected": st.state.value == "live",
                                           "reconnects": st.reconnects, "frames": st.events,
                                           "age": _age(mono, st.last_frame_at)}
+        s = bot.settings
         day = trading_day(now, ZoneInfo(s.daily_reset_tz), s.daily_reset_hour)
         start = datetime.combine(day, time(s.daily_reset_hour), ZoneInfo(s.daily_reset_tz))
         return {"now": now, "risk": risk, "positions": positions, "open_orders": orders, "feeds": feeds,
@@ -261,26 +255,34 @@ class StatusViews:
                 f" | {bot.trading.state.value}")
 
 
+def limit_uses(totals: Any, trading: TradingStateMachine,
+               limits: Any) -> dict[str, tuple[Decimal, Decimal | None]]:
+    """Every limit's use and cap, from their owners: `totals` the exposure's (`Exposure.totals`),
+    daily loss and drawdown as the halts measure them, the caps the gate's `risk.RiskLimits`
+    (duck-typed: only the engine and the component builder import the gate). /metrics and the
+    dashboard both show these."""
+    zero = Decimal(0)
+    return {
+        "market": (max(totals.by_market.values(), default=zero), limits.max_position_per_market),
+        "event": (max(totals.by_event.values(), default=zero), limits.max_correlated_exposure),
+        "portfolio": (totals.portfolio, limits.max_portfolio_exposure),
+        "positions": (Decimal(len(totals.counted)), Decimal(limits.max_positions)),
+        "daily_loss": (trading.daily_loss_used(), trading.limits.max_daily_loss),
+        "drawdown": (trading.drawdown_used(), trading.drawdown_limit()),
+    }
+
+
 def publish_limits(m: Metrics, exposure: Exposure, trading: TradingStateMachine,
                    limits: Any) -> None:
-    """Every limit's use next to its cap, from their owners (a housekeeping pass, O(markets)).
-
-    `limits` is the gate's `risk.RiskLimits` (duck-typed: only the engine and the component
-    builder import the gate). Decimal up to here, floats from here on.
-    """
-    totals = exposure.totals()
-    zero = Decimal(0)
-    drawdown_cap = trading.drawdown_limit()
-    for scope, used, cap in (
-        ("market", max(totals.by_market.values(), default=zero), limits.max_position_per_market),
-        ("event", max(totals.by_event.values(), default=zero), limits.max_correlated_exposure),
-        ("portfolio", totals.portfolio, limits.max_portfolio_exposure),
-        ("daily_loss", trading.daily_loss_used(), trading.limits.max_daily_loss),
-        ("drawdown", trading.drawdown_used(), drawdown_cap),
-    ):
-        m.set_limit(scope, float(used), None if cap is None else float(cap))
-    m.positions_held.set(len(totals.counted))
-    m.risk_cap_positions.set(limits.max_positions)
+    """Every limit's use next to its cap (`limit_uses`; a housekeeping pass, O(markets)).
+    Decimal up to here, floats from here on."""
+    uses = limit_uses(exposure.totals(), trading, limits)
+    for scope, (used, cap) in uses.items():
+        if scope != "positions":
+            m.set_limit(scope, float(used), None if cap is None else float(cap))
+    held, most = uses["positions"]
+    m.positions_held.set(float(held))
+    m.risk_cap_positions.set(float(most or 0))
 
 
 def _age(now: float, then: float | None) -> float | None:

@@ -47,7 +47,7 @@ def _report(counter: list[int]) -> StatusReport:
         pnl={"equity": Decimal("1000.00") + Decimal(counter[0]) / 100, "cash": Decimal("950.00"),
              "daily": Decimal("-3.50")},
         recent_errors=(f"a log line that quoted {TOKEN}",),
-        extra={"risk": {"portfolio": Decimal("50.00"), "positions": 1,
+        extra={"risk": {"portfolio": Decimal("50.00"), "positions": 1, "daily_loss": Decimal("3.50"),
                         "by_market": {"aec-nba-bos-nyk": Decimal("50.00")}, "by_event": {},
                         "caps": {"market": Decimal("50"), "event": Decimal("125"),
                                  "portfolio": Decimal("250"), "positions": 10,
